@@ -1,0 +1,108 @@
+//! The peer side of the rendezvous protocol: register a host, resolve a code.
+
+use std::net::SocketAddr;
+
+use certs::Fingerprint;
+
+use crate::code::AccessCode;
+use crate::proto::{ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
+use crate::wire::{self, WireError};
+
+/// Errors talking to the rendezvous.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("rendezvous refused: {reason}: {message}")]
+    Refused { reason: Refusal, message: String },
+    #[error("rendezvous connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("rendezvous protocol: {0}")]
+    Wire(#[from] WireError),
+    #[error("rendezvous closed the stream without answering")]
+    NoAnswer,
+    #[error("rendezvous sent an unexpected message")]
+    Unexpected,
+}
+
+/// A host's live registration: the server pushes connect requests down it.
+#[derive(Debug)]
+pub struct Registration {
+    /// The host's address as the rendezvous sees it.
+    pub observed: SocketAddr,
+    _send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl Registration {
+    /// The next pushed message; `Ok(None)` when the server closed the registration.
+    pub async fn next(&mut self) -> Result<Option<ServerMsg>, ClientError> {
+        Ok(wire::read_msg(&mut self.recv, MAX_MSG_LEN).await?)
+    }
+}
+
+/// What a controller learns from resolving a code.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub host: Fingerprint,
+    pub candidates: Vec<SocketAddr>,
+    /// The controller's own address as the rendezvous sees it.
+    pub observed: SocketAddr,
+}
+
+async fn request(
+    conn: &quinn::Connection,
+    msg: &ClientMsg,
+) -> Result<(ServerMsg, quinn::SendStream, quinn::RecvStream), ClientError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    wire::write_msg(&mut send, msg, MAX_MSG_LEN).await?;
+    let reply = wire::read_msg(&mut recv, MAX_MSG_LEN)
+        .await?
+        .ok_or(ClientError::NoAnswer)?;
+    if let ServerMsg::Refused { reason, message } = reply {
+        return Err(ClientError::Refused { reason, message });
+    }
+    Ok((reply, send, recv))
+}
+
+/// Registers `code` for the key `conn` was opened with.
+pub async fn register(
+    conn: &quinn::Connection,
+    code: AccessCode,
+    lan_addrs: Vec<SocketAddr>,
+) -> Result<Registration, ClientError> {
+    match request(conn, &ClientMsg::Register { code, lan_addrs }).await? {
+        (ServerMsg::Registered { observed }, send, recv) => Ok(Registration {
+            observed,
+            _send: send,
+            recv,
+        }),
+        _ => Err(ClientError::Unexpected),
+    }
+}
+
+/// Asks how to reach the host registered as `code`.
+pub async fn resolve(
+    conn: &quinn::Connection,
+    code: AccessCode,
+    lan_addrs: Vec<SocketAddr>,
+) -> Result<Resolved, ClientError> {
+    match request(conn, &ClientMsg::Resolve { code, lan_addrs }).await? {
+        (
+            ServerMsg::Resolved {
+                host,
+                candidates,
+                observed,
+            },
+            mut send,
+            _,
+        ) => {
+            let _ = send.finish();
+            Ok(Resolved {
+                host,
+                candidates,
+                observed,
+            })
+        }
+        _ => Err(ClientError::Unexpected),
+    }
+}

@@ -1,0 +1,97 @@
+//! `rendezvous`: the server an operator runs so quicdesk peers can find each other.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use rendezvous::server::{self, Server};
+
+/// quicdesk rendezvous server: registers host codes, tells controllers how to reach hosts.
+///
+/// Peers pin this server's fingerprint, printed at start (and by `rendezvous fingerprint`).
+#[derive(Parser, Debug)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (the default).
+    Run(RunArgs),
+    /// Print this server's fingerprint (creating its key if needed) and exit.
+    Fingerprint {
+        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// UDP address for QUIC.
+    #[arg(long, default_value = "0.0.0.0:7700")]
+    listen: SocketAddr,
+    /// Where the key (mode 0600) and the registry database live.
+    #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// Forget hosts (and free their codes) after they have been offline this long.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    forget_after: Duration,
+}
+
+fn default_data_dir() -> PathBuf {
+    dirs::data_local_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("quicdesk")
+        .join("rendezvous")
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Fingerprint { data_dir }) => {
+            let id = server::identity(&data_dir)
+                .with_context(|| format!("loading identity from {}", data_dir.display()))?;
+            println!("{}", id.fingerprint());
+            Ok(())
+        }
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async {
+        let server = Server::bind(&server::Config {
+            listen: args.listen,
+            data_dir: args.data_dir.clone(),
+            forget_after: args.forget_after,
+        })
+        .with_context(|| format!("starting rendezvous (data dir {})", args.data_dir.display()))?;
+        let addr = server.local_addr()?;
+        println!("rendezvous listening on {addr}");
+        println!("fingerprint: {}", server.fingerprint());
+        let closer = server.closer();
+        tokio::select! {
+            () = server.run() => {}
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("shutting down");
+                closer.close().await;
+            }
+        }
+        Ok(())
+    })
+}

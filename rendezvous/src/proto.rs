@@ -1,0 +1,82 @@
+//! Messages between peers and the rendezvous server, carried in [`crate::wire`] frames.
+//!
+//! A peer opens one bidirectional stream per request. The first message names the request:
+//! - `Register`: a host binds its code to its key; the stream then stays open and the server
+//!   pushes `ConnectRequest`s down it.
+//! - `Resolve`: a controller asks for a host; the server answers once and closes.
+
+use std::net::SocketAddr;
+
+use certs::Fingerprint;
+use serde::{Deserialize, Serialize};
+
+use crate::code::AccessCode;
+
+/// ALPN of the peer ↔ rendezvous protocol.
+pub const ALPN: &[u8] = b"quicdesk-rv/1";
+/// Largest message either side accepts.
+pub const MAX_MSG_LEN: usize = 16 * 1024;
+/// Most candidate addresses a peer may announce or be given.
+pub const MAX_CANDIDATES: usize = 16;
+
+/// From a peer to the rendezvous.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ClientMsg {
+    /// A host binds `code` to the key it connected with.
+    Register {
+        code: AccessCode,
+        lan_addrs: Vec<SocketAddr>,
+    },
+    /// A controller asks how to reach `code`.
+    Resolve {
+        code: AccessCode,
+        lan_addrs: Vec<SocketAddr>,
+    },
+}
+
+/// From the rendezvous to a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ServerMsg {
+    /// Registration accepted; `observed` is the host's address as the server sees it.
+    Registered { observed: SocketAddr },
+    /// How to reach a host: its key and the addresses to try.
+    Resolved {
+        host: Fingerprint,
+        candidates: Vec<SocketAddr>,
+        observed: SocketAddr,
+    },
+    /// Pushed to a host: a controller with this key, seen at these addresses, wants to connect.
+    ConnectRequest {
+        controller: Fingerprint,
+        candidates: Vec<SocketAddr>,
+    },
+    /// The request was refused.
+    Refused { reason: Refusal, message: String },
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The code is bound to another host key.
+    CodeTaken,
+    /// No host has registered this code (or it was forgotten).
+    UnknownCode,
+    /// The host is known but not connected now.
+    HostOffline,
+    /// The request did not make sense.
+    BadRequest,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::CodeTaken => "code is registered to another host key",
+            Refusal::UnknownCode => "no host has this code",
+            Refusal::HostOffline => "host is offline",
+            Refusal::BadRequest => "bad request",
+        })
+    }
+}

@@ -1,0 +1,390 @@
+//! The tokio driver of the rendezvous: accepts QUIC connections, answers requests with the
+//! [`Registry`], persists it with the [`Store`], and pushes connect requests to online hosts.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use certs::{Fingerprint, Identity};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::code::AccessCode;
+use crate::proto::{ALPN, ClientMsg, MAX_CANDIDATES, MAX_MSG_LEN, Refusal, ServerMsg};
+use crate::registry::{Registry, Store, StoreError};
+use crate::{quic, wire};
+
+/// How long a client has to send its first request on a stream.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often expired hosts are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// Queued pushes per host before further ones are dropped.
+const PUSH_QUEUE: usize = 16;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Hosts disconnected longer than this are forgotten and their codes freed.
+    pub forget_after: Duration,
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error(transparent)]
+    Identity(#[from] certs::Error),
+    #[error(transparent)]
+    Config(#[from] quic::ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct OnlineHost {
+    conn_id: usize,
+    push: mpsc::Sender<ServerMsg>,
+    candidates: Vec<SocketAddr>,
+}
+
+struct State {
+    forget_after: Duration,
+    registry: Mutex<Registry>,
+    store: Mutex<Store>,
+    online: Mutex<HashMap<AccessCode, OnlineHost>>,
+}
+
+/// A bound rendezvous server. Call [`Server::run`] to serve.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    fingerprint: Fingerprint,
+    state: Arc<State>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Loads (or creates) the server identity in `data_dir`.
+pub fn identity(data_dir: &std::path::Path) -> Result<Identity, certs::Error> {
+    Identity::load_or_create(data_dir, "rendezvous")
+}
+
+impl Server {
+    /// Loads identity and registry from the data dir and binds the UDP socket.
+    pub fn bind(config: &Config) -> Result<Self, ServerError> {
+        let identity = identity(&config.data_dir)?;
+        let store = Store::open(&config.data_dir.join("registry.sqlite3"))?;
+        let mut registry = Registry::new(config.forget_after);
+        registry.extend(store.load()?);
+        info!(hosts = registry.len(), "registry loaded");
+        let server_config = quic::server_config(&identity, &[ALPN])?;
+        let socket =
+            std::net::UdpSocket::bind(config.listen).map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let runtime = quinn::default_runtime().ok_or_else(|| ServerError::Bind {
+            addr: config.listen,
+            source: std::io::Error::other("no async runtime"),
+        })?;
+        let endpoint = quinn::Endpoint::new(
+            quic::endpoint_config(),
+            Some(server_config),
+            socket,
+            runtime,
+        )
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Self {
+            endpoint,
+            fingerprint: identity.fingerprint(),
+            state: Arc::new(State {
+                forget_after: config.forget_after,
+                registry: Mutex::new(registry),
+                store: Mutex::new(store),
+                online: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// A handle that closes the server's endpoint when asked.
+    pub fn closer(&self) -> Closer {
+        Closer(self.endpoint.clone())
+    }
+
+    /// Serves until the endpoint is closed.
+    pub async fn run(self) {
+        let sweeper = tokio::spawn(sweep(self.state.clone()));
+        while let Some(incoming) = self.endpoint.accept().await {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let remote = incoming.remote_address();
+                match incoming.await {
+                    Ok(conn) => handle_connection(state, conn).await,
+                    Err(e) => debug!(%remote, "handshake failed: {e}"),
+                }
+            });
+        }
+        sweeper.abort();
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// Closes a running server's endpoint.
+#[derive(Debug, Clone)]
+pub struct Closer(quinn::Endpoint);
+
+impl Closer {
+    pub async fn close(&self) {
+        self.0.close(0u32.into(), b"rendezvous shutting down");
+        self.0.wait_idle().await;
+    }
+}
+
+async fn sweep(state: Arc<State>) {
+    // Sweep often enough that a short --forget-after is honoured promptly.
+    let every = SWEEP_EVERY.min(state.forget_after / 4).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        sweep_once(&state);
+    }
+}
+
+fn sweep_once(state: &State) {
+    let now = unix_now();
+    // lock order everywhere: online, registry, store
+    let online = lock(&state.online);
+    let mut registry = lock(&state.registry);
+    let store = lock(&state.store);
+    for code in online.keys() {
+        if let Some(rec) = registry.touch(code, now) {
+            if let Err(e) = store.upsert(code, &rec) {
+                warn!("{e}");
+            }
+        }
+    }
+    for code in registry.expire(now, |c| online.contains_key(c)) {
+        info!(%code, "forgetting host not seen for too long");
+        if let Err(e) = store.delete(&code) {
+            warn!("{e}");
+        }
+    }
+}
+
+/// Locks a mutex; a poisoned lock only means another task panicked mid-update of plain data,
+/// which stays usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn handle_connection(state: Arc<State>, conn: quinn::Connection) {
+    let Some(fp) = quic::remote_fingerprint(&conn) else {
+        conn.close(1u32.into(), b"no client certificate");
+        return;
+    };
+    let remote = conn.remote_address();
+    debug!(%remote, peer = %fp, "peer connected");
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(%remote, "connection ended: {e}");
+                return;
+            }
+        };
+        tokio::spawn(handle_stream(state.clone(), conn.clone(), fp, send, recv));
+    }
+}
+
+async fn handle_stream(
+    state: Arc<State>,
+    conn: quinn::Connection,
+    fp: Fingerprint,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let remote = conn.remote_address();
+    let first = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        wire::read_msg::<ClientMsg, _>(&mut recv, MAX_MSG_LEN),
+    )
+    .await;
+    let msg = match first {
+        Ok(Ok(Some(m))) => m,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            warn!(%remote, "bad request: {e}");
+            refuse(&mut send, Refusal::BadRequest, &e.to_string()).await;
+            return;
+        }
+        Err(_) => {
+            debug!(%remote, "no request before timeout");
+            return;
+        }
+    };
+    match msg {
+        ClientMsg::Register { code, lan_addrs } => {
+            register(state, conn, fp, code, lan_addrs, send, recv).await
+        }
+        ClientMsg::Resolve { code, lan_addrs } => {
+            let reply = resolve(&state, fp, remote, code, lan_addrs);
+            let _ = wire::write_msg(&mut send, &reply, MAX_MSG_LEN).await;
+            let _ = send.finish();
+        }
+    }
+}
+
+async fn refuse(send: &mut quinn::SendStream, reason: Refusal, message: &str) {
+    let msg = ServerMsg::Refused {
+        reason,
+        message: message.to_string(),
+    };
+    let _ = wire::write_msg(send, &msg, MAX_MSG_LEN).await;
+    let _ = send.finish();
+}
+
+fn candidates(observed: SocketAddr, lan: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut out = vec![observed];
+    for a in lan {
+        if !out.contains(a) && out.len() < MAX_CANDIDATES {
+            out.push(*a);
+        }
+    }
+    out
+}
+
+async fn register(
+    state: Arc<State>,
+    conn: quinn::Connection,
+    fp: Fingerprint,
+    code: AccessCode,
+    lan_addrs: Vec<SocketAddr>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let observed = conn.remote_address();
+    let (push_tx, mut push_rx) = mpsc::channel(PUSH_QUEUE);
+    let conn_id = conn.stable_id();
+    let outcome = {
+        let mut online = lock(&state.online);
+        let mut registry = lock(&state.registry);
+        registry.register(code, fp, unix_now()).map(|rec| {
+            if let Err(e) = lock(&state.store).upsert(&code, &rec) {
+                warn!("{e}");
+            }
+            online.insert(
+                code,
+                OnlineHost {
+                    conn_id,
+                    push: push_tx,
+                    candidates: candidates(observed, &lan_addrs),
+                },
+            );
+        })
+    };
+    if let Err(reason) = outcome {
+        warn!(%code, peer = %fp, %observed, "refused registration: code belongs to another key");
+        let msg = format!("{code} is registered to another host key; choose another code");
+        refuse(&mut send, reason, &msg).await;
+        return;
+    }
+    info!(%code, host = %fp, %observed, "host registered");
+    if wire::write_msg(&mut send, &ServerMsg::Registered { observed }, MAX_MSG_LEN)
+        .await
+        .is_ok()
+    {
+        // Serve pushes until the host goes away or a newer registration replaces this one.
+        let mut scratch = [0u8; 64];
+        loop {
+            tokio::select! {
+                push = push_rx.recv() => match push {
+                    Some(msg) => if wire::write_msg(&mut send, &msg, MAX_MSG_LEN).await.is_err() { break },
+                    None => break,
+                },
+                // The host sends nothing more on this stream; its end means the host left.
+                r = recv.read(&mut scratch) => if !matches!(r, Ok(Some(_))) { break },
+                _ = conn.closed() => break,
+            }
+        }
+    }
+    let mut online = lock(&state.online);
+    if online.get(&code).is_some_and(|h| h.conn_id == conn_id) {
+        online.remove(&code);
+        let mut registry = lock(&state.registry);
+        if let Some(rec) = registry.touch(&code, unix_now()) {
+            if let Err(e) = lock(&state.store).upsert(&code, &rec) {
+                warn!("{e}");
+            }
+        }
+        info!(%code, "host went offline");
+    }
+}
+
+fn resolve(
+    state: &State,
+    controller: Fingerprint,
+    observed: SocketAddr,
+    code: AccessCode,
+    lan_addrs: Vec<SocketAddr>,
+) -> ServerMsg {
+    let online = lock(&state.online);
+    let registry = lock(&state.registry);
+    let Some(rec) = registry.get(&code) else {
+        debug!(%code, %observed, "resolve of unknown code");
+        return ServerMsg::Refused {
+            reason: Refusal::UnknownCode,
+            message: format!("no host is registered as {code}"),
+        };
+    };
+    let Some(host) = online.get(&code) else {
+        return ServerMsg::Refused {
+            reason: Refusal::HostOffline,
+            message: format!("{code} is not connected to the rendezvous right now"),
+        };
+    };
+    let push = ServerMsg::ConnectRequest {
+        controller,
+        candidates: candidates(observed, &lan_addrs),
+    };
+    if host.push.try_send(push).is_err() {
+        warn!(%code, "host is not reading connect requests; dropped one");
+    }
+    info!(%code, controller = %controller, %observed, "resolved");
+    ServerMsg::Resolved {
+        host: rec.fingerprint,
+        candidates: host.candidates.clone(),
+        observed,
+    }
+}
