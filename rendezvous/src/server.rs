@@ -174,7 +174,9 @@ impl Closer {
 
 async fn sweep(state: Arc<State>) {
     // Sweep often enough that a short --forget-after is honoured promptly.
-    let every = SWEEP_EVERY.min(state.forget_after / 4).max(Duration::from_millis(100));
+    let every = SWEEP_EVERY
+        .min(state.forget_after / 4)
+        .max(Duration::from_millis(100));
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -189,10 +191,10 @@ fn sweep_once(state: &State) {
     let mut registry = lock(&state.registry);
     let store = lock(&state.store);
     for code in online.keys() {
-        if let Some(rec) = registry.touch(code, now) {
-            if let Err(e) = store.upsert(code, &rec) {
-                warn!("{e}");
-            }
+        if let Some(rec) = registry.touch(code, now)
+            && let Err(e) = store.upsert(code, &rec)
+        {
+            warn!("{e}");
         }
     }
     for code in registry.expire(now, |c| online.contains_key(c)) {
@@ -343,10 +345,10 @@ async fn register(
     if online.get(&code).is_some_and(|h| h.conn_id == conn_id) {
         online.remove(&code);
         let mut registry = lock(&state.registry);
-        if let Some(rec) = registry.touch(&code, unix_now()) {
-            if let Err(e) = lock(&state.store).upsert(&code, &rec) {
-                warn!("{e}");
-            }
+        if let Some(rec) = registry.touch(&code, unix_now())
+            && let Err(e) = lock(&state.store).upsert(&code, &rec)
+        {
+            warn!("{e}");
         }
         info!(%code, "host went offline");
     }
