@@ -42,6 +42,12 @@ pub enum ServerError {
     Config(#[from] quic::ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -90,6 +96,29 @@ pub fn identity(data_dir: &std::path::Path) -> Result<Identity, certs::Error> {
     Identity::load_or_create(data_dir, "rendezvous")
 }
 
+/// Loads (or creates) the persistent stateless-reset secret in `data_dir`.
+fn reset_key(data_dir: &std::path::Path) -> Result<[u8; 32], ServerError> {
+    let path = data_dir.join("reset.key");
+    let io = |source| ServerError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes.try_into().map_err(|_| {
+            io(std::io::Error::other(
+                "expected 32 bytes; delete the file to make a new one",
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = [0u8; 32];
+            rand::Rng::fill(&mut rand::rng(), &mut secret);
+            certs::write_private_file(&path, &secret).map_err(io)?;
+            Ok(secret)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
 impl Server {
     /// Loads identity and registry from the data dir and binds the UDP socket.
     pub fn bind(config: &Config) -> Result<Self, ServerError> {
@@ -108,8 +137,9 @@ impl Server {
             addr: config.listen,
             source: std::io::Error::other("no async runtime"),
         })?;
+        let reset_key = reset_key(&config.data_dir)?;
         let endpoint = quinn::Endpoint::new(
-            quic::endpoint_config(),
+            quic::endpoint_config_with_reset_key(&reset_key),
             Some(server_config),
             socket,
             runtime,
