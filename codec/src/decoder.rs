@@ -1,0 +1,167 @@
+//! The H.264 decoder: untrusted Annex-B bytes in, RGBA out.
+
+use std::fmt;
+
+use openh264::OpenH264API;
+use openh264::decoder::{Decoder as H264Decoder, DecoderConfig};
+use openh264::formats::YUVSource;
+
+use crate::CodecError;
+use crate::convert::{PlanesRef, i420_to_rgba};
+
+/// Longest input [`Decoder::decode`] accepts: far above any real frame (a 4K key frame at a
+/// high bitrate is around 1-2 MB).
+pub const MAX_ENCODED_FRAME_LEN: usize = 8 << 20;
+
+/// Largest picture, in pixels, the decoder hands out: H.264 level 5.2's frame size limit
+/// (36864 macroblocks, e.g. 4096x2304).
+pub const MAX_DECODED_PIXELS: u64 = 36864 * 256;
+
+/// A decoded picture.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct DecodedFrame {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Tightly packed RGBA (stride `width * 4`), alpha 255.
+    pub rgba: Vec<u8>,
+}
+
+impl fmt::Debug for DecodedFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecodedFrame")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("rgba_len", &self.rgba.len())
+            .finish()
+    }
+}
+
+/// An H.264 decoder for bytes that come from the network.
+///
+/// Feed it the [`data`](crate::EncodedFrame::data) of each encoded frame in order, one frame per
+/// call. Whatever the input (garbage, truncated frames, a stream that changes size, P-frames
+/// without their key frame), it returns a picture, `None`, or an error, and never panics.
+///
+/// After an error the decoder may be missing reference pictures: the caller should ask the
+/// sender for a key frame and keep feeding frames; decoding resumes at the next key frame.
+pub struct Decoder {
+    inner: H264Decoder,
+}
+
+impl fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decoder").finish_non_exhaustive()
+    }
+}
+
+impl Decoder {
+    /// A decoder with OpenH264's error concealment off: a damaged stream is an error, not a
+    /// smeared picture.
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError::Decoder`] if OpenH264 cannot be set up.
+    pub fn new() -> Result<Self, CodecError> {
+        let inner = H264Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new())
+            .map_err(|e| CodecError::Decoder(e.to_string()))?;
+        Ok(Self { inner })
+    }
+
+    /// Decodes one encoded frame. Returns `None` when the input completed no picture (for example
+    /// only parameter sets, or an empty slice).
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError::InputTooLarge`] above [`MAX_ENCODED_FRAME_LEN`]; [`CodecError::Decoder`] for a
+    /// corrupt or undecodable stream; [`CodecError::DecodedTooLarge`] above
+    /// [`MAX_DECODED_PIXELS`].
+    pub fn decode(&mut self, annexb: &[u8]) -> Result<Option<DecodedFrame>, CodecError> {
+        let mut frame = DecodedFrame::default();
+        Ok(self.decode_into(annexb, &mut frame)?.then_some(frame))
+    }
+
+    /// Like [`decode`](Self::decode), but writes the picture into `out`, reusing its buffer: a
+    /// viewer that keeps one `DecodedFrame` allocates nothing per frame. Returns whether a picture
+    /// was written; if not, `out` is unchanged, and after an error it is empty (0x0).
+    ///
+    /// # Errors
+    ///
+    /// As for [`decode`](Self::decode).
+    pub fn decode_into(
+        &mut self,
+        annexb: &[u8],
+        out: &mut DecodedFrame,
+    ) -> Result<bool, CodecError> {
+        if annexb.len() > MAX_ENCODED_FRAME_LEN {
+            return Err(CodecError::InputTooLarge {
+                len: annexb.len(),
+                max: MAX_ENCODED_FRAME_LEN,
+            });
+        }
+        if annexb.is_empty() {
+            return Ok(false);
+        }
+        let yuv = match self.inner.decode(annexb) {
+            Ok(Some(yuv)) => yuv,
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(CodecError::Decoder(e.to_string())),
+        };
+        let (w, h) = yuv.dimensions();
+        let (y_stride, uv_stride, _) = yuv.strides();
+        let result = (|| {
+            let too_large = || CodecError::DecodedTooLarge {
+                width: u32::try_from(w).unwrap_or(u32::MAX),
+                height: u32::try_from(h).unwrap_or(u32::MAX),
+            };
+            let width = u32::try_from(w).map_err(|_| too_large())?;
+            let height = u32::try_from(h).map_err(|_| too_large())?;
+            if width == 0 || height == 0 {
+                return Err(CodecError::Decoder("decoded an empty picture".into()));
+            }
+            if u64::from(width) * u64::from(height) > MAX_DECODED_PIXELS {
+                return Err(too_large());
+            }
+            let planes = PlanesRef {
+                width,
+                height,
+                y: yuv.y(),
+                u: yuv.u(),
+                v: yuv.v(),
+                y_stride,
+                uv_stride,
+            };
+            i420_to_rgba(&planes, &mut out.rgba)?;
+            out.width = width;
+            out.height = height;
+            Ok(true)
+        })();
+        if result.is_err() {
+            *out = DecodedFrame::default();
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trivial_inputs() {
+        let mut dec = Decoder::new().unwrap();
+        assert!(dec.decode(&[]).unwrap().is_none());
+        let huge = vec![0u8; MAX_ENCODED_FRAME_LEN + 1];
+        assert!(matches!(
+            dec.decode(&huge),
+            Err(CodecError::InputTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn decoder_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Decoder>();
+    }
+}
