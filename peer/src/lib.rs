@@ -1,1 +1,63 @@
-//! placeholder
+//! The quicdesk peer: a host that shares its screen and a controller that views and drives it.
+//!
+//! ```text
+//!  host:        Capturer ─► codec::Encoder ─► video streams ─┐
+//!               InputBackend ◄─ input stream ◄──────────────┐ │   QUIC, one UDP socket
+//!  controller:  keyboard/mouse/script ─► input stream ──────┘ │   per peer, pinned keys,
+//!               stats/record/on_frame ◄─ codec::Decoder ◄────┘   SPAKE2 password proof
+//! ```
+//!
+//! Both sides find each other through a rendezvous ([`rendezvous::client`]); the controller pins
+//! the host key the rendezvous reports and proves the password with SPAKE2 bound to the TLS
+//! exporter ([`auth`]), so a lying rendezvous cannot get in between.
+//!
+//! What this crate does **not** do: encode or decode pixels (`codec`), read the screen
+//! (`capture`), or touch the OS input system (`input`). It never connects without a pinned key.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod controller;
+pub mod host;
+pub mod net;
+pub mod script;
+pub mod session;
+pub mod stats;
+
+/// Errors of a peer session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Identity(#[from] certs::Error),
+    #[error(transparent)]
+    Config(#[from] rendezvous::quic::ConfigError),
+    #[error(transparent)]
+    Rendezvous(#[from] rendezvous::client::ClientError),
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("cannot connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    #[error("stream: {0}")]
+    Wire(#[from] rendezvous::wire::WireError),
+    #[error("stream write: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("stream read: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("authentication: {0}")]
+    Auth(#[from] auth::AuthError),
+    #[error("host refused the session: {0}")]
+    Denied(String),
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("codec: {0}")]
+    Codec(#[from] codec::CodecError),
+    #[error("capture: {0}")]
+    Capture(#[from] capture::CaptureError),
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    #[error("no candidate address of the host answered ({0})")]
+    Unreachable(String),
+}

@@ -85,13 +85,26 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         println!("rendezvous listening on {addr}");
         println!("fingerprint: {}", server.fingerprint());
         let closer = server.closer();
-        tokio::select! {
-            () = server.run() => {}
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("shutting down");
-                closer.close().await;
-            }
-        }
+        let serving = tokio::spawn(server.run());
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        closer.close();
+        serving.await.context("server task")?;
         Ok(())
     })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

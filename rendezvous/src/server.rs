@@ -74,6 +74,7 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     fingerprint: Fingerprint,
     state: Arc<State>,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Server {
@@ -157,6 +158,7 @@ impl Server {
                 store: Mutex::new(store),
                 online: Mutex::new(HashMap::new()),
             }),
+            shutdown: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -168,15 +170,22 @@ impl Server {
         self.fingerprint
     }
 
-    /// A handle that closes the server's endpoint when asked.
+    /// A handle that asks [`Server::run`] to close every connection and return.
     pub fn closer(&self) -> Closer {
-        Closer(self.endpoint.clone())
+        Closer(self.shutdown.clone())
     }
 
-    /// Serves until the endpoint is closed.
+    /// Serves until [`Closer::close`] is called; then closes every connection (peers are told,
+    /// so hosts re-register at once with the next server) and releases the socket.
     pub async fn run(self) {
         let sweeper = tokio::spawn(sweep(self.state.clone()));
-        while let Some(incoming) = self.endpoint.accept().await {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            let incoming = tokio::select! {
+                i = self.endpoint.accept() => i,
+                _ = shutdown.wait_for(|&s| s) => None,
+            };
+            let Some(incoming) = incoming else { break };
             let state = self.state.clone();
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
@@ -187,18 +196,19 @@ impl Server {
             });
         }
         sweeper.abort();
+        self.endpoint
+            .close(0u32.into(), b"rendezvous shutting down");
         self.endpoint.wait_idle().await;
     }
 }
 
-/// Closes a running server's endpoint.
+/// Asks a running server to shut down (it holds no socket itself).
 #[derive(Debug, Clone)]
-pub struct Closer(quinn::Endpoint);
+pub struct Closer(tokio::sync::watch::Sender<bool>);
 
 impl Closer {
-    pub async fn close(&self) {
-        self.0.close(0u32.into(), b"rendezvous shutting down");
-        self.0.wait_idle().await;
+    pub fn close(&self) {
+        self.0.send_replace(true);
     }
 }
 

@@ -1,0 +1,512 @@
+//! The controller: resolves a code, connects to the host with its key pinned, proves the
+//! password, then decodes video and sends input.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use certs::{Fingerprint, Identity};
+use input::InputEvent;
+use rendezvous::{AccessCode, client, quic, wire};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::auth::ControllerAuth;
+use crate::session::{
+    self, ALPN, CONTROL_PRIORITY, ControlMsg, INPUT_PRIORITY, MAX_CONTROL_LEN, MAX_INPUT_LEN,
+    MAX_VIDEO_FRAME_LEN, StreamKind, VERSION, VideoHeader,
+};
+use crate::stats::{ClockOffset, PathKind, Report, Stats, Tick};
+use crate::{Error, net};
+
+/// How long to wait for any candidate address of the host to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long authentication may take.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often to probe the clock offset.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// Controller settings.
+#[derive(Debug, Clone)]
+pub struct ConnectConfig {
+    pub code: AccessCode,
+    pub password: String,
+    pub rendezvous: SocketAddr,
+    pub rendezvous_fingerprint: Fingerprint,
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    /// End the session after this long (otherwise when the host ends it).
+    pub duration: Option<Duration>,
+    /// Write the received H.264 (Annex-B) here.
+    pub record: Option<PathBuf>,
+}
+
+/// What a decoded frame was, for [`Hooks::on_frame`].
+#[derive(Debug, Clone, Copy)]
+pub struct FrameMeta {
+    pub frame_no: u64,
+    pub captured_at_us: u64,
+    pub key_frame: bool,
+    /// Capture → decoded latency in µs, once the clock offset is known.
+    pub latency_us: Option<u64>,
+}
+
+/// A decoded-frame callback, run on the decode thread.
+pub type FrameHook = Box<dyn FnMut(&FrameMeta, &codec::DecodedFrame) + Send>;
+/// A once-per-second stats callback.
+pub type TickHook = Box<dyn FnMut(&Tick) + Send>;
+
+/// Ways for the caller to see and steer the session.
+#[derive(Default)]
+pub struct Hooks {
+    pub on_frame: Option<FrameHook>,
+    pub on_tick: Option<TickHook>,
+    /// Input events to send to the host, in order.
+    pub input: Option<mpsc::Receiver<InputEvent>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks").finish_non_exhaustive()
+    }
+}
+
+/// Where the host is and which key it must hold.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: Fingerprint,
+    pub candidates: Vec<SocketAddr>,
+}
+
+/// Runs a whole session (resolve the code, connect, authenticate, stream); returns its report.
+pub async fn run(cfg: ConnectConfig, hooks: Hooks) -> Result<Report, Error> {
+    let (identity, endpoint, started) = open(&cfg)?;
+    let result = async {
+        let target = resolve(&cfg, &identity, &endpoint).await?;
+        session(&cfg, hooks, &identity, &endpoint, started, target).await
+    }
+    .await;
+    close(endpoint).await;
+    result
+}
+
+/// Like [`run`] but skips the rendezvous: connects to `target` directly.
+pub async fn run_to(cfg: ConnectConfig, target: Target, hooks: Hooks) -> Result<Report, Error> {
+    let (identity, endpoint, started) = open(&cfg)?;
+    let result = session(&cfg, hooks, &identity, &endpoint, started, target).await;
+    close(endpoint).await;
+    result
+}
+
+fn open(cfg: &ConnectConfig) -> Result<(Identity, quinn::Endpoint, Instant), Error> {
+    let started = Instant::now();
+    let identity = Identity::load_or_create(&cfg.data_dir, "controller")?;
+    Ok((identity, net::endpoint(cfg.bind, None)?, started))
+}
+
+async fn close(endpoint: quinn::Endpoint) {
+    endpoint.close(0u32.into(), b"bye");
+    // Let the CONNECTION_CLOSE frames leave before the socket goes.
+    let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
+}
+
+async fn resolve(
+    cfg: &ConnectConfig,
+    identity: &Identity,
+    endpoint: &quinn::Endpoint,
+) -> Result<Target, Error> {
+    let rv_cfg = quic::client_config(
+        identity,
+        cfg.rendezvous_fingerprint,
+        rendezvous::proto::ALPN,
+    )?;
+    let rv = endpoint
+        .connect_with(rv_cfg, cfg.rendezvous, "quicdesk.invalid")?
+        .await?;
+    let resolved = client::resolve(&rv, cfg.code, Vec::new()).await?;
+    rv.close(0u32.into(), b"resolved");
+    info!(code = %cfg.code, host = %resolved.host, candidates = ?resolved.candidates, "resolved");
+    Ok(Target {
+        host: resolved.host,
+        candidates: resolved.candidates,
+    })
+}
+
+async fn session(
+    cfg: &ConnectConfig,
+    hooks: Hooks,
+    identity: &Identity,
+    endpoint: &quinn::Endpoint,
+    started: Instant,
+    target: Target,
+) -> Result<Report, Error> {
+    // Connect to the host, pinning the key the rendezvous reported.
+    let peer_cfg = quic::client_config(identity, target.host, ALPN)?;
+    let conn = connect_any(endpoint, &peer_cfg, &target.candidates).await?;
+    info!(remote = %conn.remote_address(), "connected to the host");
+
+    // Prove the password.
+    let (mut ctl_send, mut ctl_recv, (width, height)) = authenticate(&conn, &cfg.password).await?;
+    info!(width, height, "authenticated");
+
+    // Run the streams.
+    let stats = Arc::new(Mutex::new(Stats::new(started, PathKind::Direct)));
+    let clock = Arc::new(Mutex::new(ClockOffset::default()));
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let (frames_tx, frames_rx) = mpsc::channel::<(VideoHeader, Vec<u8>)>(16);
+    let recorder = match &cfg.record {
+        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => None,
+    };
+    let decoder = {
+        let (stats, clock, ctl_tx) = (stats.clone(), clock.clone(), ctl_tx.clone());
+        let on_frame = hooks.on_frame;
+        std::thread::Builder::new()
+            .name("quicdesk-decode".into())
+            .spawn(move || decode_loop(frames_rx, stats, clock, ctl_tx, on_frame, recorder))?
+    };
+    let session_end = async {
+        tokio::select! {
+            r = receive_video(&conn, frames_tx, stats.clone()) => r,
+            r = control_writer(&mut ctl_send, ctl_rx) => r,
+            r = control_reader(&mut ctl_recv, clock.clone()) => r,
+            r = pinger(ctl_tx.clone()) => r,
+            r = send_input(&conn, hooks.input, stats.clone()) => r,
+            r = ticker(stats.clone(), hooks.on_tick) => r,
+            () = sleep_or_forever(cfg.duration) => Ok(()),
+        }
+    };
+    let result = session_end.await;
+    let _ = wire::write_msg(
+        &mut ctl_send,
+        &ControlMsg::Goodbye {
+            reason: "controller closed the session".into(),
+        },
+        MAX_CONTROL_LEN,
+    )
+    .await;
+    conn.close(0u32.into(), b"session over");
+    // The decode thread ends once the frame channel (owned by receive_video) is dropped.
+    let recorded = tokio::task::spawn_blocking(move || decoder.join())
+        .await
+        .map_err(|_| Error::Protocol("decode thread vanished"))?
+        .map_err(|_| Error::Protocol("decode thread panicked"))?;
+    recorded?;
+    let report = stats
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .report(Instant::now());
+    match result {
+        Ok(()) => Ok(report),
+        // The host ending the session is a normal end.
+        Err(Error::Connection(quinn::ConnectionError::ApplicationClosed(_))) => Ok(report),
+        Err(e) => Err(e),
+    }
+}
+
+async fn sleep_or_forever(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn connect_any(
+    endpoint: &quinn::Endpoint,
+    cfg: &quinn::ClientConfig,
+    candidates: &[SocketAddr],
+) -> Result<quinn::Connection, Error> {
+    if candidates.is_empty() {
+        return Err(Error::Unreachable("the rendezvous gave no address".into()));
+    }
+    let mut attempts = tokio::task::JoinSet::new();
+    for &addr in candidates {
+        let connecting = endpoint.connect_with(cfg.clone(), addr, "quicdesk.invalid")?;
+        attempts.spawn(async move { (addr, connecting.await) });
+    }
+    let mut errors = Vec::new();
+    let deadline = tokio::time::sleep(CONNECT_TIMEOUT);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = attempts.join_next() => match next {
+                Some(Ok((_, Ok(conn)))) => return Ok(conn),
+                Some(Ok((addr, Err(e)))) => {
+                    // A key mismatch is fatal: never try to talk to that host.
+                    if matches!(e, quinn::ConnectionError::TransportError(_)) && e.to_string().contains("certificate") {
+                        return Err(e.into());
+                    }
+                    errors.push(format!("{addr}: {e}"));
+                }
+                Some(Err(_)) => errors.push("connect task failed".into()),
+                None => return Err(Error::Unreachable(errors.join("; "))),
+            },
+            () = &mut deadline => {
+                errors.push(format!("no answer within {CONNECT_TIMEOUT:?}"));
+                return Err(Error::Unreachable(errors.join("; ")));
+            }
+        }
+    }
+}
+
+async fn authenticate(
+    conn: &quinn::Connection,
+    password: &str,
+) -> Result<(quinn::SendStream, quinn::RecvStream, (u32, u32)), Error> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.set_priority(CONTROL_PRIORITY).ok();
+    let exporter = net::exporter(conn)?;
+    let (auth, spake) = ControllerAuth::start(password, exporter);
+    wire::write_msg(
+        &mut send,
+        &ControlMsg::Hello {
+            version: VERSION,
+            spake,
+        },
+        MAX_CONTROL_LEN,
+    )
+    .await?;
+    let confirm = match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
+        ControlMsg::HelloAck { spake, confirm } => match auth.finish(&spake, &confirm) {
+            Ok(c) => c,
+            Err(e) => {
+                let bye = ControlMsg::Goodbye {
+                    reason: e.to_string(),
+                };
+                let _ = wire::write_msg(&mut send, &bye, MAX_CONTROL_LEN).await;
+                // Wait for the host's verdict so it counts the failure, then report ours.
+                let _ = session::read_control(&mut recv, AUTH_TIMEOUT).await;
+                return Err(e.into());
+            }
+        },
+        ControlMsg::Denied { reason } => return Err(Error::Denied(reason)),
+        _ => return Err(Error::Protocol("expected HelloAck")),
+    };
+    wire::write_msg(&mut send, &ControlMsg::Confirm { confirm }, MAX_CONTROL_LEN).await?;
+    match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
+        ControlMsg::Welcome { width, height } => Ok((send, recv, (width, height))),
+        ControlMsg::Denied { reason } => Err(Error::Denied(reason)),
+        _ => Err(Error::Protocol("expected Welcome")),
+    }
+}
+
+async fn receive_video(
+    conn: &quinn::Connection,
+    frames: mpsc::Sender<(VideoHeader, Vec<u8>)>,
+    stats: Arc<Mutex<Stats>>,
+) -> Result<(), Error> {
+    // Each group of pictures arrives on a new stream; a newer one supersedes the older.
+    let mut current: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let mut recv = conn.accept_uni().await?;
+        let mut kind = [0u8; 1];
+        recv.read_exact(&mut kind).await?;
+        if StreamKind::from_byte(kind[0]) != Some(StreamKind::Video) {
+            warn!(kind = kind[0], "host opened an unknown stream; refusing it");
+            let _ = recv.stop(1u32.into());
+            continue;
+        }
+        if let Some(old) = current.take() {
+            old.abort();
+        }
+        let (frames, stats) = (frames.clone(), stats.clone());
+        current = Some(tokio::spawn(async move {
+            loop {
+                let body = match wire::read_frame(&mut recv, MAX_VIDEO_FRAME_LEN).await {
+                    Ok(Some(b)) => b,
+                    Ok(None) => return,
+                    Err(e) => {
+                        debug!("video stream ended: {e}");
+                        let _ = recv.stop(1u32.into());
+                        return;
+                    }
+                };
+                let header = match VideoHeader::decode(&body) {
+                    Ok((h, _)) => h,
+                    Err(e) => {
+                        warn!("bad video frame, dropping the stream: {e}");
+                        let _ = recv.stop(2u32.into());
+                        return;
+                    }
+                };
+                stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .on_received(body.len());
+                if frames.send((header, body)).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+}
+
+fn decode_loop(
+    mut rx: mpsc::Receiver<(VideoHeader, Vec<u8>)>,
+    stats: Arc<Mutex<Stats>>,
+    clock: Arc<Mutex<ClockOffset>>,
+    ctl: mpsc::UnboundedSender<ControlMsg>,
+    mut on_frame: Option<FrameHook>,
+    mut recorder: Option<std::io::BufWriter<std::fs::File>>,
+) -> Result<(), Error> {
+    let mut decoder = codec::Decoder::new()?;
+    // One picture buffer for the whole session: decoding allocates nothing per frame.
+    let mut frame = codec::DecodedFrame::default();
+    let mut synced = false; // have we decoded a key frame since the last error?
+    while let Some((header, body)) = rx.blocking_recv() {
+        let payload = &body[session::VIDEO_HEADER_LEN..];
+        if !synced && !header.key_frame {
+            continue; // P-frames are useless until the next key frame
+        }
+        match decoder.decode_into(payload, &mut frame) {
+            Ok(true) => {
+                synced = true;
+                let now = Instant::now();
+                let now_us = session::now_us();
+                let latency_us = {
+                    let c = clock.lock().unwrap_or_else(|p| p.into_inner());
+                    c.known()
+                        .then(|| now_us.saturating_sub(c.to_local_us(header.captured_at_us)))
+                };
+                if let Some(rec) = recorder.as_mut() {
+                    rec.write_all(payload)?;
+                }
+                stats.lock().unwrap_or_else(|p| p.into_inner()).on_decoded(
+                    now,
+                    latency_us,
+                    frame.width,
+                    frame.height,
+                );
+                if let Some(hook) = on_frame.as_mut() {
+                    let meta = FrameMeta {
+                        frame_no: header.frame_no,
+                        captured_at_us: header.captured_at_us,
+                        key_frame: header.key_frame,
+                        latency_us,
+                    };
+                    hook(&meta, &frame);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(
+                    frame = header.frame_no,
+                    "decode error, asking for a key frame: {e}"
+                );
+                stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .decode_errors += 1;
+                synced = false;
+                let _ = ctl.send(ControlMsg::KeyFrameRequest);
+            }
+        }
+    }
+    if let Some(mut rec) = recorder {
+        rec.flush()?;
+    }
+    Ok(())
+}
+
+async fn control_writer(
+    send: &mut quinn::SendStream,
+    mut rx: mpsc::UnboundedReceiver<ControlMsg>,
+) -> Result<(), Error> {
+    while let Some(msg) = rx.recv().await {
+        wire::write_msg(send, &msg, MAX_CONTROL_LEN).await?;
+    }
+    Ok(())
+}
+
+async fn control_reader(
+    recv: &mut quinn::RecvStream,
+    clock: Arc<Mutex<ClockOffset>>,
+) -> Result<(), Error> {
+    loop {
+        match wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? {
+            None => return Ok(()),
+            Some(ControlMsg::Pong { sent_us, host_us }) => {
+                clock.lock().unwrap_or_else(|p| p.into_inner()).update(
+                    sent_us,
+                    host_us,
+                    session::now_us(),
+                );
+            }
+            Some(ControlMsg::Goodbye { reason }) => {
+                info!("host ended the session: {reason}");
+                return Ok(());
+            }
+            Some(other) => debug!(?other, "unexpected control message"),
+        }
+    }
+}
+
+async fn pinger(ctl: mpsc::UnboundedSender<ControlMsg>) -> Result<(), Error> {
+    // A few quick probes first so latency is known from the first frames on.
+    for i in 0u32.. {
+        if ctl
+            .send(ControlMsg::Ping {
+                sent_us: session::now_us(),
+            })
+            .is_err()
+        {
+            return Ok(());
+        }
+        let wait = if i < 3 {
+            Duration::from_millis(20)
+        } else {
+            PING_EVERY
+        };
+        tokio::time::sleep(wait).await;
+    }
+    Ok(())
+}
+
+async fn send_input(
+    conn: &quinn::Connection,
+    events: Option<mpsc::Receiver<InputEvent>>,
+    stats: Arc<Mutex<Stats>>,
+) -> Result<(), Error> {
+    let Some(mut events) = events else {
+        return std::future::pending().await;
+    };
+    let mut stream: Option<quinn::SendStream> = None;
+    while let Some(ev) = events.recv().await {
+        let s = match stream.as_mut() {
+            Some(s) => s,
+            None => {
+                let mut s = conn.open_uni().await?;
+                s.set_priority(INPUT_PRIORITY).ok();
+                s.write_all(&[StreamKind::Input as u8]).await?;
+                stream.insert(s)
+            }
+        };
+        wire::write_frame(s, &input::encode(&ev), MAX_INPUT_LEN).await?;
+        stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .input_events_sent += 1;
+    }
+    if let Some(mut s) = stream {
+        let _ = s.finish();
+    }
+    // The script is done; the session goes on until it ends otherwise.
+    std::future::pending().await
+}
+
+async fn ticker(stats: Arc<Mutex<Stats>>, mut hook: Option<TickHook>) -> Result<(), Error> {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let tick = stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tick(Instant::now());
+        if let Some(h) = hook.as_mut() {
+            h(&tick);
+        }
+    }
+}

@@ -1,0 +1,656 @@
+//! The host agent: registers its code, accepts one authenticated controller at a time, streams
+//! the screen as H.264 and injects the input it receives.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use capture::Capturer;
+use certs::{Fingerprint, Identity};
+use input::InputBackend;
+use rendezvous::client::{self, ClientError};
+use rendezvous::proto::{Refusal, ServerMsg};
+use rendezvous::{AccessCode, quic, wire};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::auth::HostAuth;
+use crate::session::{
+    self, ALPN, CONTROL_PRIORITY, ControlMsg, MAX_CONTROL_LEN, MAX_INPUT_LEN, MAX_VIDEO_FRAME_LEN,
+    StreamKind, VERSION, VideoHeader,
+};
+use crate::{Error, net};
+
+/// Failed password attempts after which a one-time password is replaced.
+const MAX_FAILURES: u32 = 5;
+/// Delay before answering a wrong password, to slow online guessing.
+const FAILURE_DELAY: Duration = Duration::from_millis(750);
+/// How long a controller has to authenticate.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait between attempts to reach the rendezvous.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What the host shares.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Source {
+    /// Moving synthetic content carrying frame numbers and timestamps (tests, benches, demo).
+    Synthetic { width: u32, height: u32 },
+}
+
+/// Makes an input backend for each session.
+pub type InputFactory = Arc<dyn Fn() -> Box<dyn InputBackend> + Send + Sync>;
+
+/// Host settings.
+#[derive(Clone)]
+pub struct HostConfig {
+    pub rendezvous: SocketAddr,
+    pub rendezvous_fingerprint: Fingerprint,
+    pub data_dir: PathBuf,
+    /// Local address of the host's one UDP socket.
+    pub bind: SocketAddr,
+    pub source: Source,
+    /// A fixed password (scripts, unattended use); otherwise a one-time 6-digit one.
+    pub password: Option<String>,
+    /// Register this code instead of the saved or a random one.
+    pub code: Option<AccessCode>,
+    pub fps: u32,
+    pub bitrate_bps: u32,
+    pub input: InputFactory,
+}
+
+impl std::fmt::Debug for HostConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostConfig")
+            .field("rendezvous", &self.rendezvous)
+            .field("data_dir", &self.data_dir)
+            .field("source", &self.source)
+            .field("code", &self.code)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the host is doing, for the CLI and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostStatus {
+    pub code: AccessCode,
+    /// Successful registrations so far (1 after start, +1 after each re-registration).
+    pub registrations: u64,
+    /// The host's address as the rendezvous saw it at the last registration.
+    pub observed: Option<SocketAddr>,
+    /// The password a controller must give now.
+    pub password: String,
+    /// Whether a controller is connected and authenticated.
+    pub in_session: bool,
+    /// Set when the host gave up (e.g. its code belongs to another key).
+    pub fatal: Option<String>,
+}
+
+/// A running host.
+#[derive(Debug)]
+pub struct HostHandle {
+    pub fingerprint: Fingerprint,
+    pub local_addr: SocketAddr,
+    status: watch::Receiver<HostStatus>,
+    endpoint: quinn::Endpoint,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl HostHandle {
+    /// The current status.
+    pub fn status(&self) -> HostStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch(&self) -> watch::Receiver<HostStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until the host has registered at least `n` times, or fails.
+    pub async fn wait_registered(&self, n: u64, within: Duration) -> Result<HostStatus, Error> {
+        let mut rx = self.status.clone();
+        let res = tokio::time::timeout(
+            within,
+            rx.wait_for(|s| s.registrations >= n || s.fatal.is_some()),
+        )
+        .await;
+        match res {
+            Ok(Ok(s)) if s.fatal.is_none() => Ok(s.clone()),
+            Ok(Ok(s)) => Err(Error::Denied(s.fatal.clone().unwrap_or_default())),
+            Ok(Err(_)) => Err(Error::Protocol("host stopped")),
+            Err(_) => Err(Error::Timeout("host registration")),
+        }
+    }
+
+    /// Stops the host: closes every connection and the socket.
+    pub async fn shutdown(self) {
+        self.endpoint.close(0u32.into(), b"host shutting down");
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.endpoint.wait_idle().await;
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SavedState {
+    code: Option<AccessCode>,
+    /// Whether the rendezvous ever accepted this code from us.
+    confirmed: bool,
+}
+
+fn state_path(cfg: &HostConfig) -> PathBuf {
+    cfg.data_dir.join("host.json")
+}
+
+fn load_state(cfg: &HostConfig) -> SavedState {
+    let path = state_path(cfg);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            warn!(path = %path.display(), "ignoring unreadable host state: {e}");
+            SavedState::default()
+        }),
+        Err(_) => SavedState::default(),
+    }
+}
+
+fn save_state(cfg: &HostConfig, state: &SavedState) {
+    let path = state_path(cfg);
+    // serializing a plain struct to JSON cannot fail
+    let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
+    if let Err(e) = certs::write_private_file(&path, &bytes) {
+        warn!(path = %path.display(), "cannot save host state: {e}");
+    }
+}
+
+/// A fresh one-time password: 6 random digits.
+pub fn one_time_password() -> String {
+    use rand::Rng;
+    let n: u32 = rand::rng().random_range(0..1_000_000);
+    format!("{n:06}")
+}
+
+struct Shared {
+    cfg: HostConfig,
+    status: watch::Sender<HostStatus>,
+    failures: Mutex<u32>,
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    fn password(&self) -> String {
+        self.status.borrow().password.clone()
+    }
+
+    fn rotate_password(&self, why: &str) {
+        if self.cfg.password.is_some() {
+            return;
+        }
+        let pw = one_time_password();
+        info!("one-time password replaced ({why})");
+        self.status.send_modify(|s| s.password = pw);
+    }
+}
+
+/// Starts a host: loads its identity and code, binds its socket, and begins registering and
+/// accepting controllers in the background.
+pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
+    if !(1..=60).contains(&cfg.fps) {
+        return Err(Error::Protocol("fps must be between 1 and 60"));
+    }
+    let identity = Identity::load_or_create(&cfg.data_dir, "host")?;
+    let mut state = load_state(&cfg);
+    let code = match (cfg.code, state.code) {
+        (Some(c), _) => c,
+        (None, Some(c)) => c,
+        (None, None) => AccessCode::random(&mut rand::rng()),
+    };
+    if state.code != Some(code) {
+        state = SavedState {
+            code: Some(code),
+            confirmed: false,
+        };
+        save_state(&cfg, &state);
+    }
+    let server_cfg = quic::server_config(&identity, &[ALPN])?;
+    let endpoint = net::endpoint(cfg.bind, Some(server_cfg))?;
+    let rv_cfg = quic::client_config(
+        &identity,
+        cfg.rendezvous_fingerprint,
+        rendezvous::proto::ALPN,
+    )?;
+    let password = cfg.password.clone().unwrap_or_else(one_time_password);
+    let (status_tx, status_rx) = watch::channel(HostStatus {
+        code,
+        registrations: 0,
+        observed: None,
+        password,
+        in_session: false,
+        fatal: None,
+    });
+    let shared = Arc::new(Shared {
+        cfg,
+        status: status_tx,
+        failures: Mutex::new(0),
+        busy: tokio::sync::Mutex::new(()),
+    });
+    let tasks = vec![
+        tokio::spawn(rendezvous_loop(
+            shared.clone(),
+            endpoint.clone(),
+            rv_cfg,
+            state,
+        )),
+        tokio::spawn(accept_loop(shared, endpoint.clone())),
+    ];
+    Ok(HostHandle {
+        fingerprint: identity.fingerprint(),
+        local_addr: endpoint.local_addr()?,
+        status: status_rx,
+        endpoint,
+        tasks,
+    })
+}
+
+async fn rendezvous_loop(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    rv_cfg: quinn::ClientConfig,
+    mut state: SavedState,
+) {
+    let rv = shared.cfg.rendezvous;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let code = shared.status.borrow().code;
+        let attempt = async {
+            let conn = endpoint
+                .connect_with(rv_cfg.clone(), rv, "quicdesk.invalid")?
+                .await?;
+            let reg = client::register(&conn, code, Vec::new()).await?;
+            Ok::<_, Error>((conn, reg))
+        };
+        match attempt.await {
+            Ok((_conn, mut reg)) => {
+                backoff = Duration::from_millis(200);
+                if !state.confirmed {
+                    state.confirmed = true;
+                    save_state(&shared.cfg, &state);
+                }
+                info!(%code, observed = %reg.observed, "registered with the rendezvous");
+                shared.status.send_modify(|s| {
+                    s.registrations += 1;
+                    s.observed = Some(reg.observed);
+                });
+                loop {
+                    match reg.next().await {
+                        Ok(Some(ServerMsg::ConnectRequest {
+                            controller,
+                            candidates,
+                        })) => {
+                            info!(%controller, ?candidates, "a controller wants to connect");
+                        }
+                        Ok(Some(other)) => debug!(?other, "ignoring rendezvous message"),
+                        Ok(None) => {
+                            warn!("rendezvous closed the registration");
+                            break;
+                        }
+                        Err(e) => {
+                            warn!("lost the rendezvous: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(Error::Rendezvous(ClientError::Refused {
+                reason: Refusal::CodeTaken,
+                message,
+            })) => {
+                if shared.cfg.code.is_none() && !state.confirmed {
+                    // A random code collided with another host's: pick another.
+                    let fresh = AccessCode::random(&mut rand::rng());
+                    warn!(old = %code, new = %fresh, "code already taken; picking another");
+                    state.code = Some(fresh);
+                    save_state(&shared.cfg, &state);
+                    shared.status.send_modify(|s| s.code = fresh);
+                    continue;
+                }
+                let msg = format!("the rendezvous refused {code}: {message}");
+                tracing::error!("{msg}");
+                shared.status.send_modify(|s| s.fatal = Some(msg));
+                return;
+            }
+            Err(e) => warn!(rendezvous = %rv, "cannot register: {e}; retrying in {backoff:?}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(%remote, "handshake failed: {e}");
+                    return;
+                }
+            };
+            match serve(&shared, &conn).await {
+                Ok(()) => info!(%remote, "session ended"),
+                Err(e) => {
+                    warn!(%remote, "session ended: {e}");
+                    conn.close(1u32.into(), e.to_string().as_bytes());
+                }
+            }
+        });
+    }
+}
+
+/// Authenticates a controller; returns the control stream on success.
+async fn authenticate(
+    shared: &Shared,
+    conn: &quinn::Connection,
+) -> Result<(quinn::SendStream, quinn::RecvStream), Error> {
+    let (mut send, mut recv) = tokio::time::timeout(AUTH_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| Error::Timeout("controller opened no control stream"))??;
+    send.set_priority(CONTROL_PRIORITY).ok();
+    let spake_c = match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
+        ControlMsg::Hello { version, spake } if version == VERSION => spake,
+        ControlMsg::Hello { version, .. } => {
+            let reason = format!("unsupported protocol version {version} (host speaks {VERSION})");
+            deny(&mut send, &reason).await;
+            return Err(Error::Denied(reason));
+        }
+        _ => return Err(Error::Protocol("expected Hello")),
+    };
+    let exporter = net::exporter(conn)?;
+    let (auth, spake_h, confirm) = HostAuth::respond(&shared.password(), exporter, &spake_c)?;
+    wire::write_msg(
+        &mut send,
+        &ControlMsg::HelloAck {
+            spake: spake_h,
+            confirm,
+        },
+        MAX_CONTROL_LEN,
+    )
+    .await?;
+    let verdict = match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
+        ControlMsg::Confirm { confirm } => auth.verify(&confirm),
+        // The controller saw our confirmation fail: the password was wrong.
+        ControlMsg::Goodbye { .. } => Err(crate::auth::AuthError::WrongPassword),
+        _ => return Err(Error::Protocol("expected Confirm")),
+    };
+    if let Err(e) = verdict {
+        let failures = {
+            let mut f = shared.failures.lock().unwrap_or_else(|p| p.into_inner());
+            *f += 1;
+            *f
+        };
+        warn!(remote = %conn.remote_address(), failures, "wrong password");
+        tokio::time::sleep(FAILURE_DELAY).await;
+        if failures >= MAX_FAILURES {
+            *shared.failures.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+            shared.rotate_password("too many wrong passwords");
+        }
+        deny(&mut send, "wrong password").await;
+        return Err(e.into());
+    }
+    *shared.failures.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+    Ok((send, recv))
+}
+
+async fn deny(send: &mut quinn::SendStream, reason: &str) {
+    let msg = ControlMsg::Denied {
+        reason: reason.to_string(),
+    };
+    let _ = wire::write_msg(send, &msg, MAX_CONTROL_LEN).await;
+    let _ = send.finish();
+    // Give the message a moment to leave before the connection is closed.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+fn make_source(source: &Source) -> Result<Box<dyn Capturer>, Error> {
+    match source {
+        Source::Synthetic { width, height } => {
+            Ok(Box::new(capture::SyntheticSource::new(*width, *height)?))
+        }
+    }
+}
+
+async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<(), Error> {
+    let controller = quic::remote_fingerprint(conn).ok_or(Error::Protocol("no controller key"))?;
+    let remote = conn.remote_address();
+    let (mut ctl_send, mut ctl_recv) = authenticate(shared, conn).await?;
+    let Ok(_busy) = shared.busy.try_lock() else {
+        deny(&mut ctl_send, "the host is busy with another session").await;
+        return Err(Error::Denied("host busy".into()));
+    };
+    info!(%remote, %controller, "controller authenticated; session starts");
+    let capturer = make_source(&shared.cfg.source)?;
+    let (width, height) = capturer.size();
+    wire::write_msg(
+        &mut ctl_send,
+        &ControlMsg::Welcome { width, height },
+        MAX_CONTROL_LEN,
+    )
+    .await?;
+    shared.status.send_modify(|s| s.in_session = true);
+
+    let key_request = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (video_tx, video_rx) = mpsc::channel(2);
+    let pipeline = {
+        let (key_request, stop) = (key_request.clone(), stop.clone());
+        let (fps, bitrate) = (shared.cfg.fps, shared.cfg.bitrate_bps);
+        std::thread::Builder::new()
+            .name("quicdesk-encode".into())
+            .spawn(move || encode_loop(capturer, fps, bitrate, key_request, stop, video_tx))?
+    };
+    let backend = Arc::new(Mutex::new((shared.cfg.input)()));
+    let result = tokio::select! {
+        r = send_video(conn, video_rx) => r,
+        r = receive_streams(conn, backend.clone()) => r,
+        r = control_loop(&mut ctl_send, &mut ctl_recv, &key_request) => r,
+        e = conn.closed() => match e {
+            quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
+            e => Err(e.into()),
+        },
+    };
+    stop.store(true, Ordering::Relaxed);
+    if let Err(e) = backend
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .release_all()
+    {
+        warn!("releasing held keys and buttons failed: {e}");
+    }
+    conn.close(0u32.into(), b"session over");
+    // The encode thread notices `stop` within one frame interval.
+    let _ = tokio::task::spawn_blocking(move || pipeline.join()).await;
+    shared.status.send_modify(|s| s.in_session = false);
+    shared.rotate_password("session ended");
+    result
+}
+
+/// One encoded frame on its way from the encode thread to the network.
+struct Packet {
+    header: VideoHeader,
+    data: Vec<u8>,
+}
+
+/// Capture and encode on a dedicated thread, paced to `fps`; blocks (never drops) when the
+/// network is slower, so each captured frame is as fresh as the network allows.
+fn encode_loop(
+    mut capturer: Box<dyn Capturer>,
+    fps: u32,
+    bitrate_bps: u32,
+    key_request: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    tx: mpsc::Sender<Packet>,
+) {
+    let (width, height) = capturer.size();
+    let mut encoder = match codec::Encoder::new(codec::EncoderConfig {
+        width,
+        height,
+        bitrate_bps,
+        max_fps: fps as f32,
+        content: codec::ContentType::Screen,
+    }) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!("cannot create the encoder: {e}");
+            return;
+        }
+    };
+    let interval = Duration::from_secs_f64(1.0 / f64::from(fps));
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        match capturer.capture() {
+            Ok(Some(frame)) => {
+                let force = key_request.swap(false, Ordering::Relaxed);
+                match encoder.encode(&frame.data, frame.stride, force) {
+                    Ok(enc) if !enc.data.is_empty() => {
+                        let packet = Packet {
+                            header: VideoHeader {
+                                frame_no: frame.frame_no,
+                                captured_at_us: frame.captured_at_us,
+                                width: frame.width,
+                                height: frame.height,
+                                key_frame: enc.is_key_frame,
+                            },
+                            data: enc.data,
+                        };
+                        if tx.blocking_send(packet).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {} // rate control skipped this frame
+                    Err(e) => {
+                        warn!("encode failed: {e}");
+                        return;
+                    }
+                }
+            }
+            Ok(None) => {} // screen unchanged: nothing to send
+            Err(e) => {
+                warn!("capture failed: {e}");
+                return;
+            }
+        }
+        next += interval;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now; // running late: don't try to catch up with a burst
+        }
+    }
+}
+
+async fn send_video(conn: &quinn::Connection, mut rx: mpsc::Receiver<Packet>) -> Result<(), Error> {
+    let mut current: Option<quinn::SendStream> = None;
+    while let Some(p) = rx.recv().await {
+        let stream = match current.as_mut() {
+            Some(s) if !p.header.key_frame => s,
+            _ => {
+                if let Some(mut old) = current.take() {
+                    // A new key frame supersedes whatever of the old group is still in flight.
+                    let _ = old.reset(0u32.into());
+                }
+                let mut s = conn.open_uni().await?;
+                s.write_all(&[StreamKind::Video as u8]).await?;
+                current.insert(s)
+            }
+        };
+        let body = p.header.encode_with(&p.data);
+        wire::write_frame(stream, &body, MAX_VIDEO_FRAME_LEN).await?;
+    }
+    Ok(())
+}
+
+async fn receive_streams(
+    conn: &quinn::Connection,
+    backend: Arc<Mutex<Box<dyn InputBackend>>>,
+) -> Result<(), Error> {
+    loop {
+        let mut recv = conn.accept_uni().await?;
+        let mut kind = [0u8; 1];
+        recv.read_exact(&mut kind).await?;
+        match StreamKind::from_byte(kind[0]) {
+            Some(StreamKind::Input) => {
+                tokio::spawn(receive_input(recv, backend.clone()));
+            }
+            _ => {
+                warn!(
+                    kind = kind[0],
+                    "controller opened an unknown stream; refusing it"
+                );
+                let _ = recv.stop(1u32.into());
+            }
+        }
+    }
+}
+
+async fn receive_input(mut recv: quinn::RecvStream, backend: Arc<Mutex<Box<dyn InputBackend>>>) {
+    loop {
+        let frame = match wire::read_frame(&mut recv, MAX_INPUT_LEN).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => {
+                warn!("input stream closed: {e}");
+                let _ = recv.stop(2u32.into());
+                return;
+            }
+        };
+        let event = match input::decode(&frame) {
+            Ok(ev) => ev,
+            Err(e) => {
+                warn!("invalid input event, closing the input stream: {e}");
+                let _ = recv.stop(2u32.into());
+                return;
+            }
+        };
+        let mut b = backend.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = b.inject(&event) {
+            warn!("cannot inject {event:?}: {e}");
+        }
+    }
+}
+
+async fn control_loop(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    key_request: &AtomicBool,
+) -> Result<(), Error> {
+    loop {
+        let Some(msg) = wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? else {
+            return Ok(());
+        };
+        match msg {
+            ControlMsg::KeyFrameRequest => key_request.store(true, Ordering::Relaxed),
+            ControlMsg::Ping { sent_us } => {
+                let pong = ControlMsg::Pong {
+                    sent_us,
+                    host_us: session::now_us(),
+                };
+                wire::write_msg(send, &pong, MAX_CONTROL_LEN).await?;
+            }
+            ControlMsg::Goodbye { reason } => {
+                info!("controller said goodbye: {reason}");
+                return Ok(());
+            }
+            other => {
+                debug!(?other, "unexpected control message");
+                return Err(Error::Protocol("unexpected control message"));
+            }
+        }
+    }
+}

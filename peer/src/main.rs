@@ -1,0 +1,298 @@
+//! `peer`: share this screen (`peer host`) or view and control another (`peer connect CODE`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use certs::Fingerprint;
+use clap::{Args, Parser, Subcommand};
+use peer::{controller, host};
+use rendezvous::AccessCode;
+
+/// quicdesk peer: a remote desktop over QUIC, end-to-end encrypted.
+///
+/// On the machine to be controlled run `peer host`; it prints a code and a one-time password.
+/// On the controlling machine run `peer connect CODE` and give that password.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Share this machine: register a code with the rendezvous and accept a controller.
+    Host(HostArgs),
+    /// View and control a host, given its code.
+    Connect(ConnectArgs),
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// Rendezvous server address (host:port or ip:port).
+    #[arg(long, env = "QUICDESK_RENDEZVOUS")]
+    rendezvous: String,
+    /// The rendezvous server's fingerprint, as printed by `rendezvous fingerprint`.
+    #[arg(long, env = "QUICDESK_RENDEZVOUS_FINGERPRINT")]
+    rendezvous_fingerprint: Fingerprint,
+    /// Where this peer keeps its key (mode 0600) and state.
+    #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// Local address of this peer's UDP socket.
+    #[arg(long, default_value = "0.0.0.0:0")]
+    bind: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SourceKind {
+    /// Moving test content with frame numbers and timestamps drawn in.
+    Synthetic,
+}
+
+#[derive(Args, Debug)]
+struct HostArgs {
+    #[command(flatten)]
+    common: Common,
+    /// What to share.
+    #[arg(long, value_enum, default_value = "synthetic")]
+    source: SourceKind,
+    /// Size of the synthetic screen, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
+    size: (u32, u32),
+    /// Frames per second to capture and send at most.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Target video bitrate in kbit/s.
+    #[arg(long, default_value_t = 4000)]
+    bitrate_kbps: u32,
+    /// Use this password instead of a one-time one (scripts, unattended access).
+    #[arg(long, env = "QUICDESK_PASSWORD")]
+    password: Option<String>,
+    /// Register this code instead of the saved (or a new random) one.
+    #[arg(long)]
+    code: Option<AccessCode>,
+    /// Append every input event received to this file, one per line (tests, auditing).
+    #[arg(long)]
+    input_log: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ConnectArgs {
+    /// The host's code, e.g. ISR-48213370.
+    code: AccessCode,
+    #[command(flatten)]
+    common: Common,
+    /// The host's password (asked for on the terminal if not given).
+    #[arg(long, env = "QUICDESK_PASSWORD")]
+    password: Option<String>,
+    /// No window: print stats each second (the only mode until the viewer window lands).
+    #[arg(long)]
+    headless: bool,
+    /// End the session after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Write the received video as an Annex-B H.264 file (ffprobe/ffplay read it).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Write session statistics as JSON here when the session ends.
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
+    /// Send the input events in this file (see `peer::script` for the format).
+    #[arg(long)]
+    input_script: Option<PathBuf>,
+}
+
+fn default_data_dir() -> PathBuf {
+    dirs::data_local_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("quicdesk")
+        .join("peer")
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| "expected WIDTHxHEIGHT, e.g. 1280x720".to_string())?;
+    let w: u32 = w.trim().parse().map_err(|_| format!("bad width {w:?}"))?;
+    let h: u32 = h.trim().parse().map_err(|_| format!("bad height {h:?}"))?;
+    Ok((w, h))
+}
+
+async fn resolve_addr(s: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    tokio::net::lookup_host(s)
+        .await
+        .with_context(|| format!("cannot resolve rendezvous address {s:?}"))?
+        .next()
+        .with_context(|| format!("rendezvous address {s:?} resolves to nothing"))
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Host(args) => run_host(args).await,
+            Command::Connect(args) => run_connect(args).await,
+        }
+    })
+}
+
+async fn run_host(args: HostArgs) -> anyhow::Result<()> {
+    let rendezvous = resolve_addr(&args.common.rendezvous).await?;
+    let (width, height) = args.size;
+    let source = match args.source {
+        SourceKind::Synthetic => host::Source::Synthetic { width, height },
+    };
+    let input: host::InputFactory = match args.input_log.clone() {
+        Some(path) => Arc::new(move || Box::new(peer::script::LogBackend::new(path.clone()))),
+        None => Arc::new(|| Box::new(input::RecordingBackend::new())),
+    };
+    let handle = host::start(host::HostConfig {
+        rendezvous,
+        rendezvous_fingerprint: args.common.rendezvous_fingerprint,
+        data_dir: args.common.data_dir.clone(),
+        bind: args.common.bind,
+        source,
+        password: args.password,
+        code: args.code,
+        fps: args.fps,
+        bitrate_bps: args.bitrate_kbps.saturating_mul(1000),
+        input,
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "starting the host (data dir {})",
+            args.common.data_dir.display()
+        )
+    })?;
+    tracing::info!(fingerprint = %handle.fingerprint, local = %handle.local_addr, "host started; registering");
+    let mut status = handle.watch();
+    let mut shown: Option<(AccessCode, String)> = None;
+    let outcome = loop {
+        let s = status.borrow_and_update().clone();
+        if let Some(msg) = s.fatal {
+            break Err(anyhow::anyhow!(msg));
+        }
+        if s.registrations > 0 && shown.as_ref() != Some(&(s.code, s.password.clone())) {
+            if shown.as_ref().map(|x| x.0) != Some(s.code) {
+                println!("code: {}", s.code);
+            }
+            println!("password: {}", s.password);
+            shown = Some((s.code, s.password));
+        }
+        tokio::select! {
+            r = status.changed() => if r.is_err() { break Ok(()) },
+            _ = shutdown_signal() => break Ok(()),
+        }
+    };
+    handle.shutdown().await;
+    outcome
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
+    if !args.headless {
+        bail!(
+            "the viewer window is not available in this build yet; run with --headless \
+             (prints live stats) and --record FILE to keep the video"
+        );
+    }
+    let rendezvous = resolve_addr(&args.common.rendezvous).await?;
+    let password = match args.password {
+        Some(p) => p,
+        None => {
+            eprint!("password for {}: ", args.code);
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password")?;
+            line.trim().to_string()
+        }
+    };
+    let duration = match args.duration {
+        Some(d) if !(d.is_finite() && d > 0.0) => {
+            bail!("--duration must be a positive number of seconds")
+        }
+        Some(d) => Some(Duration::from_secs_f64(d)),
+        None => None,
+    };
+    let input = match &args.input_script {
+        Some(path) => {
+            let script = peer::script::Script::load(path)?;
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(script.play(tx));
+            Some(rx)
+        }
+        None => None,
+    };
+    let hooks = controller::Hooks {
+        on_tick: Some(Box::new(|t| println!("{t}"))),
+        input,
+        ..Default::default()
+    };
+    let report = controller::run(
+        controller::ConnectConfig {
+            code: args.code,
+            password,
+            rendezvous,
+            rendezvous_fingerprint: args.common.rendezvous_fingerprint,
+            data_dir: args.common.data_dir,
+            bind: args.common.bind,
+            duration,
+            record: args.record,
+        },
+        hooks,
+    )
+    .await
+    .with_context(|| format!("session with {}", args.code))?;
+    println!(
+        "session over: {} frames decoded, {:.1} fps, {:.2} Mbit/s, latency p50 {} ms, path {}",
+        report.frames_decoded,
+        report.fps,
+        report.mbps,
+        report
+            .latency_ms_p50
+            .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
+        report.path
+    );
+    if let Some(path) = args.stats_json {
+        let json = serde_json::to_vec_pretty(&report)?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

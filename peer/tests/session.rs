@@ -1,0 +1,425 @@
+//! End-to-end sessions on 127.0.0.1 with real QUIC, real keys, real H.264: an in-process
+//! rendezvous, host and controller on ephemeral ports.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use input::{InputEvent, RecordingBackend};
+use peer::controller::{self, ConnectConfig, FrameMeta, Hooks, Target};
+use peer::host::{self, HostConfig, HostHandle, Source};
+use peer::stats::PathKind;
+use rendezvous::AccessCode;
+use rendezvous::server::{self, Closer, Server};
+
+const LOCAL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+const WIDTH: u32 = 640;
+const HEIGHT: u32 = 360;
+
+struct Rv {
+    addr: SocketAddr,
+    fingerprint: certs::Fingerprint,
+    closer: Closer,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start_rendezvous(dir: &Path, listen: SocketAddr, forget_after: Duration) -> Rv {
+    let server = Server::bind(&server::Config {
+        listen,
+        data_dir: dir.to_path_buf(),
+        forget_after,
+    })
+    .expect("rendezvous binds");
+    Rv {
+        addr: server.local_addr().unwrap(),
+        fingerprint: server.fingerprint(),
+        closer: server.closer(),
+        task: tokio::spawn(server.run()),
+    }
+}
+
+fn host_config(rv: &Rv, dir: &Path, backend: Option<RecordingBackend>) -> HostConfig {
+    let backend = backend.unwrap_or_default();
+    HostConfig {
+        rendezvous: rv.addr,
+        rendezvous_fingerprint: rv.fingerprint,
+        data_dir: dir.to_path_buf(),
+        bind: LOCAL,
+        source: Source::Synthetic {
+            width: WIDTH,
+            height: HEIGHT,
+        },
+        password: Some("424242".into()),
+        code: None,
+        fps: 30,
+        bitrate_bps: 3_000_000,
+        input: Arc::new(move || Box::new(backend.clone())),
+    }
+}
+
+fn connect_config(rv: &Rv, code: AccessCode, password: &str, dir: &Path) -> ConnectConfig {
+    ConnectConfig {
+        code,
+        password: password.into(),
+        rendezvous: rv.addr,
+        rendezvous_fingerprint: rv.fingerprint,
+        data_dir: dir.to_path_buf(),
+        bind: LOCAL,
+        duration: Some(Duration::from_secs(3)),
+        record: None,
+    }
+}
+
+async fn start_host(cfg: HostConfig) -> HostHandle {
+    let h = host::start(cfg).await.expect("host starts");
+    h.wait_registered(1, Duration::from_secs(10))
+        .await
+        .expect("host registers");
+    h
+}
+
+/// The scripted input: moves, clicks, wheel, keys and text, in a known order.
+fn script() -> Vec<InputEvent> {
+    let mut v = Vec::new();
+    for i in 0..20u16 {
+        v.push(InputEvent::MouseMove {
+            pos: input::NormalizedPoint::new(i * 3000, 65535 - i * 3000),
+        });
+    }
+    v.push(InputEvent::MouseButton {
+        button: input::MouseButton::Left,
+        pressed: true,
+    });
+    v.push(InputEvent::MouseButton {
+        button: input::MouseButton::Left,
+        pressed: false,
+    });
+    v.push(InputEvent::Wheel { dx: 0, dy: -3 });
+    v.push(InputEvent::Key {
+        key: input::Key::KeyA,
+        pressed: true,
+    });
+    v.push(InputEvent::Key {
+        key: input::Key::KeyA,
+        pressed: false,
+    });
+    v.push(InputEvent::Text {
+        text: input::BoundedText::new("héllo wörld").unwrap(),
+    });
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_match_the_source_and_input_arrives_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let recording = RecordingBackend::new();
+    let host = start_host(host_config(
+        &rv,
+        &dir.path().join("host"),
+        Some(recording.clone()),
+    ))
+    .await;
+    let code = host.status().code;
+
+    #[derive(Default)]
+    struct Seen {
+        checked: u32,
+        worst_diff: f64,
+        marker_mismatches: Vec<(u64, Option<capture::Marker>)>,
+        latencies: u32,
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let on_frame = {
+        let seen = seen.clone();
+        move |meta: &FrameMeta, frame: &codec::DecodedFrame| {
+            let mut s = seen.lock().unwrap();
+            assert_eq!((frame.width, frame.height), (WIDTH, HEIGHT));
+            let marker = capture::read_marker(
+                &frame.rgba,
+                frame.width,
+                frame.height,
+                frame.width as usize * 4,
+                capture::PixelLayout::Rgba,
+            );
+            if marker.map(|m| (m.frame_no, m.captured_at_us))
+                != Some((meta.frame_no, meta.captured_at_us))
+            {
+                s.marker_mismatches.push((meta.frame_no, marker));
+            }
+            let expected =
+                capture::render_synthetic(WIDTH, HEIGHT, meta.frame_no, meta.captured_at_us);
+            let diff = capture::mean_abs_diff(&frame.rgba, frame.width, frame.height, &expected)
+                .expect("same size");
+            s.worst_diff = s.worst_diff.max(diff);
+            s.checked += 1;
+            s.latencies += u32::from(meta.latency_us.is_some());
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let events = script();
+    let to_send = events.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for ev in to_send {
+            tx.send(ev).await.unwrap();
+        }
+    });
+    let hooks = Hooks {
+        on_frame: Some(Box::new(on_frame)),
+        input: Some(rx),
+        ..Default::default()
+    };
+    let report = controller::run(
+        connect_config(&rv, code, "424242", &dir.path().join("ctl")),
+        hooks,
+    )
+    .await
+    .expect("session runs");
+
+    let s = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(report.frames_decoded >= 30, "too few frames: {report:?}");
+    assert_eq!(s.checked as u64, report.frames_decoded);
+    assert!(
+        s.marker_mismatches.is_empty(),
+        "markers read back wrong: {:?}",
+        &s.marker_mismatches[..s.marker_mismatches.len().min(5)]
+    );
+    assert!(
+        s.worst_diff < 6.0,
+        "decoded frames differ too much: {}",
+        s.worst_diff
+    );
+    assert!(s.latencies > 0, "latency never known");
+    assert_eq!(report.path, PathKind::Direct);
+    assert!(report.latency_ms_p50.is_some() && report.time_to_first_frame_ms.is_some());
+    assert_eq!(report.input_events_sent, events.len() as u64);
+
+    // The host saw every event, in order; the session's end released nothing extra because
+    // nothing was left held.
+    let got = recording.events();
+    assert_eq!(
+        &got[..events.len()],
+        &events[..],
+        "input arrived out of order or changed"
+    );
+    host.shutdown().await;
+    rv.closer.close();
+    rv.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let host = start_host(host_config(&rv, &dir.path().join("host"), None)).await;
+    let code = host.status().code;
+    let err = controller::run(
+        connect_config(&rv, code, "000000", &dir.path().join("ctl")),
+        Hooks::default(),
+    )
+    .await
+    .expect_err("wrong password must be refused");
+    assert!(
+        matches!(err, peer::Error::Auth(peer::auth::AuthError::WrongPassword)),
+        "unexpected error: {err}"
+    );
+    assert!(!host.status().in_session);
+    // The right one still works afterwards.
+    let mut cfg = connect_config(&rv, code, "424242", &dir.path().join("ctl"));
+    cfg.duration = Some(Duration::from_millis(800));
+    let report = controller::run(cfg, Hooks::default()).await.unwrap();
+    assert!(report.frames_decoded > 0);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_password_rotates_after_a_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let mut cfg = host_config(&rv, &dir.path().join("host"), None);
+    cfg.password = None;
+    let host = start_host(cfg).await;
+    let first = host.status().password;
+    assert!(
+        first.len() == 6 && first.bytes().all(|b| b.is_ascii_digit()),
+        "{first}"
+    );
+    let mut c = connect_config(&rv, host.status().code, &first, &dir.path().join("ctl"));
+    c.duration = Some(Duration::from_millis(500));
+    controller::run(c.clone(), Hooks::default()).await.unwrap();
+    let mut w = host.watch();
+    tokio::time::timeout(Duration::from_secs(5), w.wait_for(|s| s.password != first))
+        .await
+        .expect("password rotates")
+        .unwrap();
+    let err = controller::run(c, Hooks::default()).await.unwrap_err();
+    assert!(matches!(err, peer::Error::Auth(_)), "{err}");
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_host_fingerprint_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let host = start_host(host_config(&rv, &dir.path().join("host"), None)).await;
+    let impostor = certs::Identity::ephemeral().unwrap().fingerprint();
+    let err = controller::run_to(
+        connect_config(&rv, host.status().code, "424242", &dir.path().join("ctl")),
+        Target {
+            host: impostor,
+            candidates: vec![host.local_addr],
+        },
+        Hooks::default(),
+    )
+    .await
+    .expect_err("a host with another key must be refused");
+    assert!(
+        err.to_string().contains("certificate"),
+        "unexpected error: {err}"
+    );
+    assert!(!host.status().in_session);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_registered_by_another_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let first = start_host(host_config(&rv, &dir.path().join("a"), None)).await;
+    let code = first.status().code;
+    let mut cfg = host_config(&rv, &dir.path().join("b"), None);
+    cfg.code = Some(code);
+    let second = host::start(cfg).await.unwrap();
+    let err = second
+        .wait_registered(1, Duration::from_secs(10))
+        .await
+        .expect_err("the code belongs to the first host");
+    assert!(
+        err.to_string().contains("another host key"),
+        "unexpected error: {err}"
+    );
+    // Even with the first host offline, the code stays bound to its key.
+    first.shutdown().await;
+    let mut cfg = host_config(&rv, &dir.path().join("b"), None);
+    cfg.code = Some(code);
+    let third = host::start(cfg).await.unwrap();
+    assert!(
+        third
+            .wait_registered(1, Duration::from_secs(10))
+            .await
+            .is_err()
+    );
+    second.shutdown().await;
+    third.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgotten_hosts_free_their_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(1));
+    let first = start_host(host_config(&rv, &dir.path().join("a"), None)).await;
+    let code = first.status().code;
+    first.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let mut cfg = host_config(&rv, &dir.path().join("b"), None);
+    cfg.code = Some(code);
+    let second = start_host(cfg).await;
+    assert_eq!(second.status().code, code);
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_re_registers_after_rendezvous_restart_and_keeps_its_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv_dir = dir.path().join("rv");
+    let rv = start_rendezvous(&rv_dir, LOCAL, Duration::from_secs(3600));
+    let host_dir = dir.path().join("host");
+    let host = start_host(host_config(&rv, &host_dir, None)).await;
+    let code = host.status().code;
+    let addr = rv.addr;
+
+    rv.closer.close();
+    rv.task.await.unwrap();
+    // Same port, same data dir: a restarted server process.
+    let rv = {
+        let mut tries = 0;
+        loop {
+            match Server::bind(&server::Config {
+                listen: addr,
+                data_dir: rv_dir.clone(),
+                forget_after: Duration::from_secs(3600),
+            }) {
+                Ok(s) => {
+                    break Rv {
+                        addr,
+                        fingerprint: s.fingerprint(),
+                        closer: s.closer(),
+                        task: tokio::spawn(s.run()),
+                    };
+                }
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    eprintln!("rebinding: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot rebind the rendezvous: {e}"),
+            }
+        }
+    };
+    host.wait_registered(2, Duration::from_secs(20))
+        .await
+        .expect("host registers again");
+    assert_eq!(host.status().code, code);
+    let mut c = connect_config(&rv, code, "424242", &dir.path().join("ctl"));
+    c.duration = Some(Duration::from_millis(500));
+    let report = controller::run(c, Hooks::default()).await.unwrap();
+    assert!(report.frames_decoded > 0);
+    host.shutdown().await;
+
+    // A restarted host keeps its identity and code.
+    let again = start_host(host_config(&rv, &host_dir, None)).await;
+    assert_eq!(again.status().code, code);
+    again.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffprobe_reads_the_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let host = start_host(host_config(&rv, &dir.path().join("host"), None)).await;
+    let path = dir.path().join("rec.h264");
+    let mut c = connect_config(&rv, host.status().code, "424242", &dir.path().join("ctl"));
+    c.duration = Some(Duration::from_secs(2));
+    c.record = Some(path.clone());
+    let report = controller::run(c, Hooks::default()).await.unwrap();
+    host.shutdown().await;
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_streams",
+            "-of",
+            "json",
+        ])
+        .arg(&path)
+        .output()
+        .expect("ffprobe is missing: run `cargo xtask setup` (installs ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["streams"][0];
+    assert_eq!(s["codec_name"], "h264");
+    assert_eq!(s["width"], WIDTH);
+    assert_eq!(s["height"], HEIGHT);
+    let frames: u64 = s["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        frames, report.frames_decoded,
+        "ffprobe counts the frames we decoded"
+    );
+}
