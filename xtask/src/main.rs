@@ -164,7 +164,29 @@ fn test(rest: &[String]) -> Result<()> {
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(rest))?;
-    cli_smoke()
+    cli_smoke()?;
+    fuzz_smoke()
+}
+
+const FUZZ_TARGETS: &[&str] = &[
+    "input_decode",
+    "rendezvous_messages",
+    "peer_session",
+    "h264_decode",
+];
+
+/// Builds the fuzz targets and gives each a short run. On stable Rust libFuzzer runs without
+/// coverage guidance (plain random inputs); `cargo +nightly fuzz run T` does the real thing.
+fn fuzz_smoke() -> Result<()> {
+    eprintln!("\n== fuzz targets: build and a short run each ==");
+    let dir = target_dir().join("fuzz");
+    run(cargo()
+        .args(["build", "--release", "--manifest-path", "fuzz/Cargo.toml"])
+        .env("CARGO_TARGET_DIR", &dir))?;
+    for t in FUZZ_TARGETS {
+        run(Command::new(dir.join("release").join(t)).args(["-runs=30000", "-max_total_time=20"]))?;
+    }
+    Ok(())
 }
 
 /// The programs as a user runs them: rendezvous, `peer host`, `peer connect --headless` with an
