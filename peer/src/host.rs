@@ -59,7 +59,21 @@ pub struct HostConfig {
     pub code: Option<AccessCode>,
     pub fps: u32,
     pub bitrate_bps: u32,
+    /// Encoder mode; `None` picks by size (see [`content_for`]).
+    pub content: Option<codec::ContentType>,
     pub input: InputFactory,
+}
+
+/// The encoder mode used when none is configured: OpenH264's screen-content tools up to 720p;
+/// above that camera mode, because screen mode needs ~19 ms per 1080p frame on a 2-core machine
+/// (camera mode ~7-11 ms), which breaks the one-frame latency budget. `cargo xtask bench` shows
+/// both.
+pub fn content_for(width: u32, height: u32) -> codec::ContentType {
+    if u64::from(width) * u64::from(height) <= 1280 * 720 {
+        codec::ContentType::Screen
+    } else {
+        codec::ContentType::Camera
+    }
 }
 
 impl std::fmt::Debug for HostConfig {
@@ -342,8 +356,15 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                     return;
                 }
             };
-            match serve(&shared, &conn).await {
+            let result = serve(&shared, &conn).await;
+            let peer_closed = matches!(
+                conn.close_reason(),
+                Some(quinn::ConnectionError::ApplicationClosed(_))
+            );
+            match result {
                 Ok(()) => info!(%remote, "session ended"),
+                // Whatever stream noticed first, the controller hanging up is a normal end.
+                Err(_) if peer_closed => info!(%remote, "session ended by the controller"),
                 Err(e) => {
                     warn!(%remote, "session ended: {e}");
                     conn.close(1u32.into(), e.to_string().as_bytes());
@@ -449,10 +470,20 @@ async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<(), Err
     let (video_tx, video_rx) = mpsc::channel(2);
     let pipeline = {
         let (key_request, stop) = (key_request.clone(), stop.clone());
-        let (fps, bitrate) = (shared.cfg.fps, shared.cfg.bitrate_bps);
+        let settings = codec::EncoderConfig {
+            width,
+            height,
+            bitrate_bps: shared.cfg.bitrate_bps,
+            max_fps: shared.cfg.fps as f32,
+            content: shared
+                .cfg
+                .content
+                .unwrap_or_else(|| content_for(width, height)),
+        };
+        let fps = shared.cfg.fps;
         std::thread::Builder::new()
             .name("quicdesk-encode".into())
-            .spawn(move || encode_loop(capturer, fps, bitrate, key_request, stop, video_tx))?
+            .spawn(move || encode_loop(capturer, settings, fps, key_request, stop, video_tx))?
     };
     let backend = Arc::new(Mutex::new((shared.cfg.input)()));
     let result = tokio::select! {
@@ -490,20 +521,13 @@ struct Packet {
 /// network is slower, so each captured frame is as fresh as the network allows.
 fn encode_loop(
     mut capturer: Box<dyn Capturer>,
+    settings: codec::EncoderConfig,
     fps: u32,
-    bitrate_bps: u32,
     key_request: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     tx: mpsc::Sender<Packet>,
 ) {
-    let (width, height) = capturer.size();
-    let mut encoder = match codec::Encoder::new(codec::EncoderConfig {
-        width,
-        height,
-        bitrate_bps,
-        max_fps: fps as f32,
-        content: codec::ContentType::Screen,
-    }) {
+    let mut encoder = match codec::Encoder::new(settings) {
         Ok(e) => e,
         Err(e) => {
             warn!("cannot create the encoder: {e}");

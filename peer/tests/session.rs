@@ -54,6 +54,7 @@ fn host_config(rv: &Rv, dir: &Path, backend: Option<RecordingBackend>) -> HostCo
         code: None,
         fps: 30,
         bitrate_bps: 3_000_000,
+        content: None,
         input: Arc::new(move || Box::new(backend.clone())),
     }
 }

@@ -427,7 +427,13 @@ fn bench(rest: &[String]) -> Result<()> {
         "\n| stage | 720p median ms/frame | 1080p median ms/frame | bytes/frame 720p | bytes/frame 1080p |"
     );
     println!("|---|---|---|---|---|");
-    for stage in ["bgra_to_i420", "encode", "decode"] {
+    for stage in [
+        "bgra_to_i420",
+        "encode",
+        "decode",
+        "encode_camera",
+        "decode_camera",
+    ] {
         let cell = |res: &str| {
             criterion_median_ms(stage, res).map_or_else(|| "n/a".to_string(), |v| format!("{v:.2}"))
         };
