@@ -65,6 +65,8 @@ pub struct Hooks {
     pub on_tick: Option<TickHook>,
     /// Input events to send to the host, in order.
     pub input: Option<mpsc::Receiver<InputEvent>>,
+    /// Ends the session cleanly (the host is told) when it fires, e.g. on Ctrl-C.
+    pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -176,6 +178,7 @@ async fn session(
             r = send_input(&conn, hooks.input, stats.clone()) => r,
             r = ticker(stats.clone(), hooks.on_tick) => r,
             () = sleep_or_forever(cfg.duration) => Ok(()),
+            () = stopped(hooks.stop) => Ok(()),
         }
     };
     let result = session_end.await;
@@ -203,6 +206,18 @@ async fn session(
         // The host ending the session is a normal end.
         Err(Error::Connection(quinn::ConnectionError::ApplicationClosed(_))) => Ok(report),
         Err(e) => Err(e),
+    }
+}
+
+async fn stopped(stop: Option<tokio::sync::oneshot::Receiver<()>>) {
+    match stop {
+        // a dropped sender is not a request to stop
+        Some(rx) => {
+            if rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

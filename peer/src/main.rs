@@ -279,9 +279,15 @@ async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(());
+    });
     let hooks = controller::Hooks {
         on_tick: Some(Box::new(|t| println!("{t}"))),
         input,
+        stop: Some(stop_rx),
         ..Default::default()
     };
     let report = controller::run(
