@@ -30,6 +30,8 @@
 mod compare;
 mod marker;
 mod synthetic;
+#[cfg(unix)]
+pub mod xvfb;
 
 use std::fmt;
 

@@ -30,6 +30,18 @@ const PACKAGES: &[&str] = &[
     "libxcb-randr0-dev",
     // ffprobe reads the recorded H.264 in tests.
     "ffmpeg",
+    // A virtual X display and X tools for the real-desktop tests and the demo without a display.
+    "xvfb",
+    "xdotool",
+    "x11-utils",
+    "x11-apps",
+    "x11-xserver-utils",
+    "xterm",
+    "imagemagick",
+    // winit/wgpu load X11 and Vulkan at run time; lavapipe renders without a GPU.
+    "mesa-vulkan-drivers",
+    "libvulkan1",
+    "libxkbcommon-x11-0",
 ];
 
 fn main() -> Result<()> {
