@@ -1,0 +1,753 @@
+//! The X11 screen source: MIT-SHM reads, DAMAGE-driven change detection, the XFIXES cursor and
+//! RandR monitors, all over [x11rb]'s pure-Rust connection.
+//!
+//! ```text
+//!   X server ── DamageNotify (area ∩ monitor?) ──► dirty ─┐
+//!            ── XFixes cursor (pos, serial) ────► moved ─┤  neither: Ok(None), no pixels read
+//!                                                         ▼
+//!            ◄── DamageSubtract, ShmGetImage(monitor) ── X11Capturer::capture
+//!   memfd (shared with the server only) ──► copy rows, alpha = 255, draw cursor ──► Frame
+//! ```
+//!
+//! Why not scrap's X11 backend (the design card's crate): see ARCHITECTURE.md, "Decisions". In
+//! short, scrap 0.5 creates its SysV segment with mode 0777 (any local user can read the shared
+//! screen), reads a RandR reply after freeing it, hands back the picture requested one call
+//! earlier (a frame of extra latency), ignores request errors and cannot pick a display. Here the
+//! segment is a memfd that only this process and the X server hold.
+
+#![allow(unsafe_code)] // one `mmap` of our own memfd, see `ShmImage::new`
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use memmap2::Mmap;
+use x11rb::connection::{Connection, RequestConnection};
+use x11rb::protocol::Event;
+use x11rb::protocol::damage::{self, ConnectionExt as _};
+use x11rb::protocol::randr::{self, ConnectionExt as _};
+use x11rb::protocol::shm::{self, ConnectionExt as _};
+use x11rb::protocol::xfixes::ConnectionExt as _;
+use x11rb::protocol::xproto::{self, ConnectionExt as _, ImageFormat, ImageOrder};
+use x11rb::rust_connection::RustConnection;
+
+use crate::{CaptureError, Capturer, Frame, MAX_DIMENSION};
+
+/// One monitor of an X screen, as RandR reports it (or the whole screen without RandR).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monitor {
+    /// Position in [`list_monitors`]' order: what `--monitor N` takes.
+    pub index: usize,
+    /// RandR's name for it, e.g. `DP-1`; `screen` without RandR.
+    pub name: String,
+    /// Whether RandR marks it primary.
+    pub primary: bool,
+    /// Top-left corner on the X screen.
+    pub x: i16,
+    /// Top-left corner on the X screen.
+    pub y: i16,
+    /// Size in pixels.
+    pub width: u16,
+    /// Size in pixels.
+    pub height: u16,
+}
+
+impl std::fmt::Display for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} {}x{}+{}+{}{}",
+            self.index,
+            self.name,
+            self.width,
+            self.height,
+            self.x,
+            self.y,
+            if self.primary { " (primary)" } else { "" }
+        )
+    }
+}
+
+/// What to capture.
+#[derive(Debug, Clone, Default)]
+pub struct X11Options {
+    /// X display name such as `:0`; `None` uses `$DISPLAY`.
+    pub display: Option<String>,
+    /// Index from [`list_monitors`]; `None` takes the primary monitor (or the first).
+    pub monitor: Option<usize>,
+    /// Draw the pointer into the frames.
+    pub cursor: bool,
+}
+
+/// The monitors of `display` (`None`: `$DISPLAY`), primary or not, in RandR's order.
+///
+/// # Errors
+///
+/// [`CaptureError::X11`] when the display cannot be reached.
+pub fn list_monitors(display: Option<&str>) -> Result<Vec<Monitor>, CaptureError> {
+    let (conn, screen) = connect(display)?;
+    let root = conn.setup().roots[screen].root;
+    monitors(&conn, root, &screen_monitor(&conn, screen)).map_err(x11(display))
+}
+
+/// Captures one monitor of an X11 display; see the [module docs](self).
+pub struct X11Capturer {
+    conn: RustConnection,
+    display: String,
+    root: xproto::Window,
+    wanted: Option<usize>,
+    monitor: Monitor,
+    /// The captured area: the monitor, cropped to even sizes for 4:2:0 video.
+    width: u32,
+    height: u32,
+    image: Image,
+    damage: damage::Damage,
+    dirty: bool,
+    geometry_changed: bool,
+    cursor: Option<CursorState>,
+    frame_no: u64,
+    spare: Vec<u8>,
+}
+
+impl std::fmt::Debug for X11Capturer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("X11Capturer")
+            .field("display", &self.display)
+            .field("monitor", &self.monitor)
+            .field("shm", &matches!(self.image, Image::Shm(_)))
+            .finish_non_exhaustive()
+    }
+}
+
+impl X11Capturer {
+    /// Connects to the display, picks the monitor and sets up shared memory, damage tracking and
+    /// the cursor.
+    ///
+    /// # Errors
+    ///
+    /// [`CaptureError::X11`] when the display is unreachable, lacks the DAMAGE extension or has a
+    /// pixel format other than 32-bit little-endian true colour; [`CaptureError::NoSuchMonitor`]
+    /// for a bad index.
+    pub fn open(opts: &X11Options) -> Result<Self, CaptureError> {
+        let display = opts.display.as_deref();
+        let (conn, screen) = connect(display)?;
+        let err = x11(display);
+        let setup = conn.setup();
+        let root = setup.roots[screen].root;
+        check_format(&conn, screen).map_err(&err)?;
+
+        let fallback = screen_monitor(&conn, screen);
+        let have_randr = conn
+            .extension_information(randr::X11_EXTENSION_NAME)
+            .map_err(|e| err(e.to_string()))?
+            .is_some();
+        if have_randr {
+            conn.randr_query_version(1, 5)
+                .map_err(|e| err(e.to_string()))?
+                .reply()
+                .map_err(|e| err(e.to_string()))?;
+            conn.randr_select_input(root, randr::NotifyMask::SCREEN_CHANGE)
+                .map_err(|e| err(e.to_string()))?;
+        }
+        let all = monitors(&conn, root, &fallback).map_err(&err)?;
+        let monitor = pick(&all, opts.monitor)?;
+
+        conn.damage_query_version(1, 1)
+            .map_err(|e| err(e.to_string()))?
+            .reply()
+            .map_err(|e| err(format!("the DAMAGE extension is missing: {e}")))?;
+        let damage = conn.generate_id().map_err(|e| err(e.to_string()))?;
+        conn.damage_create(damage, root, damage::ReportLevel::BOUNDING_BOX)
+            .map_err(|e| err(e.to_string()))?;
+
+        let cursor = if opts.cursor {
+            match conn.xfixes_query_version(4, 0).map(|c| c.reply()) {
+                Ok(Ok(_)) => Some(CursorState::default()),
+                _ => {
+                    tracing::warn!("XFIXES is missing: the pointer is not drawn into frames");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
+        let (width, height) = even_size(&monitor)?;
+        let image = Image::new(&conn, width, height).map_err(&err)?;
+        Ok(Self {
+            conn,
+            display: display_name(display),
+            root,
+            wanted: opts.monitor,
+            monitor,
+            width,
+            height,
+            image,
+            damage,
+            dirty: true,
+            geometry_changed: false,
+            cursor,
+            frame_no: 0,
+            spare: Vec::new(),
+        })
+    }
+
+    /// The monitor being captured.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+
+    /// Whether pixels travel through shared memory (false on a remote X server).
+    pub fn uses_shm(&self) -> bool {
+        matches!(self.image, Image::Shm(_))
+    }
+
+    /// Reads pending events: damage on our monitor, screen size changes.
+    fn drain_events(&mut self) -> Result<(), CaptureError> {
+        let err = x11(Some(&self.display));
+        while let Some(event) = self.conn.poll_for_event().map_err(|e| err(e.to_string()))? {
+            match event {
+                Event::DamageNotify(ev) => {
+                    let m = &self.monitor;
+                    if intersects(&ev.area, m) {
+                        self.dirty = true;
+                    }
+                }
+                Event::RandrScreenChangeNotify(_) => self.geometry_changed = true,
+                Event::Error(e) => return Err(err(format!("X error {:?}", e.error_kind))),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn reconfigure(&mut self) -> Result<(), CaptureError> {
+        self.geometry_changed = false;
+        let err = x11(Some(&self.display));
+        let screen = screen_monitor(&self.conn, 0);
+        let all = monitors(&self.conn, self.root, &screen).map_err(&err)?;
+        let monitor = pick(&all, self.wanted)?;
+        if monitor != self.monitor {
+            tracing::info!(from = %self.monitor, to = %monitor, "captured monitor changed");
+            let (width, height) = even_size(&monitor)?;
+            if (width, height) != (self.width, self.height) {
+                self.image.release(&self.conn);
+                self.image = Image::new(&self.conn, width, height).map_err(&err)?;
+                self.width = width;
+                self.height = height;
+            }
+            self.monitor = monitor;
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn grab(&mut self) -> Result<(), CaptureError> {
+        let err = x11(Some(&self.display));
+        // Subtract first: damage that lands while the server copies is seen next time.
+        self.conn
+            .damage_subtract(self.damage, x11rb::NONE, x11rb::NONE)
+            .map_err(|e| err(e.to_string()))?;
+        let m = &self.monitor;
+        let (w, h) = (self.width as u16, self.height as u16);
+        self.image
+            .read(&self.conn, self.root, m.x, m.y, w, h)
+            .map_err(&err)?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+impl Capturer for X11Capturer {
+    fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn capture(&mut self) -> Result<Option<Frame>, CaptureError> {
+        self.drain_events()?;
+        if self.geometry_changed {
+            self.reconfigure()?;
+        }
+        let cursor_changed = match self.cursor.as_mut() {
+            Some(c) => c.refresh(&self.conn).map_err(x11(Some(&self.display)))?,
+            None => false,
+        };
+        if !self.dirty && !cursor_changed {
+            return Ok(None);
+        }
+        if self.dirty {
+            self.grab()?;
+        }
+        let captured_at_us = now_us();
+        let (w, h) = (self.width as usize, self.height as usize);
+        let stride = w * 4;
+        let mut data = std::mem::take(&mut self.spare);
+        data.resize(stride * h, 0);
+        copy_opaque(self.image.pixels(), &mut data);
+        if let Some(c) = &self.cursor {
+            c.draw(
+                &mut data,
+                stride,
+                (w, h),
+                (i32::from(self.monitor.x), i32::from(self.monitor.y)),
+            );
+        }
+        let frame = Frame {
+            width: self.width,
+            height: self.height,
+            stride,
+            data,
+            frame_no: self.frame_no,
+            captured_at_us,
+        };
+        self.frame_no += 1;
+        Ok(Some(frame))
+    }
+
+    fn refresh(&mut self) {
+        self.dirty = true;
+    }
+
+    fn recycle(&mut self, frame: Frame) {
+        self.spare = frame.data;
+    }
+}
+
+impl Drop for X11Capturer {
+    fn drop(&mut self) {
+        self.image.release(&self.conn);
+        let _ = self.conn.damage_destroy(self.damage);
+        let _ = self.conn.flush();
+    }
+}
+
+/// Where the server puts the pixels.
+enum Image {
+    Shm(ShmImage),
+    /// Plain GetImage through the socket (remote X servers).
+    Plain(Vec<u8>),
+}
+
+struct ShmImage {
+    seg: shm::Seg,
+    map: Mmap,
+}
+
+impl ShmImage {
+    /// A memfd of `len` bytes, mapped read-only here and attached to the server.
+    fn new(conn: &RustConnection, len: usize) -> Result<Self, String> {
+        let fd = rustix::fs::memfd_create("quicdesk-capture", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| format!("memfd_create: {e}"))?;
+        let file = File::from(fd);
+        file.set_len(len as u64)
+            .map_err(|e| format!("sizing the capture buffer: {e}"))?;
+        // SAFETY: the memfd is ours and unnamed; only this process and the X server hold it.
+        // The server writes into it only while serving our ShmGetImage, and `read` waits for that
+        // request's reply before anyone looks at the bytes, so no one mutates the mapping while a
+        // slice of it is alive. `set_len` above fixed its size, and nothing truncates it.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("mmap: {e}"))?;
+        let seg = conn.generate_id().map_err(|e| e.to_string())?;
+        let server_fd = OwnedFd::from(file.try_clone().map_err(|e| e.to_string())?);
+        conn.shm_attach_fd(seg, server_fd, false)
+            .map_err(|e| e.to_string())?
+            .check()
+            .map_err(|e| format!("MIT-SHM attach: {e}"))?;
+        Ok(Self { seg, map })
+    }
+}
+
+impl Image {
+    fn new(conn: &RustConnection, width: u32, height: u32) -> Result<Self, String> {
+        let len = width as usize * height as usize * 4;
+        let local = conn
+            .extension_information(shm::X11_EXTENSION_NAME)
+            .map_err(|e| e.to_string())?
+            .is_some()
+            && conn
+                .shm_query_version()
+                .ok()
+                .and_then(|c| c.reply().ok())
+                .is_some_and(|v| (v.major_version, v.minor_version) >= (1, 2));
+        if local {
+            match ShmImage::new(conn, len) {
+                Ok(s) => return Ok(Image::Shm(s)),
+                Err(e) => tracing::warn!("MIT-SHM unavailable ({e}); capturing through the socket"),
+            }
+        } else {
+            tracing::warn!(
+                "the X server has no MIT-SHM 1.2: capturing through the socket (slower)"
+            );
+        }
+        Ok(Image::Plain(vec![0; len]))
+    }
+
+    fn read(
+        &mut self,
+        conn: &RustConnection,
+        root: xproto::Window,
+        x: i16,
+        y: i16,
+        w: u16,
+        h: u16,
+    ) -> Result<(), String> {
+        let format = u8::from(ImageFormat::Z_PIXMAP);
+        match self {
+            Image::Shm(s) => {
+                conn.shm_get_image(root, x, y, w, h, !0, format, s.seg, 0)
+                    .map_err(|e| e.to_string())?
+                    .reply()
+                    .map_err(|e| format!("ShmGetImage: {e}"))?;
+            }
+            Image::Plain(buf) => {
+                let reply = conn
+                    .get_image(ImageFormat::Z_PIXMAP, root, x, y, w, h, !0)
+                    .map_err(|e| e.to_string())?
+                    .reply()
+                    .map_err(|e| format!("GetImage: {e}"))?;
+                if reply.data.len() < buf.len() {
+                    return Err(format!(
+                        "GetImage returned {} bytes, expected {}",
+                        reply.data.len(),
+                        buf.len()
+                    ));
+                }
+                let n = buf.len();
+                buf.copy_from_slice(&reply.data[..n]);
+            }
+        }
+        Ok(())
+    }
+
+    fn pixels(&self) -> &[u8] {
+        match self {
+            Image::Shm(s) => &s.map,
+            Image::Plain(buf) => buf,
+        }
+    }
+
+    fn release(&self, conn: &RustConnection) {
+        if let Image::Shm(s) = self {
+            let _ = conn.shm_detach(s.seg);
+        }
+    }
+}
+
+/// The pointer as last drawn.
+#[derive(Default)]
+struct CursorState {
+    x: i32,
+    y: i32,
+    xhot: i32,
+    yhot: i32,
+    serial: u32,
+    width: usize,
+    height: usize,
+    /// Premultiplied ARGB, as XFIXES sends it.
+    argb: Vec<u32>,
+    known: bool,
+}
+
+impl CursorState {
+    /// Asks the server where the pointer is and what it looks like; true if that changed.
+    fn refresh(&mut self, conn: &RustConnection) -> Result<bool, String> {
+        let c = conn
+            .xfixes_get_cursor_image()
+            .map_err(|e| e.to_string())?
+            .reply()
+            .map_err(|e| format!("XFixesGetCursorImage: {e}"))?;
+        let (width, height) = (usize::from(c.width), usize::from(c.height));
+        let changed = !self.known
+            || (self.x, self.y) != (i32::from(c.x), i32::from(c.y))
+            || self.serial != c.cursor_serial;
+        if changed && c.cursor_image.len() >= width * height {
+            *self = Self {
+                x: i32::from(c.x),
+                y: i32::from(c.y),
+                xhot: i32::from(c.xhot),
+                yhot: i32::from(c.yhot),
+                serial: c.cursor_serial,
+                width,
+                height,
+                argb: c.cursor_image,
+                known: true,
+            };
+        }
+        Ok(changed)
+    }
+
+    /// Blends the pointer over a BGRA picture of `size` whose top-left is `origin` on the screen.
+    fn draw(&self, data: &mut [u8], stride: usize, size: (usize, usize), origin: (i32, i32)) {
+        if !self.known {
+            return;
+        }
+        let left = self.x - self.xhot - origin.0;
+        let top = self.y - self.yhot - origin.1;
+        for cy in 0..self.height {
+            let Some(py) = offset(top, cy, size.1) else {
+                continue;
+            };
+            for cx in 0..self.width {
+                let Some(px) = offset(left, cx, size.0) else {
+                    continue;
+                };
+                let src = self.argb[cy * self.width + cx];
+                let a = src >> 24;
+                if a == 0 {
+                    continue;
+                }
+                let at = py * stride + px * 4;
+                let Some(dst) = data.get_mut(at..at + 3) else {
+                    continue;
+                };
+                for (i, d) in dst.iter_mut().enumerate() {
+                    // premultiplied: out = src + dst * (255 - a) / 255, channel order B, G, R
+                    let s = (src >> (8 * i)) & 0xff;
+                    let v = s + (u32::from(*d) * (255 - a) + 127) / 255;
+                    *d = v.min(255) as u8;
+                }
+            }
+        }
+    }
+}
+
+/// `base + i` if it falls in `0..len`.
+fn offset(base: i32, i: usize, len: usize) -> Option<usize> {
+    let v = i64::from(base) + i as i64;
+    usize::try_from(v).ok().filter(|&v| v < len)
+}
+
+/// Copies BGRX rows into `dst`, setting every alpha byte to 255.
+fn copy_opaque(src: &[u8], dst: &mut [u8]) {
+    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+        d.copy_from_slice(s);
+        d[3] = 255;
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn display_name(display: Option<&str>) -> String {
+    display
+        .map(str::to_owned)
+        .or_else(|| std::env::var("DISPLAY").ok())
+        .unwrap_or_else(|| "(no DISPLAY set)".into())
+}
+
+/// Maps a reason to [`CaptureError::X11`] naming the display.
+fn x11(display: Option<&str>) -> impl Fn(String) -> CaptureError {
+    let display = display_name(display);
+    move |reason| CaptureError::X11 {
+        display: display.clone(),
+        reason,
+    }
+}
+
+fn connect(display: Option<&str>) -> Result<(RustConnection, usize), CaptureError> {
+    if display.is_none() && std::env::var_os("DISPLAY").is_none() {
+        return Err(x11(None)(
+            "no X display: set DISPLAY or pass --display (Wayland-only sessions are not supported)"
+                .into(),
+        ));
+    }
+    let (conn, screen) = x11rb::connect(display).map_err(|e| x11(display)(e.to_string()))?;
+    if screen >= conn.setup().roots.len() {
+        return Err(x11(display)(format!("screen {screen} does not exist")));
+    }
+    Ok((conn, screen))
+}
+
+/// Capture reads the root window as 32-bit BGRX: check the server agrees.
+fn check_format(conn: &RustConnection, screen: usize) -> Result<(), String> {
+    let setup = conn.setup();
+    let depth = setup.roots[screen].root_depth;
+    let bpp = setup
+        .pixmap_formats
+        .iter()
+        .find(|f| f.depth == depth)
+        .map(|f| f.bits_per_pixel);
+    if !(depth == 24 || depth == 32)
+        || bpp != Some(32)
+        || setup.image_byte_order != ImageOrder::LSB_FIRST
+    {
+        return Err(format!(
+            "unsupported pixel format (depth {depth}, {bpp:?} bits per pixel, {:?}); \
+             quicdesk captures 24/32-bit little-endian true colour",
+            setup.image_byte_order
+        ));
+    }
+    Ok(())
+}
+
+/// The whole screen as one monitor: the answer without RandR.
+fn screen_monitor(conn: &RustConnection, screen: usize) -> Monitor {
+    let s = &conn.setup().roots[screen.min(conn.setup().roots.len() - 1)];
+    Monitor {
+        index: 0,
+        name: "screen".into(),
+        primary: true,
+        x: 0,
+        y: 0,
+        width: s.width_in_pixels,
+        height: s.height_in_pixels,
+    }
+}
+
+fn monitors(
+    conn: &RustConnection,
+    root: xproto::Window,
+    fallback: &Monitor,
+) -> Result<Vec<Monitor>, String> {
+    let has_randr = conn
+        .extension_information(randr::X11_EXTENSION_NAME)
+        .map_err(|e| e.to_string())?
+        .is_some();
+    if !has_randr {
+        return Ok(vec![fallback.clone()]);
+    }
+    let reply = conn
+        .randr_get_monitors(root, true)
+        .map_err(|e| e.to_string())?
+        .reply()
+        .map_err(|e| format!("RRGetMonitors: {e}"))?;
+    let mut out = Vec::with_capacity(reply.monitors.len());
+    for (index, m) in reply.monitors.iter().enumerate() {
+        let name = conn
+            .get_atom_name(m.name)
+            .ok()
+            .and_then(|c| c.reply().ok())
+            .map_or_else(
+                || format!("monitor-{index}"),
+                |r| String::from_utf8_lossy(&r.name).into_owned(),
+            );
+        out.push(Monitor {
+            index,
+            name,
+            primary: m.primary,
+            x: m.x,
+            y: m.y,
+            width: m.width,
+            height: m.height,
+        });
+    }
+    if out.is_empty() {
+        out.push(fallback.clone());
+    }
+    Ok(out)
+}
+
+fn pick(all: &[Monitor], wanted: Option<usize>) -> Result<Monitor, CaptureError> {
+    match wanted {
+        Some(index) => all.get(index).cloned().ok_or(CaptureError::NoSuchMonitor {
+            index,
+            count: all.len(),
+        }),
+        None => all
+            .iter()
+            .find(|m| m.primary)
+            .or_else(|| all.first())
+            .cloned()
+            .ok_or(CaptureError::NoSuchMonitor { index: 0, count: 0 }),
+    }
+}
+
+/// The monitor's size cropped to even numbers, as 4:2:0 video needs.
+fn even_size(m: &Monitor) -> Result<(u32, u32), CaptureError> {
+    let (w, h) = (u32::from(m.width) & !1, u32::from(m.height) & !1);
+    crate::validate_size(w.min(MAX_DIMENSION + 1), h.min(MAX_DIMENSION + 1))?;
+    Ok((w, h))
+}
+
+fn intersects(r: &xproto::Rectangle, m: &Monitor) -> bool {
+    let (rx0, ry0) = (i32::from(r.x), i32::from(r.y));
+    let (rx1, ry1) = (rx0 + i32::from(r.width), ry0 + i32::from(r.height));
+    let (mx0, my0) = (i32::from(m.x), i32::from(m.y));
+    let (mx1, my1) = (mx0 + i32::from(m.width), my0 + i32::from(m.height));
+    rx0 < mx1 && mx0 < rx1 && ry0 < my1 && my0 < ry1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn monitor(x: i16, y: i16, width: u16, height: u16) -> Monitor {
+        Monitor {
+            index: 0,
+            name: "m".into(),
+            primary: false,
+            x,
+            y,
+            width,
+            height,
+        }
+    }
+
+    #[test]
+    fn damage_outside_the_monitor_is_ignored() {
+        let m = monitor(1920, 0, 1280, 1024);
+        let r = |x, y, width, height| xproto::Rectangle {
+            x,
+            y,
+            width,
+            height,
+        };
+        assert!(!intersects(&r(0, 0, 1920, 1080), &m));
+        assert!(intersects(&r(1900, 10, 21, 5), &m));
+        assert!(intersects(&r(3000, 1000, 500, 500), &m));
+        assert!(!intersects(&r(3200, 0, 10, 10), &m));
+        assert!(!intersects(&r(2000, 1024, 10, 10), &m));
+    }
+
+    #[test]
+    fn odd_monitors_are_cropped_to_even_sizes() {
+        assert_eq!(even_size(&monitor(0, 0, 1366, 767)).unwrap(), (1366, 766));
+        assert!(even_size(&monitor(0, 0, 1, 600)).is_err());
+    }
+
+    #[test]
+    fn picking_a_monitor() {
+        let mut a = monitor(0, 0, 100, 100);
+        let mut b = monitor(100, 0, 100, 100);
+        b.index = 1;
+        b.primary = true;
+        a.index = 0;
+        let all = [a.clone(), b.clone()];
+        assert_eq!(pick(&all, None).unwrap(), b);
+        assert_eq!(pick(&all, Some(0)).unwrap(), a);
+        assert!(matches!(
+            pick(&all, Some(2)),
+            Err(CaptureError::NoSuchMonitor { index: 2, count: 2 })
+        ));
+    }
+
+    #[test]
+    fn cursor_blends_premultiplied_and_clips_at_edges() {
+        let c = CursorState {
+            x: 1,
+            y: 1,
+            xhot: 1,
+            yhot: 1,
+            serial: 1,
+            width: 2,
+            height: 2,
+            // opaque red, half-transparent white (premultiplied), transparent, opaque blue
+            argb: vec![0xffff_0000, 0x8080_8080, 0, 0xff00_00ff],
+            known: true,
+        };
+        let mut data = vec![0u8; 3 * 3 * 4];
+        for px in data.chunks_exact_mut(4) {
+            px.copy_from_slice(&[0, 0, 0, 255]);
+        }
+        c.draw(&mut data, 12, (3, 3), (0, 0));
+        assert_eq!(&data[0..4], &[0, 0, 255, 255]); // red, BGRA
+        assert_eq!(&data[4..8], &[128, 128, 128, 255]); // half white over black
+        assert_eq!(&data[12..16], &[0, 0, 0, 255]); // transparent: untouched
+        assert_eq!(&data[16..20], &[255, 0, 0, 255]); // blue
+        // Off the top-left: clipped, no panic.
+        let far = CursorState { x: -5, y: -5, ..c };
+        far.draw(&mut data, 12, (3, 3), (0, 0));
+    }
+}
