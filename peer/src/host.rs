@@ -39,10 +39,48 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub enum Source {
     /// Moving synthetic content carrying frame numbers and timestamps (tests, benches, demo).
     Synthetic { width: u32, height: u32 },
+    /// One monitor of an X11 display.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    Screen(capture::x11::X11Options),
 }
 
-/// Makes an input backend for each session.
-pub type InputFactory = Arc<dyn Fn() -> Box<dyn InputBackend> + Send + Sync>;
+/// The part of the host's screen a session shares: where input backends place the pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScreenArea {
+    /// Top-left corner of the shared monitor on the whole X screen.
+    pub x: i32,
+    pub y: i32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Makes the input backend of a session, given what it shares. An error leaves the session
+/// view-only (with a warning) rather than refusing it.
+pub type InputFactory =
+    Arc<dyn Fn(&ScreenArea) -> Result<Box<dyn InputBackend>, input::InputError> + Send + Sync>;
+
+/// An input backend that performs nothing: a view-only session, or synthetic content with
+/// nowhere to put events. Only tracks what is held, so the log shows what `release_all` drops.
+#[derive(Debug, Default)]
+pub struct DiscardBackend {
+    held: input::HeldInputs,
+}
+
+impl InputBackend for DiscardBackend {
+    fn inject(&mut self, event: &input::InputEvent) -> Result<(), input::InputError> {
+        debug!(?event, "input event (not performed)");
+        self.held.note(event);
+        Ok(())
+    }
+
+    fn release_all(&mut self) -> Result<(), input::InputError> {
+        let released = self.held.take_releases();
+        if !released.is_empty() {
+            debug!(count = released.len(), "released held keys and buttons");
+        }
+        Ok(())
+    }
+}
 
 /// Host settings.
 #[derive(Clone)]
@@ -438,11 +476,60 @@ async fn deny(send: &mut quinn::SendStream, reason: &str) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-fn make_source(source: &Source) -> Result<Box<dyn Capturer>, Error> {
+/// Opens the capture source for a session, with the screen area it covers.
+fn make_source(source: &Source) -> Result<(Box<dyn Capturer>, ScreenArea), Error> {
     match source {
         Source::Synthetic { width, height } => {
-            Ok(Box::new(capture::SyntheticSource::new(*width, *height)?))
+            let area = ScreenArea {
+                x: 0,
+                y: 0,
+                width: *width,
+                height: *height,
+            };
+            Ok((
+                Box::new(capture::SyntheticSource::new(*width, *height)?),
+                area,
+            ))
         }
+        #[cfg(all(unix, not(target_os = "macos")))]
+        Source::Screen(opts) => {
+            let c = capture::x11::X11Capturer::open(opts)?;
+            let m = c.monitor();
+            info!(monitor = %m, shm = c.uses_shm(), "capturing the screen");
+            let (width, height) = c.size();
+            let area = ScreenArea {
+                x: i32::from(m.x),
+                y: i32::from(m.y),
+                width,
+                height,
+            };
+            Ok((Box::new(c), area))
+        }
+    }
+}
+
+/// What the input thread is told.
+enum InputCmd {
+    Event(input::InputEvent),
+    /// The shared screen changed size.
+    Resize(input::ScreenSize),
+}
+
+/// Performs input on a dedicated thread (injection may block on the display server), in
+/// order; when every sender is gone (the session is over) releases whatever is still held.
+fn input_loop(mut backend: Box<dyn InputBackend>, mut rx: mpsc::Receiver<InputCmd>) {
+    while let Some(cmd) = rx.blocking_recv() {
+        match cmd {
+            InputCmd::Event(event) => {
+                if let Err(e) = backend.inject(&event) {
+                    warn!("cannot perform {event:?}: {e}");
+                }
+            }
+            InputCmd::Resize(size) => backend.set_screen_size(size),
+        }
+    }
+    if let Err(e) = backend.release_all() {
+        warn!("releasing held keys and buttons failed: {e}");
     }
 }
 
@@ -455,8 +542,19 @@ async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<(), Err
         return Err(Error::Denied("host busy".into()));
     };
     info!(%remote, %controller, "controller authenticated; session starts");
-    let capturer = make_source(&shared.cfg.source)?;
+    let (capturer, area) = make_source(&shared.cfg.source)?;
     let (width, height) = capturer.size();
+    let backend = (shared.cfg.input)(&area).unwrap_or_else(|e| {
+        warn!("input is off for this session (view only): {e}");
+        Box::new(DiscardBackend::default())
+    });
+    let (input_tx, input_rx) = mpsc::channel(256);
+    if let Ok(size) = input::ScreenSize::new(width, height) {
+        let _ = input_tx.send(InputCmd::Resize(size)).await;
+    }
+    let input_thread = std::thread::Builder::new()
+        .name("quicdesk-input".into())
+        .spawn(move || input_loop(backend, input_rx))?;
     wire::write_msg(
         &mut ctl_send,
         &ControlMsg::Welcome { width, height },
@@ -480,15 +578,21 @@ async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<(), Err
                 .content
                 .unwrap_or_else(|| content_for(width, height)),
         };
-        let fps = shared.cfg.fps;
+        let pipeline = Pipeline {
+            fps: shared.cfg.fps,
+            content: shared.cfg.content,
+            key_request,
+            stop,
+            video: video_tx,
+            input: input_tx.clone(),
+        };
         std::thread::Builder::new()
             .name("quicdesk-encode".into())
-            .spawn(move || encode_loop(capturer, settings, fps, key_request, stop, video_tx))?
+            .spawn(move || encode_loop(capturer, settings, pipeline))?
     };
-    let backend = Arc::new(Mutex::new((shared.cfg.input)()));
     let result = tokio::select! {
         r = send_video(conn, video_rx) => r,
-        r = receive_streams(conn, backend.clone()) => r,
+        r = receive_streams(conn, input_tx) => r,
         r = control_loop(&mut ctl_send, &mut ctl_recv, &key_request) => r,
         e = conn.closed() => match e {
             quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
@@ -496,16 +600,14 @@ async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<(), Err
         },
     };
     stop.store(true, Ordering::Relaxed);
-    if let Err(e) = backend
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .release_all()
-    {
-        warn!("releasing held keys and buttons failed: {e}");
-    }
     conn.close(0u32.into(), b"session over");
-    // The encode thread notices `stop` within one frame interval.
-    let _ = tokio::task::spawn_blocking(move || pipeline.join()).await;
+    // The encode thread notices `stop` within one frame interval; the input tasks end with the
+    // connection, and the input thread then releases whatever is held.
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = pipeline.join();
+        let _ = input_thread.join();
+    })
+    .await;
     shared.status.send_modify(|s| s.in_session = false);
     shared.rotate_password("session ended");
     result
@@ -517,16 +619,21 @@ struct Packet {
     data: Vec<u8>,
 }
 
-/// Capture and encode on a dedicated thread, paced to `fps`; blocks (never drops) when the
-/// network is slower, so each captured frame is as fresh as the network allows.
-fn encode_loop(
-    mut capturer: Box<dyn Capturer>,
-    settings: codec::EncoderConfig,
+/// What the encode thread works with besides the capturer.
+struct Pipeline {
     fps: u32,
+    content: Option<codec::ContentType>,
     key_request: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-    tx: mpsc::Sender<Packet>,
-) {
+    video: mpsc::Sender<Packet>,
+    input: mpsc::Sender<InputCmd>,
+}
+
+/// Capture and encode on a dedicated thread, paced to `fps`; blocks (never drops) when the
+/// network is slower, so each captured frame is as fresh as the network allows. A still screen
+/// gives no frames and costs next to nothing; a size change makes a new encoder (and a key
+/// frame) and tells the input thread.
+fn encode_loop(mut capturer: Box<dyn Capturer>, mut settings: codec::EncoderConfig, p: Pipeline) {
     let mut encoder = match codec::Encoder::new(settings) {
         Ok(e) => e,
         Err(e) => {
@@ -534,21 +641,53 @@ fn encode_loop(
             return;
         }
     };
-    let interval = Duration::from_secs_f64(1.0 / f64::from(fps));
+    let interval = Duration::from_secs_f64(1.0 / f64::from(p.fps));
     let mut next = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    let tx = &p.video;
+    while !p.stop.load(Ordering::Relaxed) {
+        if p.key_request.load(Ordering::Relaxed) {
+            capturer.refresh(); // a key frame even if the screen is still
+        }
         match capturer.capture() {
             Ok(Some(frame)) => {
-                let force = key_request.swap(false, Ordering::Relaxed);
-                match encoder.encode(&frame.data, frame.stride, force) {
+                if (frame.width, frame.height) != (settings.width, settings.height) {
+                    info!(
+                        from = %format!("{}x{}", settings.width, settings.height),
+                        to = %format!("{}x{}", frame.width, frame.height),
+                        "screen size changed; new encoder"
+                    );
+                    settings.width = frame.width;
+                    settings.height = frame.height;
+                    settings.content = p
+                        .content
+                        .unwrap_or_else(|| content_for(frame.width, frame.height));
+                    encoder = match codec::Encoder::new(settings) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            warn!("cannot create the encoder: {e}");
+                            return;
+                        }
+                    };
+                    if let Ok(size) = input::ScreenSize::new(frame.width, frame.height) {
+                        let _ = p.input.blocking_send(InputCmd::Resize(size));
+                    }
+                }
+                let force = p.key_request.swap(false, Ordering::Relaxed);
+                let encoded = encoder.encode(&frame.data, frame.stride, force);
+                let header = VideoHeader {
+                    frame_no: frame.frame_no,
+                    captured_at_us: frame.captured_at_us,
+                    width: frame.width,
+                    height: frame.height,
+                    key_frame: false,
+                };
+                capturer.recycle(frame);
+                match encoded {
                     Ok(enc) if !enc.data.is_empty() => {
                         let packet = Packet {
                             header: VideoHeader {
-                                frame_no: frame.frame_no,
-                                captured_at_us: frame.captured_at_us,
-                                width: frame.width,
-                                height: frame.height,
                                 key_frame: enc.is_key_frame,
+                                ..header
                             },
                             data: enc.data,
                         };
@@ -602,7 +741,7 @@ async fn send_video(conn: &quinn::Connection, mut rx: mpsc::Receiver<Packet>) ->
 
 async fn receive_streams(
     conn: &quinn::Connection,
-    backend: Arc<Mutex<Box<dyn InputBackend>>>,
+    input: mpsc::Sender<InputCmd>,
 ) -> Result<(), Error> {
     loop {
         let mut recv = conn.accept_uni().await?;
@@ -610,7 +749,7 @@ async fn receive_streams(
         recv.read_exact(&mut kind).await?;
         match StreamKind::from_byte(kind[0]) {
             Some(StreamKind::Input) => {
-                tokio::spawn(receive_input(recv, backend.clone()));
+                tokio::spawn(receive_input(recv, input.clone()));
             }
             _ => {
                 warn!(
@@ -623,7 +762,7 @@ async fn receive_streams(
     }
 }
 
-async fn receive_input(mut recv: quinn::RecvStream, backend: Arc<Mutex<Box<dyn InputBackend>>>) {
+async fn receive_input(mut recv: quinn::RecvStream, input: mpsc::Sender<InputCmd>) {
     loop {
         let frame = match wire::read_frame(&mut recv, MAX_INPUT_LEN).await {
             Ok(Some(f)) => f,
@@ -642,9 +781,8 @@ async fn receive_input(mut recv: quinn::RecvStream, backend: Arc<Mutex<Box<dyn I
                 return;
             }
         };
-        let mut b = backend.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = b.inject(&event) {
-            warn!("cannot inject {event:?}: {e}");
+        if input.send(InputCmd::Event(event)).await.is_err() {
+            return; // the session is over
         }
     }
 }

@@ -32,12 +32,12 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct Common {
-    /// Rendezvous server address (host:port or ip:port).
+    /// Rendezvous server address, host:port or ip:port (required).
     #[arg(long, env = "QUICDESK_RENDEZVOUS")]
-    rendezvous: String,
-    /// The rendezvous server's fingerprint, as printed by `rendezvous fingerprint`.
+    rendezvous: Option<String>,
+    /// The rendezvous server's fingerprint, as printed by `rendezvous fingerprint` (required).
     #[arg(long, env = "QUICDESK_RENDEZVOUS_FINGERPRINT")]
-    rendezvous_fingerprint: Fingerprint,
+    rendezvous_fingerprint: Option<Fingerprint>,
     /// Where this peer keeps its key (mode 0600) and state.
     #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
@@ -46,9 +46,29 @@ struct Common {
     bind: SocketAddr,
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+impl Common {
+    /// The rendezvous address and fingerprint, which every command but `--list-monitors` needs.
+    async fn rendezvous(&self) -> anyhow::Result<(SocketAddr, Fingerprint)> {
+        let Some(addr) = self.rendezvous.as_deref() else {
+            bail!(
+                "missing --rendezvous ADDR (or QUICDESK_RENDEZVOUS): the rendezvous server to use"
+            );
+        };
+        let Some(fp) = self.rendezvous_fingerprint.clone() else {
+            bail!(
+                "missing --rendezvous-fingerprint FP (or QUICDESK_RENDEZVOUS_FINGERPRINT): \
+                 the server's key, as `rendezvous fingerprint` prints it on the server"
+            );
+        };
+        Ok((resolve_addr(addr).await?, fp))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum SourceKind {
-    /// Moving test content with frame numbers and timestamps drawn in.
+    /// This machine's screen (X11: `--display`, `--monitor`).
+    Screen,
+    /// Moving test content with frame numbers and timestamps drawn in (`--size`).
     Synthetic,
 }
 
@@ -67,8 +87,20 @@ struct HostArgs {
     #[command(flatten)]
     common: Common,
     /// What to share.
-    #[arg(long, value_enum, default_value = "synthetic")]
+    #[arg(long, value_enum, default_value = "screen")]
     source: SourceKind,
+    /// X display to share, e.g. :0 (default: $DISPLAY).
+    #[arg(long)]
+    display: Option<String>,
+    /// Monitor to share, by its number in `--list-monitors` (default: the primary one).
+    #[arg(long)]
+    monitor: Option<usize>,
+    /// Print the display's monitors with their numbers, and exit.
+    #[arg(long)]
+    list_monitors: bool,
+    /// Do not draw the pointer into the shared picture.
+    #[arg(long)]
+    hide_cursor: bool,
     /// Size of the synthetic screen, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720", value_parser = parse_size)]
     size: (u32, u32),
@@ -87,7 +119,8 @@ struct HostArgs {
     /// Register this code instead of the saved (or a new random) one.
     #[arg(long)]
     code: Option<AccessCode>,
-    /// Append every input event received to this file, one per line (tests, auditing).
+    /// Write every input event received to this file, one per line, instead of performing it
+    /// (tests, auditing).
     #[arg(long)]
     input_log: Option<PathBuf>,
 }
@@ -164,19 +197,48 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+fn list_monitors(display: Option<&str>) -> anyhow::Result<()> {
+    let monitors = capture::x11::list_monitors(display)?;
+    for m in monitors {
+        println!("{m}");
+    }
+    Ok(())
+}
+
 async fn run_host(args: HostArgs) -> anyhow::Result<()> {
-    let rendezvous = resolve_addr(&args.common.rendezvous).await?;
+    if args.list_monitors {
+        return list_monitors(args.display.as_deref());
+    }
+    let (rendezvous, rendezvous_fingerprint) = args.common.rendezvous().await?;
     let (width, height) = args.size;
     let source = match args.source {
         SourceKind::Synthetic => host::Source::Synthetic { width, height },
+        SourceKind::Screen => {
+            let opts = capture::x11::X11Options {
+                display: args.display.clone(),
+                monitor: args.monitor,
+                cursor: !args.hide_cursor,
+            };
+            // Fail now, not at the first session, if the screen cannot be captured.
+            let probe = capture::x11::X11Capturer::open(&opts).context(
+                "cannot capture the screen (`--source synthetic` shares a test picture instead)",
+            )?;
+            tracing::info!(monitor = %probe.monitor(), "sharing this monitor");
+            host::Source::Screen(opts)
+        }
     };
     let input: host::InputFactory = match args.input_log.clone() {
-        Some(path) => Arc::new(move || Box::new(peer::script::LogBackend::new(path.clone()))),
-        None => Arc::new(|| Box::new(input::RecordingBackend::new())),
+        Some(path) => Arc::new(move |_: &host::ScreenArea| {
+            Ok(Box::new(peer::script::LogBackend::new(path.clone()))
+                as Box<dyn input::InputBackend>)
+        }),
+        None => Arc::new(|_: &host::ScreenArea| {
+            Ok(Box::new(host::DiscardBackend::default()) as Box<dyn input::InputBackend>)
+        }),
     };
     let handle = host::start(host::HostConfig {
         rendezvous,
-        rendezvous_fingerprint: args.common.rendezvous_fingerprint,
+        rendezvous_fingerprint,
         data_dir: args.common.data_dir.clone(),
         bind: args.common.bind,
         source,
@@ -251,7 +313,7 @@ async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
              (prints live stats) and --record FILE to keep the video"
         );
     }
-    let rendezvous = resolve_addr(&args.common.rendezvous).await?;
+    let (rendezvous, rendezvous_fingerprint) = args.common.rendezvous().await?;
     let password = match args.password {
         Some(p) => p,
         None => {
@@ -295,7 +357,7 @@ async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
             code: args.code,
             password,
             rendezvous,
-            rendezvous_fingerprint: args.common.rendezvous_fingerprint,
+            rendezvous_fingerprint,
             data_dir: args.common.data_dir,
             bind: args.common.bind,
             duration,

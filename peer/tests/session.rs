@@ -55,7 +55,9 @@ fn host_config(rv: &Rv, dir: &Path, backend: Option<RecordingBackend>) -> HostCo
         fps: 30,
         bitrate_bps: 3_000_000,
         content: None,
-        input: Arc::new(move || Box::new(backend.clone())),
+        input: Arc::new(move |_: &host::ScreenArea| {
+            Ok(Box::new(backend.clone()) as Box<dyn input::InputBackend>)
+        }),
     }
 }
 
