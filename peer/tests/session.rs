@@ -1,43 +1,21 @@
 //! End-to-end sessions on 127.0.0.1 with real QUIC, real keys, real H.264: an in-process
 //! rendezvous, host and controller on ephemeral ports.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use input::{InputEvent, RecordingBackend};
-use peer::controller::{self, ConnectConfig, FrameMeta, Hooks, Target};
-use peer::host::{self, HostConfig, HostHandle, Source};
+use peer::controller::{self, FrameMeta, Hooks, Target};
+use peer::host::{self, HostConfig, Source};
 use peer::stats::PathKind;
-use rendezvous::AccessCode;
-use rendezvous::server::{self, Closer, Server};
+use rendezvous::server::{self, Server};
 
-const LOCAL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+mod common;
+use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous};
+
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 360;
-
-struct Rv {
-    addr: SocketAddr,
-    fingerprint: certs::Fingerprint,
-    closer: Closer,
-    task: tokio::task::JoinHandle<()>,
-}
-
-fn start_rendezvous(dir: &Path, listen: SocketAddr, forget_after: Duration) -> Rv {
-    let server = Server::bind(&server::Config {
-        listen,
-        data_dir: dir.to_path_buf(),
-        forget_after,
-    })
-    .expect("rendezvous binds");
-    Rv {
-        addr: server.local_addr().unwrap(),
-        fingerprint: server.fingerprint(),
-        closer: server.closer(),
-        task: tokio::spawn(server.run()),
-    }
-}
 
 fn host_config(rv: &Rv, dir: &Path, backend: Option<RecordingBackend>) -> HostConfig {
     let backend = backend.unwrap_or_default();
@@ -59,27 +37,6 @@ fn host_config(rv: &Rv, dir: &Path, backend: Option<RecordingBackend>) -> HostCo
             Ok(Box::new(backend.clone()) as Box<dyn input::InputBackend>)
         }),
     }
-}
-
-fn connect_config(rv: &Rv, code: AccessCode, password: &str, dir: &Path) -> ConnectConfig {
-    ConnectConfig {
-        code,
-        password: password.into(),
-        rendezvous: rv.addr,
-        rendezvous_fingerprint: rv.fingerprint,
-        data_dir: dir.to_path_buf(),
-        bind: LOCAL,
-        duration: Some(Duration::from_secs(3)),
-        record: None,
-    }
-}
-
-async fn start_host(cfg: HostConfig) -> HostHandle {
-    let h = host::start(cfg).await.expect("host starts");
-    h.wait_registered(1, Duration::from_secs(10))
-        .await
-        .expect("host registers");
-    h
 }
 
 /// The scripted input: moves, clicks, wheel, keys and text, in a known order.

@@ -1,0 +1,151 @@
+//! The real desktop: a host sharing a private Xvfb display, a controller on loopback.
+
+#![cfg(all(unix, not(target_os = "macos")))]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use capture::x11::X11Options;
+use capture::xvfb::VirtualDisplay;
+use peer::controller::{self, FrameMeta, Hooks};
+use peer::host::{self, HostConfig, Source};
+
+mod common;
+use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous};
+
+const PASSWORD: &str = "135790";
+const RED: [u8; 3] = [208, 48, 32];
+const BLUE: [u8; 3] = [32, 96, 208];
+const GREEN: [u8; 3] = [40, 200, 60];
+
+fn xvfb(w: u32, h: u32) -> VirtualDisplay {
+    VirtualDisplay::start(w, h)
+        .unwrap_or_else(|e| panic!("this test needs Xvfb (run `cargo xtask setup`): {e}"))
+}
+
+/// Runs an X client to completion on `d`; panics with its output if it fails.
+fn x_run(d: &VirtualDisplay, program: &str, args: &[&str]) -> String {
+    let out = d
+        .command(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is missing (run `cargo xtask setup`): {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Paints the root window: left half red, right half blue (ImageMagick).
+fn paint_halves(d: &VirtualDisplay, dir: &Path, w: u32, h: u32) {
+    let png = dir.join("halves.png");
+    let png = png.to_str().unwrap();
+    let size = format!("{w}x{h}");
+    let rect = format!("rectangle {},0 {},{}", w / 2, w - 1, h - 1);
+    let hex = |c: [u8; 3]| format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2]);
+    let out = std::process::Command::new("convert")
+        .args(["-size", &size, &format!("xc:{}", hex(RED))])
+        .args(["-fill", &hex(BLUE), "-draw", &rect, png])
+        .output()
+        .expect("ImageMagick's convert is missing (run `cargo xtask setup`)");
+    assert!(out.status.success(), "convert: {out:?}");
+    // `display -window root` sets the root background and exits; its status is 1 even when it
+    // worked, so the decoded pixels are the check.
+    d.command("display")
+        .args(["-window", "root", png])
+        .status()
+        .expect("ImageMagick's display is missing (run `cargo xtask setup`)");
+}
+
+fn screen_host(rv: &Rv, dir: &Path, d: &VirtualDisplay, input: host::InputFactory) -> HostConfig {
+    HostConfig {
+        rendezvous: rv.addr,
+        rendezvous_fingerprint: rv.fingerprint,
+        data_dir: dir.to_path_buf(),
+        bind: LOCAL,
+        source: Source::Screen(X11Options {
+            display: Some(d.name().to_owned()),
+            monitor: None,
+            cursor: true,
+        }),
+        password: Some(PASSWORD.into()),
+        code: None,
+        fps: 30,
+        bitrate_bps: 3_000_000,
+        content: None,
+        input,
+    }
+}
+
+fn discard() -> host::InputFactory {
+    Arc::new(|_: &host::ScreenArea| {
+        Ok(Box::new(host::DiscardBackend::default()) as Box<dyn input::InputBackend>)
+    })
+}
+
+/// RGB of the decoded pixel at (x, y).
+fn rgb(f: &codec::DecodedFrame, x: u32, y: u32) -> [u8; 3] {
+    let at = (y as usize * f.width as usize + x as usize) * 4;
+    [f.rgba[at], f.rgba[at + 1], f.rgba[at + 2]]
+}
+
+fn close(a: [u8; 3], b: [u8; 3]) -> bool {
+    a.iter().zip(b).all(|(&x, y)| x.abs_diff(y) <= 12)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = xvfb(1280, 720);
+    paint_halves(&d, dir.path(), 1280, 720);
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let host = start_host(screen_host(&rv, &dir.path().join("host"), &d, discard())).await;
+
+    // (frame_no, left sample, right sample) of every decoded frame.
+    let seen: Arc<Mutex<Vec<(u64, [u8; 3], [u8; 3])>>> = Arc::default();
+    let on_frame = {
+        let seen = seen.clone();
+        move |meta: &FrameMeta, f: &codec::DecodedFrame| {
+            assert_eq!((f.width, f.height), (1280, 720));
+            seen.lock()
+                .unwrap()
+                .push((meta.frame_no, rgb(f, 300, 500), rgb(f, 1000, 500)));
+        }
+    };
+    let mut cfg = connect_config(&rv, host.status().code, PASSWORD, &dir.path().join("ctl"));
+    cfg.duration = Some(Duration::from_secs(4));
+    let session = tokio::spawn(controller::run(
+        cfg,
+        Hooks {
+            on_frame: Some(Box::new(on_frame)),
+            ..Default::default()
+        },
+    ));
+    // Two seconds of a still screen, then a change.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still_frames = seen.lock().unwrap().len();
+    let hex = format!("#{:02x}{:02x}{:02x}", GREEN[0], GREEN[1], GREEN[2]);
+    x_run(&d, "xsetroot", &["-solid", &hex]);
+    let report = session.await.unwrap().expect("session runs");
+
+    let seen = seen.lock().unwrap();
+    let (_, left, right) = seen.first().copied().expect("no frame decoded");
+    assert!(
+        close(left, RED),
+        "left half should be red, decoded {left:?}"
+    );
+    assert!(
+        close(right, BLUE),
+        "right half should be blue, decoded {right:?}"
+    );
+    assert!(
+        (1..=3).contains(&still_frames),
+        "a still screen should send (almost) no frames; sent {still_frames} in 2 s"
+    );
+    let (_, left, right) = seen.last().copied().unwrap();
+    assert!(
+        close(left, GREEN) && close(right, GREEN),
+        "the change should arrive: decoded {left:?} {right:?}"
+    );
+    assert_eq!(report.frames_decoded as usize, seen.len());
+    host.shutdown().await;
+}
