@@ -516,9 +516,23 @@ fn offset(base: i32, i: usize, len: usize) -> Option<usize> {
     usize::try_from(v).ok().filter(|&v| v < len)
 }
 
-/// Copies BGRX rows into `dst`, setting every alpha byte to 255.
+/// Copies BGRX pixels into `dst`, setting every alpha byte to 255 (one pass, vectorised: 32
+/// bytes a step).
 fn copy_opaque(src: &[u8], dst: &mut [u8]) {
-    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+    const ALPHA: u32 = 0xff00_0000; // byte 3 of a little-endian BGRX word
+    let mut d = dst.chunks_exact_mut(32);
+    let mut s = src.chunks_exact(32);
+    for (d, s) in (&mut d).zip(&mut s) {
+        for (d, s) in d.chunks_exact_mut(4).zip(s.chunks_exact(4)) {
+            let v = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) | ALPHA;
+            d.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    for (d, s) in d
+        .into_remainder()
+        .chunks_exact_mut(4)
+        .zip(s.remainder().chunks_exact(4))
+    {
         d.copy_from_slice(s);
         d[3] = 255;
     }
@@ -699,6 +713,17 @@ mod tests {
         assert!(intersects(&r(3000, 1000, 500, 500), &m));
         assert!(!intersects(&r(3200, 0, 10, 10), &m));
         assert!(!intersects(&r(2000, 1024, 10, 10), &m));
+    }
+
+    #[test]
+    fn copy_sets_alpha_and_keeps_colour() {
+        let src: Vec<u8> = (0..(37 * 4)).map(|i| i as u8).collect();
+        let mut dst = vec![0u8; src.len()];
+        copy_opaque(&src, &mut dst);
+        for (d, s) in dst.chunks_exact(4).zip(src.chunks_exact(4)) {
+            assert_eq!(&d[..3], &s[..3]);
+            assert_eq!(d[3], 255);
+        }
     }
 
     #[test]
