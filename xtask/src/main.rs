@@ -2,17 +2,19 @@
 //!
 //! - `setup`: install the Debian packages the build and the tests need (root or sudo).
 //! - `test`: setup, then formatting, lints and the whole test suite (what CI runs).
-//! - `demo`: setup, then a live session on this machine: rendezvous on loopback, a host, and a
-//!   headless controller printing stats.
-//! - `bench`: setup, then the codec benchmarks and an end-to-end session, printed as a table.
+//! - `demo`: setup, then a live session on this machine: rendezvous on loopback, a host sharing
+//!   the screen, and the viewer window (on a machine without a display, both on private Xvfb
+//!   displays, with a screenshot of the viewer at the end).
+//! - `bench`: setup, then the codec and capture benchmarks and end-to-end sessions, as tables.
 //!
-//! Few dependencies on purpose: std, anyhow, serde_json.
+//! Few dependencies on purpose: std, anyhow, serde_json, and `capture` for its Xvfb helper.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +26,8 @@ const PACKAGES: &[&str] = &[
     "pkg-config",
     // openh264's assembly: without it encoding is ~3x slower and the build only warns.
     "nasm",
-    // scrap links xcb, xcb-shm, xcb-randr.
-    "libxcb1-dev",
-    "libxcb-shm0-dev",
-    "libxcb-randr0-dev",
+    // enigo's keyboard mapping links libxkbcommon.
+    "libxkbcommon-dev",
     // ffprobe reads the recorded H.264 in tests.
     "ffmpeg",
     // A virtual X display and X tools for the real-desktop tests and the demo without a display.
@@ -74,8 +74,9 @@ fn print_help() {
 commands:
   setup    install the Debian packages the build and tests need (needs root or sudo)
   test     setup + cargo fmt --check + clippy -D warnings + the whole test suite
-  demo     setup + a live session on loopback: rendezvous, host, headless controller
-           (demo --seconds N to change the length, default 10)
+  demo     setup + a live session on this machine: rendezvous on loopback, a host sharing the
+           screen, the viewer window; without a display both run on private Xvfb displays and
+           screenshots land in target/demo (demo --seconds N to change the length, default 20)
   bench    setup + codec benchmarks (criterion) + an end-to-end session, as a table"
     );
 }
@@ -205,7 +206,16 @@ fn fuzz_smoke() -> Result<()> {
 /// input script, then checks on what came out.
 fn cli_smoke() -> Result<()> {
     eprintln!("\n== command-line session on loopback ==");
-    let s = loopback_session("debug", 4, "640x360", Some(SMOKE_SCRIPT))?;
+    let s = loopback_session(
+        &Plan {
+            profile: "debug",
+            seconds: 4,
+            share: Share::Synthetic("640x360"),
+            view: View::Headless,
+            script: Some(SMOKE_SCRIPT),
+        },
+        |_| Ok(()),
+    )?;
     let frames = s.stats["frames_decoded"].as_u64().unwrap_or(0);
     if frames < 10 {
         bail!("the viewer decoded only {frames} frames: {}", s.stats);
@@ -310,22 +320,57 @@ struct Session {
 const SMOKE_SCRIPT: &str =
     "wait 300ms\nmove 0.25 0.75\nclick left\nwheel 0 -2\nkey KeyQ\ntext smoke test\n";
 
-/// Rendezvous + host + headless controller on loopback, with the binaries of `profile`. With
-/// `script`, the controller sends it and the host logs what it receives.
-fn loopback_session(
-    profile: &str,
+/// What the host shares in a scripted session.
+enum Share<'a> {
+    /// `--source synthetic --size WxH`, with the input it receives logged to `input.log`.
+    Synthetic(&'a str),
+    /// `--source screen --display D`: the real X11 capture and input injection.
+    Display(&'a str),
+}
+
+/// How the controller shows the session.
+enum View<'a> {
+    /// `--headless`: stats on the terminal only.
+    Headless,
+    /// The viewer window, on this X display.
+    Window(&'a str),
+}
+
+struct Plan<'a> {
+    /// Cargo profile of the binaries: "debug" or "release".
+    profile: &'a str,
     seconds: u32,
-    size: &str,
-    script: Option<&str>,
+    share: Share<'a>,
+    view: View<'a>,
+    /// An input script for the controller to send.
+    script: Option<&'a str>,
+}
+
+/// The running session, for actions taken while it runs.
+struct Running {
+    host_pid: u32,
+}
+
+static SESSIONS: AtomicU32 = AtomicU32::new(0);
+
+/// Rendezvous + host + controller on loopback with the binaries of `plan.profile`; runs `during`
+/// once the controller has started, then waits for the controller to end the session.
+fn loopback_session(
+    plan: &Plan<'_>,
+    during: impl FnOnce(&Running) -> Result<()>,
 ) -> Result<Session> {
     let mut build = cargo();
     build.args(["build", "-p", "rendezvous", "-p", "peer", "--bins"]);
-    if profile == "release" {
+    if plan.profile == "release" {
         build.arg("--release");
     }
     run(&mut build)?;
-    let bin = target_dir().join(profile);
-    let work = std::env::temp_dir().join(format!("quicdesk-demo-{}", std::process::id()));
+    let bin = target_dir().join(plan.profile);
+    let work = std::env::temp_dir().join(format!(
+        "quicdesk-demo-{}-{}",
+        std::process::id(),
+        SESSIONS.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&work)?;
     let rv_dir = work.join("rendezvous");
     let port = free_udp_port()?;
@@ -361,30 +406,49 @@ fn loopback_session(
         "--rendezvous-fingerprint",
         &fp,
     ])
-    .args(["--source", "synthetic", "--size", size, "--data-dir"])
-    .arg(work.join("host"))
-    .arg("--input-log")
-    .arg(work.join("input.log"));
-    let (_host, host_lines) = spawn_lines(host, "host")?;
+    .arg("--data-dir")
+    .arg(work.join("host"));
+    match plan.share {
+        Share::Synthetic(size) => {
+            host.args(["--source", "synthetic", "--size", size])
+                .arg("--input-log")
+                .arg(work.join("input.log"));
+        }
+        Share::Display(display) => {
+            host.args(["--source", "screen", "--display", display]);
+        }
+    }
+    let (host, host_lines) = spawn_lines(host, "host")?;
     let code = wait_line(&host_lines, "code:", Duration::from_secs(15))?;
     let password = wait_line(&host_lines, "password:", Duration::from_secs(5))?;
 
     let stats_path = work.join("stats.json");
     let mut ctl = Command::new(bin.join("peer"));
-    ctl.args(["connect", &code, "--password", &password, "--headless"])
+    ctl.args(["connect", &code, "--password", &password])
         .args(["--rendezvous", &rv_addr, "--rendezvous-fingerprint", &fp])
-        .args(["--duration", &seconds.to_string(), "--stats-json"])
+        .args(["--duration", &plan.seconds.to_string(), "--stats-json"])
         .arg(&stats_path)
         .args(["--record"])
         .arg(work.join("session.h264"))
         .arg("--data-dir")
         .arg(work.join("controller"));
-    if let Some(script) = script {
+    match plan.view {
+        View::Headless => {
+            ctl.arg("--headless");
+        }
+        View::Window(display) => {
+            ctl.env("DISPLAY", display);
+        }
+    }
+    if let Some(script) = plan.script {
         let path = work.join("input.script");
         std::fs::write(&path, script)?;
         ctl.arg("--input-script").arg(path);
     }
     let (mut ctl, _ctl_lines) = spawn_lines(ctl, "viewer")?;
+    during(&Running {
+        host_pid: host.0.id(),
+    })?;
     let status = ctl.0.wait()?;
     if !status.success() {
         bail!("the viewer failed ({status})");
@@ -396,19 +460,199 @@ fn loopback_session(
     Ok(Session { stats, work })
 }
 
-fn demo(rest: &[String]) -> Result<()> {
-    let seconds = match rest {
-        [] => 10,
-        [flag, n] if flag == "--seconds" => n.parse().context("--seconds takes a number")?,
-        _ => bail!("usage: cargo xtask demo [--seconds N]"),
+/// Runs an X client on `display` to completion and returns its standard output.
+fn x_output(display: &str, program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .env("DISPLAY", display)
+        .output()
+        .with_context(|| format!("running {program} (installed by cargo xtask setup)"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Starts a long-running X client on `display`, stopped when the guard drops.
+fn x_spawn(display: &str, program: &str, args: &[&str], name: &'static str) -> Result<Guard> {
+    let child = Command::new(program)
+        .args(args)
+        .env("DISPLAY", display)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {program} (installed by cargo xtask setup)"))?;
+    Ok(Guard(child, name))
+}
+
+fn virtual_display(width: u32, height: u32) -> Result<capture::xvfb::VirtualDisplay> {
+    capture::xvfb::VirtualDisplay::start(width, height)
+        .context("starting Xvfb (installed by cargo xtask setup)")
+}
+
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks =
+        f.get(11).context("utime")?.parse::<f64>()? + f.get(12).context("stime")?.parse::<f64>()?;
+    let hz: f64 = String::from_utf8(Command::new("getconf").arg("CLK_TCK").output()?.stdout)?
+        .trim()
+        .parse()?;
+    Ok(ticks / hz)
+}
+
+/// Where pixel `at` of a `host_w` x `host_h` picture appears on screen in a viewer window that
+/// scales it to fit, given the window's `xdotool getwindowgeometry --shell` output.
+fn on_viewer(geometry: &str, at: (f64, f64), host_w: f64, host_h: f64) -> Result<(i64, i64)> {
+    let field = |k: &str| -> Result<f64> {
+        geometry
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .with_context(|| format!("no {k} in {geometry:?}"))?
+            .trim()
+            .parse::<f64>()
+            .context("window geometry")
     };
-    setup()?;
-    let s = loopback_session("debug", seconds, "1280x720", None)?;
+    let (x, y) = (field("X=")?, field("Y=")?);
+    let (w, h) = (field("WIDTH=")?, field("HEIGHT=")?);
+    let scale = (w / host_w).min(h / host_h);
+    let (ox, oy) = ((w - host_w * scale) / 2.0, (h - host_h * scale) / 2.0);
+    Ok((
+        (x + ox + at.0 * scale).round() as i64,
+        (y + oy + at.1 * scale).round() as i64,
+    ))
+}
+
+/// Waits for the viewer's window (title starting with "quicdesk") on `display`; its X id.
+fn wait_window(display: &str, within: Duration) -> Result<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let found = x_output(
+            display,
+            "xdotool",
+            &["search", "--onlyvisible", "--name", "^quicdesk"],
+        );
+        if let Some(id) = found.ok().as_deref().and_then(|o| o.lines().next()) {
+            return Ok(id.trim().to_owned());
+        }
+        if Instant::now() > deadline {
+            bail!("the viewer window did not appear on {display} within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The demo on a machine without a display: the host shares a private Xvfb showing an xterm and
+/// an xclock; the viewer window opens on a second Xvfb; the demo types a command into the xterm
+/// through the viewer window and keeps screenshots of both displays.
+fn demo_virtual(seconds: u32) -> Result<()> {
+    let host_d = virtual_display(1280, 720)?;
+    let hd = host_d.name();
+    x_output(hd, "xsetroot", &["-solid", "#2e4a62"])?;
+    let xterm_args = [
+        "-geometry",
+        "80x20+40+40",
+        "-bg",
+        "#fdf6e3",
+        "-fg",
+        "#073642",
+    ];
+    let _xterm = x_spawn(hd, "xterm", &xterm_args, "xterm")?;
+    let clock_args = ["-geometry", "220x220+960+60", "-update", "1"];
+    let _xclock = x_spawn(hd, "xclock", &clock_args, "xclock")?;
+    let view_d = virtual_display(1600, 1000)?;
+    let vd = view_d.name().to_owned();
+    let out_dir = target_dir().join("demo");
+    std::fs::create_dir_all(&out_dir)?;
+    let viewer_png = out_dir.join("viewer.png");
+    let host_png = out_dir.join("host.png");
+    eprintln!("demo: the host shares Xvfb {hd} (xterm, xclock); the viewer opens on Xvfb {vd}");
+    let s = loopback_session(
+        &Plan {
+            profile: "debug",
+            seconds: seconds.max(10),
+            share: Share::Display(hd),
+            view: View::Window(&vd),
+            script: None,
+        },
+        |_| {
+            let window = wait_window(&vd, Duration::from_secs(30))?;
+            std::thread::sleep(Duration::from_secs(2));
+            let geo = x_output(&vd, "xdotool", &["getwindowgeometry", "--shell", &window])?;
+            // A point inside the host's xterm, where the viewer shows it.
+            let (x, y) = on_viewer(&geo, (300.0, 150.0), 1280.0, 720.0)?;
+            x_output(&vd, "xdotool", &["windowfocus", "--sync", &window])?;
+            x_output(
+                &vd,
+                "xdotool",
+                &["mousemove", &x.to_string(), &y.to_string()],
+            )?;
+            std::thread::sleep(Duration::from_millis(300));
+            x_output(&vd, "xdotool", &["click", "1"])?;
+            let typed = [
+                "type",
+                "--delay",
+                "40",
+                "echo hello from the quicdesk viewer",
+            ];
+            x_output(&vd, "xdotool", &typed)?;
+            x_output(&vd, "xdotool", &["key", "Return"])?;
+            std::thread::sleep(Duration::from_secs(2));
+            let shot = |d: &str, path: &Path| -> Result<()> {
+                let path = path.to_str().context("non-UTF-8 path")?;
+                x_output(d, "import", &["-window", "root", path]).map(drop)
+            };
+            shot(&vd, &viewer_png)?;
+            shot(hd, &host_png)
+        },
+    )?;
     println!(
         "\nsession stats:\n{}",
         serde_json::to_string_pretty(&s.stats)?
     );
+    println!(
+        "screenshots: {} (the viewer window) and {} (the shared screen)",
+        viewer_png.display(),
+        host_png.display()
+    );
     Ok(())
+}
+
+fn demo(rest: &[String]) -> Result<()> {
+    let seconds = match rest {
+        [] => 20,
+        [flag, n] if flag == "--seconds" => n.parse().context("--seconds takes a number")?,
+        _ => bail!("usage: cargo xtask demo [--seconds N]"),
+    };
+    setup()?;
+    match std::env::var("DISPLAY") {
+        Ok(d) if !d.is_empty() => {
+            eprintln!("demo: sharing this display ({d}); the viewer window opens on it too");
+            let s = loopback_session(
+                &Plan {
+                    profile: "debug",
+                    seconds,
+                    share: Share::Display(&d),
+                    view: View::Window(&d),
+                    script: None,
+                },
+                |_| Ok(()),
+            )?;
+            println!(
+                "\nsession stats:\n{}",
+                serde_json::to_string_pretty(&s.stats)?
+            );
+            Ok(())
+        }
+        _ => demo_virtual(seconds),
+    }
 }
 
 fn criterion_median_ms(group: &str, id: &str) -> Option<f64> {
@@ -428,12 +672,22 @@ fn bench(rest: &[String]) -> Result<()> {
     }
     setup()?;
     run(cargo().args(["bench", "-p", "codec", "--bench", "codec", "--", "--noplot"]))?;
+    run(cargo().args(["bench", "-p", "capture", "--bench", "x11", "--", "--noplot"]))?;
     let bytes: BTreeMap<String, f64> =
         std::fs::read(target_dir().join("bench-report/codec-bytes.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-    let e2e = loopback_session("release", 10, "1920x1080", None)?;
+    let e2e = loopback_session(
+        &Plan {
+            profile: "release",
+            seconds: 10,
+            share: Share::Synthetic("1920x1080"),
+            view: View::Headless,
+            script: None,
+        },
+        |_| Ok(()),
+    )?;
 
     println!(
         "\n| stage | 720p median ms/frame | 1080p median ms/frame | bytes/frame 720p | bytes/frame 1080p |"
@@ -462,8 +716,82 @@ fn bench(rest: &[String]) -> Result<()> {
             b("1080p")
         );
     }
-    let s = &e2e.stats;
-    println!("\nend-to-end, loopback, synthetic 1920x1080, release, 10 s:");
+    let (screen, still_cpu) = real_capture_sessions()?;
+    println!("\nX11 capture on Xvfb (MIT-SHM), median ms:");
+    println!("| what | 720p | 1080p |");
+    println!("|---|---|---|");
+    for (what, id) in [
+        ("grab a changed screen", "grab"),
+        ("tick on a still screen", "still"),
+    ] {
+        let cell = |res: &str| {
+            criterion_median_ms("x11_capture", &format!("{id}_{res}"))
+                .map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"))
+        };
+        println!("| {what} | {} | {} |", cell("720p"), cell("1080p"));
+    }
+    println!(
+        "\nhost CPU with a still 1920x1080 screen shared (real capture, 30 fps ticks): {:.2}% of one core",
+        still_cpu * 100.0
+    );
+    print_e2e("synthetic 1920x1080", &e2e.stats);
+    print_e2e(
+        "real X11 capture of a 1920x1080 Xvfb with a scrolling xterm",
+        &screen.stats,
+    );
+    Ok(())
+}
+
+/// Two release sessions sharing a 1920x1080 Xvfb: one with a terminal scrolling text (the
+/// end-to-end figures with real capture), one with a still screen (the host's CPU share,
+/// measured from /proc between seconds 3 and 10).
+fn real_capture_sessions() -> Result<(Session, f64)> {
+    let busy = virtual_display(1920, 1080)?;
+    let scroll = [
+        "-geometry",
+        "160x50+100+100",
+        "-e",
+        "sh",
+        "-c",
+        "while :; do date; ls -l /usr/bin | head -n 5; sleep 0.03; done",
+    ];
+    let _xterm = x_spawn(busy.name(), "xterm", &scroll, "xterm")?;
+    let screen = loopback_session(
+        &Plan {
+            profile: "release",
+            seconds: 10,
+            share: Share::Display(busy.name()),
+            view: View::Headless,
+            script: None,
+        },
+        |_| Ok(()),
+    )?;
+    drop(busy);
+
+    let still = virtual_display(1920, 1080)?;
+    x_output(still.name(), "xsetroot", &["-solid", "#404850"])?;
+    let mut share = 0.0;
+    loopback_session(
+        &Plan {
+            profile: "release",
+            seconds: 11,
+            share: Share::Display(still.name()),
+            view: View::Headless,
+            script: None,
+        },
+        |r| {
+            std::thread::sleep(Duration::from_secs(3));
+            let (t0, c0) = (Instant::now(), cpu_seconds(r.host_pid)?);
+            std::thread::sleep(Duration::from_secs(7));
+            share = (cpu_seconds(r.host_pid)? - c0) / t0.elapsed().as_secs_f64();
+            Ok(())
+        },
+    )?;
+    Ok((screen, share))
+}
+
+fn print_e2e(what: &str, s: &serde_json::Value) {
+    println!("\nend-to-end on loopback, {what}, release, 10 s:");
     println!("| fps | Mbit/s | latency p50 ms | latency p95 ms | time to first frame ms | path |");
     println!("|---|---|---|---|---|---|");
     let f = |k: &str| {
@@ -479,5 +807,4 @@ fn bench(rest: &[String]) -> Result<()> {
         f("time_to_first_frame_ms"),
         s["path"].as_str().unwrap_or("?")
     );
-    Ok(())
 }
