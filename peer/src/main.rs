@@ -188,13 +188,19 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(async {
-        match cli.command {
-            Command::Host(args) => run_host(args).await,
-            Command::Connect(args) => run_connect(args).await,
-        }
-    })
+    let rt = || tokio::runtime::Runtime::new().context("starting the async runtime");
+    match cli.command {
+        Command::Host(args) => rt()?.block_on(run_host(args)),
+        Command::Connect(args) if args.headless => rt()?.block_on(run_connect(args)),
+        Command::Connect(args) => run_connect_window(args),
+    }
+}
+
+fn run_connect_window(_args: ConnectArgs) -> anyhow::Result<()> {
+    bail!(
+        "the viewer window is not available in this build yet; run with --headless \
+         (prints live stats) and --record FILE to keep the video"
+    )
 }
 
 fn list_monitors(display: Option<&str>) -> anyhow::Result<()> {
@@ -306,41 +312,21 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
-    if !args.headless {
-        bail!(
-            "the viewer window is not available in this build yet; run with --headless \
-             (prints live stats) and --record FILE to keep the video"
-        );
+fn read_password(args: &ConnectArgs) -> anyhow::Result<String> {
+    if let Some(p) = &args.password {
+        return Ok(p.clone());
     }
-    let (rendezvous, rendezvous_fingerprint) = args.common.rendezvous().await?;
-    let password = match args.password {
-        Some(p) => p,
-        None => {
-            eprint!("password for {}: ", args.code);
-            let mut line = String::new();
-            std::io::stdin()
-                .read_line(&mut line)
-                .context("reading the password")?;
-            line.trim().to_string()
-        }
-    };
-    let duration = match args.duration {
-        Some(d) if !(d.is_finite() && d > 0.0) => {
-            bail!("--duration must be a positive number of seconds")
-        }
-        Some(d) => Some(Duration::from_secs_f64(d)),
-        None => None,
-    };
-    let input = match &args.input_script {
-        Some(path) => {
-            let script = peer::script::Script::load(path)?;
-            let (tx, rx) = tokio::sync::mpsc::channel(64);
-            tokio::spawn(script.play(tx));
-            Some(rx)
-        }
-        None => None,
-    };
+    eprint!("password for {}: ", args.code);
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password")?;
+    Ok(line.trim().to_string())
+}
+
+/// `peer connect --headless`: stats on the terminal.
+async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
+    let password = read_password(&args)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -348,10 +334,36 @@ async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
     });
     let hooks = controller::Hooks {
         on_tick: Some(Box::new(|t| println!("{t}"))),
-        input,
         stop: Some(stop_rx),
         ..Default::default()
     };
+    session(args, password, hooks).await
+}
+
+/// Runs one controller session with `hooks` (plus `--input-script`), prints a summary and
+/// writes `--stats-json`.
+async fn session(
+    args: ConnectArgs,
+    password: String,
+    mut hooks: controller::Hooks,
+) -> anyhow::Result<()> {
+    let (rendezvous, rendezvous_fingerprint) = args.common.rendezvous().await?;
+    let duration = match args.duration {
+        Some(d) if !(d.is_finite() && d > 0.0) => {
+            bail!("--duration must be a positive number of seconds")
+        }
+        Some(d) => Some(Duration::from_secs_f64(d)),
+        None => None,
+    };
+    if let Some(path) = &args.input_script {
+        let script = peer::script::Script::load(path)?;
+        if hooks.input.is_some() {
+            bail!("--input-script works with --headless only");
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(script.play(tx));
+        hooks.input = Some(rx);
+    }
     let report = controller::run(
         controller::ConnectConfig {
             code: args.code,
