@@ -1,6 +1,8 @@
 //! A private virtual X display (Xvfb) for tests and tools: started on a free display number,
-//! stopped when dropped.
+//! stopped when dropped; plus the probes tests use on it (pointer position, an `xev` window
+//! that records what it receives).
 
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -69,6 +71,122 @@ impl VirtualDisplay {
         let mut c = Command::new(program);
         c.env("DISPLAY", &self.name);
         c
+    }
+
+    /// Where the pointer is, as `xdotool getmouselocation` reports it.
+    pub fn pointer(&self) -> std::io::Result<(u32, u32)> {
+        let out = self
+            .command("xdotool")
+            .args(["getmouselocation", "--shell"])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let get = |k: &str| -> std::io::Result<u32> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| std::io::Error::other(format!("no {k} in xdotool's {text:?}")))
+        };
+        Ok((get("X=")?, get("Y=")?))
+    }
+
+    /// Waits until a visible window whose name matches `pattern` exists; its X id.
+    pub fn wait_window(&self, pattern: &str, within: Duration) -> std::io::Result<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let out = self
+                .command("xdotool")
+                .args(["search", "--onlyvisible", "--name", pattern])
+                .output()?;
+            if let Some(id) = String::from_utf8_lossy(&out.stdout).lines().next() {
+                return Ok(id.trim().to_owned());
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no window named {pattern:?} on {} within {within:?}",
+                        self.name
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// An `xev` window on a display, recording the keyboard and button events it receives.
+#[derive(Debug)]
+pub struct XevWindow {
+    child: Child,
+}
+
+impl XevWindow {
+    /// Opens xev's window at `geometry` (e.g. `400x300+0+0`) and waits until it is mapped.
+    pub fn start(display: &VirtualDisplay, geometry: &str) -> std::io::Result<Self> {
+        let child = display
+            .command("xev")
+            .args([
+                "-geometry",
+                geometry,
+                "-event",
+                "keyboard",
+                "-event",
+                "button",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let xev = Self { child };
+        display.wait_window("Event Tester", Duration::from_secs(10))?;
+        Ok(xev)
+    }
+
+    /// Stops xev and returns what it printed.
+    pub fn finish(mut self) -> std::io::Result<XevLog> {
+        std::thread::sleep(Duration::from_millis(300)); // let the last events arrive
+        let _ = self.child.kill();
+        let mut text = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            out.read_to_string(&mut text)?;
+        }
+        Ok(XevLog(text))
+    }
+}
+
+impl Drop for XevWindow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What an [`XevWindow`] printed.
+#[derive(Debug, Clone)]
+pub struct XevLog(pub String);
+
+impl XevLog {
+    /// The characters of the key presses, in order (from `XLookupString gives 1 bytes: (61) "a"`).
+    pub fn typed(&self) -> String {
+        let mut out = String::new();
+        let mut in_press = false;
+        for line in self.0.lines() {
+            if line.starts_with("KeyPress") {
+                in_press = true;
+            } else if line.starts_with("KeyRelease") {
+                in_press = false;
+            } else if in_press
+                && line.contains("XLookupString gives")
+                && let Some((_, quoted)) = line.split_once('"')
+            {
+                out.push_str(quoted.trim_end_matches('"'));
+            }
+        }
+        out
+    }
+
+    /// How many events of this type (`KeyPress`, `ButtonRelease`, ...) arrived.
+    pub fn count(&self, event: &str) -> usize {
+        self.0.lines().filter(|l| l.starts_with(event)).count()
     }
 }
 

@@ -77,6 +77,11 @@ impl HeldInputs {
         }
     }
 
+    /// Whether `key` is held down.
+    pub fn is_key_held(&self, key: Key) -> bool {
+        self.held.contains(&Held::Key(key))
+    }
+
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()

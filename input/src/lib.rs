@@ -28,12 +28,16 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+#[cfg(all(feature = "enigo", unix, not(target_os = "macos")))]
+mod enigo_backend;
 mod event;
 mod keys;
 mod point;
 mod wire;
 
 pub use backend::{HeldInputs, InputBackend, InputError, RecordingBackend, RecordingHandle};
+#[cfg(all(feature = "enigo", unix, not(target_os = "macos")))]
+pub use enigo_backend::{EnigoBackend, evdev_code, x_keycode};
 pub use event::{BoundedText, InputEvent, MAX_WHEEL, MouseButton, TextError};
 pub use keys::{Key, UnknownKey};
 pub use point::{NormalizedPoint, ScreenPoint, ScreenSize, ScreenSizeError};

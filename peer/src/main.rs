@@ -54,7 +54,7 @@ impl Common {
                 "missing --rendezvous ADDR (or QUICDESK_RENDEZVOUS): the rendezvous server to use"
             );
         };
-        let Some(fp) = self.rendezvous_fingerprint.clone() else {
+        let Some(fp) = self.rendezvous_fingerprint else {
             bail!(
                 "missing --rendezvous-fingerprint FP (or QUICDESK_RENDEZVOUS_FINGERPRINT): \
                  the server's key, as `rendezvous fingerprint` prints it on the server"
@@ -233,12 +233,20 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
             host::Source::Screen(opts)
         }
     };
-    let input: host::InputFactory = match args.input_log.clone() {
-        Some(path) => Arc::new(move |_: &host::ScreenArea| {
+    let input: host::InputFactory = match (args.input_log.clone(), args.source) {
+        (Some(path), _) => Arc::new(move |_: &host::ScreenArea| {
             Ok(Box::new(peer::script::LogBackend::new(path.clone()))
                 as Box<dyn input::InputBackend>)
         }),
-        None => Arc::new(|_: &host::ScreenArea| {
+        (None, SourceKind::Screen) => {
+            let display = args.display.clone();
+            Arc::new(move |area: &host::ScreenArea| {
+                let mut b = input::EnigoBackend::new(display.as_deref())?;
+                b.set_origin(area.x, area.y);
+                Ok(Box::new(b) as Box<dyn input::InputBackend>)
+            })
+        }
+        (None, SourceKind::Synthetic) => Arc::new(|_: &host::ScreenArea| {
             Ok(Box::new(host::DiscardBackend::default()) as Box<dyn input::InputBackend>)
         }),
     };

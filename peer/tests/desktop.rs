@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use capture::x11::X11Options;
-use capture::xvfb::VirtualDisplay;
+use capture::xvfb::{VirtualDisplay, XevWindow};
+use input::{BoundedText, InputEvent, Key, MouseButton, NormalizedPoint};
 use peer::controller::{self, FrameMeta, Hooks};
 use peer::host::{self, HostConfig, Source};
 
@@ -100,8 +101,9 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
     let host = start_host(screen_host(&rv, &dir.path().join("host"), &d, discard())).await;
 
-    // (frame_no, left sample, right sample) of every decoded frame.
-    let seen: Arc<Mutex<Vec<(u64, [u8; 3], [u8; 3])>>> = Arc::default();
+    /// Frame number, left sample, right sample.
+    type Seen = (u64, [u8; 3], [u8; 3]);
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let on_frame = {
         let seen = seen.clone();
         move |meta: &FrameMeta, f: &codec::DecodedFrame| {
@@ -127,7 +129,7 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
     x_run(&d, "xsetroot", &["-solid", &hex]);
     let report = session.await.unwrap().expect("session runs");
 
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let (_, left, right) = seen.first().copied().expect("no frame decoded");
     assert!(
         close(left, RED),
@@ -147,5 +149,104 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
         "the change should arrive: decoded {left:?} {right:?}"
     );
     assert_eq!(report.frames_decoded as usize, seen.len());
+    host.shutdown().await;
+}
+
+fn enigo(d: &VirtualDisplay) -> host::InputFactory {
+    let name = d.name().to_owned();
+    Arc::new(move |area: &host::ScreenArea| {
+        let mut b = input::EnigoBackend::new(Some(&name))?;
+        b.set_origin(area.x, area.y);
+        Ok(Box::new(b) as Box<dyn input::InputBackend>)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controllers_pointer_clicks_and_typing_reach_the_x_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = xvfb(1280, 720);
+    let xev = XevWindow::start(&d, "600x400+0+0").expect("xev (cargo xtask setup, x11-utils)");
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let host = start_host(screen_host(&rv, &dir.path().join("host"), &d, enigo(&d))).await;
+
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let mut cfg = connect_config(&rv, host.status().code, PASSWORD, &dir.path().join("ctl"));
+    cfg.duration = Some(Duration::from_secs(10));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let session = tokio::spawn(controller::run(
+        cfg,
+        Hooks {
+            input: Some(rx),
+            stop: Some(stop_rx),
+            ..Default::default()
+        },
+    ));
+    let send = |e: InputEvent| {
+        let tx = tx.clone();
+        async move { tx.send(e).await.unwrap() }
+    };
+    // A quarter across, half down: pixel (320, 360) of the 1280x720 screen.
+    send(InputEvent::MouseMove {
+        pos: NormalizedPoint::from_frame(320.0, 360.0, 1280, 720),
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while d.pointer().unwrap() != (320, 360) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pointer never reached 320,360: at {:?}",
+            d.pointer()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Into xev's window, click, type with physical keys and as text.
+    send(InputEvent::MouseMove {
+        pos: NormalizedPoint::from_frame(200.0, 150.0, 1280, 720),
+    })
+    .await;
+    for pressed in [true, false] {
+        send(InputEvent::MouseButton {
+            button: MouseButton::Left,
+            pressed,
+        })
+        .await;
+    }
+    for k in [Key::KeyO, Key::KeyK] {
+        send(InputEvent::Key {
+            key: k,
+            pressed: true,
+        })
+        .await;
+        send(InputEvent::Key {
+            key: k,
+            pressed: false,
+        })
+        .await;
+    }
+    send(InputEvent::Text {
+        text: BoundedText::new(" grüße, quicdesk!").unwrap(),
+    })
+    .await;
+    // Leave Shift held: the session's end must release it.
+    send(InputEvent::Key {
+        key: Key::ShiftLeft,
+        pressed: true,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop_tx.send(()).unwrap();
+    let report = session.await.unwrap().expect("session runs");
+    assert_eq!(report.input_events_sent, 10);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let log = xev.finish().unwrap();
+    assert_eq!(log.count("ButtonPress"), 1, "one click:\n{}", log.0);
+    assert_eq!(log.typed(), "ok grüße, quicdesk!", "xev saw:\n{}", log.0);
+    assert_eq!(
+        log.count("KeyPress"),
+        log.count("KeyRelease"),
+        "every key released at the end:\n{}",
+        log.0
+    );
     host.shutdown().await;
 }

@@ -26,8 +26,6 @@ const PACKAGES: &[&str] = &[
     "pkg-config",
     // openh264's assembly: without it encoding is ~3x slower and the build only warns.
     "nasm",
-    // enigo's keyboard mapping links libxkbcommon.
-    "libxkbcommon-dev",
     // ffprobe reads the recorded H.264 in tests.
     "ffmpeg",
     // A virtual X display and X tools for the real-desktop tests and the demo without a display.

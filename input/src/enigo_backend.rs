@@ -1,0 +1,368 @@
+//! Performing events on a real X11 display with enigo's pure-Rust XTEST backend (x11rb; no
+//! libxdo, no libei).
+//!
+//! Keys are physical: a [`Key`]'s USB HID usage maps to the Linux evdev code and X keycode
+//! (evdev + 8, what the X servers' `evdev` keycodes use), injected raw, so the host's own layout
+//! gives them meaning exactly as if its keyboard had been pressed. Text is typed as characters
+//! (enigo maps each to a keysym, remapping a spare keycode when the layout lacks it), whatever
+//! the layout and whatever modifiers the controller holds.
+
+use enigo::{Axis, Button, Coordinate, Direction, Enigo, Keyboard, Mouse, Settings};
+
+use crate::{HeldInputs, InputBackend, InputError, InputEvent, Key, MouseButton, ScreenSize};
+
+/// Keys that change which character a key types: released around [`InputEvent::Text`].
+const LEVEL_MODIFIERS: [Key; 3] = [Key::ShiftLeft, Key::ShiftRight, Key::AltRight];
+
+/// Performs input on an X11 display through XTEST.
+pub struct EnigoBackend {
+    enigo: Enigo,
+    display: String,
+    size: Option<ScreenSize>,
+    origin: (i32, i32),
+    held: HeldInputs,
+}
+
+impl std::fmt::Debug for EnigoBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnigoBackend")
+            .field("display", &self.display)
+            .field("size", &self.size)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnigoBackend {
+    /// Connects to `display` (`None`: `$DISPLAY`). Pointer positions map onto the area set
+    /// with [`set_screen_size`](InputBackend::set_screen_size) and [`set_origin`](Self::set_origin).
+    ///
+    /// # Errors
+    ///
+    /// [`InputError::Backend`] naming the display when it cannot be reached.
+    pub fn new(display: Option<&str>) -> Result<Self, InputError> {
+        let name = display
+            .map(str::to_owned)
+            .or_else(|| std::env::var("DISPLAY").ok())
+            .ok_or_else(|| InputError::Backend("no X display: set DISPLAY".into()))?;
+        let settings = Settings {
+            x11_display: Some(name.clone()),
+            // Live events: no artificial pause between them.
+            linux_delay: 0,
+            // A second line of defence behind release_all.
+            release_keys_when_dropped: true,
+            ..Settings::default()
+        };
+        let enigo = Enigo::new(&settings)
+            .map_err(|e| InputError::Backend(format!("X display {name}: {e}")))?;
+        Ok(Self {
+            enigo,
+            display: name,
+            size: None,
+            origin: (0, 0),
+            held: HeldInputs::new(),
+        })
+    }
+
+    /// Where the shared area's top-left corner is on the X screen (the captured monitor's
+    /// position), so positions land on that monitor.
+    pub fn set_origin(&mut self, x: i32, y: i32) {
+        self.origin = (x, y);
+    }
+
+    fn fail(&self, what: &str, e: impl std::fmt::Display) -> InputError {
+        InputError::Backend(format!("X display {}: {what}: {e}", self.display))
+    }
+
+    fn key(&mut self, key: Key, pressed: bool) -> Result<(), InputError> {
+        let dir = if pressed {
+            Direction::Press
+        } else {
+            Direction::Release
+        };
+        self.enigo
+            .raw(x_keycode(key), dir)
+            .map_err(|e| self.fail(&format!("key {key}"), e))
+    }
+
+    fn text(&mut self, text: &str) -> Result<(), InputError> {
+        let lifted: Vec<Key> = LEVEL_MODIFIERS
+            .into_iter()
+            .filter(|&k| self.held.is_key_held(k))
+            .collect();
+        for &k in &lifted {
+            self.key(k, false)?;
+        }
+        let typed = self.enigo.text(text).map_err(|e| self.fail("text", e));
+        for &k in &lifted {
+            self.key(k, true)?;
+        }
+        typed
+    }
+}
+
+impl InputBackend for EnigoBackend {
+    fn inject(&mut self, event: &InputEvent) -> Result<(), InputError> {
+        match event {
+            InputEvent::MouseMove { pos } => {
+                let size = self.size.ok_or_else(|| {
+                    InputError::Backend("pointer move before the screen size is known".into())
+                })?;
+                let p = pos.to_screen(size);
+                let x = i64::from(self.origin.0) + i64::from(p.x());
+                let y = i64::from(self.origin.1) + i64::from(p.y());
+                let (Ok(x), Ok(y)) = (i16::try_from(x), i16::try_from(y)) else {
+                    return Err(InputError::Backend(format!(
+                        "position {x},{y} is outside X11's coordinate range"
+                    )));
+                };
+                self.enigo
+                    .move_mouse(i32::from(x), i32::from(y), Coordinate::Abs)
+                    .map_err(|e| self.fail("pointer move", e))?;
+            }
+            InputEvent::MouseButton { button, pressed } => {
+                let dir = if *pressed {
+                    Direction::Press
+                } else {
+                    Direction::Release
+                };
+                self.enigo
+                    .button(enigo_button(*button), dir)
+                    .map_err(|e| self.fail("button", e))?;
+            }
+            InputEvent::Wheel { dx, dy } => {
+                // enigo and InputEvent agree: positive scrolls down / right.
+                if *dy != 0 {
+                    self.enigo
+                        .scroll(i32::from(*dy), Axis::Vertical)
+                        .map_err(|e| self.fail("wheel", e))?;
+                }
+                if *dx != 0 {
+                    self.enigo
+                        .scroll(i32::from(*dx), Axis::Horizontal)
+                        .map_err(|e| self.fail("wheel", e))?;
+                }
+            }
+            InputEvent::Key { key, pressed } => self.key(*key, *pressed)?,
+            InputEvent::Text { text } => self.text(text.as_str())?,
+        }
+        self.held.note(event);
+        Ok(())
+    }
+
+    fn release_all(&mut self) -> Result<(), InputError> {
+        let mut first_error = None;
+        for event in self.held.take_releases() {
+            let r = match event {
+                InputEvent::Key { key, .. } => self.key(key, false),
+                InputEvent::MouseButton { button, .. } => self
+                    .enigo
+                    .button(enigo_button(button), Direction::Release)
+                    .map_err(|e| self.fail("button", e)),
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn set_screen_size(&mut self, size: ScreenSize) {
+        self.size = Some(size);
+    }
+}
+
+fn enigo_button(b: MouseButton) -> Button {
+    match b {
+        MouseButton::Left => Button::Left,
+        MouseButton::Right => Button::Right,
+        MouseButton::Middle => Button::Middle,
+        MouseButton::Back => Button::Back,
+        MouseButton::Forward => Button::Forward,
+    }
+}
+
+/// The X keycode of a physical key: its Linux evdev code plus 8.
+pub fn x_keycode(key: Key) -> u16 {
+    evdev_code(key) + 8
+}
+
+/// The Linux evdev code (`KEY_*` in `linux/input-event-codes.h`) of a physical key, as the
+/// kernel's HID driver assigns it to the key's USB HID usage.
+pub fn evdev_code(key: Key) -> u16 {
+    use Key::*;
+    match key {
+        KeyA => 30,
+        KeyB => 48,
+        KeyC => 46,
+        KeyD => 32,
+        KeyE => 18,
+        KeyF => 33,
+        KeyG => 34,
+        KeyH => 35,
+        KeyI => 23,
+        KeyJ => 36,
+        KeyK => 37,
+        KeyL => 38,
+        KeyM => 50,
+        KeyN => 49,
+        KeyO => 24,
+        KeyP => 25,
+        KeyQ => 16,
+        KeyR => 19,
+        KeyS => 31,
+        KeyT => 20,
+        KeyU => 22,
+        KeyV => 47,
+        KeyW => 17,
+        KeyX => 45,
+        KeyY => 21,
+        KeyZ => 44,
+        Digit1 => 2,
+        Digit2 => 3,
+        Digit3 => 4,
+        Digit4 => 5,
+        Digit5 => 6,
+        Digit6 => 7,
+        Digit7 => 8,
+        Digit8 => 9,
+        Digit9 => 10,
+        Digit0 => 11,
+        Enter => 28,
+        Escape => 1,
+        Backspace => 14,
+        Tab => 15,
+        Space => 57,
+        Minus => 12,
+        Equal => 13,
+        BracketLeft => 26,
+        BracketRight => 27,
+        Backslash => 43,
+        Semicolon => 39,
+        Quote => 40,
+        Backquote => 41,
+        Comma => 51,
+        Period => 52,
+        Slash => 53,
+        CapsLock => 58,
+        F1 => 59,
+        F2 => 60,
+        F3 => 61,
+        F4 => 62,
+        F5 => 63,
+        F6 => 64,
+        F7 => 65,
+        F8 => 66,
+        F9 => 67,
+        F10 => 68,
+        F11 => 87,
+        F12 => 88,
+        PrintScreen => 99,
+        ScrollLock => 70,
+        Pause => 119,
+        Insert => 110,
+        Home => 102,
+        PageUp => 104,
+        Delete => 111,
+        End => 107,
+        PageDown => 109,
+        ArrowRight => 106,
+        ArrowLeft => 105,
+        ArrowDown => 108,
+        ArrowUp => 103,
+        NumLock => 69,
+        NumpadDivide => 98,
+        NumpadMultiply => 55,
+        NumpadSubtract => 74,
+        NumpadAdd => 78,
+        NumpadEnter => 96,
+        Numpad1 => 79,
+        Numpad2 => 80,
+        Numpad3 => 81,
+        Numpad4 => 75,
+        Numpad5 => 76,
+        Numpad6 => 77,
+        Numpad7 => 71,
+        Numpad8 => 72,
+        Numpad9 => 73,
+        Numpad0 => 82,
+        NumpadDecimal => 83,
+        IntlBackslash => 86,
+        ContextMenu => 127,
+        NumpadEqual => 117,
+        F13 => 183,
+        F14 => 184,
+        F15 => 185,
+        F16 => 186,
+        F17 => 187,
+        F18 => 188,
+        F19 => 189,
+        F20 => 190,
+        F21 => 191,
+        F22 => 192,
+        F23 => 193,
+        F24 => 194,
+        NumpadComma => 121,
+        IntlRo => 89,
+        KanaMode => 93,
+        IntlYen => 124,
+        Convert => 92,
+        NonConvert => 94,
+        Lang1 => 122,
+        Lang2 => 123,
+        Lang3 => 90,
+        Lang4 => 91,
+        Lang5 => 85,
+        ControlLeft => 29,
+        ShiftLeft => 42,
+        AltLeft => 56,
+        SuperLeft => 125,
+        ControlRight => 97,
+        ShiftRight => 54,
+        AltRight => 100,
+        SuperRight => 126,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_its_own_x_keycode() {
+        let mut seen = std::collections::HashMap::new();
+        for &k in Key::ALL {
+            let code = x_keycode(k);
+            assert!((9..=255).contains(&code), "{k}: {code}");
+            if let Some(other) = seen.insert(code, k) {
+                panic!("{k} and {other} share keycode {code}");
+            }
+        }
+    }
+
+    #[test]
+    fn known_keycodes() {
+        // X keycodes of a PC keyboard under the evdev rules (`xmodmap -pk`).
+        for (k, code) in [
+            (Key::KeyA, 38),
+            (Key::KeyQ, 24),
+            (Key::Digit1, 10),
+            (Key::Enter, 36),
+            (Key::Escape, 9),
+            (Key::Space, 65),
+            (Key::ShiftLeft, 50),
+            (Key::ControlLeft, 37),
+            (Key::AltRight, 108),
+            (Key::SuperLeft, 133),
+            (Key::ArrowUp, 111),
+            (Key::F1, 67),
+            (Key::F12, 96),
+            (Key::Delete, 119),
+            (Key::NumpadEnter, 104),
+            (Key::IntlBackslash, 94),
+        ] {
+            assert_eq!(x_keycode(k), code, "{k}");
+        }
+    }
+}
