@@ -23,6 +23,7 @@ pub mod net;
 pub mod script;
 pub mod session;
 pub mod stats;
+pub mod window;
 
 /// Errors of a peer session.
 #[derive(Debug, thiserror::Error)]

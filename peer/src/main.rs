@@ -196,11 +196,56 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn run_connect_window(_args: ConnectArgs) -> anyhow::Result<()> {
-    bail!(
-        "the viewer window is not available in this build yet; run with --headless \
-         (prints live stats) and --record FILE to keep the video"
-    )
+/// `peer connect` with the viewer window: the window owns the main thread (winit needs it); the
+/// session runs on a tokio runtime in another thread and feeds the window through its sink.
+fn run_connect_window(args: ConnectArgs) -> anyhow::Result<()> {
+    let password = read_password(&args)?;
+    let (viewer, sink) = peer::window::Viewer::new(peer::window::ViewerOptions {
+        title: args.code.to_string(),
+        any_thread: false,
+    })?;
+    let (input_tx, input_rx) = tokio::sync::mpsc::channel(1024);
+    let (window_stop_tx, window_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let session_thread = {
+        let sink = sink.clone();
+        std::thread::Builder::new()
+            .name("quicdesk-session".into())
+            .spawn(move || -> anyhow::Result<()> {
+                let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+                let result = rt.block_on(async {
+                    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = shutdown_signal() => {}
+                            _ = window_stop_rx => {}
+                        }
+                        let _ = stop_tx.send(());
+                    });
+                    let frames = sink.clone();
+                    let ticks = sink.clone();
+                    let hooks = controller::Hooks {
+                        on_frame: Some(Box::new(move |_, f| frames.frame(f))),
+                        on_tick: Some(Box::new(move |t| {
+                            println!("{t}");
+                            ticks.state("connected");
+                            ticks.tick(t);
+                        })),
+                        input: Some(input_rx),
+                        stop: Some(stop_rx),
+                    };
+                    session(args, password, hooks).await
+                });
+                sink.ended(result.as_ref().err().map(|e| format!("{e:#}")));
+                result
+            })?
+    };
+    sink.state("connecting");
+    let shown = viewer.run(input_tx, window_stop_tx);
+    let result = session_thread
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the session thread panicked")));
+    shown?;
+    result
 }
 
 fn list_monitors(display: Option<&str>) -> anyhow::Result<()> {
