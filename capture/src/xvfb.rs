@@ -89,6 +89,60 @@ impl VirtualDisplay {
         Ok((get("X=")?, get("Y=")?))
     }
 
+    /// A window's position and size on the screen: `(x, y, width, height)`, from
+    /// `xdotool getwindowgeometry --shell`.
+    pub fn window_geometry(&self, id: &str) -> std::io::Result<(i32, i32, u32, u32)> {
+        let out = self
+            .command("xdotool")
+            .args(["getwindowgeometry", "--shell", id])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let get = |k: &str| -> std::io::Result<i64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| std::io::Error::other(format!("no {k} in xdotool's {text:?}")))
+        };
+        let n = |v: i64| i32::try_from(v).map_err(std::io::Error::other);
+        let u = |v: i64| u32::try_from(v).map_err(std::io::Error::other);
+        Ok((
+            n(get("X=")?)?,
+            n(get("Y=")?)?,
+            u(get("WIDTH=")?)?,
+            u(get("HEIGHT=")?)?,
+        ))
+    }
+
+    /// A screenshot of the whole display as tightly packed RGB, with its width and height
+    /// (ImageMagick's `import`).
+    pub fn screenshot_rgb(&self) -> std::io::Result<(u32, u32, Vec<u8>)> {
+        let size = self
+            .command("xdpyinfo")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())?;
+        let dims = size
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("dimensions:"))
+            .and_then(|d| d.split_whitespace().next())
+            .and_then(|d| d.split_once('x'))
+            .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+            .ok_or_else(|| std::io::Error::other("xdpyinfo shows no dimensions"))?;
+        let out = self
+            .command("import")
+            .args(["-window", "root", "-depth", "8", "rgb:-"])
+            .output()?;
+        if !out.status.success() || out.stdout.len() != (dims.0 * dims.1 * 3) as usize {
+            return Err(std::io::Error::other(format!(
+                "import gave {} bytes for {}x{}: {}",
+                out.stdout.len(),
+                dims.0,
+                dims.1,
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok((dims.0, dims.1, out.stdout))
+    }
+
     /// Waits until a visible window whose name matches `pattern` exists; its X id.
     pub fn wait_window(&self, pattern: &str, within: Duration) -> std::io::Result<String> {
         let deadline = Instant::now() + within;
