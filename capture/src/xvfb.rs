@@ -15,8 +15,10 @@ pub struct VirtualDisplay {
 }
 
 impl VirtualDisplay {
-    /// Starts `Xvfb :N -screen 0 WIDTHxHEIGHTx24` on the first free N from 50 and waits until it
-    /// accepts connections. Fails with a message naming `cargo xtask setup` if Xvfb is missing.
+    /// Starts `Xvfb -screen 0 WIDTHxHEIGHTx24` on a display number Xvfb picks itself
+    /// (`-displayfd`, so tests starting displays at the same time never share one) and waits
+    /// until it accepts connections. Fails with a message naming `cargo xtask setup` if Xvfb is
+    /// missing.
     pub fn start(width: u32, height: u32) -> std::io::Result<Self> {
         let xvfb = ["/usr/bin/Xvfb", "/usr/local/bin/Xvfb"]
             .into_iter()
@@ -27,38 +29,47 @@ impl VirtualDisplay {
                     "Xvfb is not installed: run `cargo xtask setup` (installs xvfb)",
                 )
             })?;
-        for n in 50..400u32 {
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            {
-                continue;
-            }
-            let name = format!(":{n}");
-            let mut child = Command::new(xvfb)
-                .arg(&name)
-                .args(["-screen", "0", &format!("{width}x{height}x24")])
-                .args(["-nolisten", "tcp", "-noreset"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?;
-            let socket = format!("/tmp/.X11-unix/X{n}");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Some(status) = child.try_wait()? {
-                    // Lost a race for this display number: try the next one.
-                    eprintln!("Xvfb {name} exited with {status}; trying the next display number");
-                    break;
-                }
-                if Path::new(&socket).exists() {
-                    return Ok(Self { child, name });
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        let mut child = Command::new(xvfb)
+            // Xvfb writes the display number it chose to fd 1 once it is ready.
+            .args(["-displayfd", "1"])
+            .args(["-screen", "0", &format!("{width}x{height}x24")])
+            .args(["-nolisten", "tcp", "-noreset"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let Some(mut out) = child.stdout.take() else {
             let _ = child.kill();
-            let _ = child.wait();
-        }
-        Err(std::io::Error::other("no free X display number for Xvfb"))
+            return Err(std::io::Error::other("Xvfb's stdout is missing"));
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // One line, "N\n"; then keep draining so Xvfb never blocks on the pipe.
+            let mut line = Vec::new();
+            let mut byte = [0u8; 1];
+            while out.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
+                if byte[0] == b'\n' {
+                    let _ = tx.send(String::from_utf8_lossy(&line).trim().to_owned());
+                    line.clear();
+                } else {
+                    line.push(byte[0]);
+                }
+            }
+        });
+        let number = match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(std::io::Error::other(format!(
+                    "Xvfb did not report a display number: {other:?}"
+                )));
+            }
+        };
+        Ok(Self {
+            child,
+            name: format!(":{number}"),
+        })
     }
 
     /// The display name, e.g. `:50`, for `DISPLAY`.

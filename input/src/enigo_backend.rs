@@ -8,6 +8,9 @@
 //! the layout and whatever modifiers the controller holds.
 
 use enigo::{Axis, Button, Coordinate, Direction, Enigo, Keyboard, Mouse, Settings};
+use x11rb::connection::Connection as _;
+use x11rb::protocol::xproto::ConnectionExt as _;
+use x11rb::rust_connection::RustConnection;
 
 use crate::{HeldInputs, InputBackend, InputError, InputEvent, Key, MouseButton, ScreenSize};
 
@@ -17,6 +20,8 @@ const LEVEL_MODIFIERS: [Key; 3] = [Key::ShiftLeft, Key::ShiftRight, Key::AltRigh
 /// Performs input on an X11 display through XTEST.
 pub struct EnigoBackend {
     enigo: Enigo,
+    /// Our own connection, to read the keyboard mapping.
+    conn: RustConnection,
     display: String,
     size: Option<ScreenSize>,
     origin: (i32, i32),
@@ -55,8 +60,11 @@ impl EnigoBackend {
         };
         let enigo = Enigo::new(&settings)
             .map_err(|e| InputError::Backend(format!("X display {name}: {e}")))?;
+        let (conn, _) = x11rb::connect(Some(&name))
+            .map_err(|e| InputError::Backend(format!("X display {name}: {e}")))?;
         Ok(Self {
             enigo,
+            conn,
             display: name,
             size: None,
             origin: (0, 0),
@@ -85,6 +93,11 @@ impl EnigoBackend {
             .map_err(|e| self.fail(&format!("key {key}"), e))
     }
 
+    /// Types `text` as characters. Characters the host's keyboard mapping already has (alone or
+    /// with Shift) are typed with their own keys; only the others go through enigo, which maps
+    /// them onto a spare keycode. Changing the mapping races with clients that have not yet
+    /// re-read it (they may see the first such key as NoSymbol), so it is kept for characters
+    /// there is no other way to type.
     fn text(&mut self, text: &str) -> Result<(), InputError> {
         let lifted: Vec<Key> = LEVEL_MODIFIERS
             .into_iter()
@@ -93,11 +106,82 @@ impl EnigoBackend {
         for &k in &lifted {
             self.key(k, false)?;
         }
-        let typed = self.enigo.text(text).map_err(|e| self.fail("text", e));
+        let typed = self.type_chars(text);
         for &k in &lifted {
             self.key(k, true)?;
         }
         typed
+    }
+
+    fn type_chars(&mut self, text: &str) -> Result<(), InputError> {
+        let map = KeyMap::read(&self.conn).map_err(|e| self.fail("keyboard mapping", e))?;
+        let shift = x_keycode(Key::ShiftLeft);
+        for ch in text.chars() {
+            match map.find(xkeysym::Keysym::from_char(ch).raw()) {
+                Some((code, shifted)) => {
+                    let tap = |e: &mut Enigo, c: u16| -> enigo::InputResult<()> {
+                        e.raw(c, Direction::Press)?;
+                        e.raw(c, Direction::Release)
+                    };
+                    let r = if shifted {
+                        self.enigo
+                            .raw(shift, Direction::Press)
+                            .and_then(|()| tap(&mut self.enigo, code))
+                            .and_then(|()| self.enigo.raw(shift, Direction::Release))
+                    } else {
+                        tap(&mut self.enigo, code)
+                    };
+                    r.map_err(|e| self.fail("text", e))?;
+                }
+                None => {
+                    let mut buf = [0u8; 4];
+                    self.enigo
+                        .text(ch.encode_utf8(&mut buf))
+                        .map_err(|e| self.fail("text", e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The core keyboard mapping: keysyms per keycode, first group, levels 1 and 2.
+struct KeyMap {
+    min_keycode: u8,
+    per_keycode: usize,
+    keysyms: Vec<u32>,
+}
+
+impl KeyMap {
+    fn read(conn: &RustConnection) -> Result<Self, String> {
+        let setup = conn.setup();
+        let (min, max) = (setup.min_keycode, setup.max_keycode);
+        let reply = conn
+            .get_keyboard_mapping(min, max.saturating_sub(min).saturating_add(1))
+            .map_err(|e| e.to_string())?
+            .reply()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            min_keycode: min,
+            per_keycode: usize::from(reply.keysyms_per_keycode),
+            keysyms: reply.keysyms,
+        })
+    }
+
+    /// The keycode that types `keysym`, and whether it needs Shift; unshifted keys first.
+    fn find(&self, keysym: u32) -> Option<(u16, bool)> {
+        if self.per_keycode == 0 || keysym == 0 {
+            return None;
+        }
+        for level in 0..self.per_keycode.min(2) {
+            for (i, syms) in self.keysyms.chunks(self.per_keycode).enumerate() {
+                if syms.get(level) == Some(&keysym) {
+                    let code = u16::from(self.min_keycode) + u16::try_from(i).ok()?;
+                    return Some((code, level == 1));
+                }
+            }
+        }
+        None
     }
 }
 
