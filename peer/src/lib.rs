@@ -23,7 +23,7 @@ pub mod net;
 pub mod script;
 pub mod session;
 pub mod stats;
-pub mod window;
+pub mod viewer;
 
 /// Errors of a peer session.
 #[derive(Debug, thiserror::Error)]

@@ -200,7 +200,7 @@ fn main() -> anyhow::Result<()> {
 /// session runs on a tokio runtime in another thread and feeds the window through its sink.
 fn run_connect_window(args: ConnectArgs) -> anyhow::Result<()> {
     let password = read_password(&args)?;
-    let (viewer, sink) = peer::window::Viewer::new(peer::window::ViewerOptions {
+    let (viewer, sink) = peer::viewer::Viewer::new(peer::viewer::ViewerOptions {
         title: args.code.to_string(),
         any_thread: false,
     })?;

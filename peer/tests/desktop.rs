@@ -2,28 +2,19 @@
 
 #![cfg(all(unix, not(target_os = "macos")))]
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use capture::x11::X11Options;
 use capture::xvfb::{VirtualDisplay, XevWindow};
 use input::{BoundedText, InputEvent, Key, MouseButton, NormalizedPoint};
 use peer::controller::{self, FrameMeta, Hooks};
-use peer::host::{self, HostConfig, Source};
 
 mod common;
-use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous};
+use common::desktop::{BLUE, RED, discard, enigo, hex, paint_halves, screen_host, xvfb};
+use common::{LOCAL, connect_config, start_host, start_rendezvous};
 
 const PASSWORD: &str = "135790";
-const RED: [u8; 3] = [208, 48, 32];
-const BLUE: [u8; 3] = [32, 96, 208];
 const GREEN: [u8; 3] = [40, 200, 60];
-
-fn xvfb(w: u32, h: u32) -> VirtualDisplay {
-    VirtualDisplay::start(w, h)
-        .unwrap_or_else(|e| panic!("this test needs Xvfb (run `cargo xtask setup`): {e}"))
-}
 
 /// Runs an X client to completion on `d`; panics with its output if it fails.
 fn x_run(d: &VirtualDisplay, program: &str, args: &[&str]) -> String {
@@ -34,53 +25,6 @@ fn x_run(d: &VirtualDisplay, program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|e| panic!("{program} is missing (run `cargo xtask setup`): {e}"));
     assert!(out.status.success(), "{program} {args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Paints the root window: left half red, right half blue (ImageMagick).
-fn paint_halves(d: &VirtualDisplay, dir: &Path, w: u32, h: u32) {
-    let png = dir.join("halves.png");
-    let png = png.to_str().unwrap();
-    let size = format!("{w}x{h}");
-    let rect = format!("rectangle {},0 {},{}", w / 2, w - 1, h - 1);
-    let hex = |c: [u8; 3]| format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2]);
-    let out = std::process::Command::new("convert")
-        .args(["-size", &size, &format!("xc:{}", hex(RED))])
-        .args(["-fill", &hex(BLUE), "-draw", &rect, png])
-        .output()
-        .expect("ImageMagick's convert is missing (run `cargo xtask setup`)");
-    assert!(out.status.success(), "convert: {out:?}");
-    // `display -window root` sets the root background and exits; its status is 1 even when it
-    // worked, so the decoded pixels are the check.
-    d.command("display")
-        .args(["-window", "root", png])
-        .status()
-        .expect("ImageMagick's display is missing (run `cargo xtask setup`)");
-}
-
-fn screen_host(rv: &Rv, dir: &Path, d: &VirtualDisplay, input: host::InputFactory) -> HostConfig {
-    HostConfig {
-        rendezvous: rv.addr,
-        rendezvous_fingerprint: rv.fingerprint,
-        data_dir: dir.to_path_buf(),
-        bind: LOCAL,
-        source: Source::Screen(X11Options {
-            display: Some(d.name().to_owned()),
-            monitor: None,
-            cursor: true,
-        }),
-        password: Some(PASSWORD.into()),
-        code: None,
-        fps: 30,
-        bitrate_bps: 3_000_000,
-        content: None,
-        input,
-    }
-}
-
-fn discard() -> host::InputFactory {
-    Arc::new(|_: &host::ScreenArea| {
-        Ok(Box::new(host::DiscardBackend::default()) as Box<dyn input::InputBackend>)
-    })
 }
 
 /// RGB of the decoded pixel at (x, y).
@@ -99,7 +43,14 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
     let d = xvfb(1280, 720);
     paint_halves(&d, dir.path(), 1280, 720);
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
-    let host = start_host(screen_host(&rv, &dir.path().join("host"), &d, discard())).await;
+    let host = start_host(screen_host(
+        &rv,
+        &dir.path().join("host"),
+        &d,
+        PASSWORD,
+        discard(),
+    ))
+    .await;
 
     /// Frame number, left sample, right sample.
     type Seen = (u64, [u8; 3], [u8; 3]);
@@ -125,8 +76,7 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
     // Two seconds of a still screen, then a change.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let still_frames = seen.lock().unwrap().len();
-    let hex = format!("#{:02x}{:02x}{:02x}", GREEN[0], GREEN[1], GREEN[2]);
-    x_run(&d, "xsetroot", &["-solid", &hex]);
+    x_run(&d, "xsetroot", &["-solid", &hex(GREEN)]);
     let report = session.await.unwrap().expect("session runs");
 
     let seen = std::mem::take(&mut *seen.lock().unwrap());
@@ -152,22 +102,20 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
     host.shutdown().await;
 }
 
-fn enigo(d: &VirtualDisplay) -> host::InputFactory {
-    let name = d.name().to_owned();
-    Arc::new(move |area: &host::ScreenArea| {
-        let mut b = input::EnigoBackend::new(Some(&name))?;
-        b.set_origin(area.x, area.y);
-        Ok(Box::new(b) as Box<dyn input::InputBackend>)
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controllers_pointer_clicks_and_typing_reach_the_x_server() {
     let dir = tempfile::tempdir().unwrap();
     let d = xvfb(1280, 720);
     let xev = XevWindow::start(&d, "600x400+0+0").expect("xev (cargo xtask setup, x11-utils)");
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
-    let host = start_host(screen_host(&rv, &dir.path().join("host"), &d, enigo(&d))).await;
+    let host = start_host(screen_host(
+        &rv,
+        &dir.path().join("host"),
+        &d,
+        PASSWORD,
+        enigo(&d),
+    ))
+    .await;
 
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let mut cfg = connect_config(&rv, host.status().code, PASSWORD, &dir.path().join("ctl"));

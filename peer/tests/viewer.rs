@@ -5,40 +5,16 @@
 #![cfg(all(unix, not(target_os = "macos")))]
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
-use capture::x11::X11Options;
 use capture::xvfb::{VirtualDisplay, XevWindow};
-use peer::host::{self, HostConfig, Source};
 
 mod common;
+use common::desktop::{BLUE, RED, enigo, paint_halves, screen_host, xvfb};
 use common::{LOCAL, start_host, start_rendezvous};
 
 const PASSWORD: &str = "246810";
-const RED: [u8; 3] = [208, 48, 32];
-const BLUE: [u8; 3] = [32, 96, 208];
-
-fn xvfb(w: u32, h: u32) -> VirtualDisplay {
-    VirtualDisplay::start(w, h)
-        .unwrap_or_else(|e| panic!("this test needs Xvfb (run `cargo xtask setup`): {e}"))
-}
-
-/// Left half red, right half blue, as the root window's background.
-fn paint_halves(d: &VirtualDisplay, png: &std::path::Path) {
-    let png = png.to_str().unwrap();
-    let out = Command::new("convert")
-        .args(["-size", "1280x720", "xc:#d03020", "-fill", "#2060d0"])
-        .args(["-draw", "rectangle 640,0 1279,719", png])
-        .output()
-        .expect("ImageMagick's convert is missing (run `cargo xtask setup`)");
-    assert!(out.status.success(), "convert: {out:?}");
-    // Exits with status 1 even when it worked; the screenshot is the check.
-    d.command("display")
-        .args(["-window", "root", png])
-        .status()
-        .expect("ImageMagick's display is missing (run `cargo xtask setup`)");
-}
 
 /// The viewer process, killed if the test fails.
 struct Viewer(Child);
@@ -59,34 +35,19 @@ fn xdotool(d: &VirtualDisplay, args: &[&str]) {
 async fn the_window_shows_the_host_and_drives_it() {
     let dir = tempfile::tempdir().unwrap();
     let host_d = xvfb(1280, 720);
-    paint_halves(&host_d, &dir.path().join("halves.png"));
+    paint_halves(&host_d, dir.path(), 1280, 720);
     // A window on the host that records keys and clicks, in the blue half's lower part.
     let xev = XevWindow::start(&host_d, "400x250+700+420").expect("xev (cargo xtask setup)");
     let view_d = xvfb(1600, 1000);
 
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
-    let name = host_d.name().to_owned();
-    let host = start_host(HostConfig {
-        rendezvous: rv.addr,
-        rendezvous_fingerprint: rv.fingerprint,
-        data_dir: dir.path().join("host"),
-        bind: LOCAL,
-        source: Source::Screen(X11Options {
-            display: Some(name.clone()),
-            monitor: None,
-            cursor: true,
-        }),
-        password: Some(PASSWORD.into()),
-        code: None,
-        fps: 30,
-        bitrate_bps: 3_000_000,
-        content: None,
-        input: Arc::new(move |area: &host::ScreenArea| {
-            let mut b = input::EnigoBackend::new(Some(&name))?;
-            b.set_origin(area.x, area.y);
-            Ok(Box::new(b) as Box<dyn input::InputBackend>)
-        }),
-    })
+    let host = start_host(screen_host(
+        &rv,
+        &dir.path().join("host"),
+        &host_d,
+        PASSWORD,
+        enigo(&host_d),
+    ))
     .await;
 
     let stats = dir.path().join("stats.json");
@@ -109,20 +70,19 @@ async fn the_window_shows_the_host_and_drives_it() {
     let window = view_d
         .wait_window("^quicdesk", Duration::from_secs(30))
         .expect("the viewer window opens");
-    let (wx, wy, ww, wh) = view_d.window_geometry(&window).unwrap();
-    // Where host pixel (x, y) is on the viewer's display (fit-scaled, letterboxed).
-    let scale = (f64::from(ww) / 1280.0).min(f64::from(wh) / 720.0);
-    let (ox, oy) = (
-        (f64::from(ww) - 1280.0 * scale) / 2.0,
-        (f64::from(wh) - 720.0 * scale) / 2.0,
-    );
+    // Where host pixel (x, y) is on the viewer's display (fit-scaled, letterboxed), for the
+    // window's current geometry.
     let on_view = |x: f64, y: f64| {
+        let (wx, wy, ww, wh) = view_d.window_geometry(&window).unwrap();
+        let scale = (f64::from(ww) / 1280.0).min(f64::from(wh) / 720.0);
+        let ox = f64::from(wx) + (f64::from(ww) - 1280.0 * scale) / 2.0;
+        let oy = f64::from(wy) + (f64::from(wh) - 720.0 * scale) / 2.0;
         (
-            (f64::from(wx) + ox + x * scale).round() as i64,
-            (f64::from(wy) + oy + y * scale).round() as i64,
+            (ox + x * scale).round() as i64,
+            (oy + y * scale).round() as i64,
         )
     };
-    let shows = |want: [[u8; 3]; 2]| -> Result<(), String> {
+    let shows_host = || -> Result<(), String> {
         let (w, _, rgb) = view_d.screenshot_rgb().map_err(|e| e.to_string())?;
         let px = |(x, y): (i64, i64)| {
             let at = (y as usize * w as usize + x as usize) * 3;
@@ -130,16 +90,25 @@ async fn the_window_shows_the_host_and_drives_it() {
         };
         let got = [px(on_view(300.0, 200.0)), px(on_view(1000.0, 150.0))];
         let close = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(&x, y)| x.abs_diff(y) <= 16);
-        if close(got[0], want[0]) && close(got[1], want[1]) {
+        if close(got[0], RED) && close(got[1], BLUE) {
             Ok(())
         } else {
-            Err(format!("window shows {got:?}, expected {want:?}"))
+            Err(format!("window shows {got:?}, expected {:?}", [RED, BLUE]))
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while let Err(e) = shows([RED, BLUE]) {
-        assert!(Instant::now() < deadline, "{e}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    for (step, what) in [
+        (0, "the window should show the host's screen"),
+        // Resized to another shape, it still shows the whole screen, letterboxed.
+        (1, "after a resize to 700x600"),
+    ] {
+        if step == 1 {
+            xdotool(&view_d, &["windowsize", "--sync", &window, "700", "600"]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(e) = shows_host() {
+            assert!(Instant::now() < deadline, "{what}: {e}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     // Pointer and keyboard through the window reach the host's X server.

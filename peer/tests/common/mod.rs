@@ -55,3 +55,92 @@ pub async fn start_host(cfg: HostConfig) -> HostHandle {
         .expect("host registers");
     h
 }
+
+/// Helpers for tests on a private X display.
+#[cfg(all(unix, not(target_os = "macos")))]
+pub mod desktop {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use capture::x11::X11Options;
+    use capture::xvfb::VirtualDisplay;
+    use peer::host::{self, HostConfig, Source};
+
+    use super::{LOCAL, Rv};
+
+    pub const RED: [u8; 3] = [208, 48, 32];
+    pub const BLUE: [u8; 3] = [32, 96, 208];
+
+    pub fn xvfb(w: u32, h: u32) -> VirtualDisplay {
+        VirtualDisplay::start(w, h)
+            .unwrap_or_else(|e| panic!("this test needs Xvfb (run `cargo xtask setup`): {e}"))
+    }
+
+    pub fn hex(c: [u8; 3]) -> String {
+        format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+    }
+
+    /// Paints the root window: left half [`RED`], right half [`BLUE`] (ImageMagick).
+    pub fn paint_halves(d: &VirtualDisplay, dir: &Path, w: u32, h: u32) {
+        let png = dir.join("halves.png");
+        let png = png.to_str().unwrap();
+        let size = format!("{w}x{h}");
+        let rect = format!("rectangle {},0 {},{}", w / 2, w - 1, h - 1);
+        let out = std::process::Command::new("convert")
+            .args(["-size", &size, &format!("xc:{}", hex(RED))])
+            .args(["-fill", &hex(BLUE), "-draw", &rect, png])
+            .output()
+            .expect("ImageMagick's convert is missing (run `cargo xtask setup`)");
+        assert!(out.status.success(), "convert: {out:?}");
+        // `display -window root` sets the root background and exits; its status is 1 even
+        // when it worked, so the pixels the test sees are the check.
+        d.command("display")
+            .args(["-window", "root", png])
+            .status()
+            .expect("ImageMagick's display is missing (run `cargo xtask setup`)");
+    }
+
+    /// A host sharing `d` (pointer drawn in) with a fixed password.
+    pub fn screen_host(
+        rv: &Rv,
+        dir: &Path,
+        d: &VirtualDisplay,
+        password: &str,
+        input: host::InputFactory,
+    ) -> HostConfig {
+        HostConfig {
+            rendezvous: rv.addr,
+            rendezvous_fingerprint: rv.fingerprint,
+            data_dir: dir.to_path_buf(),
+            bind: LOCAL,
+            source: Source::Screen(X11Options {
+                display: Some(d.name().to_owned()),
+                monitor: None,
+                cursor: true,
+            }),
+            password: Some(password.into()),
+            code: None,
+            fps: 30,
+            bitrate_bps: 3_000_000,
+            content: None,
+            input,
+        }
+    }
+
+    /// Input performed on `d` with XTEST, as `peer host` does.
+    pub fn enigo(d: &VirtualDisplay) -> host::InputFactory {
+        let name = d.name().to_owned();
+        Arc::new(move |area: &host::ScreenArea| {
+            let mut b = input::EnigoBackend::new(Some(&name))?;
+            b.set_origin(area.x, area.y);
+            Ok(Box::new(b) as Box<dyn input::InputBackend>)
+        })
+    }
+
+    /// Input dropped (a view-only host).
+    pub fn discard() -> host::InputFactory {
+        Arc::new(|_: &host::ScreenArea| {
+            Ok(Box::new(host::DiscardBackend::default()) as Box<dyn input::InputBackend>)
+        })
+    }
+}
