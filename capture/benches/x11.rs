@@ -1,8 +1,8 @@
 //! X11 capture on a private Xvfb (started here; `cargo xtask setup` installs it):
 //!
 //! * `x11_capture/grab_{720p,1080p}`: a full read of a changed screen: `refresh` then `capture`
-//!   (DamageSubtract, MIT-SHM GetImage of the monitor, copy into the frame with alpha set, pointer
-//!   drawn in), with the frame buffer recycled as the host does.
+//!   (DamageSubtract, MIT-SHM GetImage of the monitor into a free segment, pointer drawn in, the
+//!   segment lent to the frame and back on the free list when the frame is dropped).
 //! * `x11_capture/still_{720p,1080p}`: one tick on a still screen: events drained, one XFIXES
 //!   round trip for the pointer, no pixels read (`capture` returns `None`). At 30 ticks a second
 //!   this is what an idle host spends.
@@ -33,7 +33,7 @@ fn bench_x11(c: &mut Criterion) {
                 cap.refresh();
                 let frame = cap.capture().unwrap().expect("a refresh gives a frame");
                 black_box(&frame.data);
-                cap.recycle(frame);
+                drop(frame);
             });
         });
         group.bench_function(format!("still_{name}"), |b| {

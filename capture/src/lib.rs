@@ -48,7 +48,9 @@ pub const MAX_DIMENSION: u32 = 8192;
 /// One captured picture.
 ///
 /// `data` holds `height` rows of `stride` bytes each; every row starts with `width` BGRA pixels
-/// (blue in the lowest byte) whose alpha is 255. Bytes past `width * 4` in a row are padding.
+/// (blue in the lowest byte). The fourth byte of a pixel is padding with no promised value (an X
+/// server leaves it as it likes; setting it would cost a pass over the whole screen), so consumers
+/// ignore it. Bytes past `width * 4` in a row are padding too.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
     /// Width in pixels.
@@ -57,8 +59,8 @@ pub struct Frame {
     pub height: u32,
     /// Bytes per row, at least `width * 4`.
     pub stride: usize,
-    /// BGRA pixels, `stride * height` bytes; alpha is 255.
-    pub data: Vec<u8>,
+    /// BGRA pixels, `stride * height` bytes (alpha unspecified).
+    pub data: FrameData,
     /// Sequence number from the source, starting at 0 and counting captured frames.
     pub frame_no: u64,
     /// When the picture was taken, in microseconds since the Unix epoch.
@@ -76,6 +78,89 @@ impl fmt::Debug for Frame {
             .field("frame_no", &self.frame_no)
             .field("captured_at_us", &self.captured_at_us)
             .finish()
+    }
+}
+
+/// The bytes of a [`Frame`]: an ordinary buffer, or memory a capture backend lends out so that
+/// the screen is not copied once more (the X11 backend hands out the shared-memory segment the X
+/// server wrote into). Either way it reads and writes as a byte slice; lent memory goes back to
+/// its backend when the frame is dropped.
+pub struct FrameData(Storage);
+
+enum Storage {
+    Heap(Vec<u8>),
+    Lent(Box<dyn Lent>),
+}
+
+/// Memory a backend lends to a frame; it takes the memory back in its `Drop`.
+pub(crate) trait Lent: Send {
+    fn bytes(&self) -> &[u8];
+    fn bytes_mut(&mut self) -> &mut [u8];
+}
+
+impl FrameData {
+    #[cfg(all(unix, not(target_os = "macos")))]
+    pub(crate) fn lent(buffer: Box<dyn Lent>) -> Self {
+        Self(Storage::Lent(buffer))
+    }
+
+    /// The bytes as an owned vector: free for a heap buffer, a copy for lent memory.
+    #[must_use]
+    pub fn into_vec(self) -> Vec<u8> {
+        match self.0 {
+            Storage::Heap(v) => v,
+            Storage::Lent(l) => l.bytes().to_vec(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for FrameData {
+    fn from(v: Vec<u8>) -> Self {
+        Self(Storage::Heap(v))
+    }
+}
+
+impl std::ops::Deref for FrameData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Storage::Heap(v) => v,
+            Storage::Lent(l) => l.bytes(),
+        }
+    }
+}
+
+impl std::ops::DerefMut for FrameData {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match &mut self.0 {
+            Storage::Heap(v) => v,
+            Storage::Lent(l) => l.bytes_mut(),
+        }
+    }
+}
+
+impl Clone for FrameData {
+    /// A copy on the heap (lent memory stays with its one frame).
+    fn clone(&self) -> Self {
+        Self(Storage::Heap(self.to_vec()))
+    }
+}
+
+impl PartialEq for FrameData {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for FrameData {}
+
+impl fmt::Debug for FrameData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.0 {
+            Storage::Heap(_) => "heap",
+            Storage::Lent(_) => "lent",
+        };
+        write!(f, "FrameData({kind}, {} bytes)", self.len())
     }
 }
 
@@ -113,12 +198,6 @@ pub trait Capturer: Send {
     /// Makes the next [`capture`](Capturer::capture) return a picture even if nothing changed,
     /// e.g. when the viewer asks for a key frame on a static screen.
     fn refresh(&mut self) {}
-
-    /// Hands a frame's buffer back once it is encoded, so the next capture can reuse it instead
-    /// of allocating (a 1080p frame is 8 MB).
-    fn recycle(&mut self, frame: Frame) {
-        let _ = frame;
-    }
 }
 
 /// Errors from capture sources.

@@ -135,7 +135,7 @@ pub fn render_synthetic(width: u32, height: u32, frame_no: u64, captured_at_us: 
         width,
         height,
         stride,
-        data,
+        data: data.into(),
         frame_no,
         captured_at_us,
     }

@@ -6,8 +6,12 @@
 //!            ── XFixes cursor (pos, serial) ────► moved ─┤  neither: Ok(None), no pixels read
 //!                                                         ▼
 //!            ◄── DamageSubtract, ShmGetImage(monitor) ── X11Capturer::capture
-//!   memfd (shared with the server only) ──► copy rows, alpha = 255, draw cursor ──► Frame
+//!   memfd segment (shared with the server only) ──► draw cursor ──► lent to the Frame
 //! ```
+//!
+//! Frames are not copied out of shared memory: each frame borrows a whole segment the server
+//! wrote into, and the segment returns to the capturer's free list when the frame is dropped. A
+//! host that encodes one frame at a time cycles through one or two segments.
 //!
 //! Why not scrap's X11 backend (the design card's crate): see ARCHITECTURE.md, "Decisions". In
 //! short, scrap 0.5 creates its SysV segment with mode 0777 (any local user can read the shared
@@ -19,9 +23,10 @@
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use memmap2::Mmap;
+use memmap2::MmapMut;
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::Event;
 use x11rb::protocol::damage::{self, ConnectionExt as _};
@@ -31,7 +36,7 @@ use x11rb::protocol::xfixes::ConnectionExt as _;
 use x11rb::protocol::xproto::{self, ConnectionExt as _, ImageFormat, ImageOrder};
 use x11rb::rust_connection::RustConnection;
 
-use crate::{CaptureError, Capturer, Frame, MAX_DIMENSION};
+use crate::{CaptureError, Capturer, Frame, FrameData, Lent, MAX_DIMENSION};
 
 /// One monitor of an X screen, as RandR reports it (or the whole screen without RandR).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,13 +105,12 @@ pub struct X11Capturer {
     /// The captured area: the monitor, cropped to even sizes for 4:2:0 video.
     width: u32,
     height: u32,
-    image: Image,
+    images: Images,
     damage: damage::Damage,
     dirty: bool,
     geometry_changed: bool,
     cursor: Option<CursorState>,
     frame_no: u64,
-    spare: Vec<u8>,
 }
 
 impl std::fmt::Debug for X11Capturer {
@@ -114,7 +118,7 @@ impl std::fmt::Debug for X11Capturer {
         f.debug_struct("X11Capturer")
             .field("display", &self.display)
             .field("monitor", &self.monitor)
-            .field("shm", &matches!(self.image, Image::Shm(_)))
+            .field("shm", &self.uses_shm())
             .finish_non_exhaustive()
     }
 }
@@ -173,7 +177,7 @@ impl X11Capturer {
         };
 
         let (width, height) = even_size(&monitor)?;
-        let image = Image::new(&conn, width, height).map_err(&err)?;
+        let images = Images::new(&conn, width, height).map_err(&err)?;
         Ok(Self {
             conn,
             display: display_name(display),
@@ -182,13 +186,12 @@ impl X11Capturer {
             monitor,
             width,
             height,
-            image,
+            images,
             damage,
             dirty: true,
             geometry_changed: false,
             cursor,
             frame_no: 0,
-            spare: Vec::new(),
         })
     }
 
@@ -199,7 +202,7 @@ impl X11Capturer {
 
     /// Whether pixels travel through shared memory (false on a remote X server).
     pub fn uses_shm(&self) -> bool {
-        matches!(self.image, Image::Shm(_))
+        matches!(self.images, Images::Shm { .. })
     }
 
     /// Reads pending events: damage on our monitor, screen size changes.
@@ -231,8 +234,7 @@ impl X11Capturer {
             tracing::info!(from = %self.monitor, to = %monitor, "captured monitor changed");
             let (width, height) = even_size(&monitor)?;
             if (width, height) != (self.width, self.height) {
-                self.image.release(&self.conn);
-                self.image = Image::new(&self.conn, width, height).map_err(&err)?;
+                self.images.resize(&self.conn, width, height);
                 self.width = width;
                 self.height = height;
             }
@@ -242,7 +244,8 @@ impl X11Capturer {
         Ok(())
     }
 
-    fn grab(&mut self) -> Result<(), CaptureError> {
+    /// Reads the monitor's pixels into a free segment (or a GetImage reply) for a new frame.
+    fn grab(&mut self) -> Result<FrameData, CaptureError> {
         let err = x11(Some(&self.display));
         // Subtract first: damage that lands while the server copies is seen next time.
         self.conn
@@ -250,11 +253,12 @@ impl X11Capturer {
             .map_err(|e| err(e.to_string()))?;
         let m = &self.monitor;
         let (w, h) = (self.width as u16, self.height as u16);
-        self.image
+        let data = self
+            .images
             .read(&self.conn, self.root, m.x, m.y, w, h)
             .map_err(&err)?;
         self.dirty = false;
-        Ok(())
+        Ok(data)
     }
 }
 
@@ -275,15 +279,12 @@ impl Capturer for X11Capturer {
         if !self.dirty && !cursor_changed {
             return Ok(None);
         }
-        if self.dirty {
-            self.grab()?;
-        }
+        // A moved pointer alone reads the screen again too: the last frame has the pointer drawn
+        // into it, and it is the consumer's now.
+        let mut data = self.grab()?;
         let captured_at_us = now_us();
         let (w, h) = (self.width as usize, self.height as usize);
         let stride = w * 4;
-        let mut data = std::mem::take(&mut self.spare);
-        data.resize(stride * h, 0);
-        copy_opaque(self.image.pixels(), &mut data);
         if let Some(c) = &self.cursor {
             c.draw(
                 &mut data,
@@ -307,34 +308,34 @@ impl Capturer for X11Capturer {
     fn refresh(&mut self) {
         self.dirty = true;
     }
-
-    fn recycle(&mut self, frame: Frame) {
-        self.spare = frame.data;
-    }
 }
 
 impl Drop for X11Capturer {
     fn drop(&mut self) {
-        self.image.release(&self.conn);
+        self.images.release_free(&self.conn);
         let _ = self.conn.damage_destroy(self.damage);
         let _ = self.conn.flush();
     }
 }
 
 /// Where the server puts the pixels.
-enum Image {
-    Shm(ShmImage),
-    /// Plain GetImage through the socket (remote X servers).
-    Plain(Vec<u8>),
+enum Images {
+    /// Shared-memory segments of `len` bytes; `free` holds those not lent to a frame.
+    Shm {
+        free: Arc<Mutex<Vec<ShmImage>>>,
+        len: usize,
+    },
+    /// Plain GetImage through the socket (remote X servers): each reply's buffer becomes a frame.
+    Plain { len: usize },
 }
 
 struct ShmImage {
     seg: shm::Seg,
-    map: Mmap,
+    map: MmapMut,
 }
 
 impl ShmImage {
-    /// A memfd of `len` bytes, mapped read-only here and attached to the server.
+    /// A memfd of `len` bytes, mapped here and attached to the server.
     fn new(conn: &RustConnection, len: usize) -> Result<Self, String> {
         let fd = rustix::fs::memfd_create("quicdesk-capture", rustix::fs::MemfdFlags::CLOEXEC)
             .map_err(|e| format!("memfd_create: {e}"))?;
@@ -342,10 +343,11 @@ impl ShmImage {
         file.set_len(len as u64)
             .map_err(|e| format!("sizing the capture buffer: {e}"))?;
         // SAFETY: the memfd is ours and unnamed; only this process and the X server hold it.
-        // The server writes into it only while serving our ShmGetImage, and `read` waits for that
-        // request's reply before anyone looks at the bytes, so no one mutates the mapping while a
-        // slice of it is alive. `set_len` above fixed its size, and nothing truncates it.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("mmap: {e}"))?;
+        // The server writes into it only while serving a ShmGetImage, which `Images::read` sends
+        // for a segment on the free list (not lent to any frame, so no slice of it is alive) and
+        // waits for the reply before lending the segment out. `set_len` above fixed its size,
+        // and nothing truncates it.
+        let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| format!("mmap: {e}"))?;
         let seg = conn.generate_id().map_err(|e| e.to_string())?;
         let server_fd = OwnedFd::from(file.try_clone().map_err(|e| e.to_string())?);
         conn.shm_attach_fd(seg, server_fd, false)
@@ -356,7 +358,34 @@ impl ShmImage {
     }
 }
 
-impl Image {
+/// A segment lent to a frame; back on its capturer's free list when the frame is dropped (or
+/// unmapped, if the capturer is gone: its connection took the server's side along).
+struct Lease {
+    image: Option<ShmImage>,
+    home: Weak<Mutex<Vec<ShmImage>>>,
+}
+
+impl Lent for Lease {
+    fn bytes(&self) -> &[u8] {
+        self.image.as_ref().map_or(&[], |i| &i.map[..])
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.image.as_mut().map_or(&mut [], |i| &mut i.map[..])
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let (Some(image), Some(home)) = (self.image.take(), self.home.upgrade()) {
+            home.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(image);
+        }
+    }
+}
+
+impl Images {
     fn new(conn: &RustConnection, width: u32, height: u32) -> Result<Self, String> {
         let len = width as usize * height as usize * 4;
         let local = conn
@@ -370,7 +399,12 @@ impl Image {
                 .is_some_and(|v| (v.major_version, v.minor_version) >= (1, 2));
         if local {
             match ShmImage::new(conn, len) {
-                Ok(s) => return Ok(Image::Shm(s)),
+                Ok(first) => {
+                    return Ok(Images::Shm {
+                        free: Arc::new(Mutex::new(vec![first])),
+                        len,
+                    });
+                }
                 Err(e) => tracing::warn!("MIT-SHM unavailable ({e}); capturing through the socket"),
             }
         } else {
@@ -378,7 +412,27 @@ impl Image {
                 "the X server has no MIT-SHM 1.2: capturing through the socket (slower)"
             );
         }
-        Ok(Image::Plain(vec![0; len]))
+        Ok(Images::Plain { len })
+    }
+
+    /// New frames are `width` x `height`; segments of the old size are dropped as they come back.
+    fn resize(&mut self, conn: &RustConnection, width: u32, height: u32) {
+        self.release_free(conn);
+        match self {
+            Images::Shm { len, .. } | Images::Plain { len } => {
+                *len = width as usize * height as usize * 4;
+            }
+        }
+    }
+
+    /// Detaches the segments on the free list from the server.
+    fn release_free(&self, conn: &RustConnection) {
+        if let Images::Shm { free, .. } = self {
+            let mut free = free.lock().unwrap_or_else(PoisonError::into_inner);
+            for image in free.drain(..) {
+                let _ = conn.shm_detach(image.seg);
+            }
+        }
     }
 
     fn read(
@@ -389,45 +443,49 @@ impl Image {
         y: i16,
         w: u16,
         h: u16,
-    ) -> Result<(), String> {
+    ) -> Result<FrameData, String> {
         let format = u8::from(ImageFormat::Z_PIXMAP);
         match self {
-            Image::Shm(s) => {
-                conn.shm_get_image(root, x, y, w, h, !0, format, s.seg, 0)
+            Images::Shm { free, len } => {
+                // A free segment of the current size, else a new one.
+                let image = loop {
+                    let next = free.lock().unwrap_or_else(PoisonError::into_inner).pop();
+                    match next {
+                        Some(image) if image.map.len() == *len => break image,
+                        Some(stale) => {
+                            let _ = conn.shm_detach(stale.seg);
+                        }
+                        None => break ShmImage::new(conn, *len)?,
+                    }
+                };
+                let lease = Lease {
+                    image: Some(image),
+                    home: Arc::downgrade(free),
+                };
+                let seg = lease.image.as_ref().map_or(x11rb::NONE, |i| i.seg);
+                // On an error the lease goes back to the free list as it is dropped.
+                conn.shm_get_image(root, x, y, w, h, !0, format, seg, 0)
                     .map_err(|e| e.to_string())?
                     .reply()
                     .map_err(|e| format!("ShmGetImage: {e}"))?;
+                Ok(FrameData::lent(Box::new(lease)))
             }
-            Image::Plain(buf) => {
-                let reply = conn
+            Images::Plain { len } => {
+                let mut data = conn
                     .get_image(ImageFormat::Z_PIXMAP, root, x, y, w, h, !0)
                     .map_err(|e| e.to_string())?
                     .reply()
-                    .map_err(|e| format!("GetImage: {e}"))?;
-                if reply.data.len() < buf.len() {
+                    .map_err(|e| format!("GetImage: {e}"))?
+                    .data;
+                if data.len() < *len {
                     return Err(format!(
-                        "GetImage returned {} bytes, expected {}",
-                        reply.data.len(),
-                        buf.len()
+                        "GetImage returned {} bytes, expected {len}",
+                        data.len()
                     ));
                 }
-                let n = buf.len();
-                buf.copy_from_slice(&reply.data[..n]);
+                data.truncate(*len);
+                Ok(data.into())
             }
-        }
-        Ok(())
-    }
-
-    fn pixels(&self) -> &[u8] {
-        match self {
-            Image::Shm(s) => &s.map,
-            Image::Plain(buf) => buf,
-        }
-    }
-
-    fn release(&self, conn: &RustConnection) {
-        if let Image::Shm(s) = self {
-            let _ = conn.shm_detach(s.seg);
         }
     }
 }
@@ -514,27 +572,6 @@ impl CursorState {
 fn offset(base: i32, i: usize, len: usize) -> Option<usize> {
     let v = i64::from(base) + i as i64;
     usize::try_from(v).ok().filter(|&v| v < len)
-}
-
-/// Copies BGRX pixels into `dst`, setting every alpha byte to 255, two pixels a step (this
-/// form vectorises: ~0.9 ms for 1080p here, against ~2.8 ms pixel by pixel).
-fn copy_opaque(src: &[u8], dst: &mut [u8]) {
-    const ALPHA2: u64 = 0xff00_0000_ff00_0000; // byte 3 of each little-endian BGRX pixel
-    let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (d, s) in (&mut d).zip(&mut s) {
-        let mut pair = [0u8; 8];
-        pair.copy_from_slice(s);
-        d.copy_from_slice(&(u64::from_le_bytes(pair) | ALPHA2).to_le_bytes());
-    }
-    for (d, s) in d
-        .into_remainder()
-        .chunks_exact_mut(4)
-        .zip(s.remainder().chunks_exact(4))
-    {
-        d.copy_from_slice(s);
-        d[3] = 255;
-    }
 }
 
 fn now_us() -> u64 {
@@ -712,17 +749,6 @@ mod tests {
         assert!(intersects(&r(3000, 1000, 500, 500), &m));
         assert!(!intersects(&r(3200, 0, 10, 10), &m));
         assert!(!intersects(&r(2000, 1024, 10, 10), &m));
-    }
-
-    #[test]
-    fn copy_sets_alpha_and_keeps_colour() {
-        let src: Vec<u8> = (0..(37 * 4)).map(|i| i as u8).collect();
-        let mut dst = vec![0u8; src.len()];
-        copy_opaque(&src, &mut dst);
-        for (d, s) in dst.chunks_exact(4).zip(src.chunks_exact(4)) {
-            assert_eq!(&d[..3], &s[..3]);
-            assert_eq!(d[3], 255);
-        }
     }
 
     #[test]

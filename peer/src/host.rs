@@ -681,7 +681,8 @@ fn encode_loop(mut capturer: Box<dyn Capturer>, mut settings: codec::EncoderConf
                     height: frame.height,
                     key_frame: false,
                 };
-                capturer.recycle(frame);
+                // A lent capture segment goes back to the capturer here.
+                drop(frame);
                 match encoded {
                     Ok(enc) if !enc.data.is_empty() => {
                         let packet = Packet {
