@@ -308,12 +308,14 @@ async fn host_re_registers_after_rendezvous_restart_and_keeps_its_code() {
         loop {
             match Server::bind(&server::Config {
                 listen: addr,
+                stun_listen: None,
                 data_dir: rv_dir.clone(),
                 forget_after: Duration::from_secs(3600),
             }) {
                 Ok(s) => {
                     break Rv {
                         addr,
+                        stun: None,
                         fingerprint: s.fingerprint(),
                         closer: s.closer(),
                         task: tokio::spawn(s.run()),

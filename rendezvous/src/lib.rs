@@ -4,6 +4,7 @@
 //!  host ──QUIC──► Register{code} ──► Registry (code → host key) ──► Store (SQLite)
 //!                    ▲ pushes ConnectRequest
 //!  controller ─QUIC─► Resolve{code} ──► host key + candidate addresses
+//!  peer ──UDP──► STUN Binding (second port) ──► XOR-MAPPED-ADDRESS (responder)
 //! ```
 //!
 //! Peers open one QUIC connection (ALPN [`proto::ALPN`]) and one bidirectional stream per request,
@@ -20,7 +21,9 @@ pub mod code;
 pub mod proto;
 pub mod quic;
 pub mod registry;
+pub mod responder;
 pub mod server;
+pub mod stun;
 pub mod wire;
 
 pub use code::AccessCode;

@@ -36,6 +36,13 @@ struct RunArgs {
     /// UDP address for QUIC.
     #[arg(long, default_value = "0.0.0.0:7700")]
     listen: SocketAddr,
+    /// UDP address of the STUN responder (RFC 8489 Binding), which peers compare with the QUIC
+    /// port to learn how their NAT maps ports. Default: the QUIC address, port + 1.
+    #[arg(long, conflicts_with = "no_stun")]
+    stun_listen: Option<SocketAddr>,
+    /// Run no STUN responder (peers then cannot tell their NAT's mapping behaviour).
+    #[arg(long)]
+    no_stun: bool,
     /// Where the key (mode 0600) and the registry database live.
     #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
@@ -78,12 +85,16 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         let server = Server::bind(&server::Config {
             listen: args.listen,
+            stun_listen: stun_listen(&args)?,
             data_dir: args.data_dir.clone(),
             forget_after: args.forget_after,
         })
         .with_context(|| format!("starting rendezvous (data dir {})", args.data_dir.display()))?;
         let addr = server.local_addr()?;
         println!("rendezvous listening on {addr}");
+        if let Some(stun) = server.stun_addr() {
+            println!("stun responder on {stun}");
+        }
         println!("fingerprint: {}", server.fingerprint());
         let closer = server.closer();
         let serving = tokio::spawn(server.run());
@@ -93,6 +104,24 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         serving.await.context("server task")?;
         Ok(())
     })
+}
+
+/// The STUN address: as given, else the QUIC address with the next port (port 0 stays 0).
+fn stun_listen(args: &RunArgs) -> anyhow::Result<Option<SocketAddr>> {
+    if args.no_stun {
+        return Ok(None);
+    }
+    if let Some(addr) = args.stun_listen {
+        return Ok(Some(addr));
+    }
+    let mut addr = args.listen;
+    if addr.port() != 0 {
+        let port = addr.port().checked_add(1).context(
+            "the QUIC port is 65535, so the STUN responder has no next port: give --stun-listen",
+        )?;
+        addr.set_port(port);
+    }
+    Ok(Some(addr))
 }
 
 async fn shutdown_signal() {

@@ -27,6 +27,8 @@ const PUSH_QUEUE: usize = 16;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// UDP address of the STUN responder (`None`: no responder).
+    pub stun_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// Hosts disconnected longer than this are forgotten and their codes freed.
     pub forget_after: Duration,
@@ -72,6 +74,8 @@ struct State {
 /// A bound rendezvous server. Call [`Server::run`] to serve.
 pub struct Server {
     endpoint: quinn::Endpoint,
+    stun: Option<tokio::net::UdpSocket>,
+    stun_counters: Arc<crate::responder::Counters>,
     fingerprint: Fingerprint,
     state: Arc<State>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -149,8 +153,19 @@ impl Server {
             addr: config.listen,
             source,
         })?;
+        let stun = config
+            .stun_listen
+            .map(|addr| {
+                let bind = |source| ServerError::Bind { addr, source };
+                let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
+                socket.set_nonblocking(true).map_err(bind)?;
+                tokio::net::UdpSocket::from_std(socket).map_err(bind)
+            })
+            .transpose()?;
         Ok(Self {
             endpoint,
+            stun,
+            stun_counters: Arc::default(),
             fingerprint: identity.fingerprint(),
             state: Arc::new(State {
                 forget_after: config.forget_after,
@@ -166,6 +181,16 @@ impl Server {
         self.endpoint.local_addr()
     }
 
+    /// The STUN responder's address, if it has one.
+    pub fn stun_addr(&self) -> Option<SocketAddr> {
+        self.stun.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// What the STUN responder has done so far.
+    pub fn stun_counters(&self) -> Arc<crate::responder::Counters> {
+        self.stun_counters.clone()
+    }
+
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
     }
@@ -177,8 +202,11 @@ impl Server {
 
     /// Serves until [`Closer::close`] is called; then closes every connection (peers are told,
     /// so hosts re-register at once with the next server) and releases the socket.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let sweeper = tokio::spawn(sweep(self.state.clone()));
+        let stun = self.stun.take().map(|socket| {
+            tokio::spawn(crate::responder::serve(socket, self.stun_counters.clone()))
+        });
         let mut shutdown = self.shutdown.subscribe();
         loop {
             let incoming = tokio::select! {
@@ -196,6 +224,9 @@ impl Server {
             });
         }
         sweeper.abort();
+        if let Some(stun) = stun {
+            stun.abort();
+        }
         self.endpoint
             .close(0u32.into(), b"rendezvous shutting down");
         self.endpoint.wait_idle().await;

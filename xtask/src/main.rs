@@ -40,6 +40,8 @@ const PACKAGES: &[&str] = &[
     "mesa-vulkan-drivers",
     "libvulkan1",
     "libxkbcommon-x11-0",
+    // STUN interop: coturn's client queries our responder, its server answers our client.
+    "coturn",
 ];
 
 fn main() -> Result<()> {
@@ -181,6 +183,7 @@ fn test(rest: &[String]) -> Result<()> {
 
 const FUZZ_TARGETS: &[&str] = &[
     "input_decode",
+    "stun",
     "rendezvous_messages",
     "peer_session",
     "h264_decode",

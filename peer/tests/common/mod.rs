@@ -15,6 +15,7 @@ pub const LOCAL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOC
 
 pub struct Rv {
     pub addr: SocketAddr,
+    pub stun: Option<SocketAddr>,
     pub fingerprint: certs::Fingerprint,
     pub closer: Closer,
     pub task: tokio::task::JoinHandle<()>,
@@ -23,12 +24,14 @@ pub struct Rv {
 pub fn start_rendezvous(dir: &Path, listen: SocketAddr, forget_after: Duration) -> Rv {
     let server = Server::bind(&server::Config {
         listen,
+        stun_listen: Some(SocketAddr::new(listen.ip(), 0)),
         data_dir: dir.to_path_buf(),
         forget_after,
     })
     .expect("rendezvous binds");
     Rv {
         addr: server.local_addr().unwrap(),
+        stun: server.stun_addr(),
         fingerprint: server.fingerprint(),
         closer: server.closer(),
         task: tokio::spawn(server.run()),
