@@ -1,0 +1,162 @@
+//! STUN on the peer's one UDP socket: against a standard STUN server (coturn, installed by
+//! `cargo xtask setup`), against the rendezvous's responder, and between two peers, while the
+//! same socket carries QUIC.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use peer::net::{self, StunClientError};
+
+mod common;
+use common::{LOCAL, start_rendezvous};
+
+/// coturn's STUN server on 127.0.0.1, stopped when dropped.
+struct Coturn {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Coturn {
+    fn start() -> Self {
+        let found = Command::new("sh")
+            .args(["-c", "command -v turnserver"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            found,
+            "this test needs turnserver from Debian's coturn package: run `cargo xtask setup`"
+        );
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("turnserver")
+            .args(["-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls"])
+            .args(["--listening-ip", "127.0.0.1", "--listening-port"])
+            .arg(port.to_string())
+            .args(["--log-file", "stdout", "--simple-log", "--pidfile"])
+            .arg(dir.path().join("turnserver.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start turnserver");
+        Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_socket_learns_its_address_from_coturn() {
+    let coturn = Coturn::start();
+    let (_endpoint, socket) = net::bind(LOCAL, None).unwrap();
+    // coturn takes a moment to listen; a lost request is retransmitted, a late start is retried.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mapped = loop {
+        match socket
+            .stun_binding(coturn.addr, Duration::from_secs(2))
+            .await
+        {
+            Ok(addr) => break addr,
+            Err(e) if Instant::now() < deadline => eprintln!("retrying: {e}"),
+            Err(e) => panic!("coturn never answered: {e}"),
+        }
+    };
+    assert_eq!(mapped, socket.local_addr().unwrap());
+    assert_eq!(socket.counters().stun_responses.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendezvous_responder_and_other_peers_answer_while_quic_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(dir.path(), LOCAL, Duration::from_secs(60));
+    let (endpoint, socket) = net::bind(LOCAL, None).unwrap();
+    let me = socket.local_addr().unwrap();
+
+    // QUIC to the rendezvous on the same socket, before and after STUN.
+    let rv_cfg = rendezvous::quic::client_config(
+        &certs::Identity::load_or_create(dir.path(), "ctl").unwrap(),
+        rv.fingerprint,
+        rendezvous::proto::ALPN,
+    )
+    .unwrap();
+    let conn = endpoint
+        .connect_with(rv_cfg, rv.addr, "quicdesk.invalid")
+        .unwrap()
+        .await
+        .expect("QUIC to the rendezvous");
+    let stun_addr = rv.stun.expect("the test rendezvous runs a STUN responder");
+    let timeout = Duration::from_secs(3);
+    assert_eq!(socket.stun_binding(stun_addr, timeout).await.unwrap(), me);
+
+    // Another peer's socket answers Binding requests too (the basis of punch probes).
+    let (_other_endpoint, other) = net::bind(LOCAL, None).unwrap();
+    let other_addr = other.local_addr().unwrap();
+    assert_eq!(socket.stun_binding(other_addr, timeout).await.unwrap(), me);
+    assert_eq!(
+        other
+            .counters()
+            .stun_requests_answered
+            .load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(other.stun_binding(me, timeout).await.unwrap(), other_addr);
+
+    // The QUIC connection is still fine: it carries a stream after all that STUN.
+    let (mut send, _recv) = conn.open_bi().await.expect("a stream on the same socket");
+    send.write_all(b"x").await.unwrap();
+    assert!(conn.close_reason().is_none());
+    conn.close(0u32.into(), b"done");
+    rv.closer.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_is_a_timeout_and_strangers_cannot_answer() {
+    let (_endpoint, socket) = net::bind(LOCAL, None).unwrap();
+    // A bound socket that never answers.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let started = Instant::now();
+    let asking = tokio::spawn({
+        let socket = socket.clone();
+        async move {
+            socket
+                .stun_binding(silent_addr, Duration::from_millis(800))
+                .await
+        }
+    });
+    // The request arrives (retransmitted); a third party answers it with a forged address.
+    silent
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, from) = silent.recv_from(&mut buf).expect("the request arrives");
+    assert!(rendezvous::stun::is_stun(&buf[..n]));
+    let forged = rendezvous::stun::answer(&buf[..n], "203.0.113.66:6666".parse().unwrap())
+        .unwrap()
+        .unwrap();
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger.send_to(&forged, from).unwrap();
+    let result = asking.await.unwrap();
+    assert!(
+        matches!(result, Err(StunClientError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    assert!(socket.counters().stun_stray.load(Ordering::Relaxed) >= 1);
+}
