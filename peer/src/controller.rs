@@ -127,7 +127,8 @@ async fn resolve(
     let rv = endpoint
         .connect_with(rv_cfg, cfg.rendezvous, "quicdesk.invalid")?
         .await?;
-    let resolved = client::resolve(&rv, cfg.code, Vec::new()).await?;
+    let lan = crate::nat::lan_candidates(endpoint.local_addr()?);
+    let resolved = client::resolve(&rv, cfg.code, lan).await?;
     rv.close(0u32.into(), b"resolved");
     info!(code = %cfg.code, host = %resolved.host, candidates = ?resolved.candidates, "resolved");
     Ok(Target {

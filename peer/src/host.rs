@@ -133,6 +133,8 @@ pub struct HostStatus {
     pub registrations: u64,
     /// The host's address as the rendezvous saw it at the last registration.
     pub observed: Option<SocketAddr>,
+    /// How the host's NAT maps ports, once discovery after a registration finished.
+    pub mapping: Option<crate::nat::Mapping>,
     /// The password a controller must give now.
     pub password: String,
     /// Whether a controller is connected and authenticated.
@@ -269,7 +271,7 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
         save_state(&cfg, &state);
     }
     let server_cfg = quic::server_config(&identity, &[ALPN])?;
-    let endpoint = net::endpoint(cfg.bind, Some(server_cfg))?;
+    let (endpoint, socket) = net::bind(cfg.bind, Some(server_cfg))?;
     let rv_cfg = quic::client_config(
         &identity,
         cfg.rendezvous_fingerprint,
@@ -280,6 +282,7 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
         code,
         registrations: 0,
         observed: None,
+        mapping: None,
         password,
         in_session: false,
         fatal: None,
@@ -294,6 +297,7 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
         tokio::spawn(rendezvous_loop(
             shared.clone(),
             endpoint.clone(),
+            socket,
             rv_cfg,
             state,
         )),
@@ -311,6 +315,7 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
 async fn rendezvous_loop(
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
+    socket: Arc<net::PeerSocket>,
     rv_cfg: quinn::ClientConfig,
     mut state: SavedState,
 ) {
@@ -322,7 +327,8 @@ async fn rendezvous_loop(
             let conn = endpoint
                 .connect_with(rv_cfg.clone(), rv, "quicdesk.invalid")?
                 .await?;
-            let reg = client::register(&conn, code, Vec::new()).await?;
+            let lan = crate::nat::lan_candidates(endpoint.local_addr()?);
+            let reg = client::register(&conn, code, lan).await?;
             Ok::<_, Error>((conn, reg))
         };
         match attempt.await {
@@ -337,6 +343,16 @@ async fn rendezvous_loop(
                     s.registrations += 1;
                     s.observed = Some(reg.observed);
                 });
+                // Discovery runs beside the registration so connect requests are not held up.
+                let discovery = tokio::spawn({
+                    let (shared, socket) = (shared.clone(), socket.clone());
+                    let (observed, stun_port) = (reg.observed, reg.stun_port);
+                    async move {
+                        let d = crate::nat::discover(&socket, rv, observed, stun_port).await;
+                        shared.status.send_modify(|s| s.mapping = Some(d.mapping));
+                    }
+                });
+                let _discovery = AbortOnDrop(discovery);
                 loop {
                     match reg.next().await {
                         Ok(Some(ServerMsg::ConnectRequest {
@@ -815,5 +831,14 @@ async fn control_loop(
                 return Err(Error::Protocol("unexpected control message"));
             }
         }
+    }
+}
+
+/// Aborts a background task when the scope that started it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

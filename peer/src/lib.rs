@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod controller;
 pub mod host;
+pub mod nat;
 pub mod net;
 pub mod script;
 pub mod session;

@@ -170,6 +170,29 @@ async fn frames_match_the_source_and_input_arrives_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_learns_its_nat_mapping_from_the_rendezvous() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let host = start_host(host_config(&rv, &dir.path().join("host"), None)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let s = host.status();
+        if s.mapping.is_some() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no discovery: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // No NAT on loopback: the QUIC port and the STUN port see the same address.
+    assert_eq!(
+        status.mapping,
+        Some(peer::nat::Mapping::EndpointIndependent)
+    );
+    assert_eq!(status.observed, Some(host.local_addr));
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));

@@ -29,6 +29,8 @@ pub enum ClientError {
 pub struct Registration {
     /// The host's address as the rendezvous sees it.
     pub observed: SocketAddr,
+    /// The rendezvous's STUN port, if it runs a responder.
+    pub stun_port: Option<u16>,
     _send: quinn::SendStream,
     recv: quinn::RecvStream,
 }
@@ -47,6 +49,8 @@ pub struct Resolved {
     pub candidates: Vec<SocketAddr>,
     /// The controller's own address as the rendezvous sees it.
     pub observed: SocketAddr,
+    /// The rendezvous's STUN port, if it runs a responder.
+    pub stun_port: Option<u16>,
 }
 
 async fn request(
@@ -71,8 +75,16 @@ pub async fn register(
     lan_addrs: Vec<SocketAddr>,
 ) -> Result<Registration, ClientError> {
     match request(conn, &ClientMsg::Register { code, lan_addrs }).await? {
-        (ServerMsg::Registered { observed }, send, recv) => Ok(Registration {
+        (
+            ServerMsg::Registered {
+                observed,
+                stun_port,
+            },
+            send,
+            recv,
+        ) => Ok(Registration {
             observed,
+            stun_port,
             _send: send,
             recv,
         }),
@@ -92,6 +104,7 @@ pub async fn resolve(
                 host,
                 candidates,
                 observed,
+                stun_port,
             },
             mut send,
             _,
@@ -101,6 +114,7 @@ pub async fn resolve(
                 host,
                 candidates,
                 observed,
+                stun_port,
             })
         }
         _ => Err(ClientError::Unexpected),

@@ -39,13 +39,18 @@ pub enum ClientMsg {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ServerMsg {
-    /// Registration accepted; `observed` is the host's address as the server sees it.
-    Registered { observed: SocketAddr },
+    /// Registration accepted; `observed` is the host's address as the server sees it;
+    /// `stun_port` the server's STUN responder (same IP), if it runs one.
+    Registered {
+        observed: SocketAddr,
+        stun_port: Option<u16>,
+    },
     /// How to reach a host: its key and the addresses to try.
     Resolved {
         host: Fingerprint,
         candidates: Vec<SocketAddr>,
         observed: SocketAddr,
+        stun_port: Option<u16>,
     },
     /// Pushed to a host: a controller with this key, seen at these addresses, wants to connect.
     ConnectRequest {

@@ -66,6 +66,7 @@ struct OnlineHost {
 
 struct State {
     forget_after: Duration,
+    stun_port: Option<u16>,
     registry: Mutex<Registry>,
     store: Mutex<Store>,
     online: Mutex<HashMap<AccessCode, OnlineHost>>,
@@ -162,6 +163,10 @@ impl Server {
                 tokio::net::UdpSocket::from_std(socket).map_err(bind)
             })
             .transpose()?;
+        let stun_port = stun
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map(|a| a.port());
         Ok(Self {
             endpoint,
             stun,
@@ -169,6 +174,7 @@ impl Server {
             fingerprint: identity.fingerprint(),
             state: Arc::new(State {
                 forget_after: config.forget_after,
+                stun_port,
                 registry: Mutex::new(registry),
                 store: Mutex::new(store),
                 online: Mutex::new(HashMap::new()),
@@ -394,9 +400,16 @@ async fn register(
         return;
     }
     info!(%code, host = %fp, %observed, "host registered");
-    if wire::write_msg(&mut send, &ServerMsg::Registered { observed }, MAX_MSG_LEN)
-        .await
-        .is_ok()
+    if wire::write_msg(
+        &mut send,
+        &ServerMsg::Registered {
+            observed,
+            stun_port: state.stun_port,
+        },
+        MAX_MSG_LEN,
+    )
+    .await
+    .is_ok()
     {
         // Serve pushes until the host goes away or a newer registration replaces this one.
         let mut scratch = [0u8; 64];
@@ -459,5 +472,6 @@ fn resolve(
         host: rec.fingerprint,
         candidates: host.candidates.clone(),
         observed,
+        stun_port: state.stun_port,
     }
 }

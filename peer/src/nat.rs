@@ -1,0 +1,179 @@
+//! Address discovery: which addresses a peer can offer, and how its NAT maps ports.
+//!
+//! ```text
+//!  socket ──QUIC──► rendezvous:P     sees A1 (reported as `observed`)
+//!  socket ──STUN──► rendezvous:P+1   sees A2 (XOR-MAPPED-ADDRESS)
+//!  A1 == A2 ⇒ endpoint-independent mapping: A1 works from anywhere the NAT's filter lets in
+//!  A1 != A2 ⇒ endpoint-dependent ("symmetric"): each destination gets its own port
+//! ```
+//!
+//! Candidates offered to the other peer: the reflexive address, then the LAN addresses of the
+//! machine's interfaces with the socket's port (so two peers behind the same NAT, or on one
+//! LAN, reach each other without hairpinning).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use crate::net::PeerSocket;
+
+/// How long the STUN probe may take.
+pub const STUN_TIMEOUT: Duration = Duration::from_secs(3);
+/// Most LAN addresses offered (the rendezvous accepts 16 candidates in all).
+pub const MAX_LAN_CANDIDATES: usize = 8;
+
+/// How the NAT in front of a socket maps it to public ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mapping {
+    /// The same public address and port for every destination (no NAT, or a cone NAT).
+    EndpointIndependent,
+    /// A different public port per destination (a symmetric NAT).
+    EndpointDependent,
+    /// Not known: the rendezvous runs no STUN responder, or it did not answer.
+    Unknown,
+}
+
+impl std::fmt::Display for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mapping::EndpointIndependent => "endpoint-independent",
+            Mapping::EndpointDependent => "endpoint-dependent",
+            Mapping::Unknown => "unknown",
+        })
+    }
+}
+
+/// What [`discover`] learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Discovery {
+    /// The address the rendezvous's QUIC port saw.
+    pub observed: SocketAddr,
+    /// The address its STUN port saw, if it answered.
+    pub stun: Option<SocketAddr>,
+    pub mapping: Mapping,
+}
+
+/// The mapping that two reflexive addresses of one socket, seen by two ports of one server, show.
+pub fn classify(observed: SocketAddr, stun: Option<SocketAddr>) -> Mapping {
+    match stun {
+        Some(s) if s == observed => Mapping::EndpointIndependent,
+        Some(_) => Mapping::EndpointDependent,
+        None => Mapping::Unknown,
+    }
+}
+
+/// Asks the rendezvous's STUN port (`stun_port` on the rendezvous's IP) which address this
+/// socket has there, and compares it with what its QUIC port `observed`.
+pub async fn discover(
+    socket: &PeerSocket,
+    rendezvous: SocketAddr,
+    observed: SocketAddr,
+    stun_port: Option<u16>,
+) -> Discovery {
+    let stun = match stun_port {
+        Some(port) => {
+            let server = SocketAddr::new(rendezvous.ip(), port);
+            match socket.stun_binding(server, STUN_TIMEOUT).await {
+                Ok(addr) => Some(addr),
+                Err(e) => {
+                    warn!("cannot tell the NAT's mapping: {e}");
+                    None
+                }
+            }
+        }
+        None => {
+            debug!("the rendezvous runs no STUN responder");
+            None
+        }
+    };
+    let d = Discovery {
+        observed,
+        stun,
+        mapping: classify(observed, stun),
+    };
+    info!(
+        reflexive = %d.observed,
+        stun = ?d.stun,
+        mapping = %d.mapping,
+        "address discovery"
+    );
+    d
+}
+
+/// The addresses of this machine's interfaces that a peer on the same network could reach this
+/// socket at: every up, non-loopback, non-link-local interface address with the socket's port
+/// when the socket is bound to the unspecified address; just the bound address otherwise.
+/// Loopback addresses are offered only when bound to one (tests on one machine).
+pub fn lan_candidates(local: SocketAddr) -> Vec<SocketAddr> {
+    if !local.ip().is_unspecified() {
+        return vec![local];
+    }
+    let interfaces = match if_addrs::get_if_addrs() {
+        Ok(i) => i,
+        Err(e) => {
+            warn!("cannot list network interfaces: {e}");
+            return Vec::new();
+        }
+    };
+    lan_from(
+        local,
+        interfaces
+            .iter()
+            .filter(|i| !i.is_loopback() && !i.is_link_local())
+            .map(if_addrs::Interface::ip),
+    )
+}
+
+fn lan_from(local: SocketAddr, ips: impl Iterator<Item = IpAddr>) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for ip in ips {
+        // An IPv4 socket cannot use IPv6 addresses and the other way round.
+        if ip.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let addr = SocketAddr::new(ip, local.port());
+        if !out.contains(&addr) && out.len() < MAX_LAN_CANDIDATES {
+            out.push(addr);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping_from_two_reflexive_addresses() {
+        let a: SocketAddr = "198.51.100.11:40000".parse().unwrap();
+        let b: SocketAddr = "198.51.100.11:40001".parse().unwrap();
+        assert_eq!(classify(a, Some(a)), Mapping::EndpointIndependent);
+        assert_eq!(classify(a, Some(b)), Mapping::EndpointDependent);
+        assert_eq!(classify(a, None), Mapping::Unknown);
+    }
+
+    #[test]
+    fn lan_candidates_keep_the_family_and_port_and_are_bounded() {
+        let local: SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        let ips = [
+            "10.1.0.2",
+            "2001:db8::2",
+            "192.168.1.9",
+            "10.1.0.2",
+            "172.16.0.1",
+        ]
+        .map(|s| s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            lan_from(local, ips.into_iter()),
+            ["10.1.0.2:5000", "192.168.1.9:5000", "172.16.0.1:5000"]
+                .map(|s| s.parse::<SocketAddr>().unwrap())
+        );
+        let many = (0..50u8).map(|i| IpAddr::from([10, 0, 0, i]));
+        assert_eq!(lan_from(local, many).len(), MAX_LAN_CANDIDATES);
+        // Bound to one address: that address only.
+        let bound: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        assert_eq!(lan_candidates(bound), vec![bound]);
+    }
+}
