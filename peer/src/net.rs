@@ -24,10 +24,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
+use rendezvous::responder::Bucket;
 use rendezvous::stun::{self, TxId};
 use tokio::sync::oneshot;
 use tracing::debug;
@@ -35,6 +36,9 @@ use tracing::debug;
 /// Retransmission times of a STUN request, from the first send (RFC 8489 doubles from its RTO;
 /// these start lower because a peer waits on the answer before it can offer its candidates).
 const STUN_RETRIES_MS: [u64; 6] = [0, 100, 300, 700, 1500, 3100];
+/// Binding requests answered per second at most (punch checks need a few dozen): an answer is
+/// about twice its request's size, so this bounds what forged requests can reflect off a peer.
+pub const STUN_ANSWERS_PER_SEC: u32 = 200;
 
 /// Errors of a STUN Binding transaction.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,8 @@ pub enum StunClientError {
 #[derive(Debug, Default)]
 pub struct SocketCounters {
     pub stun_requests_answered: AtomicU64,
+    /// Binding requests left unanswered by the rate limit.
+    pub stun_requests_limited: AtomicU64,
     pub stun_responses: AtomicU64,
     pub stun_stray: AtomicU64,
 }
@@ -79,6 +85,7 @@ type Waiters = HashMap<
 pub struct PeerSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     waiters: Mutex<Waiters>,
+    answers: Mutex<Bucket>,
     counters: SocketCounters,
 }
 
@@ -102,6 +109,7 @@ pub fn bind(
     let socket = Arc::new(PeerSocket {
         inner,
         waiters: Mutex::default(),
+        answers: Mutex::new(Bucket::new(STUN_ANSWERS_PER_SEC, Instant::now())),
         counters: SocketCounters::default(),
     });
     let endpoint = quinn::Endpoint::new_with_abstract_socket(
@@ -189,6 +197,11 @@ impl PeerSocket {
     fn on_stun(&self, datagram: &[u8], from: SocketAddr) {
         match stun::kind(datagram) {
             stun::Kind::BindingRequest => match stun::answer(datagram, from) {
+                Ok(Some(_)) if !self.take_answer() => {
+                    self.counters
+                        .stun_requests_limited
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 Ok(Some(reply)) => {
                     // Best effort, never blocking the receive path: a lost answer is retried
                     // by the asker.
@@ -222,6 +235,13 @@ impl PeerSocket {
             }
             stun::Kind::Other => self.stray(from),
         }
+    }
+
+    fn take_answer(&self) -> bool {
+        self.answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(Instant::now())
     }
 
     fn stray(&self, from: SocketAddr) {

@@ -117,6 +117,39 @@ async fn the_rendezvous_responder_and_other_peers_answer_while_quic_runs() {
     );
     assert_eq!(other.stun_binding(me, timeout).await.unwrap(), other_addr);
 
+    // A flood of requests gets at most a rate-limited number of answers.
+    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (_, request) = rendezvous::stun::binding_request().unwrap();
+    for i in 0..1000 {
+        flood.send_to(&request, other_addr).unwrap();
+        if i % 25 == 24 {
+            // Paced a little so the socket buffer keeps most of it.
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let c = other.counters();
+    let total = || {
+        c.stun_requests_answered.load(Ordering::Relaxed)
+            + c.stun_requests_limited.load(Ordering::Relaxed)
+    };
+    // Some of the flood may be dropped by the socket buffer; most arrives.
+    while total() < 250 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} requests arrived",
+            total()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answered = c.stun_requests_answered.load(Ordering::Relaxed);
+    assert!(
+        c.stun_requests_limited.load(Ordering::Relaxed) > 0
+            && answered <= u64::from(peer::net::STUN_ANSWERS_PER_SEC) * 2 + 1,
+        "answered {answered}, limited {}",
+        c.stun_requests_limited.load(Ordering::Relaxed)
+    );
+
     // The QUIC connection is still fine: it carries a stream after all that STUN.
     let (mut send, _recv) = conn.open_bi().await.expect("a stream on the same socket");
     send.write_all(b"x").await.unwrap();
