@@ -3,9 +3,9 @@
 //!
 //! Keys are physical: a [`Key`]'s USB HID usage maps to the Linux evdev code and X keycode
 //! (evdev + 8, what the X servers' `evdev` keycodes use), injected raw, so the host's own layout
-//! gives them meaning exactly as if its keyboard had been pressed. Text is typed as characters
-//! (enigo maps each to a keysym, remapping a spare keycode when the layout lacks it), whatever
-//! the layout and whatever modifiers the controller holds.
+//! gives them meaning exactly as if its keyboard had been pressed. Text is typed as characters,
+//! whatever the layout and whatever modifiers the controller holds: with the layout's own keys
+//! where it has them, else on a spare keycode remapped to the character (see [`Spares`]).
 
 use enigo::{Axis, Button, Coordinate, Direction, Enigo, Keyboard, Mouse, Settings};
 use x11rb::connection::Connection as _;
@@ -16,6 +16,22 @@ use crate::{HeldInputs, InputBackend, InputError, InputEvent, Key, MouseButton, 
 
 /// Keys that change which character a key types: released around [`InputEvent::Text`].
 const LEVEL_MODIFIERS: [Key; 3] = [Key::ShiftLeft, Key::ShiftRight, Key::AltRight];
+/// Spare keycodes used in turn for characters the layout lacks.
+const MAX_SPARES: usize = 8;
+/// Wait after remapping a keycode before pressing it, so clients re-read the mapping first.
+const REMAP_SETTLE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Keycodes with no keysyms, lent to characters the layout lacks. Each keeps its character until
+/// it is needed for another (least recently used first) and all are cleared when the backend is
+/// dropped. Remapping a key and pressing it at once races with clients, which read the new
+/// mapping only when they handle MappingNotify, and may look the key up after a later change:
+/// so a change is followed by a short pause, and a mapping is never undone right after its press.
+#[derive(Debug, Default)]
+struct Spares {
+    /// (keycode, keysym on it; 0 for none yet), most recently used last.
+    slots: Vec<(u8, u32)>,
+    found: bool,
+}
 
 /// Performs input on an X11 display through XTEST.
 pub struct EnigoBackend {
@@ -26,6 +42,7 @@ pub struct EnigoBackend {
     size: Option<ScreenSize>,
     origin: (i32, i32),
     held: HeldInputs,
+    spares: Spares,
 }
 
 impl std::fmt::Debug for EnigoBackend {
@@ -69,6 +86,7 @@ impl EnigoBackend {
             size: None,
             origin: (0, 0),
             held: HeldInputs::new(),
+            spares: Spares::default(),
         })
     }
 
@@ -94,10 +112,9 @@ impl EnigoBackend {
     }
 
     /// Types `text` as characters. Characters the host's keyboard mapping already has (alone or
-    /// with Shift) are typed with their own keys; only the others go through enigo, which maps
-    /// them onto a spare keycode. Changing the mapping races with clients that have not yet
-    /// re-read it (they may see the first such key as NoSymbol), so it is kept for characters
-    /// there is no other way to type.
+    /// with Shift) are typed with their own keys; only the others go on a spare keycode remapped
+    /// to them ([`Spares`]), since changing the mapping races with clients that have not yet
+    /// re-read it.
     fn text(&mut self, text: &str) -> Result<(), InputError> {
         let lifted: Vec<Key> = LEVEL_MODIFIERS
             .into_iter()
@@ -134,14 +151,77 @@ impl EnigoBackend {
                     r.map_err(|e| self.fail("text", e))?;
                 }
                 None => {
-                    let mut buf = [0u8; 4];
+                    let keysym = xkeysym::Keysym::from_char(ch).raw();
+                    let code = self
+                        .spare_for(keysym, &map)
+                        .map_err(|e| self.fail("remapping a spare key", e))?;
+                    let Some(code) = code else {
+                        // No spare keycode at all: let enigo find its own way.
+                        let mut buf = [0u8; 4];
+                        self.enigo
+                            .text(ch.encode_utf8(&mut buf))
+                            .map_err(|e| self.fail("text", e))?;
+                        continue;
+                    };
                     self.enigo
-                        .text(ch.encode_utf8(&mut buf))
+                        .raw(u16::from(code), Direction::Press)
+                        .and_then(|()| self.enigo.raw(u16::from(code), Direction::Release))
                         .map_err(|e| self.fail("text", e))?;
                 }
             }
         }
         Ok(())
+    }
+}
+
+impl EnigoBackend {
+    /// A keycode that types `keysym`: one of the spares already carrying it, else the least
+    /// recently used spare remapped to it (then a pause, see [`Spares`]). `None` when the
+    /// mapping has no empty keycode.
+    fn spare_for(&mut self, keysym: u32, map: &KeyMap) -> Result<Option<u8>, String> {
+        if !self.spares.found {
+            self.spares.found = true;
+            self.spares.slots = map
+                .empty_keycodes()
+                .rev()
+                .take(MAX_SPARES)
+                .map(|c| (c, 0))
+                .collect();
+        }
+        let slots = &mut self.spares.slots;
+        if let Some(i) = slots.iter().position(|&(_, k)| k == keysym) {
+            let slot = slots.remove(i);
+            slots.push(slot);
+            return Ok(Some(slot.0));
+        }
+        if slots.is_empty() {
+            return Ok(None);
+        }
+        let (code, _) = slots.remove(0);
+        self.conn
+            .change_keyboard_mapping(1, code, 2, &[keysym, keysym])
+            .map_err(|e| e.to_string())?;
+        // A round trip: the server has applied the change (and sent MappingNotify) before any
+        // key event enigo sends after this.
+        self.conn
+            .get_input_focus()
+            .map_err(|e| e.to_string())?
+            .reply()
+            .map_err(|e| e.to_string())?;
+        std::thread::sleep(REMAP_SETTLE);
+        self.spares.slots.push((code, keysym));
+        Ok(Some(code))
+    }
+}
+
+impl Drop for EnigoBackend {
+    fn drop(&mut self) {
+        for &(code, keysym) in &self.spares.slots {
+            if keysym != 0 {
+                let _ = self.conn.change_keyboard_mapping(1, code, 2, &[0, 0]);
+            }
+        }
+        let _ = self.conn.flush();
     }
 }
 
@@ -166,6 +246,15 @@ impl KeyMap {
             per_keycode: usize::from(reply.keysyms_per_keycode),
             keysyms: reply.keysyms,
         })
+    }
+
+    /// Keycodes that type nothing at any level.
+    fn empty_keycodes(&self) -> impl DoubleEndedIterator<Item = u8> + '_ {
+        self.keysyms
+            .chunks(self.per_keycode.max(1))
+            .enumerate()
+            .filter(|(_, syms)| syms.iter().all(|&s| s == 0))
+            .filter_map(|(i, _)| u8::try_from(usize::from(self.min_keycode) + i).ok())
     }
 
     /// The keycode that types `keysym`, and whether it needs Shift; unshifted keys first.
