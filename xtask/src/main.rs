@@ -9,6 +9,8 @@
 //!
 //! Few dependencies on purpose: std, anyhow, serde_json, and `capture` for its Xvfb helper.
 
+mod natlab;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -42,6 +44,9 @@ const PACKAGES: &[&str] = &[
     "libxkbcommon-x11-0",
     // STUN interop: coturn's client queries our responder, its server answers our client.
     "coturn",
+    // The NAT lab: network namespaces, NAT rules, delay and loss.
+    "iproute2",
+    "nftables",
 ];
 
 fn main() -> Result<()> {
@@ -56,6 +61,10 @@ fn main() -> Result<()> {
         "test" => test(rest),
         "demo" => demo(rest),
         "bench" => bench(rest),
+        "nat-lab" => {
+            setup()?;
+            natlab::nat_lab(rest)
+        }
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -77,7 +86,11 @@ commands:
   demo     setup + a live session on this machine: rendezvous on loopback, a host sharing the
            screen, the viewer window; without a display both run on private Xvfb displays and
            screenshots land in target/demo (demo --seconds N to change the length, default 20)
-  bench    setup + codec benchmarks (criterion) + an end-to-end session, as a table"
+  bench    setup + codec benchmarks (criterion) + an end-to-end session, as a table
+  nat-lab  setup + rendezvous, host and controller behind nftables NATs in network namespaces
+           (root), for every pair of NAT kinds; prints the matrix. Options: --pairs
+           host:controller,... (none, cone, port-restricted, symmetric, blocked), --seconds N,
+           --ci (the pairs the test suite requires to connect)"
     );
 }
 
@@ -178,6 +191,8 @@ fn test(rest: &[String]) -> Result<()> {
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(rest))?;
     cli_smoke()?;
+    eprintln!("\n== NAT lab: the pairs that must connect ==");
+    natlab::nat_lab(&["--ci".to_owned()])?;
     fuzz_smoke()
 }
 
@@ -281,8 +296,17 @@ fn free_udp_port() -> Result<u16> {
 }
 
 /// Starts a process whose stdout lines are sent to a channel (and echoed with a prefix).
-fn spawn_lines(mut cmd: Command, name: &'static str) -> Result<(Guard, mpsc::Receiver<String>)> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+fn spawn_lines(cmd: Command, name: &'static str) -> Result<(Guard, mpsc::Receiver<String>)> {
+    spawn_lines_to(cmd, name, Stdio::inherit())
+}
+
+/// [`spawn_lines`] with the process's stderr (its log) going to `stderr`.
+fn spawn_lines_to(
+    mut cmd: Command,
+    name: &'static str,
+    stderr: Stdio,
+) -> Result<(Guard, mpsc::Receiver<String>)> {
+    cmd.stdout(Stdio::piped()).stderr(stderr);
     let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
     let stdout = child.stdout.take().context("child stdout")?;
     let (tx, rx) = mpsc::channel();

@@ -1,0 +1,559 @@
+//! `cargo xtask nat-lab`: real binaries behind real (nftables) NATs in network namespaces.
+//!
+//! ```text
+//!                 inet (bridge lab0, 198.51.100.1 = rendezvous, STUN on :7701)
+//!                  │                                   │
+//!   nat1: 198.51.100.11 ── NAT kind A ──┐     ┌── NAT kind B ── nat2: 198.51.100.12
+//!         10.1.0.1                      │     │                 10.2.0.1
+//!   lan1: 10.1.0.2  peer host ──────────┘     └────────── peer connect  lan2: 10.2.0.2
+//! ```
+//!
+//! One topology per pair of NAT kinds, named `qdlab<pid>-…`; every namespace is deleted when the
+//! pair ends, on failure and on Ctrl-C, and stale ones from a killed run are deleted at start.
+//! The NAT rules are those of `shared/nat-lab.md`: nftables `masquerade random` for symmetric
+//! NATs, a dynamic map for full cone, plus an established-only forward filter for port-restricted
+//! cone. "No NAT" routes the LAN from the internet side; "blocked" lets UDP through only to and
+//! from the rendezvous.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{spawn_lines_to, target_dir, wait_line};
+
+/// What a NAT does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nat {
+    None,
+    FullCone,
+    PortRestricted,
+    Symmetric,
+    /// UDP only to and from the rendezvous (everything else dropped).
+    Blocked,
+}
+
+impl Nat {
+    pub const ALL: [Nat; 5] = [
+        Nat::None,
+        Nat::FullCone,
+        Nat::PortRestricted,
+        Nat::Symmetric,
+        Nat::Blocked,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Nat::None => "none",
+            Nat::FullCone => "full-cone",
+            Nat::PortRestricted => "port-restricted",
+            Nat::Symmetric => "symmetric",
+            Nat::Blocked => "blocked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Nat::ALL
+            .into_iter()
+            .find(|n| n.name() == s || (s == "cone" && *n == Nat::FullCone))
+            .with_context(|| {
+                format!("unknown NAT kind {s:?}: none, full-cone (cone), port-restricted, symmetric, blocked")
+            })
+    }
+
+    /// The nftables ruleset of router `n` (1 or 2) whose public link is `pub_if`.
+    fn rules(self, pub_if: &str, public_ip: &str) -> String {
+        let fullcone = format!(
+            "table ip nat {{
+  map fullcone {{
+    type inet_service : ipv4_addr . inet_service
+    flags dynamic,timeout
+    timeout 300s
+    size 65536
+  }}
+  chain pre {{
+    type nat hook prerouting priority dstnat;
+    iifname \"{pub_if}\" meta l4proto udp dnat to udp dport map @fullcone
+  }}
+  chain post {{
+    type nat hook postrouting priority srcnat;
+    oifname \"{pub_if}\" meta l4proto udp update @fullcone {{ udp sport timeout 300s : ip saddr . udp sport }}
+    oifname \"{pub_if}\" snat to {public_ip}
+  }}
+}}
+"
+        );
+        let symmetric = format!(
+            "table ip nat {{
+  chain pre {{
+    type nat hook prerouting priority dstnat;
+  }}
+  chain post {{
+    type nat hook postrouting priority srcnat;
+    oifname \"{pub_if}\" masquerade random
+  }}
+}}
+"
+        );
+        let established_only = format!(
+            "table ip filter {{
+  chain forward {{
+    type filter hook forward priority 0;
+    iifname \"{pub_if}\" ct state established,related accept
+    iifname \"{pub_if}\" drop
+  }}
+}}
+"
+        );
+        match self {
+            Nat::None => String::new(),
+            Nat::FullCone => fullcone,
+            Nat::PortRestricted => fullcone + &established_only,
+            Nat::Symmetric => symmetric,
+            Nat::Blocked => {
+                symmetric
+                    + &format!(
+                        "table ip filter {{
+  chain forward {{
+    type filter hook forward priority 0;
+    ip daddr {RV_IP} accept
+    ip saddr {RV_IP} accept
+    meta l4proto udp drop
+  }}
+}}
+"
+                    )
+            }
+        }
+    }
+}
+
+const RV_IP: &str = "198.51.100.1";
+const PREFIX: &str = "qdlab";
+
+/// Namespaces alive now, for the Ctrl-C handler.
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn in_ns(ns: &str, program: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, program]);
+    c
+}
+
+fn run_in(ns: &str, program: &str, args: &[&str]) -> Result<()> {
+    let out = in_ns(ns, program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program} in {ns}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} in {ns}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn delete_namespaces(names: &[String]) {
+    for ns in names {
+        let _ = Command::new("ip")
+            .args(["netns", "del", ns])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Deletes namespaces left by lab runs whose process is gone.
+fn delete_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    let stale: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| {
+            n.strip_prefix(PREFIX)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .map(str::to_owned)
+        .collect();
+    if !stale.is_empty() {
+        eprintln!("nat-lab: deleting stale namespaces {stale:?}");
+        delete_namespaces(&stale);
+    }
+}
+
+/// One pair's namespaces; deleted when dropped.
+struct Topology {
+    names: Vec<String>,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        delete_namespaces(&self.names);
+        LIVE.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|n| !self.names.contains(n));
+    }
+}
+
+impl Topology {
+    fn ns(&self, role: &str) -> String {
+        format!("{PREFIX}{}-{role}", std::process::id())
+    }
+
+    fn build(host: Nat, ctl: Nat) -> Result<Self> {
+        let mut t = Topology { names: Vec::new() };
+        for role in ["inet", "nat1", "lan1", "nat2", "lan2"] {
+            let ns = t.ns(role);
+            ip(&["netns", "add", &ns])?;
+            LIVE.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(ns.clone());
+            t.names.push(ns.clone());
+            run_in(&ns, "ip", &["link", "set", "lo", "up"])?;
+        }
+        let inet = t.ns("inet");
+        run_in(&inet, "ip", &["link", "add", "lab0", "type", "bridge"])?;
+        run_in(
+            &inet,
+            "ip",
+            &["addr", "add", &format!("{RV_IP}/24"), "dev", "lab0"],
+        )?;
+        run_in(&inet, "ip", &["link", "set", "lab0", "up"])?;
+        run_in(&inet, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+        for (n, nat) in [(1, host), (2, ctl)] {
+            let (router, lan) = (t.ns(&format!("nat{n}")), t.ns(&format!("lan{n}")));
+            let (pub_if, br_if, in_if, lan_if) = ("pub0", format!("up{n}"), "in0", "eth0");
+            let public_ip = format!("198.51.100.{}", 10 + n);
+            // Router ↔ internet bridge.
+            ip(&[
+                "link", "add", pub_if, "netns", &router, "type", "veth", "peer", "name", &br_if,
+                "netns", &inet,
+            ])?;
+            run_in(&inet, "ip", &["link", "set", &br_if, "master", "lab0"])?;
+            run_in(&inet, "ip", &["link", "set", &br_if, "up"])?;
+            // Router ↔ LAN.
+            ip(&[
+                "link", "add", in_if, "netns", &router, "type", "veth", "peer", "name", lan_if,
+                "netns", &lan,
+            ])?;
+            let lan_net = format!("10.{n}.0");
+            let (public_cidr, gw_cidr) = (format!("{public_ip}/24"), format!("{lan_net}.1/24"));
+            let (lan_cidr, gw) = (format!("{lan_net}.2/24"), format!("{lan_net}.1"));
+            let steps: [(&str, &[&str]); 8] = [
+                (&router, &["addr", "add", &public_cidr, "dev", pub_if]),
+                (&router, &["addr", "add", &gw_cidr, "dev", in_if]),
+                (&router, &["link", "set", pub_if, "up"]),
+                (&router, &["link", "set", in_if, "up"]),
+                (&router, &["route", "add", "default", "via", RV_IP]),
+                (&lan, &["addr", "add", &lan_cidr, "dev", lan_if]),
+                (&lan, &["link", "set", lan_if, "up"]),
+                (&lan, &["route", "add", "default", "via", &gw]),
+            ];
+            for (ns, args) in steps {
+                run_in(ns, "ip", args)?;
+            }
+            run_in(&router, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+            if nat == Nat::None {
+                // The LAN is public: the internet routes to it.
+                run_in(
+                    &inet,
+                    "ip",
+                    &[
+                        "route",
+                        "add",
+                        &format!("{lan_net}.0/24"),
+                        "via",
+                        &public_ip,
+                    ],
+                )?;
+            } else {
+                let rules = nat.rules(pub_if, &public_ip);
+                let mut nft = in_ns(&router, "nft");
+                nft.args(["-f", "-"]).stdin(Stdio::piped());
+                let mut child = nft
+                    .spawn()
+                    .context("running nft (cargo xtask setup installs nftables)")?;
+                std::io::Write::write_all(
+                    child.stdin.as_mut().context("nft stdin")?,
+                    rules.as_bytes(),
+                )?;
+                drop(child.stdin.take());
+                let status = child.wait()?;
+                if !status.success() {
+                    bail!("nft rejected the {} rules", nat.name());
+                }
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// The outcome of one pair.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub host: Nat,
+    pub controller: Nat,
+    pub connected: bool,
+    pub path: String,
+    pub time_to_first_frame_ms: Option<f64>,
+    pub frames: u64,
+    pub error: Option<String>,
+}
+
+/// Runs rendezvous, host and controller for one pair and reports what happened.
+pub fn run_pair(host: Nat, ctl: Nat, seconds: u32) -> Result<Outcome> {
+    let bin = target_dir().join("debug");
+    let topo = Topology::build(host, ctl)?;
+    let work = std::env::temp_dir().join(format!(
+        "quicdesk-natlab-{}-{}-{}",
+        std::process::id(),
+        host.name(),
+        ctl.name()
+    ));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let result = session(&topo, &bin, &work, seconds);
+    let outcome = match result {
+        Ok(stats) => Outcome {
+            host,
+            controller: ctl,
+            connected: stats["frames_decoded"].as_u64().unwrap_or(0) > 0,
+            path: stats["path"].as_str().unwrap_or("?").to_owned(),
+            time_to_first_frame_ms: stats["time_to_first_frame_ms"].as_f64(),
+            frames: stats["frames_decoded"].as_u64().unwrap_or(0),
+            error: None,
+        },
+        Err(e) => Outcome {
+            host,
+            controller: ctl,
+            connected: false,
+            path: "-".into(),
+            time_to_first_frame_ms: None,
+            frames: 0,
+            error: Some(format!("{e:#}")),
+        },
+    };
+    drop(topo);
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(outcome)
+}
+
+fn session(topo: &Topology, bin: &Path, work: &Path, seconds: u32) -> Result<serde_json::Value> {
+    let rv_dir = work.join("rendezvous");
+    let fp = {
+        let out = Command::new(bin.join("rendezvous"))
+            .args(["fingerprint", "--data-dir"])
+            .arg(&rv_dir)
+            .output()?;
+        String::from_utf8(out.stdout)?.trim().to_owned()
+    };
+    let rv_addr = format!("{RV_IP}:7700");
+    let log = |name: &str| -> Result<Stdio> {
+        Ok(std::fs::File::create(work.join(format!("{name}.log")))?.into())
+    };
+    let mut rv = in_ns(&topo.ns("inet"), &path_str(&bin.join("rendezvous")));
+    rv.args(["--listen", &rv_addr, "--data-dir"]).arg(&rv_dir);
+    let (_rv, rv_lines) = spawn_lines_to(rv, "rendezvous", log("rendezvous")?)?;
+    wait_line(
+        &rv_lines,
+        "rendezvous listening on",
+        Duration::from_secs(10),
+    )?;
+
+    let mut host = in_ns(&topo.ns("lan1"), &path_str(&bin.join("peer")));
+    host.args([
+        "host",
+        "--rendezvous",
+        &rv_addr,
+        "--rendezvous-fingerprint",
+        &fp,
+    ])
+    .args([
+        "--bind",
+        "0.0.0.0:0",
+        "--source",
+        "synthetic",
+        "--size",
+        "640x360",
+    ])
+    .arg("--data-dir")
+    .arg(work.join("host"));
+    let (_host, host_lines) = spawn_lines_to(host, "host", log("host")?)?;
+    let code = wait_line(&host_lines, "code:", Duration::from_secs(15))?;
+    let password = wait_line(&host_lines, "password:", Duration::from_secs(5))?;
+
+    let stats_path = work.join("stats.json");
+    let mut ctl = in_ns(&topo.ns("lan2"), &path_str(&bin.join("peer")));
+    ctl.args(["connect", &code, "--password", &password, "--headless"])
+        .args(["--rendezvous", &rv_addr, "--rendezvous-fingerprint", &fp])
+        .args(["--bind", "0.0.0.0:0", "--duration", &seconds.to_string()])
+        .arg("--stats-json")
+        .arg(&stats_path)
+        .arg("--data-dir")
+        .arg(work.join("controller"));
+    let (mut ctl, _ctl_lines) = spawn_lines_to(ctl, "controller", log("controller")?)?;
+    let deadline = Instant::now() + Duration::from_secs(u64::from(seconds) + 30);
+    let status = loop {
+        if let Some(s) = ctl.0.try_wait()? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            bail!("the controller did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if !status.success() {
+        let tail = std::fs::read_to_string(work.join("controller.log")).unwrap_or_default();
+        // anyhow's report: "Error: …", then "Caused by:" and its lines, then a backtrace.
+        let why: Vec<&str> = tail
+            .lines()
+            .skip_while(|l| !l.starts_with("Error:"))
+            .take_while(|l| !l.starts_with("Stack backtrace"))
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && *l != "Caused by:")
+            .collect();
+        bail!("controller exited with {status}: {}", why.join(" / "));
+    }
+    Ok(serde_json::from_slice(&std::fs::read(&stats_path)?)?)
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Deletes the live namespaces on Ctrl-C / SIGTERM, then exits.
+fn install_signal_cleanup() {
+    let _ = ctrlc::set_handler(|| {
+        let names = LIVE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        eprintln!("nat-lab: interrupted; deleting {names:?}");
+        delete_namespaces(&names);
+        std::process::exit(130);
+    });
+}
+
+/// The pairs CI runs (each must connect).
+pub const CI_PAIRS: [(Nat, Nat); 3] = [
+    (Nat::FullCone, Nat::FullCone),
+    (Nat::None, Nat::Symmetric),
+    (Nat::FullCone, Nat::PortRestricted),
+];
+
+/// `cargo xtask nat-lab [--pairs host:ctl,...] [--seconds N]`: prints the matrix.
+pub fn nat_lab(rest: &[String]) -> Result<()> {
+    let mut pairs: Vec<(Nat, Nat)> = Nat::ALL
+        .into_iter()
+        .flat_map(|a| Nat::ALL.into_iter().map(move |b| (a, b)))
+        .collect();
+    let mut seconds = 3;
+    let mut require = false;
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--pairs" => {
+                let list = it.next().context("--pairs needs host:controller,...")?;
+                pairs = list
+                    .split(',')
+                    .map(|p| {
+                        let (a, b) = p
+                            .split_once(':')
+                            .with_context(|| format!("pair {p:?} is not host:controller"))?;
+                        Ok((Nat::parse(a)?, Nat::parse(b)?))
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            "--ci" => {
+                pairs = CI_PAIRS.to_vec();
+                require = true;
+            }
+            "--seconds" => {
+                seconds = it
+                    .next()
+                    .context("--seconds needs a number")?
+                    .parse()
+                    .context("--seconds needs a number")?;
+            }
+            other => bail!("unknown nat-lab option {other:?}"),
+        }
+    }
+    if !crate::is_root() {
+        bail!("nat-lab needs root (network namespaces and nftables): run it with sudo");
+    }
+    for tool in ["nft", "ip", "tc"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            bail!("nat-lab needs {tool}: run `cargo xtask setup` (installs nftables and iproute2)");
+        }
+    }
+    crate::run(crate::cargo().args(["build", "-p", "rendezvous", "-p", "peer", "--bins"]))?;
+    delete_stale();
+    install_signal_cleanup();
+    let mut outcomes = Vec::new();
+    for (h, c) in pairs {
+        eprintln!(
+            "nat-lab: host behind {}, controller behind {}",
+            h.name(),
+            c.name()
+        );
+        let o = run_pair(h, c, seconds)?;
+        if let Some(e) = &o.error {
+            eprintln!("nat-lab:   not connected: {e}");
+        }
+        outcomes.push(o);
+    }
+    print_matrix(&outcomes);
+    if require && let Some(bad) = outcomes.iter().find(|o| !o.connected) {
+        bail!(
+            "host {} / controller {} did not connect: {}",
+            bad.host.name(),
+            bad.controller.name(),
+            bad.error.as_deref().unwrap_or("no frames")
+        );
+    }
+    Ok(())
+}
+
+fn print_matrix(outcomes: &[Outcome]) {
+    println!("\n| host NAT | controller NAT | connected | path | time to first frame | frames |");
+    println!("|---|---|---|---|---|---|");
+    for o in outcomes {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            o.host.name(),
+            o.controller.name(),
+            if o.connected { "yes" } else { "no" },
+            o.path,
+            o.time_to_first_frame_ms
+                .map_or("-".into(), |ms| format!("{ms:.0} ms")),
+            o.frames
+        );
+    }
+}
