@@ -84,10 +84,18 @@ pub struct Target {
 
 /// Runs a whole session (resolve the code, connect, authenticate, stream); returns its report.
 pub async fn run(cfg: ConnectConfig, hooks: Hooks) -> Result<Report, Error> {
-    let (identity, endpoint, started) = open(&cfg)?;
+    let (identity, (endpoint, socket), started) = open(&cfg)?;
     let result = async {
         let target = resolve(&cfg, &identity, &endpoint).await?;
-        session(&cfg, hooks, &identity, &endpoint, started, target).await
+        session(
+            &cfg,
+            hooks,
+            &identity,
+            (&endpoint, &socket),
+            started,
+            target,
+        )
+        .await
     }
     .await;
     close(endpoint).await;
@@ -96,16 +104,26 @@ pub async fn run(cfg: ConnectConfig, hooks: Hooks) -> Result<Report, Error> {
 
 /// Like [`run`] but skips the rendezvous: connects to `target` directly.
 pub async fn run_to(cfg: ConnectConfig, target: Target, hooks: Hooks) -> Result<Report, Error> {
-    let (identity, endpoint, started) = open(&cfg)?;
-    let result = session(&cfg, hooks, &identity, &endpoint, started, target).await;
+    let (identity, (endpoint, socket), started) = open(&cfg)?;
+    let result = session(
+        &cfg,
+        hooks,
+        &identity,
+        (&endpoint, &socket),
+        started,
+        target,
+    )
+    .await;
     close(endpoint).await;
     result
 }
 
-fn open(cfg: &ConnectConfig) -> Result<(Identity, quinn::Endpoint, Instant), Error> {
+type Net = (quinn::Endpoint, Arc<net::PeerSocket>);
+
+fn open(cfg: &ConnectConfig) -> Result<(Identity, Net, Instant), Error> {
     let started = Instant::now();
     let identity = Identity::load_or_create(&cfg.data_dir, "controller")?;
-    Ok((identity, net::endpoint(cfg.bind, None)?, started))
+    Ok((identity, net::bind(cfg.bind, None)?, started))
 }
 
 async fn close(endpoint: quinn::Endpoint) {
@@ -141,13 +159,13 @@ async fn session(
     cfg: &ConnectConfig,
     hooks: Hooks,
     identity: &Identity,
-    endpoint: &quinn::Endpoint,
+    (endpoint, socket): (&quinn::Endpoint, &Arc<net::PeerSocket>),
     started: Instant,
     target: Target,
 ) -> Result<Report, Error> {
     // Connect to the host, pinning the key the rendezvous reported.
     let peer_cfg = quic::client_config(identity, target.host, ALPN)?;
-    let conn = connect_any(endpoint, &peer_cfg, &target.candidates).await?;
+    let conn = connect_any(endpoint, socket, &peer_cfg, &target.candidates).await?;
     info!(remote = %conn.remote_address(), "connected to the host");
 
     // Prove the password.
@@ -229,8 +247,14 @@ async fn sleep_or_forever(d: Option<Duration>) {
     }
 }
 
+/// Connects to the first candidate that completes a QUIC handshake. Every candidate is tried at
+/// once, and punch probes go to all of them beside it (the host probes back when the rendezvous
+/// tells it about this controller): a candidate that answers a probe gets a fresh connection
+/// attempt at once, rather than waiting for quinn to retransmit an Initial that the host's NAT
+/// dropped before the host's own probes opened it.
 async fn connect_any(
     endpoint: &quinn::Endpoint,
+    socket: &Arc<net::PeerSocket>,
     cfg: &quinn::ClientConfig,
     candidates: &[SocketAddr],
 ) -> Result<quinn::Connection, Error> {
@@ -238,15 +262,34 @@ async fn connect_any(
         return Err(Error::Unreachable("the rendezvous gave no address".into()));
     }
     let mut attempts = tokio::task::JoinSet::new();
-    for &addr in candidates {
+    let attempt = |attempts: &mut tokio::task::JoinSet<_>, addr: SocketAddr| {
         let connecting = endpoint.connect_with(cfg.clone(), addr, "quicdesk.invalid")?;
         attempts.spawn(async move { (addr, connecting.await) });
+        Ok::<_, Error>(())
+    };
+    for &addr in candidates {
+        attempt(&mut attempts, addr)?;
     }
+    let (punched_tx, mut punched) = mpsc::unbounded_channel();
+    let punching = tokio::spawn({
+        let (socket, candidates) = (socket.clone(), candidates.to_vec());
+        async move {
+            crate::nat::punch(&socket, &candidates, crate::nat::PUNCH_FOR, |addr| {
+                let _ = punched_tx.send(addr);
+            })
+            .await;
+        }
+    });
+    let _punching = crate::AbortOnDrop(punching);
     let mut errors = Vec::new();
     let deadline = tokio::time::sleep(CONNECT_TIMEOUT);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
+            Some(addr) = punched.recv() => {
+                debug!(%addr, "punch probe answered: connecting there afresh");
+                attempt(&mut attempts, addr)?;
+            }
             next = attempts.join_next() => match next {
                 Some(Ok((_, Ok(conn)))) => return Ok(conn),
                 Some(Ok((addr, Err(e)))) => {

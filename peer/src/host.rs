@@ -352,7 +352,7 @@ async fn rendezvous_loop(
                         shared.status.send_modify(|s| s.mapping = Some(d.mapping));
                     }
                 });
-                let _discovery = AbortOnDrop(discovery);
+                let _discovery = crate::AbortOnDrop(discovery);
                 loop {
                     match reg.next().await {
                         Ok(Some(ServerMsg::ConnectRequest {
@@ -360,6 +360,19 @@ async fn rendezvous_loop(
                             candidates,
                         })) => {
                             info!(%controller, ?candidates, "a controller wants to connect");
+                            // Probe the controller's addresses so this side's NAT lets its
+                            // packets in; the answers show which paths work.
+                            let socket = socket.clone();
+                            tokio::spawn(async move {
+                                let ok = crate::nat::punch(
+                                    &socket,
+                                    &candidates,
+                                    crate::nat::PUNCH_FOR,
+                                    |_| {},
+                                )
+                                .await;
+                                info!(%controller, answered = ?ok, "punch probes done");
+                            });
                         }
                         Ok(Some(other)) => debug!(?other, "ignoring rendezvous message"),
                         Ok(None) => {
@@ -831,14 +844,5 @@ async fn control_loop(
                 return Err(Error::Protocol("unexpected control message"));
             }
         }
-    }
-}
-
-/// Aborts a background task when the scope that started it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

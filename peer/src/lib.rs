@@ -63,3 +63,13 @@ pub enum Error {
     #[error("no candidate address of the host answered ({0})")]
     Unreachable(String),
 }
+
+/// Aborts a background task when the scope that started it ends.
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

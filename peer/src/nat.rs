@@ -12,11 +12,16 @@
 //! LAN, reach each other without hairpinning).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
 use crate::net::PeerSocket;
+
+/// How long punch probes go on: long enough for the other side's probes, sent when it hears of
+/// this session, to cross the NATs.
+pub const PUNCH_FOR: Duration = Duration::from_secs(5);
 
 /// How long the STUN probe may take.
 pub const STUN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -100,6 +105,37 @@ pub async fn discover(
         "address discovery"
     );
     d
+}
+
+/// Hole punching: sends STUN Binding requests (retransmitted, see [`PeerSocket::stun_binding`])
+/// to every candidate of the other peer at once. The requests open this side's NAT mapping and
+/// filter towards each candidate; an answer proves a path both ways. Calls `on_answer` with each
+/// candidate that answers, as it answers; probes to the others go on until `within` ends (a
+/// filtering NAT on the other side may let them in only once its own probes went out).
+pub async fn punch(
+    socket: &Arc<PeerSocket>,
+    candidates: &[SocketAddr],
+    within: Duration,
+    mut on_answer: impl FnMut(SocketAddr),
+) -> Vec<SocketAddr> {
+    let mut probes = tokio::task::JoinSet::new();
+    for &c in candidates {
+        let socket = socket.clone();
+        probes.spawn(async move { (c, socket.stun_binding(c, within).await) });
+    }
+    let mut answered = Vec::new();
+    while let Some(done) = probes.join_next().await {
+        match done {
+            Ok((candidate, Ok(_))) => {
+                debug!(%candidate, "punch probe answered");
+                on_answer(candidate);
+                answered.push(candidate);
+            }
+            Ok((candidate, Err(e))) => debug!(%candidate, "punch probe: {e}"),
+            Err(e) => debug!("punch probe task: {e}"),
+        }
+    }
+    answered
 }
 
 /// The addresses of this machine's interfaces that a peer on the same network could reach this
