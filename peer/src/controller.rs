@@ -41,6 +41,21 @@ pub struct ConnectConfig {
     pub duration: Option<Duration>,
     /// Write the received H.264 (Annex-B) here.
     pub record: Option<PathBuf>,
+    /// Whether to use the rendezvous's relay.
+    pub relay: RelayMode,
+}
+
+/// How a controller uses the relay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RelayMode {
+    /// Start on the relay (or whichever path answers first) and move to a punched direct
+    /// path as soon as one works.
+    #[default]
+    Auto,
+    /// Relay only: no punching, on either side.
+    Force,
+    /// Never the relay: direct paths only.
+    Off,
 }
 
 /// What a decoded frame was, for [`Hooks::on_frame`].
@@ -80,6 +95,8 @@ impl std::fmt::Debug for Hooks {
 pub struct Target {
     pub host: Fingerprint,
     pub candidates: Vec<SocketAddr>,
+    /// The relay and this controller's token for the session.
+    pub relay: Option<(SocketAddr, rendezvous::relay::Token)>,
 }
 
 /// Runs a whole session (resolve the code, connect, authenticate, stream); returns its report.
@@ -145,13 +162,31 @@ async fn resolve(
     let rv = endpoint
         .connect_with(rv_cfg, cfg.rendezvous, "quicdesk.invalid")?
         .await?;
-    let lan = crate::nat::lan_candidates(endpoint.local_addr()?);
-    let resolved = client::resolve(&rv, cfg.code, lan).await?;
+    let relay_only = cfg.relay == RelayMode::Force;
+    let lan = if relay_only {
+        Vec::new()
+    } else {
+        crate::nat::lan_candidates(endpoint.local_addr()?)
+    };
+    let resolved = client::resolve(&rv, cfg.code, lan, relay_only).await?;
     rv.close(0u32.into(), b"resolved");
-    info!(code = %cfg.code, host = %resolved.host, candidates = ?resolved.candidates, "resolved");
+    let relay = resolved.relay.map(|offer| {
+        (
+            SocketAddr::new(cfg.rendezvous.ip(), offer.port),
+            offer.token,
+        )
+    });
+    info!(
+        code = %cfg.code,
+        host = %resolved.host,
+        candidates = ?resolved.candidates,
+        relay = ?relay.map(|r| r.0),
+        "resolved"
+    );
     Ok(Target {
         host: resolved.host,
         candidates: resolved.candidates,
+        relay,
     })
 }
 
@@ -165,15 +200,16 @@ async fn session(
 ) -> Result<Report, Error> {
     // Connect to the host, pinning the key the rendezvous reported.
     let peer_cfg = quic::client_config(identity, target.host, ALPN)?;
-    let conn = connect_any(endpoint, socket, &peer_cfg, &target.candidates).await?;
-    info!(remote = %conn.remote_address(), "connected to the host");
+    let (conn, route, _punching) = connect(endpoint, socket, &peer_cfg, &target, cfg.relay).await?;
+    let path = route.state().map_or(PathKind::Direct, |s| s.path);
+    info!(%path, "connected to the host");
 
     // Prove the password.
     let (mut ctl_send, mut ctl_recv, (width, height)) = authenticate(&conn, &cfg.password).await?;
     info!(width, height, "authenticated");
 
     // Run the streams.
-    let stats = Arc::new(Mutex::new(Stats::new(started, PathKind::Direct)));
+    let stats = Arc::new(Mutex::new(Stats::new(started, path)));
     let clock = Arc::new(Mutex::new(ClockOffset::default()));
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let (frames_tx, frames_rx) = mpsc::channel::<(VideoHeader, Vec<u8>)>(16);
@@ -195,7 +231,7 @@ async fn session(
             r = control_reader(&mut ctl_recv, clock.clone()) => r,
             r = pinger(ctl_tx.clone()) => r,
             r = send_input(&conn, hooks.input, stats.clone()) => r,
-            r = ticker(stats.clone(), hooks.on_tick) => r,
+            r = ticker(stats.clone(), &route, hooks.on_tick) => r,
             () = sleep_or_forever(cfg.duration) => Ok(()),
             () = stopped(hooks.stop) => Ok(()),
         }
@@ -216,10 +252,13 @@ async fn session(
         .map_err(|_| Error::Protocol("decode thread vanished"))?
         .map_err(|_| Error::Protocol("decode thread panicked"))?;
     recorded?;
-    let report = stats
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .report(Instant::now());
+    let report = {
+        let mut stats = stats.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = route.state() {
+            stats.set_path(state.path, state.path_changes, state.direct_since);
+        }
+        stats.report(Instant::now())
+    };
     match result {
         Ok(()) => Ok(report),
         // The host ending the session is a normal end.
@@ -247,67 +286,97 @@ async fn sleep_or_forever(d: Option<Duration>) {
     }
 }
 
-/// Connects to the first candidate that completes a QUIC handshake. Every candidate is tried at
-/// once, and punch probes go to all of them beside it (the host probes back when the rendezvous
-/// tells it about this controller): a candidate that answers a probe gets a fresh connection
-/// attempt at once, rather than waiting for quinn to retransmit an Initial that the host's NAT
-/// dropped before the host's own probes opened it.
-async fn connect_any(
+/// Connects to the host through a route of the peer socket: by the relay first when there is
+/// one, while punch probes go to every candidate (the host probes back when the rendezvous
+/// tells it about this controller). A candidate that answers becomes the direct path once the
+/// handshake is done, without a reconnect; the probes go on for [`crate::nat::PUNCH_FOR`] in
+/// the background (the returned task) for NATs that open late. Without a relay, every
+/// candidate gets the handshake until one answers.
+async fn connect(
     endpoint: &quinn::Endpoint,
     socket: &Arc<net::PeerSocket>,
     cfg: &quinn::ClientConfig,
-    candidates: &[SocketAddr],
-) -> Result<quinn::Connection, Error> {
-    if candidates.is_empty() {
-        return Err(Error::Unreachable("the rendezvous gave no address".into()));
-    }
-    let mut attempts = tokio::task::JoinSet::new();
-    let attempt = |attempts: &mut tokio::task::JoinSet<_>, addr: SocketAddr| {
-        let connecting = endpoint.connect_with(cfg.clone(), addr, "quicdesk.invalid")?;
-        attempts.spawn(async move { (addr, connecting.await) });
-        Ok::<_, Error>(())
+    target: &Target,
+    mode: RelayMode,
+) -> Result<(quinn::Connection, net::RouteHandle, crate::AbortOnDrop), Error> {
+    let relay = match mode {
+        RelayMode::Off => None,
+        RelayMode::Auto | RelayMode::Force => target.relay,
     };
-    for &addr in candidates {
-        attempt(&mut attempts, addr)?;
+    if mode == RelayMode::Force && relay.is_none() {
+        return Err(Error::Unreachable(
+            "--force-relay, but the rendezvous offers no relay".into(),
+        ));
     }
-    let (punched_tx, mut punched) = mpsc::unbounded_channel();
-    let punching = tokio::spawn({
-        let (socket, candidates) = (socket.clone(), candidates.to_vec());
-        async move {
-            crate::nat::punch(&socket, &candidates, crate::nat::PUNCH_FOR, |addr| {
-                let _ = punched_tx.send(addr);
-            })
-            .await;
-        }
+    let candidates = if mode == RelayMode::Force {
+        Vec::new()
+    } else {
+        target.candidates.clone()
+    };
+    if candidates.is_empty() && relay.is_none() {
+        return Err(Error::Unreachable(
+            "the rendezvous gave no address and no relay".into(),
+        ));
+    }
+    let route = socket.add_route(net::RouteSpec {
+        candidates: candidates.clone(),
+        relay,
+        direct_allowed: mode != RelayMode::Force,
+        hold_direct: true,
     });
-    let _punching = crate::AbortOnDrop(punching);
-    let mut errors = Vec::new();
-    let deadline = tokio::time::sleep(CONNECT_TIMEOUT);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            Some(addr) = punched.recv() => {
-                debug!(%addr, "punch probe answered: connecting there afresh");
-                attempt(&mut attempts, addr)?;
-            }
-            next = attempts.join_next() => match next {
-                Some(Ok((_, Ok(conn)))) => return Ok(conn),
-                Some(Ok((addr, Err(e)))) => {
-                    // A key mismatch is fatal: never try to talk to that host.
-                    if matches!(e, quinn::ConnectionError::TransportError(_)) && e.to_string().contains("certificate") {
-                        return Err(e.into());
-                    }
-                    errors.push(format!("{addr}: {e}"));
+    let virtual_addr = route.addr();
+    let punching = {
+        let socket = socket.clone();
+        crate::AbortOnDrop(tokio::spawn(async move {
+            let binding = async {
+                if relay.is_none() {
+                    return;
                 }
-                Some(Err(_)) => errors.push("connect task failed".into()),
-                None => return Err(Error::Unreachable(errors.join("; "))),
-            },
-            () = &mut deadline => {
-                errors.push(format!("no answer within {CONNECT_TIMEOUT:?}"));
-                return Err(Error::Unreachable(errors.join("; ")));
-            }
+                match socket.bind_relay(virtual_addr, CONNECT_TIMEOUT).await {
+                    Ok(true) => debug!("relay bound"),
+                    Ok(false) => warn!("the relay did not answer"),
+                    Err(e) => warn!("relay: {e}"),
+                }
+            };
+            let probing = crate::nat::punch(&socket, &candidates, crate::nat::PUNCH_FOR, |addr| {
+                debug!(%addr, "punch probe answered");
+                socket.set_direct(virtual_addr, addr);
+            });
+            let ((), answered) = tokio::join!(binding, probing);
+            debug!(?answered, "punch probes done");
+        }))
+    };
+    let connecting = endpoint.connect_with(cfg.clone(), virtual_addr, "quicdesk.invalid")?;
+    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(conn)) => conn,
+        // A key mismatch is fatal and says so.
+        Ok(Err(e @ quinn::ConnectionError::TransportError(_))) => return Err(e.into()),
+        Ok(Err(e)) => {
+            return Err(Error::Unreachable(format!(
+                "{e} ({})",
+                describe(target, mode)
+            )));
         }
+        Err(_) => {
+            return Err(Error::Unreachable(format!(
+                "no answer within {CONNECT_TIMEOUT:?} ({})",
+                describe(target, mode)
+            )));
+        }
+    };
+    if socket.release_direct(virtual_addr) {
+        debug!("moved to the direct path found during the handshake");
     }
+    Ok((conn, route, punching))
+}
+
+fn describe(target: &Target, mode: RelayMode) -> String {
+    let relay = match (mode, target.relay) {
+        (RelayMode::Off, _) => "relay off".to_string(),
+        (_, Some((addr, _))) => format!("relay {addr}"),
+        (_, None) => "no relay offered".to_string(),
+    };
+    format!("candidates {:?}, {relay}", target.candidates)
 }
 
 async fn authenticate(
@@ -555,15 +624,22 @@ async fn send_input(
     std::future::pending().await
 }
 
-async fn ticker(stats: Arc<Mutex<Stats>>, mut hook: Option<TickHook>) -> Result<(), Error> {
+async fn ticker(
+    stats: Arc<Mutex<Stats>>,
+    route: &net::RouteHandle,
+    mut hook: Option<TickHook>,
+) -> Result<(), Error> {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.tick().await;
     loop {
         every.tick().await;
-        let tick = stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .tick(Instant::now());
+        let tick = {
+            let mut stats = stats.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(state) = route.state() {
+                stats.set_path(state.path, state.path_changes, state.direct_since);
+            }
+            stats.tick(Instant::now())
+        };
         if let Some(h) = hook.as_mut() {
             h(&tick);
         }

@@ -1,6 +1,7 @@
 //! The host agent: registers its code, accepts one authenticated controller at a time, streams
 //! the screen as H.264 and injects the input it receives.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,15 @@ const FAILURE_DELAY: Duration = Duration::from_millis(750);
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait between attempts to reach the rendezvous.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long the relay may take to answer a bind.
+const RELAY_BIND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a route announced by the rendezvous waits for its session.
+const UNUSED_ROUTE_TTL: Duration = Duration::from_secs(30);
+
+/// Locks a mutex of plain data (a panic elsewhere leaves it usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// What the host shares.
 #[derive(Debug, Clone)]
@@ -233,6 +243,9 @@ struct Shared {
     status: watch::Sender<HostStatus>,
     failures: Mutex<u32>,
     busy: tokio::sync::Mutex<()>,
+    /// Routes to the controllers announced by the rendezvous, by virtual address; `true` once
+    /// a session runs on one.
+    routes: Mutex<HashMap<SocketAddr, (net::RouteHandle, bool)>>,
 }
 
 impl Shared {
@@ -292,6 +305,7 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
         status: status_tx,
         failures: Mutex::new(0),
         busy: tokio::sync::Mutex::new(()),
+        routes: Mutex::default(),
     });
     let tasks = vec![
         tokio::spawn(rendezvous_loop(
@@ -358,21 +372,17 @@ async fn rendezvous_loop(
                         Ok(Some(ServerMsg::ConnectRequest {
                             controller,
                             candidates,
+                            relay,
                         })) => {
-                            info!(%controller, ?candidates, "a controller wants to connect");
-                            // Probe the controller's addresses so this side's NAT lets its
-                            // packets in; the answers show which paths work.
-                            let socket = socket.clone();
-                            tokio::spawn(async move {
-                                let ok = crate::nat::punch(
-                                    &socket,
-                                    &candidates,
-                                    crate::nat::PUNCH_FOR,
-                                    |_| {},
-                                )
-                                .await;
-                                info!(%controller, answered = ?ok, "punch probes done");
-                            });
+                            let relay = relay.map(|o| (SocketAddr::new(rv.ip(), o.port), o.token));
+                            info!(%controller, ?candidates, relay = ?relay.map(|r| r.0), "a controller wants to connect");
+                            tokio::spawn(prepare_route(
+                                shared.clone(),
+                                socket.clone(),
+                                controller,
+                                candidates,
+                                relay,
+                            ));
                         }
                         Ok(Some(other)) => debug!(?other, "ignoring rendezvous message"),
                         Ok(None) => {
@@ -411,6 +421,47 @@ async fn rendezvous_loop(
     }
 }
 
+/// Makes the route to a controller the rendezvous announced: binds this side of the relay and
+/// probes the controller's candidates, so this side's NAT lets its packets in (the controller
+/// picks the path; this side follows it, see [`net::PeerSocket`]). A route no session took
+/// within [`UNUSED_ROUTE_TTL`] is dropped.
+async fn prepare_route(
+    shared: Arc<Shared>,
+    socket: Arc<net::PeerSocket>,
+    controller: certs::Fingerprint,
+    candidates: Vec<SocketAddr>,
+    relay: Option<(SocketAddr, rendezvous::relay::Token)>,
+) {
+    let started = tokio::time::Instant::now();
+    let route = socket.add_route(net::RouteSpec {
+        candidates: candidates.clone(),
+        relay,
+        direct_allowed: true,
+        hold_direct: false,
+    });
+    let virtual_addr = route.addr();
+    lock(&shared.routes).insert(virtual_addr, (route, false));
+    let binding = async {
+        if relay.is_none() {
+            return;
+        }
+        match socket.bind_relay(virtual_addr, RELAY_BIND_TIMEOUT).await {
+            Ok(true) => debug!(%controller, "relay bound"),
+            Ok(false) => warn!(%controller, "the relay did not answer"),
+            Err(e) => warn!(%controller, "relay: {e}"),
+        }
+    };
+    let probing = crate::nat::punch(&socket, &candidates, crate::nat::PUNCH_FOR, |_| {});
+    let ((), answered) = tokio::join!(binding, probing);
+    info!(%controller, ?answered, "punch probes done");
+    tokio::time::sleep_until(started + UNUSED_ROUTE_TTL).await;
+    let mut routes = lock(&shared.routes);
+    if routes.get(&virtual_addr).is_some_and(|(_, used)| !used) {
+        routes.remove(&virtual_addr);
+        debug!(%controller, "no session came by this route; dropped it");
+    }
+}
+
 async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
     while let Some(incoming) = endpoint.accept().await {
         let shared = shared.clone();
@@ -423,7 +474,13 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                     return;
                 }
             };
+            // A session on a route keeps it until it ends.
+            let route_key = net::canonical(remote);
+            if let Some((_, used)) = lock(&shared.routes).get_mut(&route_key) {
+                *used = true;
+            }
             let result = serve(&shared, &conn).await;
+            lock(&shared.routes).remove(&route_key);
             let peer_closed = matches!(
                 conn.close_reason(),
                 Some(quinn::ConnectionError::ApplicationClosed(_))

@@ -149,6 +149,13 @@ struct ConnectArgs {
     /// Send the input events in this file (see `peer::script` for the format).
     #[arg(long)]
     input_script: Option<PathBuf>,
+    /// Use only the rendezvous's relay: no hole punching on either side (the session is still
+    /// end-to-end encrypted; the relay sees only ciphertext).
+    #[arg(long, conflicts_with = "no_relay")]
+    force_relay: bool,
+    /// Never use the relay: connect directly or fail.
+    #[arg(long)]
+    no_relay: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -427,20 +434,26 @@ async fn session(
             bind: args.common.bind,
             duration,
             record: args.record,
+            relay: match (args.force_relay, args.no_relay) {
+                (true, _) => controller::RelayMode::Force,
+                (_, true) => controller::RelayMode::Off,
+                _ => controller::RelayMode::Auto,
+            },
         },
         hooks,
     )
     .await
     .with_context(|| format!("session with {}", args.code))?;
     println!(
-        "session over: {} frames decoded, {:.1} fps, {:.2} Mbit/s, latency p50 {} ms, path {}",
+        "session over: {} frames decoded, {:.1} fps, {:.2} Mbit/s, latency p50 {} ms, path {} ({} changes)",
         report.frames_decoded,
         report.fps,
         report.mbps,
         report
             .latency_ms_p50
             .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
-        report.path
+        report.path,
+        report.path_changes
     );
     if let Some(path) = args.stats_json {
         let json = serde_json::to_vec_pretty(&report)?;

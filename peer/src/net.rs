@@ -8,18 +8,28 @@
 //!            ┌─────────────────────── PeerSocket (quinn::AsyncUdpSocket) ──────────────────────┐
 //!  UDP in ──►│ stun::is_stun? ── Binding response ──► the waiting stun_binding() call          │
 //!            │        │        └ Binding request ───► answered at once (XOR-MAPPED-ADDRESS)     │
+//!            │ relay frame from a route's relay ─ header off ─► quinn, from the virtual address │
+//!            │ from a route's peer address ───────────────────► quinn, from the virtual address │
 //!            │        └── everything else ─────────► quinn (rendezvous and peer connections)   │
+//!  quinn ───►│ to a virtual address ─► direct path if known, else relay, else every candidate  │
 //!            └─────────────────────────────────────────────────────────────────────────────────┘
 //! ```
+//!
+//! A remote peer is known to quinn by a stable *virtual* address (in 240.0.0.0/4, reserved and
+//! never routed) that the socket maps to the path in use ([`PeerSocket::add_route`]): the relay
+//! first (each packet behind a [`relay`](rendezvous::relay) header), then the peer's own address
+//! as soon as a punch probe to it is answered or a packet comes from it. quinn sees one address
+//! throughout, so a session moves from the relay to the direct path without a reconnect and
+//! without quinn knowing (the way iroh's magicsock mapped peers before multipath QUIC).
 //!
 //! QUIC-bit greasing is off on every endpoint ([`rendezvous::quic::endpoint_config`]), so a QUIC
 //! packet always has the 0x40 bit of its first byte set and never looks like STUN, whose first
 //! two bits are zero and which carries the magic cookie.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, IoSliceMut};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,10 +38,13 @@ use std::time::{Duration, Instant};
 
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
+use rendezvous::relay::{self, Token};
 use rendezvous::responder::Bucket;
 use rendezvous::stun::{self, TxId};
-use tokio::sync::oneshot;
-use tracing::debug;
+use tokio::sync::{Notify, oneshot};
+use tracing::{debug, info};
+
+use crate::stats::PathKind;
 
 /// Retransmission times of a STUN request, from the first send (RFC 8489 doubles from its RTO;
 /// these start lower because a peer waits on the answer before it can offer its candidates).
@@ -63,6 +76,14 @@ pub enum StunClientError {
     },
 }
 
+/// Retransmission times of a relay bind, from the first send.
+const BIND_RETRIES_MS: [u64; 7] = [0, 100, 300, 700, 1500, 3100, 6300];
+/// Datagrams sent on a route before anything came back, kept to replay at once on the direct
+/// path when it opens (rather than wait for quinn to retransmit a lost handshake packet).
+const EARLY_KEPT: usize = 4;
+/// The port of every virtual address.
+const VIRTUAL_PORT: u16 = 4433;
+
 /// What the socket has seen, for logs and tests.
 #[derive(Debug, Default)]
 pub struct SocketCounters {
@@ -71,6 +92,116 @@ pub struct SocketCounters {
     pub stun_requests_limited: AtomicU64,
     pub stun_responses: AtomicU64,
     pub stun_stray: AtomicU64,
+    /// Datagrams sent and received through a relay.
+    pub relayed_out: AtomicU64,
+    pub relayed_in: AtomicU64,
+    /// Relay frames dropped: unknown token, not from the route's relay, malformed.
+    pub relay_stray: AtomicU64,
+}
+
+/// A received datagram kept for the next read: source, bytes, ECN.
+type Stashed = (SocketAddr, Vec<u8>, Option<quinn::udp::EcnCodepoint>);
+
+/// How to reach one remote peer (see [`PeerSocket::add_route`]).
+#[derive(Debug, Clone, Default)]
+pub struct RouteSpec {
+    /// The peer's candidate addresses (reflexive, LAN) to punch towards.
+    pub candidates: Vec<SocketAddr>,
+    /// The relay and this side's token for the session.
+    pub relay: Option<(SocketAddr, Token)>,
+    /// Whether the route may move to a direct path (`false`: relay only).
+    pub direct_allowed: bool,
+    /// Hold any move to a direct path until [`PeerSocket::release_direct`]: a QUIC server
+    /// drops handshake packets that come from a new address, so a controller stays on its
+    /// first path until the handshake is done.
+    pub hold_direct: bool,
+}
+
+/// Where a route's packets go now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteState {
+    pub path: PathKind,
+    /// How often the route moved from one path to another.
+    pub path_changes: u32,
+    /// The peer's address, once direct.
+    pub direct: Option<SocketAddr>,
+    /// When it went direct.
+    pub direct_since: Option<Instant>,
+    /// Whether the relay answered this side's bind.
+    pub relay_bound: bool,
+}
+
+struct Route {
+    spec: RouteSpec,
+    direct: Option<SocketAddr>,
+    /// A working direct path found while held.
+    pending_direct: Option<SocketAddr>,
+    direct_since: Option<Instant>,
+    path_changes: u32,
+    relay_bound: bool,
+    bound: Arc<Notify>,
+    /// Something came back on this route.
+    heard: bool,
+    early: VecDeque<(Vec<u8>, Option<usize>)>,
+}
+
+impl Route {
+    fn path(&self) -> PathKind {
+        if self.direct.is_some() || self.spec.relay.is_none() {
+            PathKind::Direct
+        } else {
+            PathKind::Relay
+        }
+    }
+}
+
+#[derive(Default)]
+struct Routes {
+    by_virtual: HashMap<SocketAddr, Route>,
+    by_token: HashMap<Token, SocketAddr>,
+    /// Candidate and direct addresses → virtual address.
+    by_peer: HashMap<SocketAddr, SocketAddr>,
+    next: u32,
+}
+
+/// A route, removed from the socket when dropped.
+#[derive(Debug)]
+pub struct RouteHandle {
+    socket: Arc<PeerSocket>,
+    virtual_addr: SocketAddr,
+}
+
+impl RouteHandle {
+    /// The address quinn knows the peer by.
+    pub fn addr(&self) -> SocketAddr {
+        self.virtual_addr
+    }
+
+    pub fn state(&self) -> Option<RouteState> {
+        self.socket.route_state(self.virtual_addr)
+    }
+}
+
+impl Drop for RouteHandle {
+    fn drop(&mut self) {
+        self.socket.remove_route(self.virtual_addr);
+    }
+}
+
+/// The canonical form of an address (IPv4-mapped IPv6 → IPv4), as routes are keyed.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+/// Whether an address is one of the socket's virtual addresses (240.0.0.0/4).
+pub fn is_virtual(addr: SocketAddr) -> bool {
+    matches!(canonical(addr).ip(), IpAddr::V4(v4) if v4.octets()[0] >= 240 && v4.octets()[0] < 255)
 }
 
 type Waiters = HashMap<
@@ -84,6 +215,11 @@ type Waiters = HashMap<
 /// The peer's UDP socket: QUIC for quinn, STUN for this module (see the module docs).
 pub struct PeerSocket {
     inner: Arc<dyn AsyncUdpSocket>,
+    /// Whether quinn sees IPv6 addresses (an IPv6 socket), so virtual ones are shown mapped.
+    ipv6: bool,
+    routes: Mutex<Routes>,
+    /// Received datagrams that did not fit the buffers of the call that read them.
+    stash: Mutex<VecDeque<Stashed>>,
     waiters: Mutex<Waiters>,
     answers: Mutex<Bucket>,
     counters: SocketCounters,
@@ -107,7 +243,10 @@ pub fn bind(
         quinn::default_runtime().ok_or_else(|| io::Error::other("no tokio runtime is running"))?;
     let inner = runtime.wrap_udp_socket(std::net::UdpSocket::bind(bind)?)?;
     let socket = Arc::new(PeerSocket {
+        ipv6: inner.local_addr()?.is_ipv6(),
         inner,
+        routes: Mutex::default(),
+        stash: Mutex::default(),
         waiters: Mutex::default(),
         answers: Mutex::new(Bucket::new(STUN_ANSWERS_PER_SEC, Instant::now())),
         counters: SocketCounters::default(),
@@ -175,6 +314,363 @@ impl PeerSocket {
         })
         .await;
         outcome.unwrap_or(Err(StunClientError::Timeout { server, timeout }))
+    }
+
+    fn lock_routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How quinn sees a (canonical) virtual address: as is, or IPv4-mapped on an IPv6 socket.
+    fn present(&self, virtual_addr: SocketAddr) -> SocketAddr {
+        match virtual_addr {
+            SocketAddr::V4(v4) if self.ipv6 => {
+                SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+            }
+            other => other,
+        }
+    }
+
+    /// Adds a route to a remote peer and returns the virtual address to give quinn for it
+    /// (inside the handle, which removes the route when dropped). Packets to it go by the
+    /// relay until a direct path is known ([`Self::set_direct`], or a packet from a candidate),
+    /// or to every candidate at once when there is no relay.
+    pub fn add_route(self: &Arc<Self>, spec: RouteSpec) -> RouteHandle {
+        let mut routes = self.lock_routes();
+        let n = routes.next;
+        routes.next = routes.next.wrapping_add(1);
+        let virtual_addr = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(240, (n >> 16) as u8, (n >> 8) as u8, n as u8)),
+            VIRTUAL_PORT,
+        );
+        if let Some((_, token)) = spec.relay {
+            routes.by_token.insert(token, virtual_addr);
+        }
+        if spec.direct_allowed {
+            for c in &spec.candidates {
+                routes.by_peer.insert(canonical(*c), virtual_addr);
+            }
+        }
+        debug!(%virtual_addr, candidates = ?spec.candidates, relay = ?spec.relay.map(|r| r.0), "route added");
+        routes.by_virtual.insert(
+            virtual_addr,
+            Route {
+                spec,
+                direct: None,
+                pending_direct: None,
+                direct_since: None,
+                path_changes: 0,
+                relay_bound: false,
+                bound: Arc::new(Notify::new()),
+                heard: false,
+                early: VecDeque::new(),
+            },
+        );
+        RouteHandle {
+            socket: self.clone(),
+            virtual_addr,
+        }
+    }
+
+    fn remove_route(&self, virtual_addr: SocketAddr) {
+        let mut routes = self.lock_routes();
+        if let Some(route) = routes.by_virtual.remove(&virtual_addr) {
+            if let Some((_, token)) = route.spec.relay {
+                routes.by_token.remove(&token);
+            }
+            routes.by_peer.retain(|_, v| *v != virtual_addr);
+            debug!(%virtual_addr, "route removed");
+        }
+    }
+
+    /// Where the route of `virtual_addr` sends now.
+    pub fn route_state(&self, virtual_addr: SocketAddr) -> Option<RouteState> {
+        let routes = self.lock_routes();
+        let r = routes.by_virtual.get(&canonical(virtual_addr))?;
+        Some(RouteState {
+            path: r.path(),
+            path_changes: r.path_changes,
+            direct: r.direct,
+            direct_since: r.direct_since,
+            relay_bound: r.relay_bound,
+        })
+    }
+
+    /// Moves a route to the direct path `peer` (a candidate that answered a punch probe), or
+    /// notes it for [`Self::release_direct`] while the route is held. Either way it replays
+    /// what was sent before anything came back, so a handshake packet the peer's NAT dropped
+    /// before its own probes opened it need not wait for quinn's retransmission. Returns
+    /// whether the route moved.
+    pub fn set_direct(&self, virtual_addr: SocketAddr, peer: SocketAddr) -> bool {
+        let peer = canonical(peer);
+        let (moved, replay) = {
+            let mut routes = self.lock_routes();
+            let Some(route) = routes.by_virtual.get_mut(&canonical(virtual_addr)) else {
+                return false;
+            };
+            if !route.spec.direct_allowed {
+                return false;
+            }
+            let moved = go_direct(route, virtual_addr, peer);
+            let replay: Vec<_> = route.early.iter().cloned().collect();
+            if moved {
+                route.early.clear();
+            }
+            routes.by_peer.insert(peer, virtual_addr);
+            (moved, replay)
+        };
+        for (bytes, segment_size) in replay {
+            let _ = self.inner.try_send(&Transmit {
+                destination: peer,
+                ecn: None,
+                contents: &bytes,
+                segment_size,
+                src_ip: None,
+            });
+        }
+        moved
+    }
+
+    /// Ends the hold of a route (see [`RouteSpec::hold_direct`]) and moves it to the direct
+    /// path found meanwhile, if any. Returns whether it moved.
+    pub fn release_direct(&self, virtual_addr: SocketAddr) -> bool {
+        let mut routes = self.lock_routes();
+        let Some(route) = routes.by_virtual.get_mut(&canonical(virtual_addr)) else {
+            return false;
+        };
+        route.spec.hold_direct = false;
+        match route.pending_direct.take() {
+            Some(peer) => go_direct(route, virtual_addr, peer),
+            None => false,
+        }
+    }
+
+    /// Tells the relay this socket holds the route's token, retransmitting until it answers or
+    /// `timeout` passes. Returns whether it answered; `Ok(false)` too for a route without relay.
+    pub async fn bind_relay(
+        &self,
+        virtual_addr: SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<bool> {
+        let (relay, token, bound) = {
+            let routes = self.lock_routes();
+            match routes.by_virtual.get(&canonical(virtual_addr)) {
+                Some(Route {
+                    spec:
+                        RouteSpec {
+                            relay: Some((relay, token)),
+                            ..
+                        },
+                    bound,
+                    ..
+                }) => (*relay, *token, bound.clone()),
+                _ => return Ok(false),
+            }
+        };
+        let frame = relay::bind_frame(token);
+        let sending = async {
+            let start = tokio::time::Instant::now();
+            for at in BIND_RETRIES_MS {
+                tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+                self.send_raw(relay, &frame).await?;
+            }
+            std::future::pending::<io::Result<bool>>().await
+        };
+        let outcome = tokio::time::timeout(timeout, async {
+            tokio::select! {
+                () = bound.notified() => Ok(true),
+                r = sending => r,
+            }
+        })
+        .await;
+        outcome.unwrap_or(Ok(false))
+    }
+
+    /// Sends a transmit for a virtual address along its route's current path.
+    fn send_routed(&self, t: &Transmit<'_>) -> io::Result<()> {
+        let dest = canonical(t.destination);
+        let mut routes = self.lock_routes();
+        let Some(route) = routes.by_virtual.get_mut(&dest) else {
+            // The route is gone (its session ended): like a packet lost on the way.
+            debug!(%dest, "no route: packet dropped");
+            return Ok(());
+        };
+        if let Some(direct) = route.direct {
+            drop(routes);
+            return self.inner.try_send(&Transmit {
+                destination: direct,
+                ..*t
+            });
+        }
+        if !route.heard {
+            if route.early.len() == EARLY_KEPT {
+                route.early.pop_front();
+            }
+            route.early.push_back((t.contents.to_vec(), t.segment_size));
+        }
+        if let Some((relay, token)) = route.spec.relay {
+            drop(routes);
+            return self.send_relayed(relay, token, t);
+        }
+        // No relay and no direct path yet: every candidate (duplicates are harmless to QUIC).
+        let candidates = route.spec.candidates.clone();
+        drop(routes);
+        let mut first_error = None;
+        let mut sent = false;
+        for (i, c) in candidates.into_iter().enumerate() {
+            match self.inner.try_send(&Transmit {
+                destination: c,
+                ..*t
+            }) {
+                Ok(()) => sent = true,
+                // Nothing went out yet: quinn waits for room and sends it all again.
+                Err(e) if i == 0 && e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if !sent => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Puts a relay header before every segment of `t` and sends it all to the relay.
+    fn send_relayed(&self, relay: SocketAddr, token: Token, t: &Transmit<'_>) -> io::Result<()> {
+        let header = relay::data_header(token);
+        let seg = t.segment_size.unwrap_or(t.contents.len()).max(1);
+        let count = t.contents.len().div_ceil(seg);
+        let mut buf = Vec::with_capacity(t.contents.len() + count * relay::HEADER_LEN);
+        for chunk in t.contents.chunks(seg) {
+            buf.extend_from_slice(&header);
+            buf.extend_from_slice(chunk);
+        }
+        self.inner.try_send(&Transmit {
+            destination: relay,
+            ecn: t.ecn,
+            contents: &buf,
+            segment_size: t.segment_size.map(|s| s + relay::HEADER_LEN),
+            src_ip: t.src_ip,
+        })?;
+        self.counters
+            .relayed_out
+            .fetch_add(count as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rewrites one received buffer that is not STUN: relay frames lose their header and come
+    /// from their route's virtual address, a route's peer comes from its virtual address.
+    /// Returns the source, length and stride to give quinn, or `None` if nothing is left.
+    fn demux(&self, buf: &mut [u8], meta: &RecvMeta) -> Option<(SocketAddr, usize, usize)> {
+        let from = canonical(meta.addr);
+        if relay::is_relay(&buf[..meta.len]) {
+            return self.on_relay(buf, meta, from);
+        }
+        let mut routes = self.lock_routes();
+        let Some(&virtual_addr) = routes.by_peer.get(&from) else {
+            return Some((meta.addr, meta.len, meta.stride));
+        };
+        if let Some(route) = routes.by_virtual.get_mut(&virtual_addr) {
+            route.heard = true;
+            // The peer sends straight to us, so the path works: answer the same way.
+            if route.direct.is_none() && route.spec.direct_allowed {
+                go_direct(route, virtual_addr, from);
+            }
+        }
+        Some((self.present(virtual_addr), meta.len, meta.stride))
+    }
+
+    fn on_relay(
+        &self,
+        buf: &mut [u8],
+        meta: &RecvMeta,
+        from: SocketAddr,
+    ) -> Option<(SocketAddr, usize, usize)> {
+        let len = meta.len;
+        let stride = if meta.stride == 0 { len } else { meta.stride };
+        let mut routes = self.lock_routes();
+        let mut first: Option<SocketAddr> = None;
+        let mut stash = Vec::new();
+        let (mut kept, mut at) = (0, 0);
+        while at < len {
+            let end = (at + stride).min(len);
+            let frame = relay::parse(&buf[at..end]).map(|f| match f {
+                relay::Frame::Data { token, .. } => (token, true),
+                relay::Frame::Bind { token } | relay::Frame::Bound { token } => (token, false),
+            });
+            let route = frame.ok().and_then(|(token, data)| {
+                let v = *routes.by_token.get(&token)?;
+                let r = routes.by_virtual.get_mut(&v)?;
+                let from_its_relay = r
+                    .spec
+                    .relay
+                    .is_some_and(|(relay, _)| canonical(relay) == from);
+                from_its_relay.then_some((v, r, data))
+            });
+            match route {
+                Some((v, r, true)) => {
+                    r.heard = true;
+                    self.counters.relayed_in.fetch_add(1, Ordering::Relaxed);
+                    let payload = at + relay::HEADER_LEN..end;
+                    if first.is_none_or(|f| f == v) {
+                        first = Some(v);
+                        let n = payload.len();
+                        buf.copy_within(payload, kept);
+                        kept += n;
+                    } else {
+                        stash.push((self.present(v), buf[payload].to_vec(), meta.ecn));
+                    }
+                }
+                Some((_, r, false)) if buf[at] == 0x82 => {
+                    if !r.relay_bound {
+                        debug!(relay = %from, "relay bound");
+                    }
+                    r.relay_bound = true;
+                    r.bound.notify_one();
+                }
+                _ => {
+                    self.counters.relay_stray.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            at = end;
+        }
+        drop(routes);
+        if !stash.is_empty() {
+            self.stash
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(stash);
+        }
+        let v = first?;
+        (kept > 0).then(|| {
+            (
+                self.present(v),
+                kept,
+                stride.saturating_sub(relay::HEADER_LEN).max(1),
+            )
+        })
+    }
+
+    /// Hands out datagrams stashed by an earlier read.
+    fn drain_stash(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> usize {
+        let mut stash = self.stash.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut n = 0;
+        while n < bufs.len().min(meta.len()) {
+            let Some((addr, bytes, ecn)) = stash.pop_front() else {
+                break;
+            };
+            let len = bytes.len().min(bufs[n].len());
+            bufs[n][..len].copy_from_slice(&bytes[..len]);
+            meta[n] = RecvMeta {
+                addr,
+                len,
+                stride: len.max(1),
+                ecn,
+                dst_ip: None,
+            };
+            n += 1;
+        }
+        n
     }
 
     /// Sends one datagram outside QUIC (STUN, punch probes), waiting for room in the socket.
@@ -272,6 +768,28 @@ fn split_stun(buf: &mut [u8], len: usize, stride: usize, mut on_stun: impl FnMut
     kept
 }
 
+/// Moves a route to the direct path `peer`; `false` if it may not, is held (then `peer` is
+/// kept for later) or already has one.
+fn go_direct(route: &mut Route, virtual_addr: SocketAddr, peer: SocketAddr) -> bool {
+    if !route.spec.direct_allowed || route.direct.is_some() {
+        return false;
+    }
+    if route.spec.hold_direct {
+        route.pending_direct.get_or_insert(peer);
+        return false;
+    }
+    let before = route.path();
+    route.direct = Some(peer);
+    route.direct_since = Some(Instant::now());
+    if before != PathKind::Direct {
+        route.path_changes += 1;
+        info!(%peer, route = %virtual_addr, "path: relay → direct");
+    } else {
+        debug!(%peer, route = %virtual_addr, "path: direct to one candidate");
+    }
+    true
+}
+
 struct RemoveWaiter<'a>(&'a PeerSocket, TxId);
 
 impl Drop for RemoveWaiter<'_> {
@@ -296,7 +814,11 @@ impl AsyncUdpSocket for PeerSocket {
     }
 
     fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
-        self.inner.try_send(transmit)
+        if is_virtual(transmit.destination) {
+            self.send_routed(transmit)
+        } else {
+            self.inner.try_send(transmit)
+        }
     }
 
     fn poll_recv(
@@ -305,16 +827,23 @@ impl AsyncUdpSocket for PeerSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
+        let stashed = self.drain_stash(bufs, meta);
+        if stashed > 0 {
+            return Poll::Ready(Ok(stashed));
+        }
         loop {
             let n = ready!(self.inner.poll_recv(cx, bufs, meta))?;
             let mut kept = 0;
             for i in 0..n {
-                let m = meta[i];
-                let len = split_stun(&mut bufs[i], m.len, m.stride, |d| self.on_stun(d, m.addr));
-                if len == 0 {
+                let mut m = meta[i];
+                m.len = split_stun(&mut bufs[i], m.len, m.stride, |d| self.on_stun(d, m.addr));
+                if m.len == 0 {
                     continue;
                 }
-                meta[i].len = len;
+                let Some((addr, len, stride)) = self.demux(&mut bufs[i], &m) else {
+                    continue;
+                };
+                (meta[i].addr, meta[i].len, meta[i].stride) = (addr, len, stride);
                 if kept != i {
                     let (left, right) = bufs.split_at_mut(i);
                     left[kept][..len].copy_from_slice(&right[0][..len]);
@@ -325,7 +854,12 @@ impl AsyncUdpSocket for PeerSocket {
             if kept > 0 {
                 return Poll::Ready(Ok(kept));
             }
-            // Everything was STUN: wait for more (the inner poll registers the waker).
+            let stashed = self.drain_stash(bufs, meta);
+            if stashed > 0 {
+                return Poll::Ready(Ok(stashed));
+            }
+            // Nothing for quinn (STUN, relay binds): wait for more (the inner poll registers
+            // the waker).
         }
     }
 

@@ -35,6 +35,8 @@ pub struct Report {
     pub path: PathKind,
     pub path_changes: u32,
     pub time_to_first_frame_ms: Option<f64>,
+    /// From the start to the move onto the direct path, if the session made one.
+    pub time_to_direct_ms: Option<f64>,
     pub duration_s: f64,
     pub width: u32,
     pub height: u32,
@@ -54,6 +56,8 @@ pub struct Stats {
     pub width: u32,
     pub height: u32,
     pub path: PathKind,
+    pub path_changes: u32,
+    direct_since: Option<Instant>,
     latencies_us: Vec<u64>,
     window: Window,
 }
@@ -123,6 +127,8 @@ impl Stats {
             width: 0,
             height: 0,
             path,
+            path_changes: 0,
+            direct_since: None,
             latencies_us: Vec::new(),
             window: Window {
                 at: Instant::now(),
@@ -131,6 +137,13 @@ impl Stats {
                 latencies_from: 0,
             },
         }
+    }
+
+    /// The path the session is on now, how often it changed, and since when it is direct.
+    pub fn set_path(&mut self, path: PathKind, changes: u32, direct_since: Option<Instant>) {
+        self.path = path;
+        self.path_changes = changes;
+        self.direct_since = direct_since;
     }
 
     pub fn on_received(&mut self, bytes: usize) {
@@ -192,10 +205,14 @@ impl Stats {
             latency_ms_p50: percentile_ms(&self.latencies_us, 0.5),
             latency_ms_p95: percentile_ms(&self.latencies_us, 0.95),
             path: self.path,
-            path_changes: 0,
+            path_changes: self.path_changes,
             time_to_first_frame_ms: self
                 .first_frame
                 .map(|f| f.duration_since(self.started).as_secs_f64() * 1000.0),
+            time_to_direct_ms: self
+                .direct_since
+                .filter(|_| self.path_changes > 0)
+                .map(|d| d.saturating_duration_since(self.started).as_secs_f64() * 1000.0),
             duration_s: duration.as_secs_f64(),
             width: self.width,
             height: self.height,

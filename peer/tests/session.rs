@@ -253,6 +253,7 @@ async fn wrong_host_fingerprint_is_refused() {
         Target {
             host: impostor,
             candidates: vec![host.local_addr],
+            relay: None,
         },
         Hooks::default(),
     )
@@ -334,11 +335,14 @@ async fn host_re_registers_after_rendezvous_restart_and_keeps_its_code() {
                 stun_listen: None,
                 data_dir: rv_dir.clone(),
                 forget_after: Duration::from_secs(3600),
+                relay: None,
             }) {
                 Ok(s) => {
                     break Rv {
                         addr,
                         stun: None,
+                        relay: None,
+                        relay_counters: None,
                         fingerprint: s.fingerprint(),
                         closer: s.closer(),
                         task: tokio::spawn(s.run()),

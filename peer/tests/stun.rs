@@ -21,15 +21,7 @@ struct Coturn {
 
 impl Coturn {
     fn start() -> Self {
-        let found = Command::new("sh")
-            .args(["-c", "command -v turnserver"])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            found,
-            "this test needs turnserver from Debian's coturn package: run `cargo xtask setup`"
-        );
+        common::need("turnserver", "coturn");
         let port = UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

@@ -51,6 +51,8 @@ pub struct Resolved {
     pub observed: SocketAddr,
     /// The rendezvous's STUN port, if it runs a responder.
     pub stun_port: Option<u16>,
+    /// The controller's side of a relayed path, if the rendezvous runs a relay.
+    pub relay: Option<crate::relay::RelayOffer>,
 }
 
 async fn request(
@@ -92,19 +94,26 @@ pub async fn register(
     }
 }
 
-/// Asks how to reach the host registered as `code`.
+/// Asks how to reach the host registered as `code` (`relay_only`: the host is not to punch).
 pub async fn resolve(
     conn: &quinn::Connection,
     code: AccessCode,
     lan_addrs: Vec<SocketAddr>,
+    relay_only: bool,
 ) -> Result<Resolved, ClientError> {
-    match request(conn, &ClientMsg::Resolve { code, lan_addrs }).await? {
+    let msg = ClientMsg::Resolve {
+        code,
+        lan_addrs,
+        relay_only,
+    };
+    match request(conn, &msg).await? {
         (
             ServerMsg::Resolved {
                 host,
                 candidates,
                 observed,
                 stun_port,
+                relay,
             },
             mut send,
             _,
@@ -115,6 +124,7 @@ pub async fn resolve(
                 candidates,
                 observed,
                 stun_port,
+                relay,
             })
         }
         _ => Err(ClientError::Unexpected),

@@ -21,6 +21,7 @@ pub mod code;
 pub mod proto;
 pub mod quic;
 pub mod registry;
+pub mod relay;
 pub mod responder;
 pub mod server;
 pub mod stun;

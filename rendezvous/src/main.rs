@@ -43,6 +43,25 @@ struct RunArgs {
     /// Run no STUN responder (peers then cannot tell their NAT's mapping behaviour).
     #[arg(long)]
     no_stun: bool,
+    /// UDP address of the relay, which forwards the encrypted packets of peers that cannot
+    /// reach each other directly. Default: the QUIC address, port + 2.
+    #[arg(long, conflicts_with = "no_relay")]
+    relay_listen: Option<SocketAddr>,
+    /// Run no relay (peers behind NATs that defeat hole punching then cannot connect).
+    #[arg(long)]
+    no_relay: bool,
+    /// Most bytes a second one relayed session may use (both directions), e.g. 8MiB.
+    #[arg(long, default_value = "8MiB", value_parser = parse_rate)]
+    relay_session_rate: u64,
+    /// Most bytes a second all relayed sessions together may use, e.g. 64MiB.
+    #[arg(long, default_value = "64MiB", value_parser = parse_rate)]
+    relay_total_rate: u64,
+    /// Close a relayed session after this long without a packet.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    relay_idle: Duration,
+    /// Most relayed sessions at once.
+    #[arg(long, default_value_t = 1000)]
+    relay_max_sessions: usize,
     /// Where the key (mode 0600) and the registry database live.
     #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
@@ -85,7 +104,29 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         let server = Server::bind(&server::Config {
             listen: args.listen,
-            stun_listen: stun_listen(&args)?,
+            stun_listen: next_port(
+                &args.listen,
+                args.no_stun,
+                args.stun_listen,
+                1,
+                "--stun-listen",
+            )?,
+            relay: next_port(
+                &args.listen,
+                args.no_relay,
+                args.relay_listen,
+                2,
+                "--relay-listen",
+            )?
+            .map(|listen| server::RelayConfig {
+                listen,
+                limits: rendezvous::relay::Limits {
+                    session_bytes_per_sec: args.relay_session_rate,
+                    total_bytes_per_sec: args.relay_total_rate,
+                    idle: args.relay_idle,
+                    max_sessions: args.relay_max_sessions,
+                },
+            }),
             data_dir: args.data_dir.clone(),
             forget_after: args.forget_after,
         })
@@ -94,6 +135,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         println!("rendezvous listening on {addr}");
         if let Some(stun) = server.stun_addr() {
             println!("stun responder on {stun}");
+        }
+        if let Some(relay) = server.relay_addr() {
+            println!("relay on {relay}");
         }
         println!("fingerprint: {}", server.fingerprint());
         let closer = server.closer();
@@ -106,22 +150,61 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The STUN address: as given, else the QUIC address with the next port (port 0 stays 0).
-fn stun_listen(args: &RunArgs) -> anyhow::Result<Option<SocketAddr>> {
-    if args.no_stun {
+/// The address of a side service (STUN, relay): as given, else the QUIC address with the port
+/// `offset` further (port 0 stays 0).
+fn next_port(
+    listen: &SocketAddr,
+    off: bool,
+    given: Option<SocketAddr>,
+    offset: u16,
+    flag: &str,
+) -> anyhow::Result<Option<SocketAddr>> {
+    if off {
         return Ok(None);
     }
-    if let Some(addr) = args.stun_listen {
+    if let Some(addr) = given {
         return Ok(Some(addr));
     }
-    let mut addr = args.listen;
+    let mut addr = *listen;
     if addr.port() != 0 {
-        let port = addr.port().checked_add(1).context(
-            "the QUIC port is 65535, so the STUN responder has no next port: give --stun-listen",
-        )?;
+        let port = addr.port().checked_add(offset).with_context(|| {
+            format!(
+                "the QUIC port {} leaves no room above it: give {flag}",
+                addr.port()
+            )
+        })?;
         addr.set_port(port);
     }
     Ok(Some(addr))
+}
+
+/// A byte rate such as `8MiB`, `500KiB`, `1GB` or `1000000` (bytes a second).
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number of bytes, e.g. 8MiB"))?;
+    let mult: u64 = match unit.trim().trim_end_matches("/s") {
+        "" | "B" => 1,
+        "K" | "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "M" | "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "G" | "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        u => {
+            return Err(format!(
+                "{u:?}: unknown unit (B, KB, KiB, MB, MiB, GB, GiB)"
+            ));
+        }
+    };
+    match n.checked_mul(mult) {
+        Some(0) => Err("a rate must be above 0".into()),
+        Some(v) => Ok(v),
+        None => Err(format!("{s:?} is too large")),
+    }
 }
 
 async fn shutdown_signal() {
@@ -137,4 +220,20 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_with_units_and_refuse_junk() {
+        assert_eq!(parse_rate("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_rate("500KB/s"), Ok(500_000));
+        assert_eq!(parse_rate("1234"), Ok(1234));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("5 parsecs").is_err());
+        assert!(parse_rate("99999999999GiB").is_err());
+    }
 }

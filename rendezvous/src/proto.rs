@@ -11,6 +11,7 @@ use certs::Fingerprint;
 use serde::{Deserialize, Serialize};
 
 use crate::code::AccessCode;
+use crate::relay::RelayOffer;
 
 /// ALPN of the peer ↔ rendezvous protocol.
 pub const ALPN: &[u8] = b"quicdesk-rv/1";
@@ -28,10 +29,12 @@ pub enum ClientMsg {
         code: AccessCode,
         lan_addrs: Vec<SocketAddr>,
     },
-    /// A controller asks how to reach `code`.
+    /// A controller asks how to reach `code`. With `relay_only` the host is given no
+    /// candidates to punch towards, so the session stays on the relay.
     Resolve {
         code: AccessCode,
         lan_addrs: Vec<SocketAddr>,
+        relay_only: bool,
     },
 }
 
@@ -45,17 +48,20 @@ pub enum ServerMsg {
         observed: SocketAddr,
         stun_port: Option<u16>,
     },
-    /// How to reach a host: its key and the addresses to try.
+    /// How to reach a host: its key, the addresses to try, and the relay to use meanwhile.
     Resolved {
         host: Fingerprint,
         candidates: Vec<SocketAddr>,
         observed: SocketAddr,
         stun_port: Option<u16>,
+        relay: Option<RelayOffer>,
     },
-    /// Pushed to a host: a controller with this key, seen at these addresses, wants to connect.
+    /// Pushed to a host: a controller with this key, seen at these addresses, wants to connect;
+    /// `relay` is the host's side of the session's relay.
     ConnectRequest {
         controller: Fingerprint,
         candidates: Vec<SocketAddr>,
+        relay: Option<RelayOffer>,
     },
     /// The request was refused.
     Refused { reason: Refusal, message: String },
@@ -73,6 +79,8 @@ pub enum Refusal {
     HostOffline,
     /// The request did not make sense.
     BadRequest,
+    /// Too many requests from this key or address; try again later.
+    RateLimited,
 }
 
 impl std::fmt::Display for Refusal {
@@ -82,6 +90,7 @@ impl std::fmt::Display for Refusal {
             Refusal::UnknownCode => "no host has this code",
             Refusal::HostOffline => "host is offline",
             Refusal::BadRequest => "bad request",
+            Refusal::RateLimited => "too many requests",
         })
     }
 }

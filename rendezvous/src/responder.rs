@@ -25,30 +25,48 @@ pub struct Counters {
     pub limited: AtomicU64,
 }
 
-/// A token bucket: `rate` tokens a second, at most `rate` stored.
+/// A token bucket: `rate` tokens a second, at most `burst` stored (starts full).
 #[derive(Debug)]
 pub struct Bucket {
     rate: f64,
+    burst: f64,
     tokens: f64,
     at: Instant,
 }
 
 impl Bucket {
+    /// `rate` a second with a burst of one second's worth.
     pub fn new(rate: u32, now: Instant) -> Self {
+        Self::with_burst(f64::from(rate), f64::from(rate), now)
+    }
+
+    pub fn with_burst(rate: f64, burst: f64, now: Instant) -> Self {
         Self {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
+            rate,
+            burst,
+            tokens: burst,
             at: now,
         }
     }
 
     /// Takes a token if there is one.
     pub fn take(&mut self, now: Instant) -> bool {
+        self.take_n(now, 1.0)
+    }
+
+    /// Whether the bucket has refilled completely by `now`.
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
+    }
+
+    /// Takes `n` tokens (e.g. bytes) if there are that many.
+    pub fn take_n(&mut self, now: Instant, n: f64) -> bool {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false

@@ -14,6 +14,8 @@ use tracing::{debug, info, warn};
 use crate::code::AccessCode;
 use crate::proto::{ALPN, ClientMsg, MAX_CANDIDATES, MAX_MSG_LEN, Refusal, ServerMsg};
 use crate::registry::{Registry, Store, StoreError};
+use crate::relay::{self, Relay, RelayOffer};
+use crate::responder::Bucket;
 use crate::{quic, wire};
 
 /// How long a client has to send its first request on a stream.
@@ -22,6 +24,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Queued pushes per host before further ones are dropped.
 const PUSH_QUEUE: usize = 16;
+/// Resolves (each pushes a connect request and may open a relay session) allowed per controller
+/// key and per source IP: a burst, then a steady rate. Keys cost nothing to make, hence both.
+const RESOLVE_BURST_PER_KEY: f64 = 10.0;
+const RESOLVES_PER_SEC_PER_KEY: f64 = 0.5;
+const RESOLVE_BURST_PER_IP: f64 = 30.0;
+const RESOLVES_PER_SEC_PER_IP: f64 = 2.0;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -32,6 +40,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Hosts disconnected longer than this are forgotten and their codes freed.
     pub forget_after: Duration,
+    /// UDP address and limits of the relay (`None`: no relay).
+    pub relay: Option<RelayConfig>,
+}
+
+/// The relay's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayConfig {
+    pub listen: SocketAddr,
+    pub limits: relay::Limits,
 }
 
 /// Errors starting the server.
@@ -64,9 +81,45 @@ struct OnlineHost {
     candidates: Vec<SocketAddr>,
 }
 
+/// Token buckets of resolve requests, by controller key and by source IP.
+#[derive(Default)]
+struct ResolveLimits {
+    keys: HashMap<Fingerprint, Bucket>,
+    ips: HashMap<std::net::IpAddr, Bucket>,
+}
+
+impl ResolveLimits {
+    fn allow(&mut self, key: Fingerprint, ip: std::net::IpAddr, now: std::time::Instant) -> bool {
+        let key_ok = self
+            .keys
+            .entry(key)
+            .or_insert_with(|| {
+                Bucket::with_burst(RESOLVES_PER_SEC_PER_KEY, RESOLVE_BURST_PER_KEY, now)
+            })
+            .take(now);
+        let ip_ok = self
+            .ips
+            .entry(ip)
+            .or_insert_with(|| {
+                Bucket::with_burst(RESOLVES_PER_SEC_PER_IP, RESOLVE_BURST_PER_IP, now)
+            })
+            .take(now);
+        key_ok && ip_ok
+    }
+
+    /// Forgets the buckets that have refilled (their owners are quiet).
+    fn sweep(&mut self, now: std::time::Instant) {
+        self.keys.retain(|_, b| !b.is_full(now));
+        self.ips.retain(|_, b| !b.is_full(now));
+    }
+}
+
 struct State {
     forget_after: Duration,
     stun_port: Option<u16>,
+    relay_port: Option<u16>,
+    relay: Option<Arc<Mutex<Relay>>>,
+    resolve_limits: Mutex<ResolveLimits>,
     registry: Mutex<Registry>,
     store: Mutex<Store>,
     online: Mutex<HashMap<AccessCode, OnlineHost>>,
@@ -76,6 +129,7 @@ struct State {
 pub struct Server {
     endpoint: quinn::Endpoint,
     stun: Option<tokio::net::UdpSocket>,
+    relay: Option<tokio::net::UdpSocket>,
     stun_counters: Arc<crate::responder::Counters>,
     fingerprint: Fingerprint,
     state: Arc<State>,
@@ -154,27 +208,31 @@ impl Server {
             addr: config.listen,
             source,
         })?;
-        let stun = config
-            .stun_listen
-            .map(|addr| {
-                let bind = |source| ServerError::Bind { addr, source };
-                let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
-                socket.set_nonblocking(true).map_err(bind)?;
-                tokio::net::UdpSocket::from_std(socket).map_err(bind)
-            })
-            .transpose()?;
+        let stun = config.stun_listen.map(bind_udp).transpose()?;
         let stun_port = stun
             .as_ref()
             .and_then(|s| s.local_addr().ok())
             .map(|a| a.port());
+        let relay_socket = config.relay.map(|r| bind_udp(r.listen)).transpose()?;
+        let relay_port = relay_socket
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map(|a| a.port());
+        let relay = config
+            .relay
+            .map(|r| Arc::new(Mutex::new(Relay::new(r.limits, std::time::Instant::now()))));
         Ok(Self {
             endpoint,
             stun,
+            relay: relay_socket,
             stun_counters: Arc::default(),
             fingerprint: identity.fingerprint(),
             state: Arc::new(State {
                 forget_after: config.forget_after,
                 stun_port,
+                relay_port,
+                relay,
+                resolve_limits: Mutex::default(),
                 registry: Mutex::new(registry),
                 store: Mutex::new(store),
                 online: Mutex::new(HashMap::new()),
@@ -190,6 +248,16 @@ impl Server {
     /// The STUN responder's address, if it has one.
     pub fn stun_addr(&self) -> Option<SocketAddr> {
         self.stun.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The relay's address, if it runs one.
+    pub fn relay_addr(&self) -> Option<SocketAddr> {
+        self.relay.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// A handle on the relay's counters, if it runs one.
+    pub fn relay_counters(&self) -> Option<RelayCounters> {
+        self.state.relay.clone().map(RelayCounters)
     }
 
     /// What the STUN responder has done so far.
@@ -213,6 +281,10 @@ impl Server {
         let stun = self.stun.take().map(|socket| {
             tokio::spawn(crate::responder::serve(socket, self.stun_counters.clone()))
         });
+        let relaying = match (self.relay.take(), self.state.relay.clone()) {
+            (Some(socket), Some(relay)) => Some(tokio::spawn(relay::serve(socket, relay))),
+            _ => None,
+        };
         let mut shutdown = self.shutdown.subscribe();
         loop {
             let incoming = tokio::select! {
@@ -230,12 +302,35 @@ impl Server {
             });
         }
         sweeper.abort();
-        if let Some(stun) = stun {
-            stun.abort();
+        for task in [stun, relaying].into_iter().flatten() {
+            task.abort();
         }
         self.endpoint
             .close(0u32.into(), b"rendezvous shutting down");
         self.endpoint.wait_idle().await;
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> Result<tokio::net::UdpSocket, ServerError> {
+    let bind = |source| ServerError::Bind { addr, source };
+    let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
+    socket.set_nonblocking(true).map_err(bind)?;
+    tokio::net::UdpSocket::from_std(socket).map_err(bind)
+}
+
+/// Reads the relay's counters of a running server.
+#[derive(Clone)]
+pub struct RelayCounters(Arc<Mutex<Relay>>);
+
+impl std::fmt::Debug for RelayCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RelayCounters").field(&self.get()).finish()
+    }
+}
+
+impl RelayCounters {
+    pub fn get(&self) -> relay::Counters {
+        lock(&self.0).counters()
     }
 }
 
@@ -262,6 +357,7 @@ async fn sweep(state: Arc<State>) {
 }
 
 fn sweep_once(state: &State) {
+    lock(&state.resolve_limits).sweep(std::time::Instant::now());
     let now = unix_now();
     // lock order everywhere: online, registry, store
     let online = lock(&state.online);
@@ -337,8 +433,12 @@ async fn handle_stream(
         ClientMsg::Register { code, lan_addrs } => {
             register(state, conn, fp, code, lan_addrs, send, recv).await
         }
-        ClientMsg::Resolve { code, lan_addrs } => {
-            let reply = resolve(&state, fp, remote, code, lan_addrs);
+        ClientMsg::Resolve {
+            code,
+            lan_addrs,
+            relay_only,
+        } => {
+            let reply = resolve(&state, fp, remote, code, lan_addrs, relay_only);
             let _ = wire::write_msg(&mut send, &reply, MAX_MSG_LEN).await;
             let _ = send.finish();
         }
@@ -444,7 +544,15 @@ fn resolve(
     observed: SocketAddr,
     code: AccessCode,
     lan_addrs: Vec<SocketAddr>,
+    relay_only: bool,
 ) -> ServerMsg {
+    if !lock(&state.resolve_limits).allow(controller, observed.ip(), std::time::Instant::now()) {
+        warn!(%code, %controller, %observed, "resolve refused: over the rate limit");
+        return ServerMsg::Refused {
+            reason: Refusal::RateLimited,
+            message: "too many look-ups from this key or address; wait a little".into(),
+        };
+    }
     let online = lock(&state.online);
     let registry = lock(&state.registry);
     let Some(rec) = registry.get(&code) else {
@@ -460,18 +568,36 @@ fn resolve(
             message: format!("{code} is not connected to the rendezvous right now"),
         };
     };
+    // One relay session per resolve: the host's token goes with the push, the controller's
+    // with the answer.
+    let tokens = match (&state.relay, state.relay_port) {
+        (Some(relay), Some(port)) => {
+            let tokens = lock(relay).allocate(std::time::Instant::now());
+            if tokens.is_none() {
+                warn!(%code, "relay is full: this session gets no relay");
+            }
+            tokens.map(|[h, c]| (port, h, c))
+        }
+        _ => None,
+    };
     let push = ServerMsg::ConnectRequest {
         controller,
-        candidates: candidates(observed, &lan_addrs),
+        candidates: if relay_only {
+            Vec::new()
+        } else {
+            candidates(observed, &lan_addrs)
+        },
+        relay: tokens.map(|(port, h, _)| RelayOffer { port, token: h }),
     };
     if host.push.try_send(push).is_err() {
         warn!(%code, "host is not reading connect requests; dropped one");
     }
-    info!(%code, controller = %controller, %observed, "resolved");
+    info!(%code, controller = %controller, %observed, relay = tokens.is_some(), relay_only, "resolved");
     ServerMsg::Resolved {
         host: rec.fingerprint,
         candidates: host.candidates.clone(),
         observed,
         stun_port: state.stun_port,
+        relay: tokens.map(|(port, _, c)| RelayOffer { port, token: c }),
     }
 }

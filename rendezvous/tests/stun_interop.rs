@@ -30,6 +30,7 @@ async fn coturn_client_gets_its_address_from_our_responder() {
         stun_listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: dir.path().to_path_buf(),
         forget_after: Duration::from_secs(60),
+        relay: None,
     })
     .unwrap();
     let stun_addr = server.stun_addr().expect("a STUN responder");

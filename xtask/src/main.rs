@@ -47,6 +47,8 @@ const PACKAGES: &[&str] = &[
     // The NAT lab: network namespaces, NAT rules, delay and loss.
     "iproute2",
     "nftables",
+    // The relay test captures the relay's packets to show they carry no plaintext.
+    "tcpdump",
 ];
 
 fn main() -> Result<()> {
@@ -199,6 +201,7 @@ fn test(rest: &[String]) -> Result<()> {
 const FUZZ_TARGETS: &[&str] = &[
     "input_decode",
     "stun",
+    "relay",
     "rendezvous_messages",
     "peer_session",
     "h264_decode",

@@ -16,6 +16,8 @@ pub const LOCAL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOC
 pub struct Rv {
     pub addr: SocketAddr,
     pub stun: Option<SocketAddr>,
+    pub relay: Option<SocketAddr>,
+    pub relay_counters: Option<server::RelayCounters>,
     pub fingerprint: certs::Fingerprint,
     pub closer: Closer,
     pub task: tokio::task::JoinHandle<()>,
@@ -27,11 +29,17 @@ pub fn start_rendezvous(dir: &Path, listen: SocketAddr, forget_after: Duration) 
         stun_listen: Some(SocketAddr::new(listen.ip(), 0)),
         data_dir: dir.to_path_buf(),
         forget_after,
+        relay: Some(server::RelayConfig {
+            listen: SocketAddr::new(listen.ip(), 0),
+            limits: rendezvous::relay::Limits::default(),
+        }),
     })
     .expect("rendezvous binds");
     Rv {
         addr: server.local_addr().unwrap(),
         stun: server.stun_addr(),
+        relay: server.relay_addr(),
+        relay_counters: server.relay_counters(),
         fingerprint: server.fingerprint(),
         closer: server.closer(),
         task: tokio::spawn(server.run()),
@@ -48,6 +56,7 @@ pub fn connect_config(rv: &Rv, code: AccessCode, password: &str, dir: &Path) -> 
         bind: LOCAL,
         duration: Some(Duration::from_secs(3)),
         record: None,
+        relay: peer::controller::RelayMode::Auto,
     }
 }
 
@@ -146,4 +155,17 @@ pub mod desktop {
             Ok(Box::new(host::DiscardBackend::default()) as Box<dyn input::InputBackend>)
         })
     }
+}
+
+/// Fails the test with a clear message when a command-line tool is missing.
+pub fn need(tool: &str, package: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "this test needs `{tool}` from Debian's {package} package: run `cargo xtask setup`"
+    );
 }
