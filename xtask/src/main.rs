@@ -10,6 +10,7 @@
 //! Few dependencies on purpose: std, anyhow, serde_json, and `capture` for its Xvfb helper.
 
 mod natlab;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -47,6 +48,7 @@ const PACKAGES: &[&str] = &[
     // The NAT lab: network namespaces, NAT rules, delay and loss.
     "iproute2",
     "nftables",
+    "ethtool",
     // The relay test captures the relay's packets to show they carry no plaintext.
     "tcpdump",
 ];
@@ -67,6 +69,18 @@ fn main() -> Result<()> {
             setup()?;
             natlab::nat_lab(rest)
         }
+        // Internal: the NAT lab's delay-and-loss wire, run inside a lab namespace.
+        "netem-wire" => match rest {
+            [router_if, bridge_if, router_mac, netem] => wire::run(
+                router_if,
+                bridge_if,
+                router_mac,
+                wire::Impairment::parse(netem)?,
+            ),
+            _ => bail!(
+                "usage: xtask netem-wire ROUTER_IF BRIDGE_IF ROUTER_MAC \"delay 50ms loss 5%\""
+            ),
+        },
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -92,7 +106,8 @@ commands:
   nat-lab  setup + rendezvous, host and controller behind nftables NATs in network namespaces
            (root), for every pair of NAT kinds; prints the matrix. Options: --pairs
            host:controller,... (none, cone, port-restricted, symmetric, blocked), --seconds N,
-           --ci (the pairs the test suite requires to connect)"
+           --netem \"delay 50ms loss 5%\" (on the host's internet link, both ways),
+           --ci (the pairs and the lossy run the test suite requires)"
     );
 }
 

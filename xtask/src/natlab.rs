@@ -1,7 +1,7 @@
 //! `cargo xtask nat-lab`: real binaries behind real (nftables) NATs in network namespaces.
 //!
 //! ```text
-//!                 inet (bridge lab0, 198.51.100.1 = rendezvous, STUN on :7701)
+//!                 inet (bridge lab0, 198.51.100.1 = rendezvous :7700, STUN :7701, relay :7702)
 //!                  │                                   │
 //!   nat1: 198.51.100.11 ── NAT kind A ──┐     ┌── NAT kind B ── nat2: 198.51.100.12
 //!         10.1.0.1                      │     │                 10.2.0.1
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::wire::Impairment;
 use crate::{spawn_lines_to, target_dir, wait_line};
 
 /// What a NAT does.
@@ -203,13 +204,18 @@ fn delete_stale() {
     }
 }
 
-/// One pair's namespaces; deleted when dropped.
+/// One pair's namespaces (and the wire process, if any); deleted when dropped.
 struct Topology {
     names: Vec<String>,
+    wire: Option<std::process::Child>,
 }
 
 impl Drop for Topology {
     fn drop(&mut self) {
+        if let Some(mut w) = self.wire.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
         delete_namespaces(&self.names);
         LIVE.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -222,8 +228,13 @@ impl Topology {
         format!("{PREFIX}{}-{role}", std::process::id())
     }
 
-    fn build(host: Nat, ctl: Nat) -> Result<Self> {
-        let mut t = Topology { names: Vec::new() };
+    /// Builds the namespaces of one pair; with `wire`, the host's router reaches the internet
+    /// through a delay-and-loss wire ([`crate::wire`]).
+    fn build(host: Nat, ctl: Nat, wire: Option<Impairment>) -> Result<Self> {
+        let mut t = Topology {
+            names: Vec::new(),
+            wire: None,
+        };
         for role in ["inet", "nat1", "lan1", "nat2", "lan2"] {
             let ns = t.ns(role);
             ip(&["netns", "add", &ns])?;
@@ -251,7 +262,21 @@ impl Topology {
                 "link", "add", pub_if, "netns", &router, "type", "veth", "peer", "name", &br_if,
                 "netns", &inet,
             ])?;
-            run_in(&inet, "ip", &["link", "set", &br_if, "master", "lab0"])?;
+            let wired = n == 1 && wire.is_some();
+            if wired {
+                // up1 ── wire ── w1 ══ w1b on the bridge
+                run_in(
+                    &inet,
+                    "ip",
+                    &["link", "add", "w1", "type", "veth", "peer", "name", "w1b"],
+                )?;
+                run_in(&inet, "ip", &["link", "set", "w1b", "master", "lab0"])?;
+                for dev in ["w1", "w1b"] {
+                    run_in(&inet, "ip", &["link", "set", dev, "up"])?;
+                }
+            } else {
+                run_in(&inet, "ip", &["link", "set", &br_if, "master", "lab0"])?;
+            }
             run_in(&inet, "ip", &["link", "set", &br_if, "up"])?;
             // Router ↔ LAN.
             ip(&[
@@ -275,6 +300,9 @@ impl Topology {
                 run_in(ns, "ip", args)?;
             }
             run_in(&router, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+            if let (true, Some(imp)) = (wired, wire) {
+                t.wire = Some(start_wire(&router, &inet, &br_if, imp)?);
+            }
             if nat == Nat::None {
                 // The LAN is public: the internet routes to it.
                 run_in(
@@ -310,22 +338,69 @@ impl Topology {
     }
 }
 
+/// The input every lab session sends; the host logs what it receives, one event a line.
+const LAB_SCRIPT: &str = "wait 300ms\nmove 0.25 0.75\nclick left\nwheel 0 -2\nkey KeyQ\ntext nat lab\nmove 0.5 0.5\nkey KeyW\ntext done\n";
+/// Lines the host logs for [`LAB_SCRIPT`]: moves, click (2), wheel, keys (2 each), texts.
+const LAB_EVENTS: usize = 11;
+
+/// Starts `xtask netem-wire` between `up_if` and `w1` in the internet namespace, with
+/// segmentation and checksum offloads off on the links whose frames it reads (so each frame is
+/// one finished packet).
+fn start_wire(
+    router: &str,
+    inet: &str,
+    up_if: &str,
+    imp: Impairment,
+) -> Result<std::process::Child> {
+    let offloads = [
+        "tx", "off", "sg", "off", "tso", "off", "gso", "off", "gro", "off",
+    ];
+    for (ns, dev) in [(router, "pub0"), (inet, up_if), (inet, "w1"), (inet, "w1b")] {
+        let mut args = vec!["-K", dev];
+        args.extend(offloads);
+        run_in(ns, "ethtool", &args)?;
+    }
+    let out = in_ns(router, "cat")
+        .arg("/sys/class/net/pub0/address")
+        .output()
+        .context("reading the router's MAC")?;
+    let mac = String::from_utf8(out.stdout)?.trim().to_owned();
+    let exe = std::env::current_exe().context("locating xtask")?;
+    let netem = format!(
+        "delay {}ms loss {}%",
+        imp.delay.as_millis(),
+        imp.loss * 100.0
+    );
+    in_ns(inet, &path_str(&exe))
+        .args(["netem-wire", up_if, "w1", &mac, &netem])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the delay-and-loss wire")
+}
+
 /// The outcome of one pair.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub host: Nat,
     pub controller: Nat,
+    pub netem: Option<String>,
     pub connected: bool,
     pub path: String,
+    pub path_changes: u64,
     pub time_to_first_frame_ms: Option<f64>,
+    pub time_to_direct_ms: Option<f64>,
     pub frames: u64,
+    /// Input events the host received (of [`LAB_EVENTS`]).
+    pub input_events: usize,
     pub error: Option<String>,
 }
 
-/// Runs rendezvous, host and controller for one pair and reports what happened.
-pub fn run_pair(host: Nat, ctl: Nat, seconds: u32) -> Result<Outcome> {
+/// Runs rendezvous, host and controller for one pair and reports what happened; `netem`
+/// (netem-style, e.g. "delay 50ms loss 5%") impairs the host's internet link both ways.
+pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, netem: Option<&str>) -> Result<Outcome> {
     let bin = target_dir().join("debug");
-    let topo = Topology::build(host, ctl)?;
+    let wire = netem.map(Impairment::parse).transpose()?;
+    let topo = Topology::build(host, ctl, wire)?;
     let work = std::env::temp_dir().join(format!(
         "quicdesk-natlab-{}-{}-{}",
         std::process::id(),
@@ -335,23 +410,35 @@ pub fn run_pair(host: Nat, ctl: Nat, seconds: u32) -> Result<Outcome> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let result = session(&topo, &bin, &work, seconds);
+    let input_events = std::fs::read_to_string(work.join("input.log"))
+        .map(|log| log.lines().count())
+        .unwrap_or(0);
+    let netem = netem.map(str::to_owned);
     let outcome = match result {
         Ok(stats) => Outcome {
             host,
             controller: ctl,
+            netem,
             connected: stats["frames_decoded"].as_u64().unwrap_or(0) > 0,
             path: stats["path"].as_str().unwrap_or("?").to_owned(),
+            path_changes: stats["path_changes"].as_u64().unwrap_or(0),
             time_to_first_frame_ms: stats["time_to_first_frame_ms"].as_f64(),
+            time_to_direct_ms: stats["time_to_direct_ms"].as_f64(),
             frames: stats["frames_decoded"].as_u64().unwrap_or(0),
+            input_events,
             error: None,
         },
         Err(e) => Outcome {
             host,
             controller: ctl,
+            netem,
             connected: false,
             path: "-".into(),
+            path_changes: 0,
             time_to_first_frame_ms: None,
+            time_to_direct_ms: None,
             frames: 0,
+            input_events,
             error: Some(format!("{e:#}")),
         },
     };
@@ -398,6 +485,8 @@ fn session(topo: &Topology, bin: &Path, work: &Path, seconds: u32) -> Result<ser
         "--size",
         "640x360",
     ])
+    .arg("--input-log")
+    .arg(work.join("input.log"))
     .arg("--data-dir")
     .arg(work.join("host"));
     let (_host, host_lines) = spawn_lines_to(host, "host", log("host")?)?;
@@ -405,12 +494,16 @@ fn session(topo: &Topology, bin: &Path, work: &Path, seconds: u32) -> Result<ser
     let password = wait_line(&host_lines, "password:", Duration::from_secs(5))?;
 
     let stats_path = work.join("stats.json");
+    let script = work.join("input.script");
+    std::fs::write(&script, LAB_SCRIPT)?;
     let mut ctl = in_ns(&topo.ns("lan2"), &path_str(&bin.join("peer")));
     ctl.args(["connect", &code, "--password", &password, "--headless"])
         .args(["--rendezvous", &rv_addr, "--rendezvous-fingerprint", &fp])
         .args(["--bind", "0.0.0.0:0", "--duration", &seconds.to_string()])
         .arg("--stats-json")
         .arg(&stats_path)
+        .arg("--input-script")
+        .arg(&script)
         .arg("--data-dir")
         .arg(work.join("controller"));
     let (mut ctl, _ctl_lines) = spawn_lines_to(ctl, "controller", log("controller")?)?;
@@ -456,22 +549,33 @@ fn install_signal_cleanup() {
     });
 }
 
-/// The pairs CI runs (each must connect): cone NATs, filtering NATs on both sides (hole
-/// punching), a symmetric controller. Pairs that need the relay join when it exists.
-pub const CI_PAIRS: [(Nat, Nat); 3] = [
-    (Nat::FullCone, Nat::FullCone),
-    (Nat::PortRestricted, Nat::PortRestricted),
-    (Nat::FullCone, Nat::Symmetric),
+/// The pairs CI runs, each with the path it must end on (`None`: either). Cone NATs, filtering
+/// NATs on both sides (hole punching), a symmetric controller, and the pairs punching cannot
+/// open without port prediction, which must end on the relay.
+pub const CI_PAIRS: [(Nat, Nat, Option<&str>); 5] = [
+    (Nat::FullCone, Nat::FullCone, Some("direct")),
+    (Nat::PortRestricted, Nat::PortRestricted, Some("direct")),
+    (Nat::FullCone, Nat::Symmetric, Some("direct")),
+    (Nat::PortRestricted, Nat::Symmetric, None),
+    (Nat::Symmetric, Nat::Symmetric, Some("relay")),
 ];
+
+/// The lossy path CI runs: a session over it must deliver frames and every input event.
+pub const CI_NETEM: (Nat, Nat, &str) = (
+    Nat::PortRestricted,
+    Nat::PortRestricted,
+    "delay 50ms loss 5%",
+);
 
 /// `cargo xtask nat-lab [--pairs host:ctl,...] [--seconds N]`: prints the matrix.
 pub fn nat_lab(rest: &[String]) -> Result<()> {
-    let mut pairs: Vec<(Nat, Nat)> = Nat::ALL
+    let mut pairs: Vec<(Nat, Nat, Option<&str>)> = Nat::ALL
         .into_iter()
-        .flat_map(|a| Nat::ALL.into_iter().map(move |b| (a, b)))
+        .flat_map(|a| Nat::ALL.into_iter().map(move |b| (a, b, None)))
         .collect();
     let mut seconds = 3;
-    let mut require = false;
+    let mut ci = false;
+    let mut netem: Option<String> = None;
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -483,13 +587,20 @@ pub fn nat_lab(rest: &[String]) -> Result<()> {
                         let (a, b) = p
                             .split_once(':')
                             .with_context(|| format!("pair {p:?} is not host:controller"))?;
-                        Ok((Nat::parse(a)?, Nat::parse(b)?))
+                        Ok((Nat::parse(a)?, Nat::parse(b)?, None))
                     })
                     .collect::<Result<_>>()?;
             }
             "--ci" => {
                 pairs = CI_PAIRS.to_vec();
-                require = true;
+                ci = true;
+            }
+            "--netem" => {
+                let arg = it
+                    .next()
+                    .context("--netem needs netem-style arguments, e.g. \"delay 50ms loss 5%\"")?;
+                Impairment::parse(arg)?;
+                netem = Some(arg.clone());
             }
             "--seconds" => {
                 seconds = it
@@ -504,57 +615,97 @@ pub fn nat_lab(rest: &[String]) -> Result<()> {
     if !crate::is_root() {
         bail!("nat-lab needs root (network namespaces and nftables): run it with sudo");
     }
-    for tool in ["nft", "ip", "tc"] {
+    for tool in ["nft", "ip", "ethtool"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if !found {
-            bail!("nat-lab needs {tool}: run `cargo xtask setup` (installs nftables and iproute2)");
+            bail!(
+                "nat-lab needs {tool}: run `cargo xtask setup` (installs nftables, iproute2 and ethtool)"
+            );
         }
     }
     crate::run(crate::cargo().args(["build", "-p", "rendezvous", "-p", "peer", "--bins"]))?;
     delete_stale();
     install_signal_cleanup();
+    let mut runs: Vec<(Nat, Nat, Option<&str>, Option<String>)> = pairs
+        .into_iter()
+        .map(|(h, c, want)| (h, c, want, netem.clone()))
+        .collect();
+    if ci {
+        let (h, c, n) = CI_NETEM;
+        runs.push((h, c, None, Some(n.to_owned())));
+    }
     let mut outcomes = Vec::new();
-    for (h, c) in pairs {
+    let mut failures = Vec::new();
+    for (h, c, want, netem) in runs {
         eprintln!(
-            "nat-lab: host behind {}, controller behind {}",
+            "nat-lab: host behind {}, controller behind {}{}",
             h.name(),
-            c.name()
+            c.name(),
+            netem
+                .as_deref()
+                .map(|n| format!(", netem {n}"))
+                .unwrap_or_default()
         );
-        let o = run_pair(h, c, seconds)?;
+        // A lossy path needs longer for the input to get through and the video to show it.
+        let secs = if netem.is_some() {
+            seconds.max(6)
+        } else {
+            seconds
+        };
+        let o = run_pair(h, c, secs, netem.as_deref())?;
         if let Some(e) = &o.error {
             eprintln!("nat-lab:   not connected: {e}");
+        }
+        let pair = format!("host {} / controller {}", h.name(), c.name());
+        if !o.connected {
+            failures.push(format!(
+                "{pair} did not connect: {}",
+                o.error.as_deref().unwrap_or("no frames")
+            ));
+        } else if o.input_events != LAB_EVENTS {
+            failures.push(format!(
+                "{pair}: the host got {} of {LAB_EVENTS} input events",
+                o.input_events
+            ));
+        }
+        if let Some(want) = want
+            && o.connected
+            && o.path != want
+        {
+            failures.push(format!("{pair} ended on the {} path, not {want}", o.path));
         }
         outcomes.push(o);
     }
     print_matrix(&outcomes);
-    if require && let Some(bad) = outcomes.iter().find(|o| !o.connected) {
-        bail!(
-            "host {} / controller {} did not connect: {}",
-            bad.host.name(),
-            bad.controller.name(),
-            bad.error.as_deref().unwrap_or("no frames")
-        );
+    if ci && !failures.is_empty() {
+        bail!("NAT lab: {}", failures.join("; "));
     }
     Ok(())
 }
 
 fn print_matrix(outcomes: &[Outcome]) {
-    println!("\n| host NAT | controller NAT | connected | path | time to first frame | frames |");
-    println!("|---|---|---|---|---|---|");
+    let ms = |v: Option<f64>| v.map_or("-".into(), |ms| format!("{ms:.0} ms"));
+    println!(
+        "\n| host NAT | controller NAT | path conditions | connected | path (changes) | time to first frame | time to direct | frames | input events |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for o in outcomes {
         println!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} ({}) | {} | {} | {} | {}/{LAB_EVENTS} |",
             o.host.name(),
             o.controller.name(),
+            o.netem.as_deref().unwrap_or("-"),
             if o.connected { "yes" } else { "no" },
             o.path,
-            o.time_to_first_frame_ms
-                .map_or("-".into(), |ms| format!("{ms:.0} ms")),
-            o.frames
+            o.path_changes,
+            ms(o.time_to_first_frame_ms),
+            ms(o.time_to_direct_ms),
+            o.frames,
+            o.input_events
         );
     }
 }
