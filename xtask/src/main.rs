@@ -716,6 +716,8 @@ fn bench(rest: &[String]) -> Result<()> {
     setup()?;
     run(cargo().args(["bench", "-p", "codec", "--bench", "codec", "--", "--noplot"]))?;
     run(cargo().args(["bench", "-p", "capture", "--bench", "x11", "--", "--noplot"]))?;
+    // Direct vs relayed goodput and round-trip time; prints its own table.
+    run(cargo().args(["bench", "-p", "peer", "--bench", "relay"]))?;
     let bytes: BTreeMap<String, f64> =
         std::fs::read(target_dir().join("bench-report/codec-bytes.json"))
             .ok()
