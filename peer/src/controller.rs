@@ -338,10 +338,15 @@ async fn connect(
                     Err(e) => warn!("relay: {e}"),
                 }
             };
-            let probing = crate::nat::punch(&socket, &candidates, crate::nat::PUNCH_FOR, |addr| {
-                debug!(%addr, "punch probe answered");
-                socket.set_direct(virtual_addr, addr);
-            });
+            let probing = crate::nat::punch_session(
+                &socket,
+                Some(virtual_addr),
+                &candidates,
+                crate::nat::PUNCH_FOR,
+                |addr| {
+                    socket.set_direct(virtual_addr, addr);
+                },
+            );
             let ((), answered) = tokio::join!(binding, probing);
             debug!(?answered, "punch probes done");
         }))

@@ -451,7 +451,8 @@ async fn prepare_route(
             Err(e) => warn!(%controller, "relay: {e}"),
         }
     };
-    let probing = crate::nat::punch(&socket, &candidates, crate::nat::PUNCH_FOR, |_| {});
+    let probing =
+        crate::nat::punch_session(&socket, None, &candidates, crate::nat::PUNCH_FOR, |_| {});
     let ((), answered) = tokio::join!(binding, probing);
     info!(%controller, ?answered, "punch probes done");
     tokio::time::sleep_until(started + UNUSED_ROUTE_TTL).await;

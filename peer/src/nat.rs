@@ -107,32 +107,112 @@ pub async fn discover(
     d
 }
 
-/// Hole punching: sends STUN Binding requests (retransmitted, see [`PeerSocket::stun_binding`])
-/// to every candidate of the other peer at once. The requests open this side's NAT mapping and
-/// filter towards each candidate; an answer proves a path both ways. Calls `on_answer` with each
-/// candidate that answers, as it answers; probes to the others go on until `within` ends (a
-/// filtering NAT on the other side may let them in only once its own probes went out).
-pub async fn punch(
+/// When no probe has been answered this long after the start, probe predicted ports too.
+pub const PREDICT_AFTER: Duration = Duration::from_millis(500);
+/// Ports tried on each side of a public candidate's port.
+pub const PREDICT_SPAN: u16 = 16;
+
+/// Ports an endpoint-dependent NAT may have given the other peer for us: those near the
+/// port it showed the rendezvous (NATs that allocate in sequence, or preserve ports nearby),
+/// for each candidate that is not a private address. Bounded: `2 × PREDICT_SPAN` per candidate.
+pub fn predicted(candidates: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for c in candidates {
+        let public = match c.ip() {
+            IpAddr::V4(v4) => !(v4.is_private() || v4.is_loopback() || v4.is_link_local()),
+            IpAddr::V6(v6) => {
+                !(v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local())
+            }
+        };
+        if !public {
+            continue;
+        }
+        for d in 1..=PREDICT_SPAN {
+            for port in [c.port().checked_add(d), c.port().checked_sub(d)]
+                .into_iter()
+                .flatten()
+                .filter(|&p| p >= 1024)
+            {
+                let a = SocketAddr::new(c.ip(), port);
+                if !candidates.contains(&a) && !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Hole punching for one session: STUN Binding requests (retransmitted, see
+/// [`PeerSocket::stun_binding`]) to every candidate of the other peer at once. The requests
+/// open this side's NAT mapping and filter towards each candidate; an answer proves a path
+/// both ways. Probes to candidates that do not answer go on until `within` ends (a filtering
+/// NAT on the other side may let them in only once its own probes went out). Then, if nothing
+/// answered within [`PREDICT_AFTER`], to [`predicted`] ports, and to the peer-reflexive
+/// candidates the route (if given) learns meanwhile. Calls `on_answer` as candidates answer;
+/// returns them when every probe is done.
+pub async fn punch_session(
     socket: &Arc<PeerSocket>,
+    route: Option<SocketAddr>,
     candidates: &[SocketAddr],
     within: Duration,
     mut on_answer: impl FnMut(SocketAddr),
 ) -> Vec<SocketAddr> {
+    let start = tokio::time::Instant::now();
+    let deadline = start + within;
     let mut probes = tokio::task::JoinSet::new();
-    for &c in candidates {
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let probe = |probes: &mut tokio::task::JoinSet<_>, tried: &mut Vec<SocketAddr>, c| {
+        if tried.contains(&c) {
+            return;
+        }
+        tried.push(c);
         let socket = socket.clone();
-        probes.spawn(async move { (c, socket.stun_binding(c, within).await) });
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        probes.spawn(async move { (c, socket.stun_binding(c, left).await) });
+    };
+    for &c in candidates {
+        probe(&mut probes, &mut tried, c);
     }
+    let news = route
+        .and_then(|r| socket.learned_candidates(r))
+        .map(|(_, n)| n);
+    let mut predicted_yet = false;
     let mut answered = Vec::new();
-    while let Some(done) = probes.join_next().await {
-        match done {
-            Ok((candidate, Ok(_))) => {
-                debug!(%candidate, "punch probe answered");
-                on_answer(candidate);
-                answered.push(candidate);
+    loop {
+        let predict_at = start + PREDICT_AFTER;
+        tokio::select! {
+            done = probes.join_next(), if !probes.is_empty() => match done {
+                Some(Ok((candidate, Ok(_)))) => {
+                    debug!(%candidate, "punch probe answered");
+                    on_answer(candidate);
+                    answered.push(candidate);
+                }
+                Some(Ok((candidate, Err(e)))) => debug!(%candidate, "punch probe: {e}"),
+                Some(Err(e)) => debug!("punch probe task: {e}"),
+                None => {}
+            },
+            () = tokio::time::sleep_until(predict_at), if !predicted_yet => {
+                predicted_yet = true;
+                if answered.is_empty() {
+                    let more = predicted(candidates);
+                    debug!(ports = more.len(), "no answer yet: probing predicted ports");
+                    for c in more {
+                        probe(&mut probes, &mut tried, c);
+                    }
+                }
             }
-            Ok((candidate, Err(e))) => debug!(%candidate, "punch probe: {e}"),
-            Err(e) => debug!("punch probe task: {e}"),
+            () = async { news.as_ref().expect("guarded").notified().await }, if news.is_some() => {
+                if let Some((learned, _)) = route.and_then(|r| socket.learned_candidates(r)) {
+                    for c in learned {
+                        probe(&mut probes, &mut tried, c);
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+        if probes.is_empty() && predicted_yet && news.is_none() {
+            break;
         }
     }
     answered
@@ -180,6 +260,29 @@ fn lan_from(local: SocketAddr, ips: impl Iterator<Item = IpAddr>) -> Vec<SocketA
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn predicted_ports_are_near_public_candidates_only_and_bounded() {
+        let public: SocketAddr = "198.51.100.11:40000".parse().unwrap();
+        let lan: SocketAddr = "10.1.0.2:5000".parse().unwrap();
+        let p = predicted(&[public, lan]);
+        assert_eq!(p.len(), 2 * PREDICT_SPAN as usize);
+        assert!(
+            p.iter()
+                .all(|a| a.ip() == public.ip() && a.port().abs_diff(40000) <= PREDICT_SPAN)
+        );
+        assert!(!p.contains(&public));
+        assert_eq!(
+            p[..2],
+            [
+                "198.51.100.11:40001".parse().unwrap(),
+                "198.51.100.11:39999".parse().unwrap()
+            ]
+        );
+        // Low ports are not guessed.
+        let low: SocketAddr = "198.51.100.11:1030".parse().unwrap();
+        assert!(predicted(&[low]).iter().all(|a| a.port() >= 1024));
+    }
 
     #[test]
     fn mapping_from_two_reflexive_addresses() {

@@ -81,6 +81,8 @@ const BIND_RETRIES_MS: [u64; 7] = [0, 100, 300, 700, 1500, 3100, 6300];
 /// Datagrams sent on a route before anything came back, kept to replay at once on the direct
 /// path when it opens (rather than wait for quinn to retransmit a lost handshake packet).
 const EARLY_KEPT: usize = 4;
+/// Peer-reflexive candidates kept per route.
+const MAX_LEARNED: usize = 8;
 /// The port of every virtual address.
 const VIRTUAL_PORT: u16 = 4433;
 
@@ -142,6 +144,9 @@ struct Route {
     bound: Arc<Notify>,
     /// Something came back on this route.
     heard: bool,
+    /// Peer-reflexive candidates: addresses that sent us punch probes from a candidate's IP.
+    learned: Vec<SocketAddr>,
+    news: Arc<Notify>,
     early: VecDeque<(Vec<u8>, Option<usize>)>,
 }
 
@@ -362,6 +367,8 @@ impl PeerSocket {
                 relay_bound: false,
                 bound: Arc::new(Notify::new()),
                 heard: false,
+                learned: Vec::new(),
+                news: Arc::new(Notify::new()),
                 early: VecDeque::new(),
             },
         );
@@ -428,6 +435,46 @@ impl PeerSocket {
             });
         }
         moved
+    }
+
+    /// Notes `from`, which sent us a punch probe, as a peer-reflexive candidate of every route
+    /// still looking for a direct path whose candidates share its IP: a peer behind an
+    /// endpoint-dependent NAT probes from a port nobody could tell us in advance. Only the IP
+    /// of a candidate the rendezvous gave is trusted; the address is used once our own probe to
+    /// it is answered.
+    fn learn_peer_reflexive(&self, from: SocketAddr) {
+        let from = canonical(from);
+        let mut routes = self.lock_routes();
+        if routes.by_peer.contains_key(&from) {
+            return;
+        }
+        for (virtual_addr, route) in routes.by_virtual.iter_mut() {
+            let same_ip = route
+                .spec
+                .candidates
+                .iter()
+                .any(|c| canonical(*c).ip() == from.ip());
+            if route.spec.direct_allowed
+                && route.direct.is_none()
+                && same_ip
+                && !route.learned.contains(&from)
+                && route.learned.len() < MAX_LEARNED
+            {
+                debug!(%from, route = %virtual_addr, "peer-reflexive candidate");
+                route.learned.push(from);
+                route.news.notify_one();
+            }
+        }
+    }
+
+    /// The peer-reflexive candidates a route learnt so far, and what signals a new one.
+    pub fn learned_candidates(
+        &self,
+        virtual_addr: SocketAddr,
+    ) -> Option<(Vec<SocketAddr>, Arc<Notify>)> {
+        let routes = self.lock_routes();
+        let r = routes.by_virtual.get(&canonical(virtual_addr))?;
+        Some((r.learned.clone(), r.news.clone()))
     }
 
     /// Ends the hold of a route (see [`RouteSpec::hold_direct`]) and moves it to the direct
@@ -706,6 +753,7 @@ impl PeerSocket {
                             .stun_requests_answered
                             .fetch_add(1, Ordering::Relaxed);
                     }
+                    self.learn_peer_reflexive(from);
                 }
                 Ok(None) | Err(_) => self.stray(from),
             },
