@@ -3,39 +3,21 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use input::{InputEvent, RecordingBackend};
 use peer::controller::{self, Hooks, RelayMode};
-use peer::host::{self, HostConfig, Source};
+use peer::host::HostConfig;
 use peer::stats::{PathKind, Report};
 
 mod common;
-use common::{LOCAL, Rv, connect_config, need, start_host, start_rendezvous};
+use common::{LOCAL, Rv, connect_config, need, start_host, start_rendezvous, synthetic_host};
 
 /// Typed as input during the captured session; must never show on the wire.
 const MARKER: &str = "QDMARK-plaintext-7f3a9c";
 
 fn host_config(rv: &Rv, dir: &Path, backend: RecordingBackend) -> HostConfig {
-    HostConfig {
-        rendezvous: rv.addr,
-        rendezvous_fingerprint: rv.fingerprint,
-        data_dir: dir.to_path_buf(),
-        bind: LOCAL,
-        source: Source::Synthetic {
-            width: 640,
-            height: 360,
-        },
-        password: Some("135790".into()),
-        code: None,
-        fps: 30,
-        bitrate_bps: 2_000_000,
-        content: None,
-        input: Arc::new(move |_: &host::ScreenArea| {
-            Ok(Box::new(backend.clone()) as Box<dyn input::InputBackend>)
-        }),
-    }
+    synthetic_host(rv, dir, (640, 360), "135790", backend)
 }
 
 fn events() -> Vec<InputEvent> {

@@ -7,36 +7,24 @@ use std::time::Duration;
 
 use input::{InputEvent, RecordingBackend};
 use peer::controller::{self, FrameMeta, Hooks, Target};
-use peer::host::{self, HostConfig, Source};
+use peer::host::{self, HostConfig};
 use peer::stats::PathKind;
 use rendezvous::server::{self, Server};
 
 mod common;
-use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous};
+use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous, synthetic_host};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 360;
 
 fn host_config(rv: &Rv, dir: &Path, backend: Option<RecordingBackend>) -> HostConfig {
-    let backend = backend.unwrap_or_default();
-    HostConfig {
-        rendezvous: rv.addr,
-        rendezvous_fingerprint: rv.fingerprint,
-        data_dir: dir.to_path_buf(),
-        bind: LOCAL,
-        source: Source::Synthetic {
-            width: WIDTH,
-            height: HEIGHT,
-        },
-        password: Some("424242".into()),
-        code: None,
-        fps: 30,
-        bitrate_bps: 3_000_000,
-        content: None,
-        input: Arc::new(move |_: &host::ScreenArea| {
-            Ok(Box::new(backend.clone()) as Box<dyn input::InputBackend>)
-        }),
-    }
+    synthetic_host(
+        rv,
+        dir,
+        (WIDTH, HEIGHT),
+        "424242",
+        backend.unwrap_or_default(),
+    )
 }
 
 /// The scripted input: moves, clicks, wheel, keys and text, in a known order.

@@ -590,25 +590,13 @@ mod tests {
         let queued = r.take_queued();
         assert_eq!(queued, vec![(pb, data(b, b"hello"))]);
 
-        // Both ways now.
-        let mut d = data(a, b"abc");
-        assert_eq!(
-            r.on_datagram(t0, pa, &mut d),
-            Action::Send {
-                to: pb,
-                len: d.len()
-            }
-        );
-        assert_eq!(d, data(b, b"abc"));
-        let mut d = data(b, b"xyz");
-        assert_eq!(
-            r.on_datagram(t0, pb, &mut d),
-            Action::Send {
-                to: pa,
-                len: d.len()
-            }
-        );
-        assert_eq!(d, data(a, b"xyz"));
+        // Both ways now, each frame rewritten to carry the receiver's token.
+        for (from, token, to, theirs, payload) in [(pa, a, pb, b, b"abc"), (pb, b, pa, a, b"xyz")] {
+            let mut d = data(token, payload);
+            let len = d.len();
+            assert_eq!(r.on_datagram(t0, from, &mut d), Action::Send { to, len });
+            assert_eq!(d, data(theirs, payload));
+        }
 
         // A stranger's token goes nowhere and gets no answer.
         let mut d = data(Token::random(), b"spoof");

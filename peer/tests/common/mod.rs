@@ -46,6 +46,31 @@ pub fn start_rendezvous(dir: &Path, listen: SocketAddr, forget_after: Duration) 
     }
 }
 
+/// A host sharing a synthetic `size` screen with a fixed password, recording the input it gets.
+pub fn synthetic_host(
+    rv: &Rv,
+    dir: &Path,
+    (width, height): (u32, u32),
+    password: &str,
+    backend: input::RecordingBackend,
+) -> HostConfig {
+    HostConfig {
+        rendezvous: rv.addr,
+        rendezvous_fingerprint: rv.fingerprint,
+        data_dir: dir.to_path_buf(),
+        bind: LOCAL,
+        source: host::Source::Synthetic { width, height },
+        password: Some(password.into()),
+        code: None,
+        fps: 30,
+        bitrate_bps: 3_000_000,
+        content: None,
+        input: std::sync::Arc::new(move |_: &host::ScreenArea| {
+            Ok(Box::new(backend.clone()) as Box<dyn input::InputBackend>)
+        }),
+    }
+}
+
 pub fn connect_config(rv: &Rv, code: AccessCode, password: &str, dir: &Path) -> ConnectConfig {
     ConnectConfig {
         code,
