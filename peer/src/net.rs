@@ -223,6 +223,8 @@ pub struct PeerSocket {
     /// Whether quinn sees IPv6 addresses (an IPv6 socket), so virtual ones are shown mapped.
     ipv6: bool,
     routes: Mutex<Routes>,
+    /// Scratch space for packets wrapped for the relay (reused: one send at a time).
+    relay_buf: Mutex<Vec<u8>>,
     /// Received datagrams that did not fit the buffers of the call that read them.
     stash: Mutex<VecDeque<Stashed>>,
     waiters: Mutex<Waiters>,
@@ -251,6 +253,7 @@ pub fn bind(
         ipv6: inner.local_addr()?.is_ipv6(),
         inner,
         routes: Mutex::default(),
+        relay_buf: Mutex::default(),
         stash: Mutex::default(),
         waiters: Mutex::default(),
         answers: Mutex::new(Bucket::new(STUN_ANSWERS_PER_SEC, Instant::now())),
@@ -587,7 +590,11 @@ impl PeerSocket {
         let header = relay::data_header(token);
         let seg = t.segment_size.unwrap_or(t.contents.len()).max(1);
         let count = t.contents.len().div_ceil(seg);
-        let mut buf = Vec::with_capacity(t.contents.len() + count * relay::HEADER_LEN);
+        let mut buf = self
+            .relay_buf
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        buf.clear();
         for chunk in t.contents.chunks(seg) {
             buf.extend_from_slice(&header);
             buf.extend_from_slice(chunk);

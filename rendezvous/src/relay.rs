@@ -402,6 +402,7 @@ pub async fn serve(socket: tokio::net::UdpSocket, relay: Arc<Mutex<Relay>>) {
     let mut meta = vec![RecvMeta::default(); batch];
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     let mut last_limit_warn: Option<Instant> = None;
+    let mut actions = Vec::new();
     loop {
         tokio::select! {
             r = socket.readable() => if let Err(e) = r {
@@ -438,40 +439,56 @@ pub async fn serve(socket: tokio::net::UdpSocket, relay: Arc<Mutex<Relay>>) {
             .iter()
             .zip(storage.chunks_mut(segments * MAX_DATAGRAM))
         {
-            let limited_before = lock(&relay).counters.dropped_limited;
-            forward(&socket, &state, &relay, m, &mut chunk[..m.len]).await;
-            let now = Instant::now();
-            if lock(&relay).counters.dropped_limited > limited_before
-                && last_limit_warn.is_none_or(|t| now.duration_since(t) > Duration::from_secs(10))
-            {
-                last_limit_warn = Some(now);
-                warn!("relay: packets over a bandwidth limit are dropped");
+            let limited = forward(
+                &socket,
+                &state,
+                &relay,
+                m,
+                &mut chunk[..m.len],
+                &mut actions,
+            )
+            .await;
+            if limited {
+                let now = Instant::now();
+                if last_limit_warn.is_none_or(|t| now.duration_since(t) > Duration::from_secs(10)) {
+                    last_limit_warn = Some(now);
+                    warn!("relay: packets over a bandwidth limit are dropped");
+                }
             }
         }
     }
 }
 
-/// Handles one received buffer (several segments of `meta.stride` bytes under GRO).
+/// Handles one received buffer (several segments of `meta.stride` bytes under GRO); returns
+/// whether a bandwidth limit dropped some of it.
 async fn forward(
     socket: &tokio::net::UdpSocket,
     state: &UdpSocketState,
     relay: &Mutex<Relay>,
     meta: &RecvMeta,
     buf: &mut [u8],
-) {
+    actions: &mut Vec<Action>,
+) -> bool {
     let stride = if meta.stride == 0 {
         buf.len()
     } else {
         meta.stride
     };
-    let (actions, queued) = {
+    actions.clear();
+    let (queued, limited) = {
         let mut relay = lock(relay);
+        let before = relay.counters.dropped_limited;
         let now = Instant::now();
-        let actions: Vec<Action> = buf
-            .chunks_mut(stride)
-            .map(|seg| relay.on_datagram(now, meta.addr, seg))
-            .collect();
-        (actions, relay.take_queued())
+        actions.extend(
+            buf.chunks_mut(stride)
+                .map(|seg| relay.on_datagram(now, meta.addr, seg)),
+        );
+        let queued = if relay.queued.is_empty() {
+            Vec::new()
+        } else {
+            relay.take_queued()
+        };
+        (queued, relay.counters.dropped_limited > before)
     };
     for (to, frame) in queued {
         send(socket, state, to, &frame, None).await;
@@ -500,6 +517,7 @@ async fn forward(
             }
         }
     }
+    limited
 }
 
 async fn send(
