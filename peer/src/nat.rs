@@ -148,7 +148,8 @@ pub fn predicted(candidates: &[SocketAddr]) -> Vec<SocketAddr> {
 /// open this side's NAT mapping and filter towards each candidate; an answer proves a path
 /// both ways. Probes to candidates that do not answer go on until `within` ends (a filtering
 /// NAT on the other side may let them in only once its own probes went out). Then, if nothing
-/// answered within [`PREDICT_AFTER`], to [`predicted`] ports, and to the peer-reflexive
+/// answered within [`PREDICT_AFTER`], to [`predicted`] ports around the first candidate (the
+/// reflexive address the rendezvous observed), and to the peer-reflexive
 /// candidates the route (if given) learns meanwhile. Calls `on_answer` as candidates answer;
 /// returns them when every probe is done.
 pub async fn punch_session(
@@ -195,7 +196,10 @@ pub async fn punch_session(
             () = tokio::time::sleep_until(predict_at), if !predicted_yet => {
                 predicted_yet = true;
                 if answered.is_empty() {
-                    let more = predicted(candidates);
+                    // Only around the address the rendezvous observed (first): the others are
+                    // what the peer claims, and guessing around them would let a peer aim
+                    // this side's probes at a stranger.
+                    let more = predicted(&candidates[..candidates.len().min(1)]);
                     debug!(ports = more.len(), "no answer yet: probing predicted ports");
                     for c in more {
                         probe(&mut probes, &mut tried, c);
