@@ -12,8 +12,10 @@
 //! pair ends, on failure and on Ctrl-C, and stale ones from a killed run are deleted at start.
 //! The NAT rules are those of `shared/nat-lab.md`: nftables `masquerade random` for symmetric
 //! NATs, a dynamic map for full cone, plus an established-only forward filter for port-restricted
-//! cone. "No NAT" routes the LAN from the internet side; "blocked" lets UDP through only to and
-//! from the rendezvous.
+//! cone. "symmetric-seq" is a symmetric NAT that hands out ports in sequence (`snat to IP :
+//! numgen inc …`, evaluated once per new flow), the kind port prediction can beat. "No NAT"
+//! routes the LAN from the internet side; "blocked" lets UDP through only to and from the
+//! rendezvous.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -31,17 +33,22 @@ pub enum Nat {
     None,
     FullCone,
     PortRestricted,
+    /// A new random public port per destination (`masquerade random`).
     Symmetric,
+    /// A new public port per destination, taken in sequence (as many home and carrier NATs
+    /// do): port prediction can find it.
+    SymmetricSeq,
     /// UDP only to and from the rendezvous (everything else dropped).
     Blocked,
 }
 
 impl Nat {
-    pub const ALL: [Nat; 5] = [
+    pub const ALL: [Nat; 6] = [
         Nat::None,
         Nat::FullCone,
         Nat::PortRestricted,
         Nat::Symmetric,
+        Nat::SymmetricSeq,
         Nat::Blocked,
     ];
 
@@ -51,6 +58,7 @@ impl Nat {
             Nat::FullCone => "full-cone",
             Nat::PortRestricted => "port-restricted",
             Nat::Symmetric => "symmetric",
+            Nat::SymmetricSeq => "symmetric-seq",
             Nat::Blocked => "blocked",
         }
     }
@@ -60,7 +68,7 @@ impl Nat {
             .into_iter()
             .find(|n| n.name() == s || (s == "cone" && *n == Nat::FullCone))
             .with_context(|| {
-                format!("unknown NAT kind {s:?}: none, full-cone (cone), port-restricted, symmetric, blocked")
+                format!("unknown NAT kind {s:?}: none, full-cone (cone), port-restricted, symmetric, symmetric-seq, blocked")
             })
     }
 
@@ -108,8 +116,24 @@ impl Nat {
 }}
 "
         );
+        // `snat to IP : numgen inc …` would take numgen's host-order number as a network-order
+        // port (ports then step by 256); a map from the counter to ports keeps the byte order.
+        let ports: Vec<String> = (0..SEQ_PORTS)
+            .map(|i| format!("{i} : {}", SEQ_BASE + i))
+            .collect();
+        let sequential = format!(
+            "table ip nat {{
+  chain post {{
+    type nat hook postrouting priority srcnat;
+    oifname \"{pub_if}\" meta l4proto udp snat to {public_ip} : numgen inc mod {SEQ_PORTS} map {{ {} }}
+  }}
+}}
+",
+            ports.join(", ")
+        );
         match self {
             Nat::None => String::new(),
+            Nat::SymmetricSeq => sequential,
             Nat::FullCone => fullcone,
             Nat::PortRestricted => fullcone + &established_only,
             Nat::Symmetric => symmetric,
@@ -132,6 +156,9 @@ impl Nat {
 }
 
 const RV_IP: &str = "198.51.100.1";
+/// The sequential symmetric NAT hands out these ports in turn.
+const SEQ_BASE: u32 = 20000;
+const SEQ_PORTS: u32 = 256;
 const PREFIX: &str = "qdlab";
 
 /// Namespaces alive now, for the Ctrl-C handler.
@@ -371,11 +398,17 @@ fn start_wire(
         imp.delay.as_millis(),
         imp.loss * 100.0
     );
-    in_ns(inet, &path_str(&exe))
+    let mut child = in_ns(inet, &path_str(&exe))
         .args(["netem-wire", up_if, "w1", &mac, &netem])
         .stdout(Stdio::null())
         .spawn()
-        .context("starting the delay-and-loss wire")
+        .context("starting the delay-and-loss wire")?;
+    // It opens its packet sockets at once; one that is gone by now never will.
+    std::thread::sleep(Duration::from_millis(300));
+    if let Some(status) = child.try_wait()? {
+        bail!("the delay-and-loss wire (xtask netem-wire) exited at start: {status}");
+    }
+    Ok(child)
 }
 
 /// The outcome of one pair.
@@ -443,7 +476,11 @@ pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, netem: Option<&str>) -> Resul
         },
     };
     drop(topo);
-    let _ = std::fs::remove_dir_all(&work);
+    if std::env::var_os("QUICDESK_LAB_KEEP").is_some() {
+        eprintln!("nat-lab:   logs kept in {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
     Ok(outcome)
 }
 
@@ -550,12 +587,14 @@ fn install_signal_cleanup() {
 }
 
 /// The pairs CI runs, each with the path it must end on (`None`: either). Cone NATs, filtering
-/// NATs on both sides (hole punching), a symmetric controller, and the pairs punching cannot
-/// open without port prediction, which must end on the relay.
-pub const CI_PAIRS: [(Nat, Nat, Option<&str>); 5] = [
+/// NATs on both sides (hole punching), a symmetric controller, a sequential symmetric host
+/// against a filtering controller (port prediction), and pairs no punching opens, which must end
+/// on the relay.
+pub const CI_PAIRS: [(Nat, Nat, Option<&str>); 6] = [
     (Nat::FullCone, Nat::FullCone, Some("direct")),
     (Nat::PortRestricted, Nat::PortRestricted, Some("direct")),
     (Nat::FullCone, Nat::Symmetric, Some("direct")),
+    (Nat::SymmetricSeq, Nat::PortRestricted, Some("direct")),
     (Nat::PortRestricted, Nat::Symmetric, None),
     (Nat::Symmetric, Nat::Symmetric, Some("relay")),
 ];
