@@ -49,6 +49,8 @@ const BOUND: u8 = 0x82;
 /// Datagrams held for a side that has not bound yet (the other side may start first).
 const PENDING_MAX: usize = 8;
 const PENDING_MAX_BYTES: usize = 16 * 1024;
+/// How often the relay logs its counters (when they changed).
+const REPORT_EVERY: Duration = Duration::from_secs(60);
 /// Largest datagram the relay reads.
 const MAX_DATAGRAM: usize = 2048;
 
@@ -403,6 +405,8 @@ pub async fn serve(socket: tokio::net::UdpSocket, relay: Arc<Mutex<Relay>>) {
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     let mut last_limit_warn: Option<Instant> = None;
     let mut actions = Vec::new();
+    let mut report = Instant::now();
+    let mut last_report = Counters::default();
     loop {
         tokio::select! {
             r = socket.readable() => if let Err(e) = r {
@@ -411,9 +415,26 @@ pub async fn serve(socket: tokio::net::UdpSocket, relay: Arc<Mutex<Relay>>) {
                 continue;
             },
             _ = sweep.tick() => {
-                let closed = lock(&relay).sweep(Instant::now());
+                let (closed, c) = {
+                    let mut relay = lock(&relay);
+                    (relay.sweep(Instant::now()), relay.counters())
+                };
                 if closed > 0 {
                     info!(closed, "relay sessions closed after idling");
+                }
+                // A summary for the operator once a minute while anything moves.
+                if report.elapsed() >= REPORT_EVERY && c != last_report {
+                    report = Instant::now();
+                    last_report = c;
+                    info!(
+                        active = c.sessions_active,
+                        opened = c.sessions_opened,
+                        refused = c.sessions_refused,
+                        mib_forwarded = c.bytes_forwarded >> 20,
+                        dropped_limited = c.dropped_limited,
+                        dropped_unknown = c.dropped_unknown,
+                        "relay"
+                    );
                 }
                 continue;
             }
