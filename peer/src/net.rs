@@ -81,6 +81,12 @@ const BIND_RETRIES_MS: [u64; 7] = [0, 100, 300, 700, 1500, 3100, 6300];
 /// Datagrams sent on a route before anything came back, kept to replay at once on the direct
 /// path when it opens (rather than wait for quinn to retransmit a lost handshake packet).
 const EARLY_KEPT: usize = 4;
+/// A direct path that has been sent on this long without a packet coming back is dead: the
+/// route goes back to the relay (QUIC answers within a round trip; a lone keep-alive is
+/// retransmitted at shorter intervals than this until the backoff grows).
+const DIRECT_DEAD_AFTER: Duration = Duration::from_millis(1500);
+/// How often a direct route refreshes its relay session (the relay forgets idle ones).
+const RELAY_REFRESH: Duration = Duration::from_secs(20);
 /// Peer-reflexive candidates kept per route.
 const MAX_LEARNED: usize = 8;
 /// The port of every virtual address.
@@ -127,7 +133,7 @@ pub struct RouteState {
     pub path_changes: u32,
     /// The peer's address, once direct.
     pub direct: Option<SocketAddr>,
-    /// When it went direct.
+    /// When it first went direct.
     pub direct_since: Option<Instant>,
     /// Whether the relay answered this side's bind.
     pub relay_bound: bool,
@@ -140,6 +146,13 @@ struct Route {
     pending_direct: Option<SocketAddr>,
     direct_since: Option<Instant>,
     path_changes: u32,
+    /// The last packet that came by the direct path.
+    direct_rx: Option<Instant>,
+    /// The first send on the direct path since its last packet in, if sends kept coming.
+    unanswered_since: Option<Instant>,
+    last_tx: Option<Instant>,
+    /// When a bind last went to the relay (kept alive while the route is direct).
+    relay_refreshed: Option<Instant>,
     relay_bound: bool,
     bound: Arc<Notify>,
     /// Something came back on this route.
@@ -367,6 +380,10 @@ impl PeerSocket {
                 pending_direct: None,
                 direct_since: None,
                 path_changes: 0,
+                direct_rx: None,
+                unanswered_since: None,
+                last_tx: None,
+                relay_refreshed: None,
                 relay_bound: false,
                 bound: Arc::new(Notify::new()),
                 heard: false,
@@ -544,12 +561,39 @@ impl PeerSocket {
             debug!(%dest, "no route: packet dropped");
             return Ok(());
         };
+        let now = Instant::now();
         if let Some(direct) = route.direct {
-            drop(routes);
-            return self.inner.try_send(&Transmit {
-                destination: direct,
-                ..*t
-            });
+            if !direct_alive(route, now) {
+                info!(
+                    peer = %direct,
+                    route = %dest,
+                    "path: direct → relay (nothing came back on the direct path for {DIRECT_DEAD_AFTER:?})"
+                );
+                route.direct = None;
+                route.path_changes += 1;
+                // No flapping: a path that died once is not trusted again in this session.
+                route.spec.direct_allowed = false;
+            } else {
+                let refresh = route.spec.relay.filter(|_| {
+                    route
+                        .relay_refreshed
+                        .is_none_or(|at| now.duration_since(at) >= RELAY_REFRESH)
+                });
+                if refresh.is_some() {
+                    route.relay_refreshed = Some(now);
+                }
+                drop(routes);
+                if let Some((relay, token)) = refresh {
+                    // Best effort: a lost refresh is retried at the next interval.
+                    let _ = self
+                        .inner
+                        .try_send(&transmit(relay, &relay::bind_frame(token)));
+                }
+                return self.inner.try_send(&Transmit {
+                    destination: direct,
+                    ..*t
+                });
+            }
         }
         if !route.heard {
             if route.early.len() == EARLY_KEPT {
@@ -626,6 +670,10 @@ impl PeerSocket {
         };
         if let Some(route) = routes.by_virtual.get_mut(&virtual_addr) {
             route.heard = true;
+            if route.direct == Some(from) {
+                route.direct_rx = Some(Instant::now());
+                route.unanswered_since = None;
+            }
             // The peer sends straight to us, so the path works: answer the same way.
             if route.direct.is_none() && route.spec.direct_allowed {
                 go_direct(route, virtual_addr, from);
@@ -823,6 +871,24 @@ fn split_stun(buf: &mut [u8], len: usize, stride: usize, mut on_stun: impl FnMut
     kept
 }
 
+/// Notes a send on a route's direct path and says whether the path still looks alive: not
+/// when sends have kept coming (gaps under [`DIRECT_DEAD_AFTER`]) for longer than that without
+/// a packet back. A route without a relay has nowhere to go and stays.
+fn direct_alive(route: &mut Route, now: Instant) -> bool {
+    let gap_ok = route
+        .last_tx
+        .is_some_and(|t| now.duration_since(t) < DIRECT_DEAD_AFTER);
+    route.last_tx = Some(now);
+    let since = match route.unanswered_since {
+        Some(since) if gap_ok => since,
+        _ => {
+            route.unanswered_since = Some(now);
+            now
+        }
+    };
+    route.spec.relay.is_none() || now.duration_since(since) < DIRECT_DEAD_AFTER
+}
+
 /// Moves a route to the direct path `peer`; `false` if it may not, is held (then `peer` is
 /// kept for later) or already has one.
 fn go_direct(route: &mut Route, virtual_addr: SocketAddr, peer: SocketAddr) -> bool {
@@ -835,7 +901,9 @@ fn go_direct(route: &mut Route, virtual_addr: SocketAddr, peer: SocketAddr) -> b
     }
     let before = route.path();
     route.direct = Some(peer);
-    route.direct_since = Some(Instant::now());
+    route.direct_since.get_or_insert_with(Instant::now);
+    route.direct_rx = None;
+    route.unanswered_since = None;
     if before != PathKind::Direct {
         route.path_changes += 1;
         info!(%peer, route = %virtual_addr, "path: relay → direct");

@@ -107,6 +107,7 @@ commands:
            (root), for every pair of NAT kinds; prints the matrix. Options: --pairs
            host:controller,... (none, cone, port-restricted, symmetric, blocked), --seconds N,
            --netem \"delay 50ms loss 5%\" (on the host's internet link, both ways),
+           --cut-direct-after S (drop all traffic between the peers S seconds in),
            --ci (the pairs and the lossy run the test suite requires)"
     );
 }

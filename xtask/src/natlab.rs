@@ -411,12 +411,39 @@ fn start_wire(
     Ok(child)
 }
 
+/// What happens to the paths during a session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conditions {
+    /// netem-style delay and loss on the host's internet link, both ways.
+    pub netem: Option<String>,
+    /// Seconds after the controller starts at which the host's router starts dropping
+    /// everything between the two peers' public addresses (the relay still works).
+    pub cut_direct_after: Option<u32>,
+}
+
+impl std::fmt::Display for Conditions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(n) = &self.netem {
+            parts.push(n.clone());
+        }
+        if let Some(s) = self.cut_direct_after {
+            parts.push(format!("direct path cut at {s} s"));
+        }
+        if parts.is_empty() {
+            f.write_str("-")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
 /// The outcome of one pair.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub host: Nat,
     pub controller: Nat,
-    pub netem: Option<String>,
+    pub conditions: Conditions,
     pub connected: bool,
     pub path: String,
     pub path_changes: u64,
@@ -428,11 +455,15 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// Runs rendezvous, host and controller for one pair and reports what happened; `netem`
-/// (netem-style, e.g. "delay 50ms loss 5%") impairs the host's internet link both ways.
-pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, netem: Option<&str>) -> Result<Outcome> {
+/// Runs rendezvous, host and controller for one pair under `conditions` and reports what
+/// happened.
+pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, conditions: &Conditions) -> Result<Outcome> {
     let bin = target_dir().join("debug");
-    let wire = netem.map(Impairment::parse).transpose()?;
+    let wire = conditions
+        .netem
+        .as_deref()
+        .map(Impairment::parse)
+        .transpose()?;
     let topo = Topology::build(host, ctl, wire)?;
     let work = std::env::temp_dir().join(format!(
         "quicdesk-natlab-{}-{}-{}",
@@ -442,16 +473,16 @@ pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, netem: Option<&str>) -> Resul
     ));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let result = session(&topo, &bin, &work, seconds);
+    let result = session(&topo, &bin, &work, seconds, conditions.cut_direct_after);
     let input_events = std::fs::read_to_string(work.join("input.log"))
         .map(|log| log.lines().count())
         .unwrap_or(0);
-    let netem = netem.map(str::to_owned);
+    let conditions = conditions.clone();
     let outcome = match result {
         Ok(stats) => Outcome {
             host,
             controller: ctl,
-            netem,
+            conditions,
             connected: stats["frames_decoded"].as_u64().unwrap_or(0) > 0,
             path: stats["path"].as_str().unwrap_or("?").to_owned(),
             path_changes: stats["path_changes"].as_u64().unwrap_or(0),
@@ -464,7 +495,7 @@ pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, netem: Option<&str>) -> Resul
         Err(e) => Outcome {
             host,
             controller: ctl,
-            netem,
+            conditions,
             connected: false,
             path: "-".into(),
             path_changes: 0,
@@ -484,7 +515,37 @@ pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, netem: Option<&str>) -> Resul
     Ok(outcome)
 }
 
-fn session(topo: &Topology, bin: &Path, work: &Path, seconds: u32) -> Result<serde_json::Value> {
+/// Makes the host's router drop everything between the two peers' public addresses.
+fn cut_direct(router: &str) -> Result<()> {
+    let other = "198.51.100.12";
+    run_in(router, "nft", &["add", "table", "ip", "qdcut"])?;
+    run_in(
+        router,
+        "nft",
+        &[
+            "add", "chain", "ip", "qdcut", "forward", "{", "type", "filter", "hook", "forward",
+            "priority", "-10", ";", "}",
+        ],
+    )?;
+    for dir in ["daddr", "saddr"] {
+        run_in(
+            router,
+            "nft",
+            &[
+                "add", "rule", "ip", "qdcut", "forward", "ip", dir, other, "drop",
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn session(
+    topo: &Topology,
+    bin: &Path,
+    work: &Path,
+    seconds: u32,
+    cut_direct_after: Option<u32>,
+) -> Result<serde_json::Value> {
     let rv_dir = work.join("rendezvous");
     let fp = {
         let out = Command::new(bin.join("rendezvous"))
@@ -544,6 +605,13 @@ fn session(topo: &Topology, bin: &Path, work: &Path, seconds: u32) -> Result<ser
         .arg("--data-dir")
         .arg(work.join("controller"));
     let (mut ctl, _ctl_lines) = spawn_lines_to(ctl, "controller", log("controller")?)?;
+    let cutter = cut_direct_after.map(|after| {
+        let router = topo.ns("nat1");
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(u64::from(after)));
+            cut_direct(&router)
+        })
+    });
     let deadline = Instant::now() + Duration::from_secs(u64::from(seconds) + 30);
     let status = loop {
         if let Some(s) = ctl.0.try_wait()? {
@@ -554,6 +622,12 @@ fn session(topo: &Topology, bin: &Path, work: &Path, seconds: u32) -> Result<ser
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    if let Some(cutter) = cutter {
+        cutter
+            .join()
+            .map_err(|_| anyhow::anyhow!("the path cutter panicked"))?
+            .context("cutting the direct path")?;
+    }
     if !status.success() {
         let tail = std::fs::read_to_string(work.join("controller.log")).unwrap_or_default();
         // anyhow's report: "Error: …", then "Caused by:" and its lines, then a backtrace.
@@ -599,6 +673,9 @@ pub const CI_PAIRS: [(Nat, Nat, Option<&str>); 6] = [
     (Nat::Symmetric, Nat::Symmetric, Some("relay")),
 ];
 
+/// The cut CI runs: the direct path dies mid-session; the session must go on by the relay.
+pub const CI_CUT: (Nat, Nat, u32) = (Nat::PortRestricted, Nat::PortRestricted, 2);
+
 /// The lossy path CI runs: a session over it must deliver frames and every input event.
 pub const CI_NETEM: (Nat, Nat, &str) = (
     Nat::PortRestricted,
@@ -615,6 +692,7 @@ pub fn nat_lab(rest: &[String]) -> Result<()> {
     let mut seconds = 3;
     let mut ci = false;
     let mut netem: Option<String> = None;
+    let mut cut: Option<u32> = None;
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -640,6 +718,14 @@ pub fn nat_lab(rest: &[String]) -> Result<()> {
                     .context("--netem needs netem-style arguments, e.g. \"delay 50ms loss 5%\"")?;
                 Impairment::parse(arg)?;
                 netem = Some(arg.clone());
+            }
+            "--cut-direct-after" => {
+                cut = Some(
+                    it.next()
+                        .context("--cut-direct-after needs seconds")?
+                        .parse()
+                        .context("--cut-direct-after needs whole seconds")?,
+                );
             }
             "--seconds" => {
                 seconds = it
@@ -669,37 +755,49 @@ pub fn nat_lab(rest: &[String]) -> Result<()> {
     crate::run(crate::cargo().args(["build", "-p", "rendezvous", "-p", "peer", "--bins"]))?;
     delete_stale();
     install_signal_cleanup();
-    let mut runs: Vec<(Nat, Nat, Option<&str>, Option<String>)> = pairs
+    let mut runs: Vec<(Nat, Nat, Option<&str>, Conditions)> = pairs
         .into_iter()
-        .map(|(h, c, want)| (h, c, want, netem.clone()))
+        .map(|(h, c, want)| {
+            let conditions = Conditions {
+                netem: netem.clone(),
+                cut_direct_after: cut,
+            };
+            (h, c, want, conditions)
+        })
         .collect();
     if ci {
         let (h, c, n) = CI_NETEM;
-        runs.push((h, c, None, Some(n.to_owned())));
+        let lossy = Conditions {
+            netem: Some(n.to_owned()),
+            cut_direct_after: None,
+        };
+        runs.push((h, c, None, lossy));
+        let (h, c, at) = CI_CUT;
+        let cut = Conditions {
+            netem: None,
+            cut_direct_after: Some(at),
+        };
+        runs.push((h, c, Some("relay"), cut));
     }
     let mut outcomes = Vec::new();
     let mut failures = Vec::new();
-    for (h, c, want, netem) in runs {
+    for (h, c, want, conditions) in runs {
         eprintln!(
-            "nat-lab: host behind {}, controller behind {}{}",
+            "nat-lab: host behind {}, controller behind {}, {conditions}",
             h.name(),
             c.name(),
-            netem
-                .as_deref()
-                .map(|n| format!(", netem {n}"))
-                .unwrap_or_default()
         );
-        // A lossy path needs longer for the input to get through and the video to show it.
-        let secs = if netem.is_some() {
-            seconds.max(6)
-        } else {
+        // Lossy or cut paths: long enough for the input to get through and frames to follow.
+        let secs = if conditions == Conditions::default() {
             seconds
+        } else {
+            seconds.max(6)
         };
-        let o = run_pair(h, c, secs, netem.as_deref())?;
+        let o = run_pair(h, c, secs, &conditions)?;
         if let Some(e) = &o.error {
             eprintln!("nat-lab:   not connected: {e}");
         }
-        let pair = format!("host {} / controller {}", h.name(), c.name());
+        let pair = format!("host {} / controller {} ({conditions})", h.name(), c.name());
         if !o.connected {
             failures.push(format!(
                 "{pair} did not connect: {}",
@@ -716,6 +814,10 @@ pub fn nat_lab(rest: &[String]) -> Result<()> {
             && o.path != want
         {
             failures.push(format!("{pair} ended on the {} path, not {want}", o.path));
+        }
+        // After a cut, frames must keep coming: at least 2/3 of the session's 30 fps.
+        if conditions.cut_direct_after.is_some() && o.frames < u64::from(secs) * 20 {
+            failures.push(format!("{pair}: only {} frames after the cut", o.frames));
         }
         outcomes.push(o);
     }
@@ -737,7 +839,7 @@ fn print_matrix(outcomes: &[Outcome]) {
             "| {} | {} | {} | {} | {} ({}) | {} | {} | {} | {}/{LAB_EVENTS} |",
             o.host.name(),
             o.controller.name(),
-            o.netem.as_deref().unwrap_or("-"),
+            o.conditions,
             if o.connected { "yes" } else { "no" },
             o.path,
             o.path_changes,
