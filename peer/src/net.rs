@@ -670,7 +670,10 @@ impl PeerSocket {
         };
         if let Some(route) = routes.by_virtual.get_mut(&virtual_addr) {
             route.heard = true;
-            if route.direct == Some(from) {
+            // Anything straight from the peer shows the direct path is alive, whichever of
+            // its addresses it came from (a peer with several may answer from another one
+            // than we send to, e.g. loopback against a LAN address).
+            if route.direct.is_some() {
                 route.direct_rx = Some(Instant::now());
                 route.unanswered_since = None;
             }
