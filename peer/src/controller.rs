@@ -97,6 +97,9 @@ pub struct Target {
     pub candidates: Vec<SocketAddr>,
     /// The relay and this controller's token for the session.
     pub relay: Option<(SocketAddr, rendezvous::relay::Token)>,
+    /// This controller's address as the rendezvous saw it, offered to the host once the
+    /// password is proven.
+    pub observed: Option<SocketAddr>,
 }
 
 /// Runs a whole session (resolve the code, connect, authenticate, stream); returns its report.
@@ -187,6 +190,7 @@ async fn resolve(
         host: resolved.host,
         candidates: resolved.candidates,
         relay,
+        observed: Some(resolved.observed),
     })
 }
 
@@ -207,11 +211,18 @@ async fn session(
     // Prove the password.
     let (mut ctl_send, mut ctl_recv, (width, height)) = authenticate(&conn, &cfg.password).await?;
     info!(width, height, "authenticated");
+    // Now that the host holds the same secret, tell it where this side can be reached.
+    let local = socket.local_addr()?;
+    let own =
+        (cfg.relay != RelayMode::Force).then(|| crate::nat::own_candidates(target.observed, local));
 
     // Run the streams.
     let stats = Arc::new(Mutex::new(Stats::new(started, path)));
     let clock = Arc::new(Mutex::new(ClockOffset::default()));
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    if let Some(addrs) = own {
+        let _ = ctl_tx.send(ControlMsg::Candidates { addrs });
+    }
     let (frames_tx, frames_rx) = mpsc::channel::<(VideoHeader, Vec<u8>)>(16);
     let recorder = match &cfg.record {
         Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
@@ -228,7 +239,7 @@ async fn session(
         tokio::select! {
             r = receive_video(&conn, frames_tx, stats.clone()) => r,
             r = control_writer(&mut ctl_send, ctl_rx) => r,
-            r = control_reader(&mut ctl_recv, clock.clone()) => r,
+            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, cfg.relay)) => r,
             r = pinger(ctl_tx.clone()) => r,
             r = send_input(&conn, hooks.input, stats.clone()) => r,
             r = ticker(stats.clone(), &route, hooks.on_tick) => r,
@@ -314,9 +325,15 @@ async fn connect(
         target.candidates.clone()
     };
     if candidates.is_empty() && relay.is_none() {
-        return Err(Error::Unreachable(
-            "the rendezvous gave no address and no relay".into(),
-        ));
+        return Err(Error::Unreachable(match (mode, target.relay) {
+            (RelayMode::Off, Some(_)) => {
+                "--no-relay, but this rendezvous runs a relay and, to keep \
+                 hosts' addresses private, tells them only over it once the password is proven; \
+                 connect without --no-relay"
+                    .into()
+            }
+            _ => "the rendezvous gave no address and no relay".into(),
+        }));
     }
     let route = socket.add_route(net::RouteSpec {
         candidates: candidates.clone(),
@@ -556,9 +573,34 @@ async fn control_writer(
 async fn control_reader(
     recv: &mut quinn::RecvStream,
     clock: Arc<Mutex<ClockOffset>>,
+    (socket, route, mode): (&Arc<net::PeerSocket>, &net::RouteHandle, RelayMode),
 ) -> Result<(), Error> {
+    // Punching towards the host's addresses, stopped when the session ends.
+    let mut punching = Vec::new();
     loop {
         match wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? {
+            Some(ControlMsg::Candidates { addrs })
+                if mode != RelayMode::Force && punching.is_empty() =>
+            {
+                let addrs = crate::nat::sane_candidates(&addrs);
+                info!(candidates = ?addrs, "the host's addresses");
+                let virtual_addr = route.addr();
+                socket.add_candidates(virtual_addr, &addrs);
+                let socket = socket.clone();
+                punching.push(crate::AbortOnDrop(tokio::spawn(async move {
+                    let answered = crate::nat::punch_session(
+                        &socket,
+                        Some(virtual_addr),
+                        &addrs,
+                        crate::nat::PUNCH_FOR,
+                        |addr| {
+                            socket.set_direct(virtual_addr, addr);
+                        },
+                    )
+                    .await;
+                    debug!(?answered, "punch probes to the host done");
+                })));
+            }
             None => return Ok(()),
             Some(ControlMsg::Pong { sent_us, host_us }) => {
                 clock.lock().unwrap_or_else(|p| p.into_inner()).update(

@@ -246,6 +246,7 @@ struct Shared {
     /// Routes to the controllers announced by the rendezvous, by virtual address; `true` once
     /// a session runs on one.
     routes: Mutex<HashMap<SocketAddr, (net::RouteHandle, bool)>>,
+    socket: Arc<net::PeerSocket>,
 }
 
 impl Shared {
@@ -306,6 +307,7 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
         failures: Mutex::new(0),
         busy: tokio::sync::Mutex::new(()),
         routes: Mutex::default(),
+        socket: socket.clone(),
     });
     let tasks = vec![
         tokio::spawn(rendezvous_loop(
@@ -422,9 +424,13 @@ async fn rendezvous_loop(
 }
 
 /// Makes the route to a controller the rendezvous announced: binds this side of the relay and
-/// probes the controller's candidates, so this side's NAT lets its packets in (the controller
-/// picks the path; this side follows it, see [`net::PeerSocket`]). A route no session took
-/// within [`UNUSED_ROUTE_TTL`] is dropped.
+/// probes the controller's candidates (if the rendezvous gave any), so this side's NAT lets its
+/// packets in. The route carries only the relayed path: when the controller moves to a direct
+/// path, its packets arrive from its own address and quinn migrates the connection there (and
+/// back to the route if the controller returns to the relay). Mapping the controller's
+/// addresses onto the route instead would break a handshake that reached this host directly
+/// before the rendezvous's announcement did. A route no session took within
+/// [`UNUSED_ROUTE_TTL`] is dropped.
 async fn prepare_route(
     shared: Arc<Shared>,
     socket: Arc<net::PeerSocket>,
@@ -433,18 +439,21 @@ async fn prepare_route(
     relay: Option<(SocketAddr, rendezvous::relay::Token)>,
 ) {
     let started = tokio::time::Instant::now();
-    let route = socket.add_route(net::RouteSpec {
-        candidates: candidates.clone(),
-        relay,
-        direct_allowed: true,
-        hold_direct: false,
+    let virtual_addr = relay.map(|relay| {
+        let route = socket.add_route(net::RouteSpec {
+            candidates: Vec::new(),
+            relay: Some(relay),
+            direct_allowed: false,
+            hold_direct: false,
+        });
+        let virtual_addr = route.addr();
+        lock(&shared.routes).insert(virtual_addr, (route, false));
+        virtual_addr
     });
-    let virtual_addr = route.addr();
-    lock(&shared.routes).insert(virtual_addr, (route, false));
     let binding = async {
-        if relay.is_none() {
+        let Some(virtual_addr) = virtual_addr else {
             return;
-        }
+        };
         match socket.bind_relay(virtual_addr, RELAY_BIND_TIMEOUT).await {
             Ok(true) => debug!(%controller, "relay bound"),
             Ok(false) => warn!(%controller, "the relay did not answer"),
@@ -455,6 +464,9 @@ async fn prepare_route(
         crate::nat::punch_session(&socket, None, &candidates, crate::nat::PUNCH_FOR, |_| {});
     let ((), answered) = tokio::join!(binding, probing);
     info!(%controller, ?answered, "punch probes done");
+    let Some(virtual_addr) = virtual_addr else {
+        return;
+    };
     tokio::time::sleep_until(started + UNUSED_ROUTE_TTL).await;
     let mut routes = lock(&shared.routes);
     if routes.get(&virtual_addr).is_some_and(|(_, used)| !used) {
@@ -649,6 +661,15 @@ async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<(), Err
     )
     .await?;
     shared.status.send_modify(|s| s.in_session = true);
+    // Only now, with the password proven, does the controller learn where this host is.
+    let own =
+        crate::nat::own_candidates(shared.status.borrow().observed, shared.socket.local_addr()?);
+    wire::write_msg(
+        &mut ctl_send,
+        &ControlMsg::Candidates { addrs: own },
+        MAX_CONTROL_LEN,
+    )
+    .await?;
 
     let key_request = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -680,7 +701,7 @@ async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<(), Err
     let result = tokio::select! {
         r = send_video(conn, video_rx) => r,
         r = receive_streams(conn, input_tx) => r,
-        r = control_loop(&mut ctl_send, &mut ctl_recv, &key_request) => r,
+        r = control_loop(shared, &mut ctl_send, &mut ctl_recv, &key_request) => r,
         e = conn.closed() => match e {
             quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
             e => Err(e.into()),
@@ -876,10 +897,13 @@ async fn receive_input(mut recv: quinn::RecvStream, input: mpsc::Sender<InputCmd
 }
 
 async fn control_loop(
+    shared: &Shared,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
     key_request: &AtomicBool,
 ) -> Result<(), Error> {
+    // Punching towards the controller's addresses, stopped when the session ends.
+    let mut punching = Vec::new();
     loop {
         let Some(msg) = wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? else {
             return Ok(());
@@ -896,6 +920,25 @@ async fn control_loop(
             ControlMsg::Goodbye { reason } => {
                 info!("controller said goodbye: {reason}");
                 return Ok(());
+            }
+            ControlMsg::Candidates { .. } if !punching.is_empty() => {
+                debug!("ignoring a second list of candidates");
+            }
+            ControlMsg::Candidates { addrs } => {
+                let addrs = crate::nat::sane_candidates(&addrs);
+                info!(candidates = ?addrs, "the controller's addresses");
+                let socket = shared.socket.clone();
+                punching.push(crate::AbortOnDrop(tokio::spawn(async move {
+                    let answered = crate::nat::punch_session(
+                        &socket,
+                        None,
+                        &addrs,
+                        crate::nat::PUNCH_FOR,
+                        |_| {},
+                    )
+                    .await;
+                    debug!(?answered, "punch probes to the controller done");
+                })));
             }
             other => {
                 debug!(?other, "unexpected control message");

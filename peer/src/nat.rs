@@ -222,6 +222,34 @@ pub async fn punch_session(
     answered
 }
 
+/// Keeps the addresses a peer offered that could be real destinations: no unspecified address,
+/// no port 0, no multicast or broadcast, at most `rendezvous::proto::MAX_CANDIDATES`.
+pub fn sane_candidates(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for a in addrs {
+        let ok = a.port() != 0
+            && !a.ip().is_unspecified()
+            && !a.ip().is_multicast()
+            && a.ip() != IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
+        if ok && !out.contains(a) && out.len() < rendezvous::proto::MAX_CANDIDATES {
+            out.push(*a);
+        }
+    }
+    out
+}
+
+/// This side's candidates to offer the other peer: the reflexive address the rendezvous saw
+/// (if known) first, then the LAN addresses.
+pub fn own_candidates(observed: Option<SocketAddr>, local: SocketAddr) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = observed.into_iter().collect();
+    for a in lan_candidates(local) {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
+}
+
 /// The addresses of this machine's interfaces that a peer on the same network could reach this
 /// socket at: every up, non-loopback, non-link-local interface address with the socket's port
 /// when the socket is bound to the unspecified address; just the bound address otherwise.
@@ -286,6 +314,29 @@ mod tests {
         // Low ports are not guessed.
         let low: SocketAddr = "198.51.100.11:1030".parse().unwrap();
         assert!(predicted(&[low]).iter().all(|a| a.port() >= 1024));
+    }
+
+    #[test]
+    fn offered_candidates_are_checked_and_bounded() {
+        let addrs: Vec<SocketAddr> = [
+            "198.51.100.11:40000",
+            "0.0.0.0:5",
+            "10.0.0.1:0",
+            "224.0.0.1:5",
+            "255.255.255.255:5",
+            "198.51.100.11:40000",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        assert_eq!(sane_candidates(&addrs), vec![addrs[0]]);
+        let many: Vec<SocketAddr> = (1..100u16)
+            .map(|p| SocketAddr::from(([192, 0, 2, 1], p)))
+            .collect();
+        assert_eq!(
+            sane_candidates(&many).len(),
+            rendezvous::proto::MAX_CANDIDATES
+        );
     }
 
     #[test]

@@ -457,6 +457,32 @@ impl PeerSocket {
         moved
     }
 
+    /// Adds candidate addresses to a route (learnt after it was made, e.g. from the peer over
+    /// the authenticated session); at most [`rendezvous::proto::MAX_CANDIDATES`] in all.
+    pub fn add_candidates(&self, virtual_addr: SocketAddr, addrs: &[SocketAddr]) {
+        let virtual_addr = canonical(virtual_addr);
+        let mut routes = self.lock_routes();
+        let Routes {
+            by_virtual,
+            by_peer,
+            ..
+        } = &mut *routes;
+        let Some(route) = by_virtual.get_mut(&virtual_addr) else {
+            return;
+        };
+        for a in addrs.iter().map(|a| canonical(*a)) {
+            if route.spec.candidates.len() >= rendezvous::proto::MAX_CANDIDATES
+                || route.spec.candidates.contains(&a)
+            {
+                continue;
+            }
+            route.spec.candidates.push(a);
+            if route.spec.direct_allowed {
+                by_peer.insert(a, virtual_addr);
+            }
+        }
+    }
+
     /// Notes `from`, which sent us a punch probe, as a peer-reflexive candidate of every route
     /// still looking for a direct path whose candidates share its IP: a peer behind an
     /// endpoint-dependent NAT probes from a port nobody could tell us in advance. Only the IP

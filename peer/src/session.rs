@@ -69,6 +69,9 @@ pub enum ControlMsg {
     Pong { sent_us: u64, host_us: u64 },
     /// Either side: the session ends.
     Goodbye { reason: String },
+    /// Either side, after `Welcome`: addresses where the sender may be reached directly, for
+    /// hole punching (sent only to a peer that has proven the password).
+    Candidates { addrs: Vec<std::net::SocketAddr> },
 }
 
 /// Length of an encoded [`VideoHeader`].

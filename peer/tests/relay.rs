@@ -11,7 +11,10 @@ use peer::host::HostConfig;
 use peer::stats::{PathKind, Report};
 
 mod common;
-use common::{LOCAL, Rv, connect_config, need, start_host, start_rendezvous, synthetic_host};
+use common::{
+    LOCAL, Rv, connect_config, need, start_host, start_rendezvous, start_rendezvous_relay,
+    synthetic_host,
+};
 
 /// Typed as input during the captured session; must never show on the wire.
 const MARKER: &str = "QDMARK-plaintext-7f3a9c";
@@ -183,15 +186,56 @@ async fn a_session_starts_on_the_relay_and_moves_to_the_direct_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_relay_off_the_session_goes_direct_and_the_relay_carries_nothing() {
+async fn with_a_relay_a_look_up_reveals_no_address_and_no_relay_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let host = start_host(host_config(
+        &rv,
+        &dir.path().join("host"),
+        RecordingBackend::new(),
+    ))
+    .await;
+    let code = host.status().code;
+
+    // A controller that knows the code but not the password learns the host's key and a
+    // relay token, not where the host is.
+    let id = certs::Identity::load_or_create(&dir.path().join("nosy"), "controller").unwrap();
+    let endpoint = peer::net::endpoint(LOCAL, None).unwrap();
+    let cfg =
+        rendezvous::quic::client_config(&id, rv.fingerprint, rendezvous::proto::ALPN).unwrap();
+    let conn = endpoint
+        .connect_with(cfg, rv.addr, "quicdesk.invalid")
+        .unwrap()
+        .await
+        .unwrap();
+    let resolved = rendezvous::client::resolve(&conn, code, Vec::new(), false)
+        .await
+        .unwrap();
+    assert!(resolved.candidates.is_empty(), "{resolved:?}");
+    assert!(resolved.relay.is_some());
+    conn.close(0u32.into(), b"");
+
+    // So --no-relay cannot work here, and says why.
+    let mut cfg = connect_config(&rv, code, "135790", &dir.path().join("ctl"));
+    cfg.relay = RelayMode::Off;
+    let err = controller::run(cfg, Hooks::default()).await.unwrap_err();
+    assert!(err.to_string().contains("--no-relay"), "{err}");
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_relay_the_session_goes_direct_with_no_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous_relay(
+        &dir.path().join("rv"),
+        LOCAL,
+        Duration::from_secs(3600),
+        false,
+    );
+    assert!(rv.relay.is_none());
     let (report, got) = session(&rv, dir.path(), RelayMode::Off).await;
     assert_eq!(report.path, PathKind::Direct, "{report:?}");
     assert_eq!(report.path_changes, 0);
     assert!(report.frames_decoded >= 30, "too few frames: {report:?}");
     assert_eq!(got[..events().len()], events()[..]);
-    let counters = rv.relay_counters.as_ref().unwrap().get();
-    // The host bound its side (it cannot know the controller's choice); nothing was forwarded.
-    assert_eq!(counters.packets_forwarded, 0, "{counters:?}");
 }

@@ -48,7 +48,8 @@ pub enum ServerMsg {
         observed: SocketAddr,
         stun_port: Option<u16>,
     },
-    /// How to reach a host: its key, the addresses to try, and the relay to use meanwhile.
+    /// How to reach a host: its key, the relay to meet it on, and its addresses only when
+    /// there is no relay (otherwise the peers swap them after the password proof).
     Resolved {
         host: Fingerprint,
         candidates: Vec<SocketAddr>,

@@ -580,12 +580,16 @@ fn resolve(
         }
         _ => None,
     };
+    // With a relay the peers meet there first and swap addresses only once the password is
+    // proven (over their encrypted session), so a look-up reveals neither side's address. Only
+    // a rendezvous without a relay has to hand them out here.
+    let reveal = tokens.is_none() && !relay_only;
     let push = ServerMsg::ConnectRequest {
         controller,
-        candidates: if relay_only {
-            Vec::new()
-        } else {
+        candidates: if reveal {
             candidates(observed, &lan_addrs)
+        } else {
+            Vec::new()
         },
         relay: tokens.map(|(port, h, _)| RelayOffer { port, token: h }),
     };
@@ -595,7 +599,11 @@ fn resolve(
     info!(%code, controller = %controller, %observed, relay = tokens.is_some(), relay_only, "resolved");
     ServerMsg::Resolved {
         host: rec.fingerprint,
-        candidates: host.candidates.clone(),
+        candidates: if reveal {
+            host.candidates.clone()
+        } else {
+            Vec::new()
+        },
         observed,
         stun_port: state.stun_port,
         relay: tokens.map(|(port, _, c)| RelayOffer { port, token: c }),

@@ -24,12 +24,22 @@ pub struct Rv {
 }
 
 pub fn start_rendezvous(dir: &Path, listen: SocketAddr, forget_after: Duration) -> Rv {
+    start_rendezvous_relay(dir, listen, forget_after, true)
+}
+
+/// [`start_rendezvous`], with or without a relay.
+pub fn start_rendezvous_relay(
+    dir: &Path,
+    listen: SocketAddr,
+    forget_after: Duration,
+    relay: bool,
+) -> Rv {
     let server = Server::bind(&server::Config {
         listen,
         stun_listen: Some(SocketAddr::new(listen.ip(), 0)),
         data_dir: dir.to_path_buf(),
         forget_after,
-        relay: Some(server::RelayConfig {
+        relay: relay.then(|| server::RelayConfig {
             listen: SocketAddr::new(listen.ip(), 0),
             limits: rendezvous::relay::Limits::default(),
         }),
