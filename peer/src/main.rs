@@ -153,7 +153,9 @@ struct ConnectArgs {
     /// end-to-end encrypted; the relay sees only ciphertext).
     #[arg(long, conflicts_with = "no_relay")]
     force_relay: bool,
-    /// Never use the relay: connect directly or fail.
+    /// Never use the relay: connect directly or fail. Works only with a rendezvous that runs no
+    /// relay: one that does keeps hosts' addresses for controllers that proved the password
+    /// over it.
     #[arg(long)]
     no_relay: bool,
 }

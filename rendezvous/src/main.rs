@@ -47,7 +47,9 @@ struct RunArgs {
     /// reach each other directly. Default: the QUIC address, port + 2.
     #[arg(long, conflicts_with = "no_relay")]
     relay_listen: Option<SocketAddr>,
-    /// Run no relay (peers behind NATs that defeat hole punching then cannot connect).
+    /// Run no relay. Peers behind NATs that defeat hole punching then cannot connect, and
+    /// look-ups have to hand out hosts' addresses before any password is proven (with a relay
+    /// the peers swap them only after the proof).
     #[arg(long)]
     no_relay: bool,
     /// Most bytes a second one relayed session may use (both directions), e.g. 8MiB.
