@@ -355,15 +355,7 @@ async fn connect(
                     Err(e) => warn!("relay: {e}"),
                 }
             };
-            let probing = crate::nat::punch_session(
-                &socket,
-                Some(virtual_addr),
-                &candidates,
-                crate::nat::PUNCH_FOR,
-                |addr| {
-                    socket.set_direct(virtual_addr, addr);
-                },
-            );
+            let probing = punch_host(&socket, virtual_addr, &candidates);
             let ((), answered) = tokio::join!(binding, probing);
             debug!(?answered, "punch probes done");
         }))
@@ -390,6 +382,24 @@ async fn connect(
         debug!("moved to the direct path found during the handshake");
     }
     Ok((conn, route, punching))
+}
+
+/// Punches towards the host's `candidates`; each that answers becomes the route's direct path.
+async fn punch_host(
+    socket: &Arc<net::PeerSocket>,
+    virtual_addr: SocketAddr,
+    candidates: &[SocketAddr],
+) -> Vec<SocketAddr> {
+    crate::nat::punch_session(
+        socket,
+        Some(virtual_addr),
+        candidates,
+        crate::nat::PUNCH_FOR,
+        |addr| {
+            socket.set_direct(virtual_addr, addr);
+        },
+    )
+    .await
 }
 
 fn describe(target: &Target, mode: RelayMode) -> String {
@@ -588,16 +598,7 @@ async fn control_reader(
                 socket.add_candidates(virtual_addr, &addrs);
                 let socket = socket.clone();
                 punching.push(crate::AbortOnDrop(tokio::spawn(async move {
-                    let answered = crate::nat::punch_session(
-                        &socket,
-                        Some(virtual_addr),
-                        &addrs,
-                        crate::nat::PUNCH_FOR,
-                        |addr| {
-                            socket.set_direct(virtual_addr, addr);
-                        },
-                    )
-                    .await;
+                    let answered = punch_host(&socket, virtual_addr, &addrs).await;
                     debug!(?answered, "punch probes to the host done");
                 })));
             }
