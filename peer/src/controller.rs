@@ -97,16 +97,33 @@ pub struct Target {
     pub candidates: Vec<SocketAddr>,
     /// The relay and this controller's token for the session.
     pub relay: Option<(SocketAddr, rendezvous::relay::Token)>,
-    /// This controller's address as the rendezvous saw it, offered to the host once the
-    /// password is proven.
-    pub observed: Option<SocketAddr>,
+    /// This controller's own candidates (its address as the rendezvous saw it, then its LAN
+    /// addresses), offered to the host once the password is proven; empty with
+    /// `--force-relay`.
+    pub own_candidates: Vec<SocketAddr>,
 }
 
 /// Runs a whole session (resolve the code, connect, authenticate, stream); returns its report.
 pub async fn run(cfg: ConnectConfig, hooks: Hooks) -> Result<Report, Error> {
+    run_with(cfg, None, hooks).await
+}
+
+/// Like [`run`] but skips the rendezvous: connects to `target` directly.
+pub async fn run_to(cfg: ConnectConfig, target: Target, hooks: Hooks) -> Result<Report, Error> {
+    run_with(cfg, Some(target), hooks).await
+}
+
+async fn run_with(
+    cfg: ConnectConfig,
+    target: Option<Target>,
+    hooks: Hooks,
+) -> Result<Report, Error> {
     let (identity, (endpoint, socket), started) = open(&cfg)?;
     let result = async {
-        let target = resolve(&cfg, &identity, &endpoint).await?;
+        let target = match target {
+            Some(t) => t,
+            None => resolve(&cfg, &identity, &endpoint).await?,
+        };
         session(
             &cfg,
             hooks,
@@ -117,22 +134,6 @@ pub async fn run(cfg: ConnectConfig, hooks: Hooks) -> Result<Report, Error> {
         )
         .await
     }
-    .await;
-    close(endpoint).await;
-    result
-}
-
-/// Like [`run`] but skips the rendezvous: connects to `target` directly.
-pub async fn run_to(cfg: ConnectConfig, target: Target, hooks: Hooks) -> Result<Report, Error> {
-    let (identity, (endpoint, socket), started) = open(&cfg)?;
-    let result = session(
-        &cfg,
-        hooks,
-        &identity,
-        (&endpoint, &socket),
-        started,
-        target,
-    )
     .await;
     close(endpoint).await;
     result
@@ -171,7 +172,7 @@ async fn resolve(
     } else {
         crate::nat::lan_candidates(endpoint.local_addr()?)
     };
-    let resolved = client::resolve(&rv, cfg.code, lan, relay_only).await?;
+    let resolved = client::resolve(&rv, cfg.code, lan.clone(), relay_only).await?;
     rv.close(0u32.into(), b"resolved");
     let relay = resolved.relay.map(|offer| {
         (
@@ -190,7 +191,11 @@ async fn resolve(
         host: resolved.host,
         candidates: resolved.candidates,
         relay,
-        observed: Some(resolved.observed),
+        own_candidates: if relay_only {
+            Vec::new()
+        } else {
+            rendezvous::proto::candidates(Some(resolved.observed), &lan)
+        },
     })
 }
 
@@ -212,15 +217,13 @@ async fn session(
     let (mut ctl_send, mut ctl_recv, (width, height)) = authenticate(&conn, &cfg.password).await?;
     info!(width, height, "authenticated");
     // Now that the host holds the same secret, tell it where this side can be reached.
-    let local = socket.local_addr()?;
-    let own =
-        (cfg.relay != RelayMode::Force).then(|| crate::nat::own_candidates(target.observed, local));
 
     // Run the streams.
     let stats = Arc::new(Mutex::new(Stats::new(started, path)));
     let clock = Arc::new(Mutex::new(ClockOffset::default()));
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-    if let Some(addrs) = own {
+    if !target.own_candidates.is_empty() {
+        let addrs = target.own_candidates.clone();
         let _ = ctl_tx.send(ControlMsg::Candidates { addrs });
     }
     let (frames_tx, frames_rx) = mpsc::channel::<(VideoHeader, Vec<u8>)>(16);

@@ -247,6 +247,9 @@ struct Shared {
     /// a session runs on one.
     routes: Mutex<HashMap<SocketAddr, (net::RouteHandle, bool)>>,
     socket: Arc<net::PeerSocket>,
+    /// This host's candidates as of its last registration (reflexive, then LAN), told to a
+    /// controller once it has proven the password.
+    candidates: Mutex<Vec<SocketAddr>>,
 }
 
 impl Shared {
@@ -307,13 +310,13 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
         failures: Mutex::new(0),
         busy: tokio::sync::Mutex::new(()),
         routes: Mutex::default(),
-        socket: socket.clone(),
+        socket,
+        candidates: Mutex::default(),
     });
     let tasks = vec![
         tokio::spawn(rendezvous_loop(
             shared.clone(),
             endpoint.clone(),
-            socket,
             rv_cfg,
             state,
         )),
@@ -331,7 +334,6 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
 async fn rendezvous_loop(
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
-    socket: Arc<net::PeerSocket>,
     rv_cfg: quinn::ClientConfig,
     mut state: SavedState,
 ) {
@@ -344,11 +346,11 @@ async fn rendezvous_loop(
                 .connect_with(rv_cfg.clone(), rv, "quicdesk.invalid")?
                 .await?;
             let lan = crate::nat::lan_candidates(endpoint.local_addr()?);
-            let reg = client::register(&conn, code, lan).await?;
-            Ok::<_, Error>((conn, reg))
+            let reg = client::register(&conn, code, lan.clone()).await?;
+            Ok::<_, Error>((conn, reg, lan))
         };
         match attempt.await {
-            Ok((_conn, mut reg)) => {
+            Ok((_conn, mut reg, lan)) => {
                 backoff = Duration::from_millis(200);
                 if !state.confirmed {
                     state.confirmed = true;
@@ -359,12 +361,13 @@ async fn rendezvous_loop(
                     s.registrations += 1;
                     s.observed = Some(reg.observed);
                 });
+                *lock(&shared.candidates) = rendezvous::proto::candidates(Some(reg.observed), &lan);
                 // Discovery runs beside the registration so connect requests are not held up.
                 let discovery = tokio::spawn({
-                    let (shared, socket) = (shared.clone(), socket.clone());
+                    let shared = shared.clone();
                     let (observed, stun_port) = (reg.observed, reg.stun_port);
                     async move {
-                        let d = crate::nat::discover(&socket, rv, observed, stun_port).await;
+                        let d = crate::nat::discover(&shared.socket, rv, observed, stun_port).await;
                         shared.status.send_modify(|s| s.mapping = Some(d.mapping));
                     }
                 });
@@ -380,7 +383,6 @@ async fn rendezvous_loop(
                             info!(%controller, ?candidates, relay = ?relay.map(|r| r.0), "a controller wants to connect");
                             tokio::spawn(prepare_route(
                                 shared.clone(),
-                                socket.clone(),
                                 controller,
                                 candidates,
                                 relay,
@@ -433,11 +435,11 @@ async fn rendezvous_loop(
 /// [`UNUSED_ROUTE_TTL`] is dropped.
 async fn prepare_route(
     shared: Arc<Shared>,
-    socket: Arc<net::PeerSocket>,
     controller: certs::Fingerprint,
     candidates: Vec<SocketAddr>,
     relay: Option<(SocketAddr, rendezvous::relay::Token)>,
 ) {
+    let socket = &shared.socket;
     let started = tokio::time::Instant::now();
     let virtual_addr = relay.map(|relay| {
         let route = socket.add_route(net::RouteSpec {
@@ -461,7 +463,7 @@ async fn prepare_route(
         }
     };
     let probing =
-        crate::nat::punch_session(&socket, None, &candidates, crate::nat::PUNCH_FOR, |_| {});
+        crate::nat::punch_session(socket, None, &candidates, crate::nat::PUNCH_FOR, |_| {});
     let ((), answered) = tokio::join!(binding, probing);
     info!(%controller, ?answered, "punch probes done");
     let Some(virtual_addr) = virtual_addr else {
@@ -662,8 +664,7 @@ async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<(), Err
     .await?;
     shared.status.send_modify(|s| s.in_session = true);
     // Only now, with the password proven, does the controller learn where this host is.
-    let own =
-        crate::nat::own_candidates(shared.status.borrow().observed, shared.socket.local_addr()?);
+    let own = lock(&shared.candidates).clone();
     wire::write_msg(
         &mut ctl_send,
         &ControlMsg::Candidates { addrs: own },

@@ -238,18 +238,6 @@ pub fn sane_candidates(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
     out
 }
 
-/// This side's candidates to offer the other peer: the reflexive address the rendezvous saw
-/// (if known) first, then the LAN addresses.
-pub fn own_candidates(observed: Option<SocketAddr>, local: SocketAddr) -> Vec<SocketAddr> {
-    let mut out: Vec<SocketAddr> = observed.into_iter().collect();
-    for a in lan_candidates(local) {
-        if !out.contains(&a) {
-            out.push(a);
-        }
-    }
-    out
-}
-
 /// The addresses of this machine's interfaces that a peer on the same network could reach this
 /// socket at: every up, non-loopback, non-link-local interface address with the socket's port
 /// when the socket is bound to the unspecified address; just the bound address otherwise.

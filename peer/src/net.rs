@@ -100,9 +100,6 @@ pub struct SocketCounters {
     pub stun_requests_limited: AtomicU64,
     pub stun_responses: AtomicU64,
     pub stun_stray: AtomicU64,
-    /// Datagrams sent and received through a relay.
-    pub relayed_out: AtomicU64,
-    pub relayed_in: AtomicU64,
     /// Relay frames dropped: unknown token, not from the route's relay, malformed.
     pub relay_stray: AtomicU64,
 }
@@ -131,12 +128,8 @@ pub struct RouteState {
     pub path: PathKind,
     /// How often the route moved from one path to another.
     pub path_changes: u32,
-    /// The peer's address, once direct.
-    pub direct: Option<SocketAddr>,
     /// When it first went direct.
     pub direct_since: Option<Instant>,
-    /// Whether the relay answered this side's bind.
-    pub relay_bound: bool,
 }
 
 struct Route {
@@ -146,14 +139,12 @@ struct Route {
     pending_direct: Option<SocketAddr>,
     direct_since: Option<Instant>,
     path_changes: u32,
-    /// The last packet that came by the direct path.
-    direct_rx: Option<Instant>,
     /// The first send on the direct path since its last packet in, if sends kept coming.
     unanswered_since: Option<Instant>,
     last_tx: Option<Instant>,
     /// When a bind last went to the relay (kept alive while the route is direct).
     relay_refreshed: Option<Instant>,
-    relay_bound: bool,
+    /// Signalled when the relay answers a bind.
     bound: Arc<Notify>,
     /// Something came back on this route.
     heard: bool,
@@ -208,13 +199,7 @@ impl Drop for RouteHandle {
 
 /// The canonical form of an address (IPv4-mapped IPv6 → IPv4), as routes are keyed.
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => addr,
-        },
-        v4 => v4,
-    }
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// Whether an address is one of the socket's virtual addresses (240.0.0.0/4).
@@ -380,11 +365,9 @@ impl PeerSocket {
                 pending_direct: None,
                 direct_since: None,
                 path_changes: 0,
-                direct_rx: None,
                 unanswered_since: None,
                 last_tx: None,
                 relay_refreshed: None,
-                relay_bound: false,
                 bound: Arc::new(Notify::new()),
                 heard: false,
                 learned: Vec::new(),
@@ -416,9 +399,7 @@ impl PeerSocket {
         Some(RouteState {
             path: r.path(),
             path_changes: r.path_changes,
-            direct: r.direct,
             direct_since: r.direct_since,
-            relay_bound: r.relay_bound,
         })
     }
 
@@ -438,8 +419,13 @@ impl PeerSocket {
                 return false;
             }
             let moved = go_direct(route, virtual_addr, peer);
-            let replay: Vec<_> = route.early.iter().cloned().collect();
-            if moved {
+            // Once anything came back the handshake got through; nothing needs replaying.
+            let replay: Vec<_> = if route.heard {
+                Vec::new()
+            } else {
+                route.early.iter().cloned().collect()
+            };
+            if moved || route.heard {
                 route.early.clear();
             }
             routes.by_peer.insert(peer, virtual_addr);
@@ -659,7 +645,6 @@ impl PeerSocket {
     fn send_relayed(&self, relay: SocketAddr, token: Token, t: &Transmit<'_>) -> io::Result<()> {
         let header = relay::data_header(token);
         let seg = t.segment_size.unwrap_or(t.contents.len()).max(1);
-        let count = t.contents.len().div_ceil(seg);
         let mut buf = self
             .relay_buf
             .lock()
@@ -675,11 +660,7 @@ impl PeerSocket {
             contents: &buf,
             segment_size: t.segment_size.map(|s| s + relay::HEADER_LEN),
             src_ip: t.src_ip,
-        })?;
-        self.counters
-            .relayed_out
-            .fetch_add(count as u64, Ordering::Relaxed);
-        Ok(())
+        })
     }
 
     /// Rewrites one received buffer that is not STUN: relay frames lose their header and come
@@ -700,7 +681,6 @@ impl PeerSocket {
             // its addresses it came from (a peer with several may answer from another one
             // than we send to, e.g. loopback against a LAN address).
             if route.direct.is_some() {
-                route.direct_rx = Some(Instant::now());
                 route.unanswered_since = None;
             }
             // The peer sends straight to us, so the path works: answer the same way.
@@ -725,11 +705,13 @@ impl PeerSocket {
         let (mut kept, mut at) = (0, 0);
         while at < len {
             let end = (at + stride).min(len);
-            let frame = relay::parse(&buf[at..end]).map(|f| match f {
-                relay::Frame::Data { token, .. } => (token, true),
-                relay::Frame::Bind { token } | relay::Frame::Bound { token } => (token, false),
-            });
-            let route = frame.ok().and_then(|(token, data)| {
+            // Data (true) or the relay's answer to a bind (false); nothing else comes to a peer.
+            let frame = match relay::parse(&buf[at..end]) {
+                Ok(relay::Frame::Data { token, .. }) => Some((token, true)),
+                Ok(relay::Frame::Bound { token }) => Some((token, false)),
+                _ => None,
+            };
+            let route = frame.and_then(|(token, data)| {
                 let v = *routes.by_token.get(&token)?;
                 let r = routes.by_virtual.get_mut(&v)?;
                 let from_its_relay = r
@@ -741,7 +723,6 @@ impl PeerSocket {
             match route {
                 Some((v, r, true)) => {
                     r.heard = true;
-                    self.counters.relayed_in.fetch_add(1, Ordering::Relaxed);
                     let payload = at + relay::HEADER_LEN..end;
                     if first.is_none_or(|f| f == v) {
                         first = Some(v);
@@ -752,13 +733,7 @@ impl PeerSocket {
                         stash.push((self.present(v), buf[payload].to_vec(), meta.ecn));
                     }
                 }
-                Some((_, r, false)) if buf[at] == 0x82 => {
-                    if !r.relay_bound {
-                        debug!(relay = %from, "relay bound");
-                    }
-                    r.relay_bound = true;
-                    r.bound.notify_one();
-                }
+                Some((_, r, false)) => r.bound.notify_one(),
                 _ => {
                     self.counters.relay_stray.fetch_add(1, Ordering::Relaxed);
                 }
@@ -931,7 +906,6 @@ fn go_direct(route: &mut Route, virtual_addr: SocketAddr, peer: SocketAddr) -> b
     let before = route.path();
     route.direct = Some(peer);
     route.direct_since.get_or_insert_with(Instant::now);
-    route.direct_rx = None;
     route.unanswered_since = None;
     if before != PathKind::Direct {
         route.path_changes += 1;

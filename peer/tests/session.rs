@@ -242,7 +242,7 @@ async fn wrong_host_fingerprint_is_refused() {
             host: impostor,
             candidates: vec![host.local_addr],
             relay: None,
-            observed: None,
+            own_candidates: Vec::new(),
         },
         Hooks::default(),
     )

@@ -20,6 +20,18 @@ pub const MAX_MSG_LEN: usize = 16 * 1024;
 /// Most candidate addresses a peer may announce or be given.
 pub const MAX_CANDIDATES: usize = 16;
 
+/// A peer's candidate list: its reflexive address (if known) first, then its LAN addresses,
+/// without repeats and at most [`MAX_CANDIDATES`].
+pub fn candidates(observed: Option<SocketAddr>, lan: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = observed.into_iter().collect();
+    for a in lan {
+        if !out.contains(a) && out.len() < MAX_CANDIDATES {
+            out.push(*a);
+        }
+    }
+    out
+}
+
 /// From a peer to the rendezvous.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

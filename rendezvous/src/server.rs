@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::code::AccessCode;
-use crate::proto::{ALPN, ClientMsg, MAX_CANDIDATES, MAX_MSG_LEN, Refusal, ServerMsg};
+use crate::proto::{self, ALPN, ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
 use crate::registry::{Registry, Store, StoreError};
 use crate::relay::{self, Relay, RelayOffer};
 use crate::responder::Bucket;
@@ -90,20 +90,18 @@ struct ResolveLimits {
 
 impl ResolveLimits {
     fn allow(&mut self, key: Fingerprint, ip: std::net::IpAddr, now: std::time::Instant) -> bool {
-        let key_ok = self
-            .keys
-            .entry(key)
-            .or_insert_with(|| {
-                Bucket::with_burst(RESOLVES_PER_SEC_PER_KEY, RESOLVE_BURST_PER_KEY, now)
-            })
-            .take(now);
-        let ip_ok = self
-            .ips
-            .entry(ip)
-            .or_insert_with(|| {
-                Bucket::with_burst(RESOLVES_PER_SEC_PER_IP, RESOLVE_BURST_PER_IP, now)
-            })
-            .take(now);
+        let key_ok = take(
+            &mut self.keys,
+            key,
+            (RESOLVES_PER_SEC_PER_KEY, RESOLVE_BURST_PER_KEY),
+            now,
+        );
+        let ip_ok = take(
+            &mut self.ips,
+            ip,
+            (RESOLVES_PER_SEC_PER_IP, RESOLVE_BURST_PER_IP),
+            now,
+        );
         key_ok && ip_ok
     }
 
@@ -112,6 +110,19 @@ impl ResolveLimits {
         self.keys.retain(|_, b| !b.is_full(now));
         self.ips.retain(|_, b| !b.is_full(now));
     }
+}
+
+/// Takes a token from `key`'s bucket (made full, with `(rate, burst)`, on first use).
+fn take<K: std::hash::Hash + Eq>(
+    buckets: &mut HashMap<K, Bucket>,
+    key: K,
+    (rate, burst): (f64, f64),
+    now: std::time::Instant,
+) -> bool {
+    buckets
+        .entry(key)
+        .or_insert_with(|| Bucket::with_burst(rate, burst, now))
+        .take(now)
 }
 
 struct State {
@@ -454,16 +465,6 @@ async fn refuse(send: &mut quinn::SendStream, reason: Refusal, message: &str) {
     let _ = send.finish();
 }
 
-fn candidates(observed: SocketAddr, lan: &[SocketAddr]) -> Vec<SocketAddr> {
-    let mut out = vec![observed];
-    for a in lan {
-        if !out.contains(a) && out.len() < MAX_CANDIDATES {
-            out.push(*a);
-        }
-    }
-    out
-}
-
 async fn register(
     state: Arc<State>,
     conn: quinn::Connection,
@@ -488,7 +489,7 @@ async fn register(
                 OnlineHost {
                     conn_id,
                     push: push_tx,
-                    candidates: candidates(observed, &lan_addrs),
+                    candidates: proto::candidates(Some(observed), &lan_addrs),
                 },
             );
         })
@@ -587,7 +588,7 @@ fn resolve(
     let push = ServerMsg::ConnectRequest {
         controller,
         candidates: if reveal {
-            candidates(observed, &lan_addrs)
+            proto::candidates(Some(observed), &lan_addrs)
         } else {
             Vec::new()
         },

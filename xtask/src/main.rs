@@ -420,18 +420,7 @@ fn loopback_session(
     let port = free_udp_port()?;
     let rv_addr = format!("127.0.0.1:{port}");
 
-    let out = Command::new(bin.join("rendezvous"))
-        .args(["fingerprint", "--data-dir"])
-        .arg(&rv_dir)
-        .output()
-        .context("running rendezvous fingerprint")?;
-    if !out.status.success() {
-        bail!(
-            "rendezvous fingerprint failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let fp = String::from_utf8(out.stdout)?.trim().to_string();
+    let fp = rendezvous_fingerprint(&bin, &rv_dir)?;
 
     let mut rv = Command::new(bin.join("rendezvous"));
     rv.args(["--listen", &rv_addr, "--data-dir"]).arg(&rv_dir);
@@ -443,15 +432,7 @@ fn loopback_session(
     )?;
 
     let mut host = Command::new(bin.join("peer"));
-    host.args([
-        "host",
-        "--rendezvous",
-        &rv_addr,
-        "--rendezvous-fingerprint",
-        &fp,
-    ])
-    .arg("--data-dir")
-    .arg(work.join("host"));
+    peer_host(&mut host, (&rv_addr, &fp), &work.join("host"));
     match plan.share {
         Share::Synthetic(size) => {
             host.args(["--source", "synthetic", "--size", size])
@@ -463,19 +444,19 @@ fn loopback_session(
         }
     }
     let (host, host_lines) = spawn_lines(host, "host")?;
-    let code = wait_line(&host_lines, "code:", Duration::from_secs(15))?;
-    let password = wait_line(&host_lines, "password:", Duration::from_secs(5))?;
+    let (code, password) = code_and_password(&host_lines)?;
 
     let stats_path = work.join("stats.json");
     let mut ctl = Command::new(bin.join("peer"));
-    ctl.args(["connect", &code, "--password", &password])
-        .args(["--rendezvous", &rv_addr, "--rendezvous-fingerprint", &fp])
-        .args(["--duration", &plan.seconds.to_string(), "--stats-json"])
-        .arg(&stats_path)
-        .args(["--record"])
-        .arg(work.join("session.h264"))
-        .arg("--data-dir")
-        .arg(work.join("controller"));
+    peer_connect(
+        &mut ctl,
+        (&code, &password),
+        (&rv_addr, &fp),
+        plan.seconds,
+        &stats_path,
+        &work.join("controller"),
+    );
+    ctl.args(["--record"]).arg(work.join("session.h264"));
     match plan.view {
         View::Headless => {
             ctl.arg("--headless");
@@ -502,6 +483,60 @@ fn loopback_session(
     )?;
     eprintln!("recording and stats kept in {}", work.display());
     Ok(Session { stats, work })
+}
+
+/// The fingerprint of the rendezvous whose data dir is `rv_dir` (its key is made if needed).
+fn rendezvous_fingerprint(bin: &Path, rv_dir: &Path) -> Result<String> {
+    let out = Command::new(bin.join("rendezvous"))
+        .args(["fingerprint", "--data-dir"])
+        .arg(rv_dir)
+        .output()
+        .context("running rendezvous fingerprint")?;
+    if !out.status.success() {
+        bail!(
+            "rendezvous fingerprint failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+/// Adds `host`, the rendezvous `(address, fingerprint)` and the data dir to a `peer` command.
+fn peer_host(cmd: &mut Command, (rv_addr, fp): (&str, &str), data_dir: &Path) {
+    cmd.args([
+        "host",
+        "--rendezvous",
+        rv_addr,
+        "--rendezvous-fingerprint",
+        fp,
+    ])
+    .arg("--data-dir")
+    .arg(data_dir);
+}
+
+/// Adds `connect` for `(code, password)`, the rendezvous, a duration, the stats file and the
+/// data dir to a `peer` command.
+fn peer_connect(
+    cmd: &mut Command,
+    (code, password): (&str, &str),
+    (rv_addr, fp): (&str, &str),
+    seconds: u32,
+    stats: &Path,
+    data_dir: &Path,
+) {
+    cmd.args(["connect", code, "--password", password])
+        .args(["--rendezvous", rv_addr, "--rendezvous-fingerprint", fp])
+        .args(["--duration", &seconds.to_string(), "--stats-json"])
+        .arg(stats)
+        .arg("--data-dir")
+        .arg(data_dir);
+}
+
+/// The code and password a starting `peer host` prints.
+fn code_and_password(host_lines: &mpsc::Receiver<String>) -> Result<(String, String)> {
+    let code = wait_line(host_lines, "code:", Duration::from_secs(15))?;
+    let password = wait_line(host_lines, "password:", Duration::from_secs(5))?;
+    Ok((code, password))
 }
 
 /// Runs an X client on `display` to completion and returns its standard output.

@@ -547,13 +547,7 @@ fn session(
     cut_direct_after: Option<u32>,
 ) -> Result<serde_json::Value> {
     let rv_dir = work.join("rendezvous");
-    let fp = {
-        let out = Command::new(bin.join("rendezvous"))
-            .args(["fingerprint", "--data-dir"])
-            .arg(&rv_dir)
-            .output()?;
-        String::from_utf8(out.stdout)?.trim().to_owned()
-    };
+    let fp = crate::rendezvous_fingerprint(bin, &rv_dir)?;
     let rv_addr = format!("{RV_IP}:7700");
     let log = |name: &str| -> Result<Stdio> {
         Ok(std::fs::File::create(work.join(format!("{name}.log")))?.into())
@@ -568,42 +562,27 @@ fn session(
     )?;
 
     let mut host = in_ns(&topo.ns("lan1"), &path_str(&bin.join("peer")));
-    host.args([
-        "host",
-        "--rendezvous",
-        &rv_addr,
-        "--rendezvous-fingerprint",
-        &fp,
-    ])
-    .args([
-        "--bind",
-        "0.0.0.0:0",
-        "--source",
-        "synthetic",
-        "--size",
-        "640x360",
-    ])
-    .arg("--input-log")
-    .arg(work.join("input.log"))
-    .arg("--data-dir")
-    .arg(work.join("host"));
+    crate::peer_host(&mut host, (&rv_addr, &fp), &work.join("host"));
+    host.args(["--bind", "0.0.0.0:0", "--source", "synthetic"])
+        .args(["--size", "640x360", "--input-log"])
+        .arg(work.join("input.log"));
     let (_host, host_lines) = spawn_lines_to(host, "host", log("host")?)?;
-    let code = wait_line(&host_lines, "code:", Duration::from_secs(15))?;
-    let password = wait_line(&host_lines, "password:", Duration::from_secs(5))?;
+    let (code, password) = crate::code_and_password(&host_lines)?;
 
     let stats_path = work.join("stats.json");
     let script = work.join("input.script");
     std::fs::write(&script, LAB_SCRIPT)?;
     let mut ctl = in_ns(&topo.ns("lan2"), &path_str(&bin.join("peer")));
-    ctl.args(["connect", &code, "--password", &password, "--headless"])
-        .args(["--rendezvous", &rv_addr, "--rendezvous-fingerprint", &fp])
-        .args(["--bind", "0.0.0.0:0", "--duration", &seconds.to_string()])
-        .arg("--stats-json")
-        .arg(&stats_path)
-        .arg("--input-script")
-        .arg(&script)
-        .arg("--data-dir")
-        .arg(work.join("controller"));
+    crate::peer_connect(
+        &mut ctl,
+        (&code, &password),
+        (&rv_addr, &fp),
+        seconds,
+        &stats_path,
+        &work.join("controller"),
+    );
+    ctl.args(["--headless", "--bind", "0.0.0.0:0", "--input-script"])
+        .arg(&script);
     let (mut ctl, _ctl_lines) = spawn_lines_to(ctl, "controller", log("controller")?)?;
     let cutter = cut_direct_after.map(|after| {
         let router = topo.ns("nat1");

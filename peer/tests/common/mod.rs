@@ -56,6 +56,29 @@ pub fn start_rendezvous_relay(
     }
 }
 
+/// A host of the test rendezvous on 127.0.0.1 sharing `source` with a fixed password.
+pub fn test_host(
+    rv: &Rv,
+    dir: &Path,
+    source: host::Source,
+    password: &str,
+    input: host::InputFactory,
+) -> HostConfig {
+    HostConfig {
+        rendezvous: rv.addr,
+        rendezvous_fingerprint: rv.fingerprint,
+        data_dir: dir.to_path_buf(),
+        bind: LOCAL,
+        source,
+        password: Some(password.into()),
+        code: None,
+        fps: 30,
+        bitrate_bps: 3_000_000,
+        content: None,
+        input,
+    }
+}
+
 /// A host sharing a synthetic `size` screen with a fixed password, recording the input it gets.
 pub fn synthetic_host(
     rv: &Rv,
@@ -64,21 +87,16 @@ pub fn synthetic_host(
     password: &str,
     backend: input::RecordingBackend,
 ) -> HostConfig {
-    HostConfig {
-        rendezvous: rv.addr,
-        rendezvous_fingerprint: rv.fingerprint,
-        data_dir: dir.to_path_buf(),
-        bind: LOCAL,
-        source: host::Source::Synthetic { width, height },
-        password: Some(password.into()),
-        code: None,
-        fps: 30,
-        bitrate_bps: 3_000_000,
-        content: None,
-        input: std::sync::Arc::new(move |_: &host::ScreenArea| {
-            Ok(Box::new(backend.clone()) as Box<dyn input::InputBackend>)
-        }),
-    }
+    let input: host::InputFactory = std::sync::Arc::new(move |_: &host::ScreenArea| {
+        Ok(Box::new(backend.clone()) as Box<dyn input::InputBackend>)
+    });
+    test_host(
+        rv,
+        dir,
+        host::Source::Synthetic { width, height },
+        password,
+        input,
+    )
 }
 
 pub fn connect_config(rv: &Rv, code: AccessCode, password: &str, dir: &Path) -> ConnectConfig {
@@ -113,7 +131,7 @@ pub mod desktop {
     use capture::xvfb::VirtualDisplay;
     use peer::host::{self, HostConfig, Source};
 
-    use super::{LOCAL, Rv};
+    use super::Rv;
 
     pub const RED: [u8; 3] = [208, 48, 32];
     pub const BLUE: [u8; 3] = [32, 96, 208];
@@ -155,23 +173,12 @@ pub mod desktop {
         password: &str,
         input: host::InputFactory,
     ) -> HostConfig {
-        HostConfig {
-            rendezvous: rv.addr,
-            rendezvous_fingerprint: rv.fingerprint,
-            data_dir: dir.to_path_buf(),
-            bind: LOCAL,
-            source: Source::Screen(X11Options {
-                display: Some(d.name().to_owned()),
-                monitor: None,
-                cursor: true,
-            }),
-            password: Some(password.into()),
-            code: None,
-            fps: 30,
-            bitrate_bps: 3_000_000,
-            content: None,
-            input,
-        }
+        let source = Source::Screen(X11Options {
+            display: Some(d.name().to_owned()),
+            monitor: None,
+            cursor: true,
+        });
+        super::test_host(rv, dir, source, password, input)
     }
 
     /// Input performed on `d` with XTEST, as `peer host` does.
