@@ -27,6 +27,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often to probe the clock offset.
 const PING_EVERY: Duration = Duration::from_secs(1);
+/// How long, after the password proof, the candidates wait for this side's NAT mapping.
+const MAPPING_WAIT: Duration = Duration::from_millis(500);
 
 /// Controller settings.
 #[derive(Debug, Clone)]
@@ -101,6 +103,10 @@ pub struct Target {
     /// addresses), offered to the host once the password is proven; empty with
     /// `--force-relay`.
     pub own_candidates: Vec<SocketAddr>,
+    /// Where to learn how this controller's NAT maps ports (told to the host with the
+    /// candidates, for birthday punching): the rendezvous, the address it observed, and its
+    /// STUN port.
+    pub mapping_probe: Option<(SocketAddr, SocketAddr, u16)>,
 }
 
 /// Runs a whole session (resolve the code, connect, authenticate, stream); returns its report.
@@ -196,6 +202,9 @@ async fn resolve(
         } else {
             rendezvous::proto::candidates(Some(resolved.observed), &lan)
         },
+        mapping_probe: resolved
+            .stun_port
+            .map(|port| (cfg.rendezvous, resolved.observed, port)),
     })
 }
 
@@ -209,6 +218,18 @@ async fn session(
 ) -> Result<Report, Error> {
     // Connect to the host, pinning the key the rendezvous reported.
     let peer_cfg = quic::client_config(identity, target.host, ALPN)?;
+    // Learn this side's NAT mapping while the handshake runs (one STUN round trip).
+    let mut mapping = target
+        .mapping_probe
+        .filter(|_| !target.own_candidates.is_empty())
+        .map(|(rendezvous, observed, port)| {
+            let socket = socket.clone();
+            crate::AbortOnDrop(tokio::spawn(async move {
+                crate::nat::discover(&socket, rendezvous, observed, Some(port))
+                    .await
+                    .mapping
+            }))
+        });
     let (conn, route, _punching) = connect(endpoint, socket, &peer_cfg, &target, cfg.relay).await?;
     let path = route.state().map_or(PathKind::Direct, |s| s.path);
     info!(%path, "connected to the host");
@@ -222,9 +243,18 @@ async fn session(
     let stats = Arc::new(Mutex::new(Stats::new(started, path)));
     let clock = Arc::new(Mutex::new(ClockOffset::default()));
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    // Discovery is done by now unless the STUN port does not answer: wait a little, then
+    // punch without knowing.
+    let mapping = match mapping.as_mut() {
+        Some(task) => match tokio::time::timeout(MAPPING_WAIT, &mut task.0).await {
+            Ok(Ok(m)) => m,
+            _ => crate::nat::Mapping::Unknown,
+        },
+        None => crate::nat::Mapping::Unknown,
+    };
     if !target.own_candidates.is_empty() {
         let addrs = target.own_candidates.clone();
-        let _ = ctl_tx.send(ControlMsg::Candidates { addrs });
+        let _ = ctl_tx.send(ControlMsg::Candidates { addrs, mapping });
     }
     let (frames_tx, frames_rx) = mpsc::channel::<(VideoHeader, Vec<u8>)>(16);
     let recorder = match &cfg.record {
@@ -242,7 +272,7 @@ async fn session(
         tokio::select! {
             r = receive_video(&conn, frames_tx, stats.clone()) => r,
             r = control_writer(&mut ctl_send, ctl_rx) => r,
-            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, cfg.relay)) => r,
+            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, cfg.relay, mapping)) => r,
             r = pinger(ctl_tx.clone()) => r,
             r = send_input(&conn, hooks.input, stats.clone()) => r,
             r = ticker(stats.clone(), &route, hooks.on_tick) => r,
@@ -358,9 +388,15 @@ async fn connect(
                     Err(e) => warn!("relay: {e}"),
                 }
             };
-            let probing = punch_host(&socket, virtual_addr, &candidates);
-            let ((), answered) = tokio::join!(binding, probing);
-            debug!(?answered, "punch probes done");
+            // Mappings are swapped only over the session: no birthday punching here.
+            let probing = punch_host(
+                &socket,
+                virtual_addr,
+                &candidates,
+                crate::nat::Birthday::Off,
+            );
+            let ((), punched) = tokio::join!(binding, probing);
+            debug!(answered = ?punched.answered, "punch probes done");
         }))
     };
     let connecting = endpoint.connect_with(cfg.clone(), virtual_addr, "quicdesk.invalid")?;
@@ -392,14 +428,16 @@ async fn punch_host(
     socket: &Arc<net::PeerSocket>,
     virtual_addr: SocketAddr,
     candidates: &[SocketAddr],
-) -> Vec<SocketAddr> {
+    birthday: crate::nat::Birthday,
+) -> crate::nat::Punched {
     crate::nat::punch_session(
         socket,
         Some(virtual_addr),
         candidates,
         crate::nat::PUNCH_FOR,
-        |addr| {
-            socket.set_direct(virtual_addr, addr);
+        birthday,
+        |addr, via| {
+            socket.set_direct(virtual_addr, addr, via);
         },
     )
     .await
@@ -586,23 +624,34 @@ async fn control_writer(
 async fn control_reader(
     recv: &mut quinn::RecvStream,
     clock: Arc<Mutex<ClockOffset>>,
-    (socket, route, mode): (&Arc<net::PeerSocket>, &net::RouteHandle, RelayMode),
+    (socket, route, mode, ours): (
+        &Arc<net::PeerSocket>,
+        &net::RouteHandle,
+        RelayMode,
+        crate::nat::Mapping,
+    ),
 ) -> Result<(), Error> {
     // Punching towards the host's addresses, stopped when the session ends.
     let mut punching = Vec::new();
     loop {
         match wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? {
-            Some(ControlMsg::Candidates { addrs })
-                if mode != RelayMode::Force && punching.is_empty() =>
-            {
+            Some(ControlMsg::Candidates {
+                addrs,
+                mapping: theirs,
+            }) if mode != RelayMode::Force && punching.is_empty() => {
                 let addrs = crate::nat::sane_candidates(&addrs);
-                info!(candidates = ?addrs, "the host's addresses");
+                info!(candidates = ?addrs, mapping = %theirs, "the host's addresses");
                 let virtual_addr = route.addr();
                 socket.add_candidates(virtual_addr, &addrs);
                 let socket = socket.clone();
                 punching.push(crate::AbortOnDrop(tokio::spawn(async move {
-                    let answered = punch_host(&socket, virtual_addr, &addrs).await;
-                    debug!(?answered, "punch probes to the host done");
+                    let birthday = crate::nat::Birthday::for_mappings(ours, theirs);
+                    let punched = punch_host(&socket, virtual_addr, &addrs, birthday).await;
+                    debug!(answered = ?punched.answered, "punch probes to the host done");
+                    // A birthday pool socket that got through carries the direct path.
+                    if punched.pool.is_some() {
+                        std::future::pending::<()>().await;
+                    }
                 })));
             }
             None => return Ok(()),

@@ -462,10 +462,18 @@ async fn prepare_route(
             Err(e) => warn!(%controller, "relay: {e}"),
         }
     };
-    let probing =
-        crate::nat::punch_session(socket, None, &candidates, crate::nat::PUNCH_FOR, |_| {});
-    let ((), answered) = tokio::join!(binding, probing);
-    info!(%controller, ?answered, "punch probes done");
+    // Without a relay (the only case with candidates here) the mappings are not exchanged:
+    // no birthday punching.
+    let probing = crate::nat::punch_session(
+        socket,
+        None,
+        &candidates,
+        crate::nat::PUNCH_FOR,
+        crate::nat::Birthday::Off,
+        |_, _| {},
+    );
+    let ((), punched) = tokio::join!(binding, probing);
+    info!(%controller, answered = ?punched.answered, "punch probes done");
     let Some(virtual_addr) = virtual_addr else {
         return;
     };
@@ -475,6 +483,15 @@ async fn prepare_route(
         routes.remove(&virtual_addr);
         debug!(%controller, "no session came by this route; dropped it");
     }
+}
+
+/// How this host's NAT maps ports, as far as discovery found out.
+fn own_mapping(shared: &Shared) -> crate::nat::Mapping {
+    shared
+        .status
+        .borrow()
+        .mapping
+        .unwrap_or(crate::nat::Mapping::Unknown)
 }
 
 async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
@@ -665,9 +682,13 @@ async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<(), Err
     shared.status.send_modify(|s| s.in_session = true);
     // Only now, with the password proven, does the controller learn where this host is.
     let own = lock(&shared.candidates).clone();
+    let mapping = own_mapping(shared);
     wire::write_msg(
         &mut ctl_send,
-        &ControlMsg::Candidates { addrs: own },
+        &ControlMsg::Candidates {
+            addrs: own,
+            mapping,
+        },
         MAX_CONTROL_LEN,
     )
     .await?;
@@ -925,20 +946,27 @@ async fn control_loop(
             ControlMsg::Candidates { .. } if !punching.is_empty() => {
                 debug!("ignoring a second list of candidates");
             }
-            ControlMsg::Candidates { addrs } => {
+            ControlMsg::Candidates { addrs, mapping } => {
                 let addrs = crate::nat::sane_candidates(&addrs);
-                info!(candidates = ?addrs, "the controller's addresses");
+                let birthday = crate::nat::Birthday::for_mappings(own_mapping(shared), mapping);
+                info!(candidates = ?addrs, %mapping, "the controller's addresses");
                 let socket = shared.socket.clone();
                 punching.push(crate::AbortOnDrop(tokio::spawn(async move {
-                    let answered = crate::nat::punch_session(
+                    let punched = crate::nat::punch_session(
                         &socket,
                         None,
                         &addrs,
                         crate::nat::PUNCH_FOR,
-                        |_| {},
+                        birthday,
+                        |_, _| {},
                     )
                     .await;
-                    debug!(?answered, "punch probes to the controller done");
+                    debug!(answered = ?punched.answered, "punch probes to the controller done");
+                    // A birthday pool socket that got through carries the controller's
+                    // direct path (quinn migrates to it): keep it for the session.
+                    if punched.pool.is_some() {
+                        std::future::pending::<()>().await;
+                    }
                 })));
             }
             other => {

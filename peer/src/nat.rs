@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use crate::net::PeerSocket;
+use crate::net::{PeerSocket, STUN_RETRIES_MS, Via};
 
 /// How long punch probes go on: long enough for the other side's probes, sent when it hears of
 /// this session, to cross the NATs.
@@ -111,22 +111,65 @@ pub async fn discover(
 pub const PREDICT_AFTER: Duration = Duration::from_millis(500);
 /// Ports tried on each side of a public candidate's port.
 pub const PREDICT_SPAN: u16 = 16;
+/// Sockets a side behind an endpoint-dependent NAT opens for birthday punching.
+pub const POOL_SIZE: usize = 256;
+/// Most random ports the other side probes in one session.
+pub const SPRAY_MAX: usize = 2048;
+/// Random-port probes sent per [`SPRAY_TICK`] (1000 a second).
+const SPRAY_BATCH: usize = 16;
+const SPRAY_TICK: Duration = Duration::from_millis(16);
+/// The spray starts a little after the other side opens its pool, so most of the ports it
+/// hits are already mapped.
+const SPRAY_AFTER: Duration = Duration::from_millis(700);
+/// When each pool socket sends to the peer (ms after the pool opens): each send opens (or
+/// keeps) that socket's mapping towards the peer.
+const POOL_SENDS_MS: [u64; 3] = [0, 1000, 2000];
+
+/// What a side does beyond probing candidates when nothing answered within [`PREDICT_AFTER`]
+/// (birthday punching). Against a NAT that maps endpoint-dependently with random ports, one
+/// socket per side cannot meet: the hard side's single mapping towards the easy side is one
+/// port among ~64k. So the hard side opens [`POOL_SIZE`] sockets, each sending to the easy
+/// side's (endpoint-independent) public address, which gives [`POOL_SIZE`] mapped ports; the
+/// easy side probes up to [`SPRAY_MAX`] random ports of the hard side's public IP. A probe
+/// that hits a mapped port reaches that pool socket, whose answer passes the easy side's
+/// filter (it just sent there): with 256 sockets and 2048 probes over 64,512 ports that
+/// happens in 1 − (1 − 256/64512)^2048 ≈ 99.97 % of sessions. The winning socket then carries
+/// the session's direct path; the rest close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Birthday {
+    /// Nothing more: both sides map alike, or a mapping is unknown.
+    Off,
+    /// This side maps endpoint-dependently, the other independently: open a pool.
+    Pool,
+    /// This side maps endpoint-independently, the other dependently: probe random ports.
+    Spray,
+}
+
+impl Birthday {
+    pub fn for_mappings(ours: Mapping, theirs: Mapping) -> Self {
+        use Mapping::{EndpointDependent as Dep, EndpointIndependent as Indep};
+        match (ours, theirs) {
+            (Dep, Indep) => Birthday::Pool,
+            (Indep, Dep) => Birthday::Spray,
+            _ => Birthday::Off,
+        }
+    }
+}
+
+/// Whether an address could be a NAT's public side (not private, loopback or link-local).
+fn is_public(addr: &SocketAddr) -> bool {
+    match addr.ip() {
+        IpAddr::V4(v4) => !(v4.is_private() || v4.is_loopback() || v4.is_link_local()),
+        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local()),
+    }
+}
 
 /// Ports an endpoint-dependent NAT may have given the other peer for us: those near the
 /// port it showed the rendezvous (NATs that allocate in sequence, or preserve ports nearby),
 /// for each candidate that is not a private address. Bounded: `2 × PREDICT_SPAN` per candidate.
 pub fn predicted(candidates: &[SocketAddr]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
-    for c in candidates {
-        let public = match c.ip() {
-            IpAddr::V4(v4) => !(v4.is_private() || v4.is_loopback() || v4.is_link_local()),
-            IpAddr::V6(v6) => {
-                !(v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local())
-            }
-        };
-        if !public {
-            continue;
-        }
+    for c in candidates.iter().filter(|c| is_public(c)) {
         for d in 1..=PREDICT_SPAN {
             for port in [c.port().checked_add(d), c.port().checked_sub(d)]
                 .into_iter()
@@ -143,53 +186,121 @@ pub fn predicted(candidates: &[SocketAddr]) -> Vec<SocketAddr> {
     out
 }
 
+/// [`SPRAY_MAX`] distinct random ports (1024 and up) of `target`'s IP, none of `skip`.
+pub fn spray_targets(target: SocketAddr, skip: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut rng = rand::rng();
+    rand::seq::index::sample(
+        &mut rng,
+        usize::from(u16::MAX - 1023),
+        SPRAY_MAX + skip.len(),
+    )
+    .into_iter()
+    .map(|i| SocketAddr::new(target.ip(), 1024 + i as u16))
+    .filter(|a| !skip.contains(a))
+    .take(SPRAY_MAX)
+    .collect()
+}
+
+/// What a punch found.
+#[derive(Debug, Default)]
+pub struct Punched {
+    /// Candidates that answered.
+    pub answered: Vec<SocketAddr>,
+    /// The birthday pool socket that carries the direct path, if one won: keep it as long as
+    /// the session lasts.
+    pub pool: Option<crate::net::PoolGuard>,
+}
+
 /// Hole punching for one session: STUN Binding requests (retransmitted, see
 /// [`PeerSocket::stun_binding`]) to every candidate of the other peer at once. The requests
 /// open this side's NAT mapping and filter towards each candidate; an answer proves a path
 /// both ways. Probes to candidates that do not answer go on until `within` ends (a filtering
 /// NAT on the other side may let them in only once its own probes went out). Then, if nothing
 /// answered within [`PREDICT_AFTER`], to [`predicted`] ports around the first candidate (the
-/// reflexive address the rendezvous observed), and to the peer-reflexive
-/// candidates the route (if given) learns meanwhile. Calls `on_answer` as candidates answer;
-/// returns them when every probe is done.
+/// reflexive address the rendezvous observed) and, as `birthday` says, a [`Birthday`] pool or
+/// spray; and to the peer-reflexive candidates the route (if given) learns meanwhile. Calls
+/// `on_answer` with each candidate that answers and the socket it answered; returns when every
+/// probe is done.
 pub async fn punch_session(
     socket: &Arc<PeerSocket>,
     route: Option<SocketAddr>,
     candidates: &[SocketAddr],
     within: Duration,
-    mut on_answer: impl FnMut(SocketAddr),
-) -> Vec<SocketAddr> {
+    birthday: Birthday,
+    mut on_answer: impl FnMut(SocketAddr, Via),
+) -> Punched {
     let start = tokio::time::Instant::now();
     let deadline = start + within;
     let mut probes = tokio::task::JoinSet::new();
-    let mut tried: Vec<SocketAddr> = Vec::new();
-    let probe = |probes: &mut tokio::task::JoinSet<_>, tried: &mut Vec<SocketAddr>, c| {
-        if tried.contains(&c) {
+    let mut tried: Vec<(SocketAddr, Via)> = Vec::new();
+    let probe = |probes: &mut tokio::task::JoinSet<_>,
+                 tried: &mut Vec<(SocketAddr, Via)>,
+                 c: SocketAddr,
+                 via: Via,
+                 schedule: &'static [u64]| {
+        if tried.contains(&(c, via)) {
             return;
         }
-        tried.push(c);
+        tried.push((c, via));
         let socket = socket.clone();
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        probes.spawn(async move { (c, socket.stun_binding(c, left).await) });
+        probes.spawn(async move {
+            let r = socket.stun_binding_via(via, c, schedule, left).await;
+            (c, via, r)
+        });
     };
     for &c in candidates {
-        probe(&mut probes, &mut tried, c);
+        probe(&mut probes, &mut tried, c, Via::Main, &STUN_RETRIES_MS);
     }
     let news = route
         .and_then(|r| socket.learned_candidates(r))
         .map(|(_, n)| n);
+    // The peer's public address as it reported it first (the rendezvous's view of it).
+    let target = candidates.first().copied().filter(is_public);
+    let birthday = if target.is_some() {
+        birthday
+    } else {
+        Birthday::Off
+    };
     let mut predicted_yet = false;
+    let mut pool: Option<crate::net::PoolGuard> = None;
+    let mut pool_sends = tokio::task::JoinSet::new();
+    let pool_news = socket.pool_news();
+    let mut spray: Vec<SocketAddr> = Vec::new();
+    let mut spray_tick = tokio::time::interval_at(start + SPRAY_AFTER, SPRAY_TICK);
+    spray_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut answered = Vec::new();
+    let mut winner = None;
+    // Pool sockets a probe from the peer reached.
+    let mut hit: Vec<u32> = Vec::new();
+    let from_peer = |from: &SocketAddr| candidates.iter().any(|c| c.ip() == from.ip());
     loop {
         let predict_at = start + PREDICT_AFTER;
         tokio::select! {
             done = probes.join_next(), if !probes.is_empty() => match done {
-                Some(Ok((candidate, Ok(_)))) => {
-                    debug!(%candidate, "punch probe answered");
-                    on_answer(candidate);
+                Some(Ok((candidate, via, Ok(_)))) => {
+                    debug!(%candidate, ?via, "punch probe answered");
+                    on_answer(candidate, via);
                     answered.push(candidate);
+                    spray.clear();
+                    match (via, pool.as_mut()) {
+                        (Via::Pool(id), Some(p)) if winner.is_none() => {
+                            info!(%candidate, "birthday punch: a pool socket got through");
+                            // The peer goes direct by whichever of them its probe hit first,
+                            // which need not be this one: keep every socket it reached.
+                            hit.push(id);
+                            let pending = socket.take_pool_hits(p.ids());
+                            hit.extend(pending.iter().filter(|(_, from)| from_peer(from)).map(|(id, _)| *id));
+                            p.keep_only(&hit);
+                            pool_sends.abort_all();
+                            winner = Some(id);
+                        }
+                        // Found without the pool: it has no use.
+                        (Via::Main, Some(_)) if winner.is_none() => pool = None,
+                        _ => {}
+                    }
                 }
-                Some(Ok((candidate, Err(e)))) => debug!(%candidate, "punch probe: {e}"),
+                Some(Ok((candidate, via, Err(e)))) => debug!(%candidate, ?via, "punch probe: {e}"),
                 Some(Err(e)) => debug!("punch probe task: {e}"),
                 None => {}
             },
@@ -202,24 +313,87 @@ pub async fn punch_session(
                     let more = predicted(&candidates[..candidates.len().min(1)]);
                     debug!(ports = more.len(), "no answer yet: probing predicted ports");
                     for c in more {
-                        probe(&mut probes, &mut tried, c);
+                        probe(&mut probes, &mut tried, c, Via::Main, &STUN_RETRIES_MS);
+                    }
+                    match (birthday, target) {
+                        (Birthday::Pool, Some(target)) => match socket.open_pool(POOL_SIZE) {
+                            Ok(p) => {
+                                info!(sockets = POOL_SIZE, peer = %target, "birthday punch: pool opened");
+                                let (socket, ids) = (socket.clone(), p.ids().to_vec());
+                                pool_sends.spawn(send_from_pool(socket, ids, target));
+                                pool = Some(p);
+                            }
+                            Err(e) => warn!("birthday punch: cannot open the pool: {e}"),
+                        },
+                        (Birthday::Spray, Some(target)) => {
+                            let skip: Vec<SocketAddr> = tried.iter().map(|(a, _)| *a).collect();
+                            spray = spray_targets(target, &skip);
+                            info!(probes = spray.len(), ip = %target.ip(), "birthday punch: probing random ports");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ = spray_tick.tick(), if !spray.is_empty() => {
+                let at = spray.len().saturating_sub(SPRAY_BATCH);
+                for c in spray.split_off(at) {
+                    probe(&mut probes, &mut tried, c, Via::Main, &[0]);
+                }
+            }
+            () = pool_news.notified(), if pool.is_some() && winner.is_none() => {
+                let ids = pool.as_ref().map(|p| p.ids().to_vec()).unwrap_or_default();
+                for (id, from) in socket.take_pool_hits(&ids) {
+                    // A binding request from the peer's IP reached this pool socket: confirm
+                    // the path both ways from that socket.
+                    if from_peer(&from) {
+                        debug!(%from, pool_socket = id, "birthday punch: probe came in");
+                        hit.push(id);
+                        probe(&mut probes, &mut tried, from, Via::Pool(id), &STUN_RETRIES_MS);
                     }
                 }
             }
             () = async { news.as_ref().expect("guarded").notified().await }, if news.is_some() => {
                 if let Some((learned, _)) = route.and_then(|r| socket.learned_candidates(r)) {
                     for c in learned {
-                        probe(&mut probes, &mut tried, c);
+                        probe(&mut probes, &mut tried, c, Via::Main, &STUN_RETRIES_MS);
                     }
                 }
             }
             () = tokio::time::sleep_until(deadline) => break,
         }
-        if probes.is_empty() && predicted_yet && news.is_none() {
+        let waiting_on_pool = pool.is_some() && winner.is_none();
+        if probes.is_empty()
+            && predicted_yet
+            && news.is_none()
+            && spray.is_empty()
+            && !waiting_on_pool
+        {
             break;
         }
     }
-    answered
+    if pool.is_some() && winner.is_none() {
+        debug!("birthday punch: no pool socket got through");
+    }
+    Punched {
+        answered,
+        pool: pool.filter(|_| winner.is_some()),
+    }
+}
+
+/// Each pool socket sends binding requests to the peer at [`POOL_SENDS_MS`], so each has a
+/// mapping towards it (the peer's NAT drops them until its own probe opens the way).
+async fn send_from_pool(socket: Arc<PeerSocket>, ids: Vec<u32>, to: SocketAddr) {
+    let start = tokio::time::Instant::now();
+    for at in POOL_SENDS_MS {
+        tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+        for &id in &ids {
+            let Ok((_, request)) = rendezvous::stun::binding_request() else {
+                return;
+            };
+            // A closed pool socket (another won) fails: nothing to do.
+            let _ = socket.send_raw_via(Via::Pool(id), to, &request).await;
+        }
+    }
 }
 
 /// Keeps the addresses a peer offered that could be real destinations: no unspecified address,

@@ -2,7 +2,9 @@
 //!
 //! Every peer owns exactly one UDP socket. The rendezvous connection, the peer-to-peer QUIC
 //! connection and STUN all share it, so the NAT mapping the rendezvous and its STUN port observe
-//! is the one the other peer is told to use.
+//! is the one the other peer is told to use. The one exception is a birthday pool
+//! ([`PeerSocket::open_pool`], see [`crate::nat::Birthday`]): extra sockets read alongside the
+//! main one, of which those the peer reached carry its direct path.
 //!
 //! ```text
 //!            ┌─────────────────────── PeerSocket (quinn::AsyncUdpSocket) ──────────────────────┐
@@ -31,9 +33,9 @@ use std::fmt;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
 use quinn::udp::{RecvMeta, Transmit};
@@ -48,7 +50,7 @@ use crate::stats::PathKind;
 
 /// Retransmission times of a STUN request, from the first send (RFC 8489 doubles from its RTO;
 /// these start lower because a peer waits on the answer before it can offer its candidates).
-const STUN_RETRIES_MS: [u64; 6] = [0, 100, 300, 700, 1500, 3100];
+pub const STUN_RETRIES_MS: [u64; 6] = [0, 100, 300, 700, 1500, 3100];
 /// Binding requests answered per second at most (punch checks need a few dozen): an answer is
 /// about twice its request's size, so this bounds what forged requests can reflect off a peer.
 pub const STUN_ANSWERS_PER_SEC: u32 = 200;
@@ -91,6 +93,29 @@ const RELAY_REFRESH: Duration = Duration::from_secs(20);
 const MAX_LEARNED: usize = 8;
 /// The port of every virtual address.
 const VIRTUAL_PORT: u16 = 4433;
+/// Binding requests noted from pool sockets, waiting for the punch to take them.
+const MAX_POOL_HITS: usize = 64;
+
+/// Which socket a packet comes in on or goes out of: the peer's one socket, or one of a
+/// birthday pool's (see [`PeerSocket::open_pool`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Via {
+    #[default]
+    Main,
+    Pool(u32),
+}
+
+/// The extra sockets of birthday punching, each with its own NAT mapping.
+#[derive(Default)]
+struct Pool {
+    sockets: HashMap<u32, Arc<dyn AsyncUdpSocket>>,
+    next: u32,
+    /// Remote addresses whose packets last came in on a pool socket: what quinn sends to
+    /// them (not by a route: a host's migrated connection) goes out of that socket.
+    reply_via: HashMap<SocketAddr, u32>,
+    /// Binding requests that came in on pool sockets (socket, sender), for the punch.
+    hits: Vec<(u32, SocketAddr)>,
+}
 
 /// What the socket has seen, for logs and tests.
 #[derive(Debug, Default)]
@@ -135,8 +160,10 @@ pub struct RouteState {
 struct Route {
     spec: RouteSpec,
     direct: Option<SocketAddr>,
+    /// The socket the direct path goes out of.
+    direct_via: Via,
     /// A working direct path found while held.
-    pending_direct: Option<SocketAddr>,
+    pending_direct: Option<(SocketAddr, Via)>,
     direct_since: Option<Instant>,
     path_changes: u32,
     /// The first send on the direct path since its last packet in, if sends kept coming.
@@ -197,6 +224,37 @@ impl Drop for RouteHandle {
     }
 }
 
+/// Pool sockets of [`PeerSocket::open_pool`], closed when dropped.
+#[derive(Debug)]
+pub struct PoolGuard {
+    socket: Arc<PeerSocket>,
+    ids: Vec<u32>,
+}
+
+impl PoolGuard {
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// Closes every socket of the pool but those in `keep`.
+    pub fn keep_only(&mut self, keep: &[u32]) {
+        let closing: Vec<u32> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| !keep.contains(id))
+            .collect();
+        self.socket.close_pool_sockets(&closing);
+        self.ids.retain(|id| keep.contains(id));
+    }
+}
+
+impl Drop for PoolGuard {
+    fn drop(&mut self) {
+        self.socket.close_pool_sockets(&self.ids);
+    }
+}
+
 /// The canonical form of an address (IPv4-mapped IPv6 → IPv4), as routes are keyed.
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
@@ -218,6 +276,14 @@ type Waiters = HashMap<
 /// The peer's UDP socket: QUIC for quinn, STUN for this module (see the module docs).
 pub struct PeerSocket {
     inner: Arc<dyn AsyncUdpSocket>,
+    runtime: Arc<dyn quinn::Runtime>,
+    pool: Mutex<Pool>,
+    /// How many pool sockets are open (0: the common case, no pool lock on the hot paths).
+    pool_open: AtomicUsize,
+    /// Signalled when a pool socket receives a binding request.
+    pool_news: Arc<Notify>,
+    /// The waker of the last read that found nothing, woken when pool sockets open.
+    recv_waker: Mutex<Option<Waker>>,
     /// Whether quinn sees IPv6 addresses (an IPv6 socket), so virtual ones are shown mapped.
     ipv6: bool,
     routes: Mutex<Routes>,
@@ -250,6 +316,11 @@ pub fn bind(
     let socket = Arc::new(PeerSocket {
         ipv6: inner.local_addr()?.is_ipv6(),
         inner,
+        runtime: runtime.clone(),
+        pool: Mutex::default(),
+        pool_open: AtomicUsize::new(0),
+        pool_news: Arc::new(Notify::new()),
+        recv_waker: Mutex::default(),
         routes: Mutex::default(),
         relay_buf: Mutex::default(),
         stash: Mutex::default(),
@@ -290,6 +361,19 @@ impl PeerSocket {
         server: SocketAddr,
         timeout: Duration,
     ) -> Result<SocketAddr, StunClientError> {
+        self.stun_binding_via(Via::Main, server, &STUN_RETRIES_MS, timeout)
+            .await
+    }
+
+    /// [`Self::stun_binding`] out of the socket `via`, sending at the times `schedule` gives
+    /// (ms from the first send).
+    pub async fn stun_binding_via(
+        &self,
+        via: Via,
+        server: SocketAddr,
+        schedule: &[u64],
+        timeout: Duration,
+    ) -> Result<SocketAddr, StunClientError> {
         let (id, request) =
             stun::binding_request().map_err(|source| StunClientError::Stun { server, source })?;
         let (tx, rx) = oneshot::channel();
@@ -297,9 +381,9 @@ impl PeerSocket {
         let _cleanup = RemoveWaiter(self, id);
         let retransmit = async {
             let start = tokio::time::Instant::now();
-            for at in STUN_RETRIES_MS {
+            for &at in schedule {
                 tokio::time::sleep_until(start + Duration::from_millis(at)).await;
-                self.send_raw(server, &request)
+                self.send_raw_via(via, server, &request)
                     .await
                     .map_err(|source| StunClientError::Io { server, source })?;
             }
@@ -362,6 +446,7 @@ impl PeerSocket {
             Route {
                 spec,
                 direct: None,
+                direct_via: Via::Main,
                 pending_direct: None,
                 direct_since: None,
                 path_changes: 0,
@@ -407,8 +492,8 @@ impl PeerSocket {
     /// notes it for [`Self::release_direct`] while the route is held. Either way it replays
     /// what was sent before anything came back, so a handshake packet the peer's NAT dropped
     /// before its own probes opened it need not wait for quinn's retransmission. Returns
-    /// whether the route moved.
-    pub fn set_direct(&self, virtual_addr: SocketAddr, peer: SocketAddr) -> bool {
+    /// whether the route moved. `via` is the socket the path goes out of.
+    pub fn set_direct(&self, virtual_addr: SocketAddr, peer: SocketAddr, via: Via) -> bool {
         let peer = canonical(peer);
         let (moved, replay) = {
             let mut routes = self.lock_routes();
@@ -418,7 +503,7 @@ impl PeerSocket {
             if !route.spec.direct_allowed {
                 return false;
             }
-            let moved = go_direct(route, virtual_addr, peer);
+            let moved = go_direct(route, virtual_addr, peer, via);
             // Once anything came back the handshake got through; nothing needs replaying.
             let replay: Vec<_> = if route.heard {
                 Vec::new()
@@ -431,8 +516,9 @@ impl PeerSocket {
             routes.by_peer.insert(peer, virtual_addr);
             (moved, replay)
         };
+        let socket = self.socket_for(via).unwrap_or_else(|| self.inner.clone());
         for (bytes, segment_size) in replay {
-            let _ = self.inner.try_send(&Transmit {
+            let _ = socket.try_send(&Transmit {
                 destination: peer,
                 ecn: None,
                 contents: &bytes,
@@ -518,9 +604,86 @@ impl PeerSocket {
         };
         route.spec.hold_direct = false;
         match route.pending_direct.take() {
-            Some(peer) => go_direct(route, virtual_addr, peer),
+            Some((peer, via)) => go_direct(route, virtual_addr, peer, via),
             None => false,
         }
+    }
+
+    /// The socket a packet goes out of for `via` (`None`: that pool socket is closed).
+    fn socket_for(&self, via: Via) -> Option<Arc<dyn AsyncUdpSocket>> {
+        match via {
+            Via::Main => Some(self.inner.clone()),
+            Via::Pool(id) => self.lock_pool().sockets.get(&id).cloned(),
+        }
+    }
+
+    fn lock_pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens `n` more UDP sockets for birthday punching (on the main socket's IP, each on a
+    /// port of its own, so an endpoint-dependent NAT gives each its own mapping towards the
+    /// same peer). What they receive is read like the main socket's: STUN is answered out of
+    /// the socket it came in on, binding requests are noted for [`Self::take_pool_hits`], and
+    /// QUIC goes to quinn. They close when the returned guard is dropped.
+    pub fn open_pool(self: &Arc<Self>, n: usize) -> io::Result<PoolGuard> {
+        let ip = self.inner.local_addr()?.ip();
+        let mut opened = Vec::with_capacity(n);
+        for _ in 0..n {
+            let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+            opened.push(self.runtime.wrap_udp_socket(std_socket)?);
+        }
+        let ids = {
+            let mut pool = self.lock_pool();
+            let ids: Vec<u32> = opened
+                .into_iter()
+                .map(|socket| {
+                    let id = pool.next;
+                    pool.next = pool.next.wrapping_add(1);
+                    pool.sockets.insert(id, socket);
+                    id
+                })
+                .collect();
+            self.pool_open.store(pool.sockets.len(), Ordering::Relaxed);
+            ids
+        };
+        // The reader may be asleep on the main socket alone: let it poll the new ones too.
+        if let Some(waker) = self
+            .recv_waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            waker.wake();
+        }
+        debug!(sockets = n, "birthday pool opened");
+        Ok(PoolGuard {
+            socket: self.clone(),
+            ids,
+        })
+    }
+
+    fn close_pool_sockets(&self, ids: &[u32]) {
+        let mut pool = self.lock_pool();
+        for id in ids {
+            pool.sockets.remove(id);
+        }
+        pool.reply_via.retain(|_, id| !ids.contains(id));
+        pool.hits.retain(|(id, _)| !ids.contains(id));
+        self.pool_open.store(pool.sockets.len(), Ordering::Relaxed);
+    }
+
+    /// Takes the binding requests that came in on the pool sockets `ids` (socket, sender).
+    pub fn take_pool_hits(&self, ids: &[u32]) -> Vec<(u32, SocketAddr)> {
+        let mut pool = self.lock_pool();
+        let (ours, others) = pool.hits.drain(..).partition(|(id, _)| ids.contains(id));
+        pool.hits = others;
+        ours
+    }
+
+    /// Signalled when a pool socket receives a binding request.
+    pub fn pool_news(&self) -> Arc<Notify> {
+        self.pool_news.clone()
     }
 
     /// Tells the relay this socket holds the route's token, retransmitting until it answers or
@@ -594,6 +757,7 @@ impl PeerSocket {
                 if refresh.is_some() {
                     route.relay_refreshed = Some(now);
                 }
+                let via = route.direct_via;
                 drop(routes);
                 if let Some((relay, token)) = refresh {
                     // Best effort: a lost refresh is retried at the next interval.
@@ -601,7 +765,8 @@ impl PeerSocket {
                         .inner
                         .try_send(&transmit(relay, &relay::bind_frame(token)));
                 }
-                return self.inner.try_send(&Transmit {
+                let socket = self.socket_for(via).unwrap_or_else(|| self.inner.clone());
+                return socket.try_send(&Transmit {
                     destination: direct,
                     ..*t
                 });
@@ -666,13 +831,31 @@ impl PeerSocket {
     /// Rewrites one received buffer that is not STUN: relay frames lose their header and come
     /// from their route's virtual address, a route's peer comes from its virtual address.
     /// Returns the source, length and stride to give quinn, or `None` if nothing is left.
-    fn demux(&self, buf: &mut [u8], meta: &RecvMeta) -> Option<(SocketAddr, usize, usize)> {
+    fn demux(
+        &self,
+        buf: &mut [u8],
+        meta: &RecvMeta,
+        via: Via,
+    ) -> Option<(SocketAddr, usize, usize)> {
         let from = canonical(meta.addr);
-        if relay::is_relay(&buf[..meta.len]) {
+        if relay::is_relay(&buf[..meta.len]) && via == Via::Main {
             return self.on_relay(buf, meta, from);
         }
         let mut routes = self.lock_routes();
         let Some(&virtual_addr) = routes.by_peer.get(&from) else {
+            drop(routes);
+            // Not a route's: answers go back out of the socket this came in on.
+            if self.pool_open.load(Ordering::Relaxed) > 0 {
+                let mut pool = self.lock_pool();
+                match via {
+                    Via::Pool(id) => {
+                        pool.reply_via.insert(from, id);
+                    }
+                    Via::Main => {
+                        pool.reply_via.remove(&from);
+                    }
+                }
+            }
             return Some((meta.addr, meta.len, meta.stride));
         };
         if let Some(route) = routes.by_virtual.get_mut(&virtual_addr) {
@@ -685,7 +868,7 @@ impl PeerSocket {
             }
             // The peer sends straight to us, so the path works: answer the same way.
             if route.direct.is_none() && route.spec.direct_allowed {
-                go_direct(route, virtual_addr, from);
+                go_direct(route, virtual_addr, from, via);
             }
         }
         Some((self.present(virtual_addr), meta.len, meta.stride))
@@ -781,10 +964,18 @@ impl PeerSocket {
 
     /// Sends one datagram outside QUIC (STUN, punch probes), waiting for room in the socket.
     pub async fn send_raw(&self, to: SocketAddr, bytes: &[u8]) -> io::Result<()> {
-        let mut poller = self.inner.clone().create_io_poller();
+        self.send_raw_via(Via::Main, to, bytes).await
+    }
+
+    /// [`Self::send_raw`] out of the socket `via` (an error if that pool socket is closed).
+    pub async fn send_raw_via(&self, via: Via, to: SocketAddr, bytes: &[u8]) -> io::Result<()> {
+        let socket = self
+            .socket_for(via)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "pool socket closed"))?;
+        let mut poller = socket.clone().create_io_poller();
         loop {
             std::future::poll_fn(|cx| poller.as_mut().poll_writable(cx)).await?;
-            match self.inner.try_send(&transmit(to, bytes)) {
+            match socket.try_send(&transmit(to, bytes)) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 other => return other,
             }
@@ -796,7 +987,7 @@ impl PeerSocket {
     }
 
     /// Handles one STUN datagram from `from`.
-    fn on_stun(&self, datagram: &[u8], from: SocketAddr) {
+    fn on_stun(&self, datagram: &[u8], from: SocketAddr, via: Via) {
         match stun::kind(datagram) {
             stun::Kind::BindingRequest => match stun::answer(datagram, from) {
                 Ok(Some(_)) if !self.take_answer() => {
@@ -807,12 +998,24 @@ impl PeerSocket {
                 Ok(Some(reply)) => {
                     // Best effort, never blocking the receive path: a lost answer is retried
                     // by the asker.
-                    if self.inner.try_send(&transmit(from, &reply)).is_ok() {
+                    let sent = self
+                        .socket_for(via)
+                        .is_some_and(|s| s.try_send(&transmit(from, &reply)).is_ok());
+                    if sent {
                         self.counters
                             .stun_requests_answered
                             .fetch_add(1, Ordering::Relaxed);
                     }
-                    self.learn_peer_reflexive(from);
+                    match via {
+                        Via::Main => self.learn_peer_reflexive(from),
+                        Via::Pool(id) => {
+                            let mut pool = self.lock_pool();
+                            if pool.hits.len() < MAX_POOL_HITS && !pool.hits.contains(&(id, from)) {
+                                pool.hits.push((id, from));
+                                self.pool_news.notify_one();
+                            }
+                        }
+                    }
                 }
                 Ok(None) | Err(_) => self.stray(from),
             },
@@ -895,21 +1098,22 @@ fn direct_alive(route: &mut Route, now: Instant) -> bool {
 
 /// Moves a route to the direct path `peer`; `false` if it may not, is held (then `peer` is
 /// kept for later) or already has one.
-fn go_direct(route: &mut Route, virtual_addr: SocketAddr, peer: SocketAddr) -> bool {
+fn go_direct(route: &mut Route, virtual_addr: SocketAddr, peer: SocketAddr, via: Via) -> bool {
     if !route.spec.direct_allowed || route.direct.is_some() {
         return false;
     }
     if route.spec.hold_direct {
-        route.pending_direct.get_or_insert(peer);
+        route.pending_direct.get_or_insert((peer, via));
         return false;
     }
     let before = route.path();
     route.direct = Some(peer);
+    route.direct_via = via;
     route.direct_since.get_or_insert_with(Instant::now);
     route.unanswered_since = None;
     if before != PathKind::Direct {
         route.path_changes += 1;
-        info!(%peer, route = %virtual_addr, "path: relay → direct");
+        info!(%peer, route = %virtual_addr, ?via, "path: relay → direct");
     } else {
         debug!(%peer, route = %virtual_addr, "path: direct to one candidate");
     }
@@ -934,17 +1138,138 @@ fn transmit(to: SocketAddr, bytes: &[u8]) -> Transmit<'_> {
     }
 }
 
+/// Waits until the main socket, and every open pool socket, has room to send.
+struct PeerPoller {
+    socket: Arc<PeerSocket>,
+    inner: Pin<Box<dyn UdpPoller>>,
+    pool: HashMap<u32, Pin<Box<dyn UdpPoller>>>,
+}
+
+impl fmt::Debug for PeerPoller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerPoller")
+            .field("pool", &self.pool.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UdpPoller for PeerPoller {
+    fn poll_writable(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.inner.as_mut().poll_writable(cx))?;
+        if this.socket.pool_open.load(Ordering::Relaxed) == 0 {
+            this.pool.clear();
+            return Poll::Ready(Ok(()));
+        }
+        let sockets: Vec<_> = this
+            .socket
+            .lock_pool()
+            .sockets
+            .iter()
+            .map(|(id, s)| (*id, s.clone()))
+            .collect();
+        this.pool
+            .retain(|id, _| sockets.iter().any(|(i, _)| i == id));
+        for (id, s) in sockets {
+            let poller = this.pool.entry(id).or_insert_with(|| s.create_io_poller());
+            ready!(poller.as_mut().poll_writable(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl PeerSocket {
+    /// Hands what one read of socket `via` got (`n` datagrams) to STUN, the relay routes and
+    /// the peer routes; returns how many datagrams are left for quinn, moved to the front.
+    fn take_in(
+        &self,
+        via: Via,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+        n: usize,
+    ) -> usize {
+        let mut kept = 0;
+        for i in 0..n {
+            let mut m = meta[i];
+            m.len = split_stun(&mut bufs[i], m.len, m.stride, |d| {
+                self.on_stun(d, m.addr, via);
+            });
+            if m.len == 0 {
+                continue;
+            }
+            let Some((addr, len, stride)) = self.demux(&mut bufs[i], &m, via) else {
+                continue;
+            };
+            (meta[i].addr, meta[i].len, meta[i].stride) = (addr, len, stride);
+            if kept != i {
+                let (left, right) = bufs.split_at_mut(i);
+                left[kept][..len].copy_from_slice(&right[0][..len]);
+                meta[kept] = meta[i];
+            }
+            kept += 1;
+        }
+        kept
+    }
+
+    /// Reads the pool sockets once each (registering the waker on those with nothing);
+    /// `Some(kept)` if one had something (possibly nothing for quinn).
+    fn poll_pool(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Option<usize> {
+        let sockets: Vec<_> = self
+            .lock_pool()
+            .sockets
+            .iter()
+            .map(|(id, s)| (*id, s.clone()))
+            .collect();
+        let mut read = None;
+        for (id, s) in sockets {
+            match s.poll_recv(cx, bufs, meta) {
+                Poll::Ready(Ok(n)) => {
+                    let kept = self.take_in(Via::Pool(id), bufs, meta, n);
+                    if kept > 0 {
+                        return Some(kept);
+                    }
+                    read = Some(0);
+                }
+                // E.g. an ICMP error reported late: the pool is best effort.
+                Poll::Ready(Err(e)) => debug!(pool_socket = id, "pool socket: {e}"),
+                Poll::Pending => {}
+            }
+        }
+        read
+    }
+}
+
 impl AsyncUdpSocket for PeerSocket {
     fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
-        self.inner.clone().create_io_poller()
+        Box::pin(PeerPoller {
+            inner: self.inner.clone().create_io_poller(),
+            socket: self,
+            pool: HashMap::new(),
+        })
     }
 
     fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
         if is_virtual(transmit.destination) {
-            self.send_routed(transmit)
-        } else {
-            self.inner.try_send(transmit)
+            return self.send_routed(transmit);
         }
+        if self.pool_open.load(Ordering::Relaxed) > 0 {
+            let pool = self.lock_pool();
+            let socket = pool
+                .reply_via
+                .get(&canonical(transmit.destination))
+                .and_then(|id| pool.sockets.get(id))
+                .cloned();
+            drop(pool);
+            if let Some(socket) = socket {
+                return socket.try_send(transmit);
+            }
+        }
+        self.inner.try_send(transmit)
     }
 
     fn poll_recv(
@@ -958,34 +1283,41 @@ impl AsyncUdpSocket for PeerSocket {
             return Poll::Ready(Ok(stashed));
         }
         loop {
-            let n = ready!(self.inner.poll_recv(cx, bufs, meta))?;
-            let mut kept = 0;
-            for i in 0..n {
-                let mut m = meta[i];
-                m.len = split_stun(&mut bufs[i], m.len, m.stride, |d| self.on_stun(d, m.addr));
-                if m.len == 0 {
-                    continue;
+            let mut pool_read = false;
+            let got = match self.inner.poll_recv(cx, bufs, meta)? {
+                Poll::Ready(n) => Some(self.take_in(Via::Main, bufs, meta, n)),
+                Poll::Pending if self.pool_open.load(Ordering::Relaxed) > 0 => {
+                    pool_read = true;
+                    self.poll_pool(cx, bufs, meta)
                 }
-                let Some((addr, len, stride)) = self.demux(&mut bufs[i], &m) else {
-                    continue;
-                };
-                (meta[i].addr, meta[i].len, meta[i].stride) = (addr, len, stride);
-                if kept != i {
-                    let (left, right) = bufs.split_at_mut(i);
-                    left[kept][..len].copy_from_slice(&right[0][..len]);
-                    meta[kept] = meta[i];
+                Poll::Pending => None,
+            };
+            match got {
+                Some(kept) if kept > 0 => return Poll::Ready(Ok(kept)),
+                Some(_) => {
+                    let stashed = self.drain_stash(bufs, meta);
+                    if stashed > 0 {
+                        return Poll::Ready(Ok(stashed));
+                    }
+                    // Nothing for quinn (STUN, relay binds): read again, so every socket
+                    // ends up registering the waker.
                 }
-                kept += 1;
+                None => {
+                    let mut waker = self
+                        .recv_waker
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *waker = Some(cx.waker().clone());
+                    }
+                    drop(waker);
+                    // A pool opened since the check would not have woken this read.
+                    if !pool_read && self.pool_open.load(Ordering::Relaxed) > 0 {
+                        cx.waker().wake_by_ref();
+                    }
+                    return Poll::Pending;
+                }
             }
-            if kept > 0 {
-                return Poll::Ready(Ok(kept));
-            }
-            let stashed = self.drain_stash(bufs, meta);
-            if stashed > 0 {
-                return Poll::Ready(Ok(stashed));
-            }
-            // Nothing for quinn (STUN, relay binds): wait for more (the inner poll registers
-            // the waker).
         }
     }
 

@@ -70,8 +70,12 @@ pub enum ControlMsg {
     /// Either side: the session ends.
     Goodbye { reason: String },
     /// Either side, after `Welcome`: addresses where the sender may be reached directly, for
-    /// hole punching (sent only to a peer that has proven the password).
-    Candidates { addrs: Vec<std::net::SocketAddr> },
+    /// hole punching (sent only to a peer that has proven the password), and how the
+    /// sender's NAT maps ports (which decides birthday punching, [`crate::nat::Birthday`]).
+    Candidates {
+        addrs: Vec<std::net::SocketAddr>,
+        mapping: crate::nat::Mapping,
+    },
 }
 
 /// Length of an encoded [`VideoHeader`].

@@ -243,6 +243,7 @@ async fn wrong_host_fingerprint_is_refused() {
             candidates: vec![host.local_addr],
             relay: None,
             own_candidates: Vec::new(),
+            mapping_probe: None,
         },
         Hooks::default(),
     )

@@ -640,15 +640,17 @@ fn install_signal_cleanup() {
 }
 
 /// The pairs CI runs, each with the path it must end on (`None`: either). Cone NATs, filtering
-/// NATs on both sides (hole punching), a symmetric controller, a sequential symmetric host
-/// against a filtering controller (port prediction), and pairs no punching opens, which must end
-/// on the relay.
-pub const CI_PAIRS: [(Nat, Nat, Option<&str>); 6] = [
+/// NATs on both sides (hole punching), a symmetric controller against a full cone
+/// (peer-reflexive candidates), a sequential symmetric host against a filtering controller
+/// (port prediction), random symmetric against port-restricted both ways (birthday punching),
+/// and a pair no punching opens, which must end on the relay.
+pub const CI_PAIRS: [(Nat, Nat, Option<&str>); 7] = [
     (Nat::FullCone, Nat::FullCone, Some("direct")),
     (Nat::PortRestricted, Nat::PortRestricted, Some("direct")),
     (Nat::FullCone, Nat::Symmetric, Some("direct")),
     (Nat::SymmetricSeq, Nat::PortRestricted, Some("direct")),
-    (Nat::PortRestricted, Nat::Symmetric, None),
+    (Nat::PortRestricted, Nat::Symmetric, Some("direct")),
+    (Nat::Symmetric, Nat::PortRestricted, Some("direct")),
     (Nat::Symmetric, Nat::Symmetric, Some("relay")),
 ];
 
