@@ -479,6 +479,45 @@ mod tests {
     }
 
     #[test]
+    fn birthday_roles_follow_both_mappings() {
+        use Mapping::*;
+        assert_eq!(
+            Birthday::for_mappings(EndpointDependent, EndpointIndependent),
+            Birthday::Pool
+        );
+        assert_eq!(
+            Birthday::for_mappings(EndpointIndependent, EndpointDependent),
+            Birthday::Spray
+        );
+        for (a, b) in [
+            (EndpointDependent, EndpointDependent),
+            (EndpointIndependent, EndpointIndependent),
+            (Unknown, EndpointDependent),
+            (EndpointDependent, Unknown),
+        ] {
+            assert_eq!(Birthday::for_mappings(a, b), Birthday::Off, "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn spray_targets_are_distinct_random_high_ports_of_one_ip() {
+        let target: SocketAddr = "198.51.100.11:40000".parse().unwrap();
+        let skip: Vec<SocketAddr> = (1024..1100)
+            .map(|p| SocketAddr::new(target.ip(), p))
+            .collect();
+        let ports = spray_targets(target, &skip);
+        assert_eq!(ports.len(), SPRAY_MAX);
+        let mut seen = std::collections::HashSet::new();
+        for a in &ports {
+            assert_eq!(a.ip(), target.ip());
+            assert!(a.port() >= 1100, "{a}");
+            assert!(seen.insert(*a), "{a} twice");
+        }
+        // Random: another draw differs (the chance of equal 2048-port draws is nil).
+        assert_ne!(spray_targets(target, &skip), ports);
+    }
+
+    #[test]
     fn offered_candidates_are_checked_and_bounded() {
         let addrs: Vec<SocketAddr> = [
             "198.51.100.11:40000",

@@ -236,6 +236,15 @@ impl PoolGuard {
         &self.ids
     }
 
+    /// Each open socket of the pool and its local address.
+    pub fn local_addrs(&self) -> Vec<(u32, SocketAddr)> {
+        let pool = self.socket.lock_pool();
+        self.ids
+            .iter()
+            .filter_map(|&id| Some((id, pool.sockets.get(&id)?.local_addr().ok()?)))
+            .collect()
+    }
+
     /// Closes every socket of the pool but those in `keep`.
     pub fn keep_only(&mut self, keep: &[u32]) {
         let closing: Vec<u32> = self
@@ -1174,6 +1183,8 @@ impl UdpPoller for PeerPoller {
             let poller = this.pool.entry(id).or_insert_with(|| s.create_io_poller());
             ready!(poller.as_mut().poll_writable(cx))?;
         }
+        // The pollers hold their sockets open: keep them only while waiting.
+        this.pool.clear();
         Poll::Ready(Ok(()))
     }
 }

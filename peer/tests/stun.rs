@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use peer::net::{self, StunClientError};
+use peer::net::{self, StunClientError, Via};
 
 mod common;
 use common::{LOCAL, start_rendezvous};
@@ -184,4 +184,80 @@ async fn no_answer_is_a_timeout_and_strangers_cannot_answer() {
     );
     assert!(started.elapsed() >= Duration::from_millis(800));
     assert!(socket.counters().stun_stray.load(Ordering::Relaxed) >= 1);
+}
+
+/// A birthday pool: its sockets answer STUN out of their own ports, note who reached them,
+/// probe out of the socket asked for, and carry quinn's answers to a peer whose packets came in
+/// on one (a QUIC handshake to a pool socket's port completes, and quinn's client drops packets
+/// from any other address than the one it dialled); a closed pool socket answers nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_birthday_pool_answers_and_carries_quic_from_its_own_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let host_id = certs::Identity::load_or_create(dir.path(), "host").unwrap();
+    let ctl_id = certs::Identity::load_or_create(dir.path(), "ctl").unwrap();
+    const ALPN: &[u8] = b"quicdesk-pool-test";
+    let server = rendezvous::quic::server_config(&host_id, &[ALPN]).unwrap();
+    let (host_endpoint, host) = net::bind(LOCAL, Some(server)).unwrap();
+    let (client_endpoint, client) = net::bind(LOCAL, None).unwrap();
+    let me = client.local_addr().unwrap();
+    let t = Duration::from_secs(3);
+
+    let mut pool = host.open_pool(8).unwrap();
+    let addrs = pool.local_addrs();
+    assert_eq!(addrs.len(), 8);
+    let main_port = host.local_addr().unwrap().port();
+    assert!(addrs.iter().all(|(_, a)| a.port() != main_port));
+    let (id, pool_addr) = addrs[3];
+
+    // A probe to one pool socket is answered from its port and noted as a hit.
+    assert_eq!(client.stun_binding(pool_addr, t).await.unwrap(), me);
+    assert_eq!(host.take_pool_hits(pool.ids()), vec![(id, me)]);
+    assert!(host.take_pool_hits(pool.ids()).is_empty());
+    // The pool socket probes back from its own port.
+    let seen = host
+        .stun_binding_via(Via::Pool(id), me, &net::STUN_RETRIES_MS, t)
+        .await
+        .unwrap();
+    assert_eq!(seen, pool_addr);
+
+    // QUIC dialled to the pool socket's port: the host's answers leave by that socket.
+    let accept = tokio::spawn({
+        // The endpoint must outlive the task: its driver reads the pool too.
+        let host_endpoint = host_endpoint.clone();
+        async move {
+            let conn = host_endpoint.accept().await.unwrap().await.unwrap();
+            let (mut send, mut recv) = conn.accept_bi().await.unwrap();
+            let got = recv.read_to_end(64).await.unwrap();
+            send.write_all(&got).await.unwrap();
+            send.finish().unwrap();
+            let _ = conn.closed().await;
+            conn.remote_address()
+        }
+    });
+    let cfg = rendezvous::quic::client_config(&ctl_id, host_id.fingerprint(), ALPN).unwrap();
+    let conn = tokio::time::timeout(
+        t,
+        client_endpoint
+            .connect_with(cfg, pool_addr, "quicdesk.invalid")
+            .unwrap(),
+    )
+    .await
+    .expect("handshake through the pool socket in time")
+    .expect("handshake through the pool socket");
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(b"through the pool").await.unwrap();
+    send.finish().unwrap();
+    assert_eq!(recv.read_to_end(64).await.unwrap(), b"through the pool");
+    conn.close(0u32.into(), b"done");
+    assert_eq!(net::canonical(accept.await.unwrap()), me);
+
+    // Keeping another socket closes this one; dropping the pool closes the rest.
+    let (other, other_addr) = addrs[0];
+    pool.keep_only(&[other]);
+    assert_eq!(pool.ids(), &[other]);
+    let short = Duration::from_millis(400);
+    assert!(client.stun_binding(pool_addr, short).await.is_err());
+    assert_eq!(client.stun_binding(other_addr, t).await.unwrap(), me);
+    drop(pool);
+    assert!(client.stun_binding(other_addr, short).await.is_err());
 }
