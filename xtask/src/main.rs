@@ -60,6 +60,11 @@ fn main() -> Result<()> {
         bail!("no command given");
     };
     let rest = &args[1..];
+    // `cargo xtask nat-lab --help` asks for help, not for a run that fails on the flag.
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        print_help();
+        return Ok(());
+    }
     match cmd.as_str() {
         "setup" => setup(),
         "test" => test(rest),
@@ -105,9 +110,9 @@ commands:
   bench    setup + codec benchmarks (criterion) + an end-to-end session, as a table
   nat-lab  setup + rendezvous, host and controller behind nftables NATs in network namespaces
            (root), for every pair of NAT kinds; prints the matrix. Options: --pairs
-           host:controller,... (none, cone, port-restricted, symmetric, blocked), --seconds N,
-           --netem \"delay 50ms loss 5%\" (on the host's internet link, both ways),
-           --cut-direct-after S (drop all traffic between the peers S seconds in),
+           host:controller,... (kinds: none, cone, port-restricted, symmetric, symmetric-seq,
+           blocked), --seconds N, --netem \"delay 50ms loss 5%\" (on the host's internet link,
+           both ways), --cut-direct-after S (drop all traffic between the peers S seconds in),
            --ci (the pairs and the lossy run the test suite requires)"
     );
 }
