@@ -206,8 +206,8 @@ pub fn spray_targets(target: SocketAddr, skip: &[SocketAddr]) -> Vec<SocketAddr>
 pub struct Punched {
     /// Candidates that answered.
     pub answered: Vec<SocketAddr>,
-    /// The birthday pool socket that carries the direct path, if one won: keep it as long as
-    /// the session lasts.
+    /// The birthday pool sockets the peer reached (one of them may carry the direct path):
+    /// keep them as long as the session lasts.
     pub pool: Option<crate::net::PoolGuard>,
 }
 
@@ -217,8 +217,8 @@ pub struct Punched {
 /// both ways. Probes to candidates that do not answer go on until `within` ends (a filtering
 /// NAT on the other side may let them in only once its own probes went out). Then, if nothing
 /// answered within [`PREDICT_AFTER`], to [`predicted`] ports around the first candidate (the
-/// reflexive address the rendezvous observed) and, as `birthday` says, a [`Birthday`] pool or
-/// spray; and to the peer-reflexive candidates the route (if given) learns meanwhile. Calls
+/// peer's address as the rendezvous observed it, as the peer or the rendezvous reports it)
+/// and, as `birthday` says, a [`Birthday`] pool or spray towards it; and to the peer-reflexive candidates the route (if given) learns meanwhile. Calls
 /// `on_answer` with each candidate that answers and the socket it answered; returns when every
 /// probe is done.
 pub async fn punch_session(
@@ -255,7 +255,10 @@ pub async fn punch_session(
     let news = route
         .and_then(|r| socket.learned_candidates(r))
         .map(|(_, n)| n);
-    // The peer's public address as it reported it first (the rendezvous's view of it).
+    // The peer's public address: its first candidate, the rendezvous's view of it as the
+    // peer reports it once it proved the password (or as the rendezvous reports it). A peer
+    // could name a stranger's IP here; what goes there is bounded (32 predicted ports, one
+    // spray of SPRAY_MAX single probes or POOL_SIZE x 3 pool probes, once per session).
     let target = candidates.first().copied().filter(is_public);
     let birthday = if target.is_some() {
         birthday
@@ -270,10 +273,9 @@ pub async fn punch_session(
     let mut spray_tick = tokio::time::interval_at(start + SPRAY_AFTER, SPRAY_TICK);
     spray_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut answered = Vec::new();
-    let mut winner = None;
-    // Pool sockets a probe from the peer reached.
-    let mut hit: Vec<u32> = Vec::new();
-    let from_peer = |from: &SocketAddr| candidates.iter().any(|c| c.ip() == from.ip());
+    // Pool sockets a probe from the peer reached, and whether one of them answered ours.
+    let mut reached: Vec<u32> = Vec::new();
+    let mut confirmed = false;
     loop {
         let predict_at = start + PREDICT_AFTER;
         tokio::select! {
@@ -283,21 +285,23 @@ pub async fn punch_session(
                     on_answer(candidate, via);
                     answered.push(candidate);
                     spray.clear();
-                    match (via, pool.as_mut()) {
-                        (Via::Pool(id), Some(p)) if winner.is_none() => {
-                            info!(%candidate, "birthday punch: a pool socket got through");
-                            // The peer goes direct by whichever of them its probe hit first,
-                            // which need not be this one: keep every socket it reached.
-                            hit.push(id);
-                            let pending = socket.take_pool_hits(p.ids());
-                            hit.extend(pending.iter().filter(|(_, from)| from_peer(from)).map(|(id, _)| *id));
-                            p.keep_only(&hit);
-                            pool_sends.abort_all();
-                            winner = Some(id);
+                    if let (Via::Main, Some(p)) = (via, pool.as_mut()) {
+                        // Found without the pool: only the sockets the peer reached may
+                        // still matter.
+                        if !confirmed && !p.keep_reached(&mut reached) {
+                            pool = None;
                         }
-                        // Found without the pool: it has no use.
-                        (Via::Main, Some(_)) if winner.is_none() => pool = None,
-                        _ => {}
+                    }
+                    if let (Via::Pool(id), Some(p), false) = (via, pool.as_mut(), confirmed) {
+                        info!(%candidate, pool_socket = id, "birthday punch: a pool socket got through");
+                        confirmed = true;
+                        // The peer goes direct by whichever socket its probe reached first,
+                        // which need not be this one: keep every one it reached.
+                        if !reached.contains(&id) {
+                            reached.push(id);
+                        }
+                        p.keep_reached(&mut reached);
+                        pool_sends.abort_all();
                     }
                 }
                 Some(Ok((candidate, via, Err(e)))) => debug!(%candidate, ?via, "punch probe: {e}"),
@@ -307,8 +311,8 @@ pub async fn punch_session(
             () = tokio::time::sleep_until(predict_at), if !predicted_yet => {
                 predicted_yet = true;
                 if answered.is_empty() {
-                    // Only around the address the rendezvous observed (first): the others are
-                    // what the peer claims, and guessing around them would let a peer aim
+                    // Only around the first candidate (the rendezvous's view): the others are
+                    // what the peer adds, and guessing around all of them would let a peer aim
                     // this side's probes at a stranger.
                     let more = predicted(&candidates[..candidates.len().min(1)]);
                     debug!(ports = more.len(), "no answer yet: probing predicted ports");
@@ -316,7 +320,7 @@ pub async fn punch_session(
                         probe(&mut probes, &mut tried, c, Via::Main, &STUN_RETRIES_MS);
                     }
                     match (birthday, target) {
-                        (Birthday::Pool, Some(target)) => match socket.open_pool(POOL_SIZE) {
+                        (Birthday::Pool, Some(target)) => match socket.open_pool(POOL_SIZE, target.ip()) {
                             Ok(p) => {
                                 info!(sockets = POOL_SIZE, peer = %target, "birthday punch: pool opened");
                                 let (socket, ids) = (socket.clone(), p.ids().to_vec());
@@ -340,16 +344,16 @@ pub async fn punch_session(
                     probe(&mut probes, &mut tried, c, Via::Main, &[0]);
                 }
             }
-            () = pool_news.notified(), if pool.is_some() && winner.is_none() => {
-                let ids = pool.as_ref().map(|p| p.ids().to_vec()).unwrap_or_default();
-                for (id, from) in socket.take_pool_hits(&ids) {
-                    // A binding request from the peer's IP reached this pool socket: confirm
-                    // the path both ways from that socket.
-                    if from_peer(&from) {
-                        debug!(%from, pool_socket = id, "birthday punch: probe came in");
-                        hit.push(id);
-                        probe(&mut probes, &mut tried, from, Via::Pool(id), &STUN_RETRIES_MS);
+            () = pool_news.notified(), if pool.is_some() && !confirmed => {
+                let hits = pool.as_ref().map(|p| p.take_hits()).unwrap_or_default();
+                for (id, from) in hits {
+                    // A binding request from the peer reached this pool socket (they let in
+                    // nothing else): confirm the path both ways from that socket.
+                    debug!(%from, pool_socket = id, "birthday punch: probe came in");
+                    if !reached.contains(&id) {
+                        reached.push(id);
                     }
+                    probe(&mut probes, &mut tried, from, Via::Pool(id), &STUN_RETRIES_MS);
                 }
             }
             () = async { news.as_ref().expect("guarded").notified().await }, if news.is_some() => {
@@ -361,7 +365,7 @@ pub async fn punch_session(
             }
             () = tokio::time::sleep_until(deadline) => break,
         }
-        let waiting_on_pool = pool.is_some() && winner.is_none();
+        let waiting_on_pool = pool.is_some() && !confirmed;
         if probes.is_empty()
             && predicted_yet
             && news.is_none()
@@ -371,13 +375,16 @@ pub async fn punch_session(
             break;
         }
     }
-    if pool.is_some() && winner.is_none() {
-        debug!("birthday punch: no pool socket got through");
-    }
-    Punched {
-        answered,
-        pool: pool.filter(|_| winner.is_some()),
-    }
+    // Whatever answered, keep the pool sockets the peer reached (it may have gone direct by
+    // one of them even if our own confirmation was lost); close the rest.
+    let pool = pool.and_then(|mut p| {
+        let kept = p.keep_reached(&mut reached);
+        if !kept {
+            debug!("birthday punch: no pool socket was reached");
+        }
+        kept.then_some(p)
+    });
+    Punched { answered, pool }
 }
 
 /// Each pool socket sends binding requests to the peer at [`POOL_SENDS_MS`], so each has a

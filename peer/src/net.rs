@@ -95,6 +95,10 @@ const MAX_LEARNED: usize = 8;
 const VIRTUAL_PORT: u16 = 4433;
 /// Binding requests noted from pool sockets, waiting for the punch to take them.
 const MAX_POOL_HITS: usize = 64;
+/// Remote addresses remembered as reached through a pool socket.
+const MAX_REPLY_VIA: usize = 16;
+/// No pool socket has refused a send (see [`PeerSocket::pool_blocked`]).
+const NONE_BLOCKED: u64 = u64::MAX;
 
 /// Which socket a packet comes in on or goes out of: the peer's one socket, or one of a
 /// birthday pool's (see [`PeerSocket::open_pool`]).
@@ -105,13 +109,14 @@ pub enum Via {
     Pool(u32),
 }
 
-/// The extra sockets of birthday punching, each with its own NAT mapping.
+/// The extra sockets of birthday punching, each with its own NAT mapping, and the IP of the
+/// peer it is for (a pool socket answers nobody else).
 #[derive(Default)]
 struct Pool {
-    sockets: HashMap<u32, Arc<dyn AsyncUdpSocket>>,
+    sockets: HashMap<u32, (Arc<dyn AsyncUdpSocket>, IpAddr)>,
     next: u32,
-    /// Remote addresses whose packets last came in on a pool socket: what quinn sends to
-    /// them (not by a route: a host's migrated connection) goes out of that socket.
+    /// Peer addresses whose packets last came in on a pool socket: what quinn sends to them
+    /// (not by a route: a host's migrated connection) goes out of that socket.
     reply_via: HashMap<SocketAddr, u32>,
     /// Binding requests that came in on pool sockets (socket, sender), for the punch.
     hits: Vec<(u32, SocketAddr)>,
@@ -241,20 +246,48 @@ impl PoolGuard {
         let pool = self.socket.lock_pool();
         self.ids
             .iter()
-            .filter_map(|&id| Some((id, pool.sockets.get(&id)?.local_addr().ok()?)))
+            .filter_map(|&id| Some((id, pool.sockets.get(&id)?.0.local_addr().ok()?)))
             .collect()
     }
 
-    /// Closes every socket of the pool but those in `keep`.
-    pub fn keep_only(&mut self, keep: &[u32]) {
-        let closing: Vec<u32> = self
-            .ids
-            .iter()
-            .copied()
-            .filter(|id| !keep.contains(id))
-            .collect();
-        self.socket.close_pool_sockets(&closing);
-        self.ids.retain(|id| keep.contains(id));
+    /// Takes the binding requests that came in from the peer on this pool's sockets
+    /// (socket, sender).
+    pub fn take_hits(&self) -> Vec<(u32, SocketAddr)> {
+        let mut pool = self.socket.lock_pool();
+        let (ours, others) = pool
+            .hits
+            .drain(..)
+            .partition(|(id, _)| self.ids.contains(id));
+        pool.hits = others;
+        ours
+    }
+
+    /// Keeps the sockets a probe from the peer reached (`reached`, plus those of hits not
+    /// taken yet, which are added to it) and closes the rest, all under one lock so that no
+    /// socket that answered the peer is closed. Returns whether any is left.
+    pub fn keep_reached(&mut self, reached: &mut Vec<u32>) -> bool {
+        let mut pool = self.socket.lock_pool();
+        let ids = &self.ids;
+        let mut others = Vec::new();
+        for (id, from) in pool.hits.drain(..) {
+            if !ids.contains(&id) {
+                others.push((id, from));
+            } else if !reached.contains(&id) {
+                reached.push(id);
+            }
+        }
+        pool.hits = others;
+        for id in ids.iter().filter(|id| !reached.contains(id)) {
+            pool.sockets.remove(id);
+        }
+        pool.reply_via
+            .retain(|_, id| reached.contains(id) || !ids.contains(id));
+        self.socket
+            .pool_open
+            .store(pool.sockets.len(), Ordering::Relaxed);
+        drop(pool);
+        self.ids.retain(|id| reached.contains(id));
+        !self.ids.is_empty()
     }
 }
 
@@ -289,6 +322,9 @@ pub struct PeerSocket {
     pool: Mutex<Pool>,
     /// How many pool sockets are open (0: the common case, no pool lock on the hot paths).
     pool_open: AtomicUsize,
+    /// The pool socket that last refused a send (would block), for the write poller to wait
+    /// on; [`NONE_BLOCKED`] if none.
+    pool_blocked: AtomicU64,
     /// Signalled when a pool socket receives a binding request.
     pool_news: Arc<Notify>,
     /// The waker of the last read that found nothing, woken when pool sockets open.
@@ -328,6 +364,7 @@ pub fn bind(
         runtime: runtime.clone(),
         pool: Mutex::default(),
         pool_open: AtomicUsize::new(0),
+        pool_blocked: AtomicU64::new(NONE_BLOCKED),
         pool_news: Arc::new(Notify::new()),
         recv_waker: Mutex::default(),
         routes: Mutex::default(),
@@ -618,11 +655,27 @@ impl PeerSocket {
         }
     }
 
+    /// Sends out of the socket `via` (the main one if that pool socket is closed). A pool
+    /// socket that would block is noted, so quinn's write poller waits for it.
+    fn send_via(&self, via: Via, t: &Transmit<'_>) -> io::Result<()> {
+        let Via::Pool(id) = via else {
+            return self.inner.try_send(t);
+        };
+        let Some(socket) = self.socket_for(via) else {
+            return self.inner.try_send(t);
+        };
+        let sent = socket.try_send(t);
+        if matches!(&sent, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.pool_blocked.store(u64::from(id), Ordering::Relaxed);
+        }
+        sent
+    }
+
     /// The socket a packet goes out of for `via` (`None`: that pool socket is closed).
     fn socket_for(&self, via: Via) -> Option<Arc<dyn AsyncUdpSocket>> {
         match via {
             Via::Main => Some(self.inner.clone()),
-            Via::Pool(id) => self.lock_pool().sockets.get(&id).cloned(),
+            Via::Pool(id) => self.lock_pool().sockets.get(&id).map(|(s, _)| s.clone()),
         }
     }
 
@@ -630,12 +683,14 @@ impl PeerSocket {
         self.pool.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Opens `n` more UDP sockets for birthday punching (on the main socket's IP, each on a
-    /// port of its own, so an endpoint-dependent NAT gives each its own mapping towards the
-    /// same peer). What they receive is read like the main socket's: STUN is answered out of
-    /// the socket it came in on, binding requests are noted for [`Self::take_pool_hits`], and
-    /// QUIC goes to quinn. They close when the returned guard is dropped.
-    pub fn open_pool(self: &Arc<Self>, n: usize) -> io::Result<PoolGuard> {
+    /// Opens `n` more UDP sockets for birthday punching towards the peer at `peer` (on the
+    /// main socket's IP, each on a port of its own, so an endpoint-dependent NAT gives each
+    /// its own mapping towards the peer). What they receive from that IP is read like the
+    /// main socket's: STUN is answered out of the socket it came in on, binding requests are
+    /// noted for [`PoolGuard::take_hits`], and QUIC goes to quinn; anything from elsewhere is
+    /// dropped. They close when the returned guard is dropped.
+    pub fn open_pool(self: &Arc<Self>, n: usize, peer: IpAddr) -> io::Result<PoolGuard> {
+        let peer = peer.to_canonical();
         let ip = self.inner.local_addr()?.ip();
         let mut opened = Vec::with_capacity(n);
         for _ in 0..n {
@@ -649,7 +704,7 @@ impl PeerSocket {
                 .map(|socket| {
                     let id = pool.next;
                     pool.next = pool.next.wrapping_add(1);
-                    pool.sockets.insert(id, socket);
+                    pool.sockets.insert(id, (socket, peer));
                     id
                 })
                 .collect();
@@ -680,14 +735,6 @@ impl PeerSocket {
         pool.reply_via.retain(|_, id| !ids.contains(id));
         pool.hits.retain(|(id, _)| !ids.contains(id));
         self.pool_open.store(pool.sockets.len(), Ordering::Relaxed);
-    }
-
-    /// Takes the binding requests that came in on the pool sockets `ids` (socket, sender).
-    pub fn take_pool_hits(&self, ids: &[u32]) -> Vec<(u32, SocketAddr)> {
-        let mut pool = self.lock_pool();
-        let (ours, others) = pool.hits.drain(..).partition(|(id, _)| ids.contains(id));
-        pool.hits = others;
-        ours
     }
 
     /// Signalled when a pool socket receives a binding request.
@@ -774,11 +821,13 @@ impl PeerSocket {
                         .inner
                         .try_send(&transmit(relay, &relay::bind_frame(token)));
                 }
-                let socket = self.socket_for(via).unwrap_or_else(|| self.inner.clone());
-                return socket.try_send(&Transmit {
-                    destination: direct,
-                    ..*t
-                });
+                return self.send_via(
+                    via,
+                    &Transmit {
+                        destination: direct,
+                        ..*t
+                    },
+                );
             }
         }
         if !route.heard {
@@ -857,8 +906,13 @@ impl PeerSocket {
             if self.pool_open.load(Ordering::Relaxed) > 0 {
                 let mut pool = self.lock_pool();
                 match via {
+                    // (The pool's reader let in only the peer's IP.)
                     Via::Pool(id) => {
-                        pool.reply_via.insert(from, id);
+                        if pool.reply_via.len() < MAX_REPLY_VIA
+                            || pool.reply_via.contains_key(&from)
+                        {
+                            pool.reply_via.insert(from, id);
+                        }
                     }
                     Via::Main => {
                         pool.reply_via.remove(&from);
@@ -1007,23 +1061,31 @@ impl PeerSocket {
                 Ok(Some(reply)) => {
                     // Best effort, never blocking the receive path: a lost answer is retried
                     // by the asker.
-                    let sent = self
-                        .socket_for(via)
-                        .is_some_and(|s| s.try_send(&transmit(from, &reply)).is_ok());
+                    let sent = match via {
+                        Via::Main => {
+                            let sent = self.inner.try_send(&transmit(from, &reply)).is_ok();
+                            self.learn_peer_reflexive(from);
+                            sent
+                        }
+                        // Noted and answered under the pool's lock, so a socket that answered
+                        // is never closed by a punch that has not seen the hit.
+                        Via::Pool(id) => {
+                            let mut pool = self.lock_pool();
+                            let Some((socket, _)) = pool.sockets.get(&id).cloned() else {
+                                return;
+                            };
+                            let hit = (id, canonical(from));
+                            if pool.hits.len() < MAX_POOL_HITS && !pool.hits.contains(&hit) {
+                                pool.hits.push(hit);
+                                self.pool_news.notify_one();
+                            }
+                            socket.try_send(&transmit(from, &reply)).is_ok()
+                        }
+                    };
                     if sent {
                         self.counters
                             .stun_requests_answered
                             .fetch_add(1, Ordering::Relaxed);
-                    }
-                    match via {
-                        Via::Main => self.learn_peer_reflexive(from),
-                        Via::Pool(id) => {
-                            let mut pool = self.lock_pool();
-                            if pool.hits.len() < MAX_POOL_HITS && !pool.hits.contains(&(id, from)) {
-                                pool.hits.push((id, from));
-                                self.pool_news.notify_one();
-                            }
-                        }
                     }
                 }
                 Ok(None) | Err(_) => self.stray(from),
@@ -1147,17 +1209,19 @@ fn transmit(to: SocketAddr, bytes: &[u8]) -> Transmit<'_> {
     }
 }
 
-/// Waits until the main socket, and every open pool socket, has room to send.
+/// Waits until the main socket has room to send, and the pool socket that last refused a
+/// send too (quinn asks before every send, so this must stay cheap: one atomic load unless a
+/// pool socket was full).
 struct PeerPoller {
     socket: Arc<PeerSocket>,
     inner: Pin<Box<dyn UdpPoller>>,
-    pool: HashMap<u32, Pin<Box<dyn UdpPoller>>>,
+    blocked: Option<(u32, Pin<Box<dyn UdpPoller>>)>,
 }
 
 impl fmt::Debug for PeerPoller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeerPoller")
-            .field("pool", &self.pool.len())
+            .field("blocked", &self.blocked.as_ref().map(|(id, _)| id))
             .finish_non_exhaustive()
     }
 }
@@ -1166,25 +1230,29 @@ impl UdpPoller for PeerPoller {
     fn poll_writable(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.inner.as_mut().poll_writable(cx))?;
-        if this.socket.pool_open.load(Ordering::Relaxed) == 0 {
-            this.pool.clear();
+        let blocked = this.socket.pool_blocked.load(Ordering::Relaxed);
+        let Ok(id) = u32::try_from(blocked) else {
+            this.blocked = None;
             return Poll::Ready(Ok(()));
+        };
+        if this.blocked.as_ref().is_none_or(|(b, _)| *b != id) {
+            this.blocked = this
+                .socket
+                .socket_for(Via::Pool(id))
+                .map(|s| (id, s.create_io_poller()));
         }
-        let sockets: Vec<_> = this
-            .socket
-            .lock_pool()
-            .sockets
-            .iter()
-            .map(|(id, s)| (*id, s.clone()))
-            .collect();
-        this.pool
-            .retain(|id, _| sockets.iter().any(|(i, _)| i == id));
-        for (id, s) in sockets {
-            let poller = this.pool.entry(id).or_insert_with(|| s.create_io_poller());
+        if let Some((_, poller)) = this.blocked.as_mut() {
             ready!(poller.as_mut().poll_writable(cx))?;
         }
-        // The pollers hold their sockets open: keep them only while waiting.
-        this.pool.clear();
+        // Writable again (or closed): nothing to wait for. The poller holds its socket
+        // open, so it goes too.
+        this.blocked = None;
+        let _ = this.socket.pool_blocked.compare_exchange(
+            blocked,
+            NONE_BLOCKED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         Poll::Ready(Ok(()))
     }
 }
@@ -1222,8 +1290,9 @@ impl PeerSocket {
         kept
     }
 
-    /// Reads the pool sockets once each (registering the waker on those with nothing);
-    /// `Some(kept)` if one had something (possibly nothing for quinn).
+    /// Reads the pool sockets in turn until one has something for quinn (registering the
+    /// waker on those with nothing); `Some(kept)` if any had something (possibly nothing for
+    /// quinn), `None` if none had anything.
     fn poll_pool(
         &self,
         cx: &mut Context<'_>,
@@ -1234,13 +1303,27 @@ impl PeerSocket {
             .lock_pool()
             .sockets
             .iter()
-            .map(|(id, s)| (*id, s.clone()))
+            .map(|(id, (s, peer))| (*id, s.clone(), *peer))
             .collect();
         let mut read = None;
-        for (id, s) in sockets {
+        for (id, s, peer) in sockets {
             match s.poll_recv(cx, bufs, meta) {
                 Poll::Ready(Ok(n)) => {
-                    let kept = self.take_in(Via::Pool(id), bufs, meta, n);
+                    // Only the peer may use a pool socket.
+                    let mut from_peer = 0;
+                    for i in 0..n {
+                        if canonical(meta[i].addr).ip() != peer {
+                            continue;
+                        }
+                        if from_peer != i {
+                            let len = meta[i].len;
+                            let (left, right) = bufs.split_at_mut(i);
+                            left[from_peer][..len].copy_from_slice(&right[0][..len]);
+                            meta[from_peer] = meta[i];
+                        }
+                        from_peer += 1;
+                    }
+                    let kept = self.take_in(Via::Pool(id), bufs, meta, from_peer);
                     if kept > 0 {
                         return Some(kept);
                     }
@@ -1260,7 +1343,7 @@ impl AsyncUdpSocket for PeerSocket {
         Box::pin(PeerPoller {
             inner: self.inner.clone().create_io_poller(),
             socket: self,
-            pool: HashMap::new(),
+            blocked: None,
         })
     }
 
@@ -1270,14 +1353,13 @@ impl AsyncUdpSocket for PeerSocket {
         }
         if self.pool_open.load(Ordering::Relaxed) > 0 {
             let pool = self.lock_pool();
-            let socket = pool
+            let id = pool
                 .reply_via
                 .get(&canonical(transmit.destination))
-                .and_then(|id| pool.sockets.get(id))
-                .cloned();
+                .copied();
             drop(pool);
-            if let Some(socket) = socket {
-                return socket.try_send(transmit);
+            if let Some(id) = id {
+                return self.send_via(Via::Pool(id), transmit);
             }
         }
         self.inner.try_send(transmit)

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// ALPN of the peer-to-peer protocol.
 pub const ALPN: &[u8] = b"quicdesk/1";
 /// Protocol version carried in `Hello`.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Largest control message.
 pub const MAX_CONTROL_LEN: usize = 4 * 1024;
 /// Largest encoded video frame (a 4K key frame at high quality fits with room to spare).

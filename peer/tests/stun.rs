@@ -186,10 +186,11 @@ async fn no_answer_is_a_timeout_and_strangers_cannot_answer() {
     assert!(socket.counters().stun_stray.load(Ordering::Relaxed) >= 1);
 }
 
-/// A birthday pool: its sockets answer STUN out of their own ports, note who reached them,
-/// probe out of the socket asked for, and carry quinn's answers to a peer whose packets came in
-/// on one (a QUIC handshake to a pool socket's port completes, and quinn's client drops packets
-/// from any other address than the one it dialled); a closed pool socket answers nothing.
+/// A birthday pool: its sockets answer the peer's STUN (and nobody else's) out of their own
+/// ports, note who reached them, probe out of the socket asked for, and carry quinn's answers
+/// to a peer whose packets came in on one (a QUIC handshake to a pool socket's port completes,
+/// and quinn's client drops packets from any other address than the one it dialled); the
+/// sockets the peer reached are kept, the others close and answer nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_birthday_pool_answers_and_carries_quic_from_its_own_ports() {
     let dir = tempfile::tempdir().unwrap();
@@ -202,17 +203,25 @@ async fn a_birthday_pool_answers_and_carries_quic_from_its_own_ports() {
     let me = client.local_addr().unwrap();
     let t = Duration::from_secs(3);
 
-    let mut pool = host.open_pool(8).unwrap();
+    let mut pool = host.open_pool(8, me.ip()).unwrap();
     let addrs = pool.local_addrs();
     assert_eq!(addrs.len(), 8);
     let main_port = host.local_addr().unwrap().port();
     assert!(addrs.iter().all(|(_, a)| a.port() != main_port));
     let (id, pool_addr) = addrs[3];
 
-    // A probe to one pool socket is answered from its port and noted as a hit.
+    // Another IP gets no answer from a pool socket.
+    let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let (_, request) = rendezvous::stun::binding_request().unwrap();
+    stranger.send_to(&request, pool_addr).unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(stranger.recv_from(&mut [0u8; 1500]).is_err());
+    // The peer's probe to one pool socket is answered from its port and noted as a hit.
     assert_eq!(client.stun_binding(pool_addr, t).await.unwrap(), me);
-    assert_eq!(host.take_pool_hits(pool.ids()), vec![(id, me)]);
-    assert!(host.take_pool_hits(pool.ids()).is_empty());
+    assert_eq!(pool.take_hits(), vec![(id, me)]);
+    assert!(pool.take_hits().is_empty());
     // The pool socket probes back from its own port.
     let seen = host
         .stun_binding_via(Via::Pool(id), me, &net::STUN_RETRIES_MS, t)
@@ -251,10 +260,15 @@ async fn a_birthday_pool_answers_and_carries_quic_from_its_own_ports() {
     conn.close(0u32.into(), b"done");
     assert_eq!(net::canonical(accept.await.unwrap()), me);
 
-    // Keeping another socket closes this one; dropping the pool closes the rest.
+    // A socket the peer reached but whose hit was not taken yet is kept with those named;
+    // the rest close. Dropping the pool closes what is left.
     let (other, other_addr) = addrs[0];
-    pool.keep_only(&[other]);
-    assert_eq!(pool.ids(), &[other]);
+    let (last, last_addr) = addrs[7];
+    assert_eq!(client.stun_binding(last_addr, t).await.unwrap(), me);
+    let mut reached = vec![other];
+    assert!(pool.keep_reached(&mut reached));
+    assert_eq!(reached, vec![other, last]);
+    assert_eq!(pool.ids(), &[other, last]);
     let short = Duration::from_millis(400);
     assert!(client.stun_binding(pool_addr, short).await.is_err());
     assert_eq!(client.stun_binding(other_addr, t).await.unwrap(), me);

@@ -61,7 +61,12 @@ fn main() -> Result<()> {
     };
     let rest = &args[1..];
     // `cargo xtask nat-lab --help` asks for help, not for a run that fails on the flag.
-    if rest.iter().any(|a| a == "--help" || a == "-h") {
+    // (Not past `--`: what follows is for the tools a command runs.)
+    if rest
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--help" || a == "-h")
+    {
         print_help();
         return Ok(());
     }
