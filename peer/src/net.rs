@@ -562,15 +562,17 @@ impl PeerSocket {
             routes.by_peer.insert(peer, virtual_addr);
             (moved, replay)
         };
-        let socket = self.socket_for(via).unwrap_or_else(|| self.inner.clone());
         for (bytes, segment_size) in replay {
-            let _ = socket.try_send(&Transmit {
-                destination: peer,
-                ecn: None,
-                contents: &bytes,
-                segment_size,
-                src_ip: None,
-            });
+            let _ = self.send_via(
+                via,
+                &Transmit {
+                    destination: peer,
+                    ecn: None,
+                    contents: &bytes,
+                    segment_size,
+                    src_ip: None,
+                },
+            );
         }
         moved
     }
@@ -908,10 +910,13 @@ impl PeerSocket {
                 match via {
                     // (The pool's reader let in only the peer's IP.)
                     Via::Pool(id) => {
-                        if pool.reply_via.len() < MAX_REPLY_VIA
-                            || pool.reply_via.contains_key(&from)
-                        {
-                            pool.reply_via.insert(from, id);
+                        let room = pool.reply_via.len() < MAX_REPLY_VIA;
+                        match pool.reply_via.get_mut(&from) {
+                            Some(known) => *known = id,
+                            None if room => {
+                                pool.reply_via.insert(from, id);
+                            }
+                            None => {}
                         }
                     }
                     Via::Main => {
@@ -1259,10 +1264,12 @@ impl UdpPoller for PeerPoller {
 
 impl PeerSocket {
     /// Hands what one read of socket `via` got (`n` datagrams) to STUN, the relay routes and
-    /// the peer routes; returns how many datagrams are left for quinn, moved to the front.
+    /// the peer routes, dropping any not from `only_from` when given; returns how many
+    /// datagrams are left for quinn, moved to the front.
     fn take_in(
         &self,
         via: Via,
+        only_from: Option<IpAddr>,
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
         n: usize,
@@ -1270,6 +1277,9 @@ impl PeerSocket {
         let mut kept = 0;
         for i in 0..n {
             let mut m = meta[i];
+            if only_from.is_some_and(|ip| canonical(m.addr).ip() != ip) {
+                continue;
+            }
             m.len = split_stun(&mut bufs[i], m.len, m.stride, |d| {
                 self.on_stun(d, m.addr, via);
             });
@@ -1310,20 +1320,7 @@ impl PeerSocket {
             match s.poll_recv(cx, bufs, meta) {
                 Poll::Ready(Ok(n)) => {
                     // Only the peer may use a pool socket.
-                    let mut from_peer = 0;
-                    for i in 0..n {
-                        if canonical(meta[i].addr).ip() != peer {
-                            continue;
-                        }
-                        if from_peer != i {
-                            let len = meta[i].len;
-                            let (left, right) = bufs.split_at_mut(i);
-                            left[from_peer][..len].copy_from_slice(&right[0][..len]);
-                            meta[from_peer] = meta[i];
-                        }
-                        from_peer += 1;
-                    }
-                    let kept = self.take_in(Via::Pool(id), bufs, meta, from_peer);
+                    let kept = self.take_in(Via::Pool(id), Some(peer), bufs, meta, n);
                     if kept > 0 {
                         return Some(kept);
                     }
@@ -1378,7 +1375,7 @@ impl AsyncUdpSocket for PeerSocket {
         loop {
             let mut pool_read = false;
             let got = match self.inner.poll_recv(cx, bufs, meta)? {
-                Poll::Ready(n) => Some(self.take_in(Via::Main, bufs, meta, n)),
+                Poll::Ready(n) => Some(self.take_in(Via::Main, None, bufs, meta, n)),
                 Poll::Pending if self.pool_open.load(Ordering::Relaxed) > 0 => {
                     pool_read = true;
                     self.poll_pool(cx, bufs, meta)

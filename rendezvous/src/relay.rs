@@ -713,26 +713,20 @@ mod tests {
 
         // The burst (64 KiB) passes, then a second's worth of rate refills.
         let payload = vec![0u8; 1000 - HEADER_LEN];
-        let sent = (0..200)
-            .filter(|_| {
-                matches!(
-                    r.on_datagram(t0, pa, &mut data(a, &payload)),
-                    Action::Send { .. }
-                )
-            })
-            .count();
-        assert_eq!(sent, 65);
+        let forwarded_of_200 = |r: &mut Relay, t, from, token| {
+            (0..200)
+                .filter(|_| {
+                    matches!(
+                        r.on_datagram(t, from, &mut data(token, &payload)),
+                        Action::Send { .. }
+                    )
+                })
+                .count()
+        };
+        assert_eq!(forwarded_of_200(&mut r, t0, pa, a), 65);
         // A second later the bucket is full again (the burst, not the whole second's rate).
         let t1 = t0 + Duration::from_secs(1);
-        let sent = (0..200)
-            .filter(|_| {
-                matches!(
-                    r.on_datagram(t1, pb, &mut data(b, &payload)),
-                    Action::Send { .. }
-                )
-            })
-            .count();
-        assert_eq!(sent, 65);
+        assert_eq!(forwarded_of_200(&mut r, t1, pb, b), 65);
         assert_eq!(r.counters().dropped_limited, 2 * (200 - 65));
 
         // Idle sessions close and their tokens stop working; the busy one is kept.

@@ -165,14 +165,20 @@ const PREFIX: &str = "qdlab";
 static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
+    checked(Command::new("ip").args(args), || {
+        format!("ip {}", args.join(" "))
+    })
+}
+
+/// Runs `cmd` to the end; an error names it (as `what` says) with its stderr.
+fn checked(cmd: &mut Command, what: impl Fn() -> String) -> Result<()> {
+    let out = cmd
         .output()
-        .context("running ip (iproute2)")?;
+        .with_context(|| format!("running {}", what()))?;
     if !out.status.success() {
         bail!(
-            "ip {}: {}",
-            args.join(" "),
+            "{}: {}",
+            what(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -186,18 +192,9 @@ fn in_ns(ns: &str, program: &str) -> Command {
 }
 
 fn run_in(ns: &str, program: &str, args: &[&str]) -> Result<()> {
-    let out = in_ns(ns, program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program} in {ns}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {} in {ns}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    checked(in_ns(ns, program).args(args), || {
+        format!("{program} {} in {ns}", args.join(" "))
+    })
 }
 
 fn delete_namespaces(names: &[String]) {
