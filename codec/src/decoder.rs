@@ -64,9 +64,9 @@ impl Decoder {
     ///
     /// [`CodecError::Decoder`] if OpenH264 cannot be set up.
     pub fn new() -> Result<Self, CodecError> {
-        let inner = H264Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new())
-            .map_err(|e| CodecError::Decoder(e.to_string()))?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: new_openh264()?,
+        })
     }
 
     /// Decodes one encoded frame. Returns `None` when the input completed no picture (for example
@@ -94,13 +94,7 @@ impl Decoder {
         annexb: &[u8],
         out: &mut DecodedFrame,
     ) -> Result<bool, CodecError> {
-        if annexb.len() > MAX_ENCODED_FRAME_LEN {
-            return Err(CodecError::InputTooLarge {
-                len: annexb.len(),
-                max: MAX_ENCODED_FRAME_LEN,
-            });
-        }
-        if annexb.is_empty() {
+        if !check_input(annexb)? {
             return Ok(false);
         }
         let yuv = match self.inner.decode(annexb) {
@@ -110,38 +104,81 @@ impl Decoder {
         };
         let (w, h) = yuv.dimensions();
         let (y_stride, uv_stride, _) = yuv.strides();
-        let result = (|| {
-            let too_large = || CodecError::DecodedTooLarge {
-                width: u32::try_from(w).unwrap_or(u32::MAX),
-                height: u32::try_from(h).unwrap_or(u32::MAX),
-            };
-            let width = u32::try_from(w).map_err(|_| too_large())?;
-            let height = u32::try_from(h).map_err(|_| too_large())?;
-            if width == 0 || height == 0 {
-                return Err(CodecError::Decoder("decoded an empty picture".into()));
-            }
-            if u64::from(width) * u64::from(height) > MAX_DECODED_PIXELS {
-                return Err(too_large());
-            }
-            let planes = PlanesRef {
-                width,
-                height,
-                y: yuv.y(),
-                u: yuv.u(),
-                v: yuv.v(),
-                y_stride,
-                uv_stride,
-            };
-            i420_to_rgba(&planes, &mut out.rgba)?;
-            out.width = width;
-            out.height = height;
-            Ok(true)
-        })();
-        if result.is_err() {
-            *out = DecodedFrame::default();
-        }
-        result
+        write_picture(
+            w,
+            h,
+            |width, height| {
+                Ok(PlanesRef {
+                    width,
+                    height,
+                    y: yuv.y(),
+                    u: yuv.u(),
+                    v: yuv.v(),
+                    y_stride,
+                    uv_stride,
+                })
+            },
+            out,
+        )
     }
+}
+
+// The steps of `Decoder::decode_into` that `isolated` shares, so that both decoders have exactly
+// the same limits, errors and effects on the output.
+
+/// The OpenH264 decoder, configured as every decoder of this crate uses it.
+pub(crate) fn new_openh264() -> Result<H264Decoder, CodecError> {
+    H264Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new())
+        .map_err(|e| CodecError::Decoder(e.to_string()))
+}
+
+/// The checks before decoding: an error above [`MAX_ENCODED_FRAME_LEN`], `false` for empty input
+/// (nothing to decode, `out` left alone).
+pub(crate) fn check_input(annexb: &[u8]) -> Result<bool, CodecError> {
+    if annexb.len() > MAX_ENCODED_FRAME_LEN {
+        return Err(CodecError::InputTooLarge {
+            len: annexb.len(),
+            max: MAX_ENCODED_FRAME_LEN,
+        });
+    }
+    Ok(!annexb.is_empty())
+}
+
+/// The size of a decoded picture as `u32`s, or the error for an empty or too large one.
+pub(crate) fn picture_size(w: usize, h: usize) -> Result<(u32, u32), CodecError> {
+    let too_large = || CodecError::DecodedTooLarge {
+        width: u32::try_from(w).unwrap_or(u32::MAX),
+        height: u32::try_from(h).unwrap_or(u32::MAX),
+    };
+    let width = u32::try_from(w).map_err(|_| too_large())?;
+    let height = u32::try_from(h).map_err(|_| too_large())?;
+    if width == 0 || height == 0 {
+        return Err(CodecError::Decoder("decoded an empty picture".into()));
+    }
+    if u64::from(width) * u64::from(height) > MAX_DECODED_PIXELS {
+        return Err(too_large());
+    }
+    Ok((width, height))
+}
+
+/// Converts a decoded `w` x `h` picture whose planes `planes(width, height)` gives into `out`.
+/// Returns `Ok(true)`; on error `out` is left empty (0x0).
+pub(crate) fn write_picture<'a>(
+    w: usize,
+    h: usize,
+    planes: impl FnOnce(u32, u32) -> Result<PlanesRef<'a>, CodecError>,
+    out: &mut DecodedFrame,
+) -> Result<bool, CodecError> {
+    let result = picture_size(w, h).and_then(|(width, height)| {
+        i420_to_rgba(&planes(width, height)?, &mut out.rgba)?;
+        out.width = width;
+        out.height = height;
+        Ok(true)
+    });
+    if result.is_err() {
+        *out = DecodedFrame::default();
+    }
+    result
 }
 
 #[cfg(test)]

@@ -19,17 +19,27 @@
 //!   [`ContentType::Screen`].
 //! * [`Decoder`] takes untrusted bytes from the network: whatever it is given, it returns a
 //!   picture, `None` or an error, and never panics.
+//! * [`isolated::IsolatedDecoder`] does the same with OpenH264 in a sandboxed child process
+//!   (Linux: seccomp-BPF, no descriptors, killed with its parent), the picture coming back
+//!   through shared memory: a bug in the C decoder that a hostile stream triggers then reaches
+//!   nothing of the viewer. The application provides the child by re-executing itself
+//!   ([`isolated::run_worker_if_requested`]).
 //!
 //! What this crate does **not** do: it knows nothing about sockets, QUIC, sessions or pacing. It
 //! does not decide when to send a key frame (the session asks for one), nor how to split the
 //! bytes into messages, nor what bitrate the network allows: those belong to `peer`. It does no
-//! capture (`capture` does) and no display.
+//! capture (`capture` does) and no display. It does not restart a decoder process that died
+//! (the caller spawns a new one), and it sandboxes only the decoder, on Linux only: the encoder
+//! runs on the host's own screen pictures, in-process.
 
-#![forbid(unsafe_code)]
+// Unsafe code is denied workspace-wide; `isolated::linux::raw` allows it for the two mmaps of
+// the decoder worker's picture memory and for closing the worker's inherited descriptors.
+#![deny(unsafe_code)]
 
 mod convert;
 mod decoder;
 mod encoder;
+pub mod isolated;
 
 pub use convert::{I420Buffer, bgra_to_i420};
 pub use decoder::{DecodedFrame, Decoder, MAX_DECODED_PIXELS, MAX_ENCODED_FRAME_LEN};
@@ -106,6 +116,22 @@ pub enum CodecError {
         /// Decoded height.
         height: u32,
     },
+    /// The decoder process could not be started or did not become ready.
+    #[error("cannot start the decoder process: {0}")]
+    WorkerSpawn(String),
+    /// The decoder process died (crashed, or was killed by its sandbox), or was stopped after an
+    /// earlier error: spawn a new one.
+    #[error("decoder process exited: {0}")]
+    WorkerExited(String),
+    /// The decoder process did not answer in time; it was killed: spawn a new one.
+    #[error("decoder process did not answer within {0:?}; killed")]
+    WorkerTimeout(std::time::Duration),
+    /// The decoder process answered something malformed; it was killed: spawn a new one.
+    #[error("decoder process broke the protocol: {0}; killed")]
+    WorkerProtocol(String),
+    /// The feature is not available on this platform.
+    #[error("not supported here: {0}")]
+    Unsupported(&'static str),
 }
 
 /// Checks that a picture size is non-zero, even, and within `max_width` x `max_height`.
