@@ -39,6 +39,8 @@
 //! with [`Decoder`](crate::Decoder). A Windows worker (restricted token, job object, shared
 //! section) would implement the same protocol in a `windows` module.
 
+// Platform-neutral, for every worker; only Linux has one yet.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 mod protocol;
 
 #[cfg(target_os = "linux")]

@@ -72,6 +72,9 @@ impl IsolatedDecoder {
     /// its stdin and stdout are replaced, its stderr is left as set (the worker reports why it
     /// stops there).
     ///
+    /// `cmd` must start the worker directly (a wrapper may `exec` it, not fork it): the worker
+    /// refuses to start unless this process is its parent.
+    ///
     /// Call this from the thread that will own the decoder and outlive it (the decode thread):
     /// the worker is killed when that thread ends (`PR_SET_PDEATHSIG` follows the spawning
     /// thread), and in any case when this process dies.

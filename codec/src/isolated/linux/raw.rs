@@ -28,10 +28,11 @@ pub(super) fn create_picture_memory(len: usize) -> io::Result<(OwnedFd, Mmap)> {
     // SAFETY: the memfd is unnamed and ours; besides us only the worker will hold it. Its size is
     // sealed (no shrinking, no growing, no unsealing), so no access within the mapping can fault
     // with SIGBUS, whatever the worker does. The worker may write the pages at any moment, also
-    // while we read them: the mapping is only ever read as plain bytes, where every value is a
-    // valid `u8`, and no length or offset is ever taken from its contents (the planes' places
-    // come from `protocol::Layout`, bounded by `len`). A worker writing concurrently can thus
-    // change pixels, which it decides anyway, but not what memory we touch.
+    // while we read them, which Rust's model does not promise anything about for a `&[u8]`; the
+    // mapping is therefore only read as pixel values, where every byte is a valid `u8`, by the
+    // RGBA conversion, and no length, offset or branch of ours is taken from its contents (the
+    // planes' places come from `protocol::Layout`, bounded by `len`). A worker writing
+    // concurrently can thus change pixels, which it decides anyway, not which memory we touch.
     let map = unsafe { Mmap::map(&file) }?;
     Ok((file.into(), map))
 }
