@@ -22,9 +22,15 @@
 
 #![forbid(unsafe_code)]
 
+mod files;
+
+pub use files::{
+    check_private_dir, check_private_file, create_private_dir, ensure_private_file,
+    open_private_file, write_private_file,
+};
+
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -59,8 +65,10 @@ pub enum Error {
     Tls(#[from] rustls::Error),
     #[error("invalid fingerprint: {0}")]
     BadFingerprint(&'static str),
-    #[error("{path}: private key is readable by others (mode {mode:o}); run: chmod 600 {path}")]
+    #[error("{path}: private file is readable by others (mode {mode:o}); run: chmod 600 {path}")]
     InsecureKeyFile { path: PathBuf, mode: u32 },
+    #[error("{path}: refused: {why}")]
+    InsecurePath { path: PathBuf, why: String },
 }
 
 /// SHA-256 of a certificate's DER-encoded SubjectPublicKeyInfo.
@@ -188,7 +196,8 @@ impl Identity {
         };
         match fs::read_to_string(&path) {
             Ok(pem) => {
-                check_private_mode(&path)?;
+                check_private_dir(dir)?;
+                check_private_file(&path)?;
                 let key = rcgen::KeyPair::from_pem(&pem).map_err(|source| Error::BadKey {
                     path: path.clone(),
                     source,
@@ -271,9 +280,28 @@ impl Identity {
     /// prove they hold its key; which keys are welcome is decided by the caller after the
     /// handshake, from [`peer_fingerprint`].
     pub fn server_config(&self, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, Error> {
+        self.server_config_with(alpn, None)
+    }
+
+    /// Like [`Self::server_config`], but a client whose key is not on `expected` fails the
+    /// handshake (and an expected key is taken off the list by its handshake).
+    pub fn server_config_expecting(
+        &self,
+        alpn: &[&[u8]],
+        expected: ExpectedClients,
+    ) -> Result<rustls::ServerConfig, Error> {
+        self.server_config_with(alpn, Some(expected))
+    }
+
+    fn server_config_with(
+        &self,
+        alpn: &[&[u8]],
+        expected: Option<ExpectedClients>,
+    ) -> Result<rustls::ServerConfig, Error> {
         let provider = provider();
         let verifier = Arc::new(ProofOfKeyClientVerifier {
             algorithms: provider.signature_verification_algorithms,
+            expected,
         });
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -281,6 +309,48 @@ impl Identity {
             .with_single_cert(vec![self.cert.clone()], self.private_key()?)?;
         cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
         Ok(cfg)
+    }
+}
+
+/// The client keys a server expects now, each until a deadline: a server built with
+/// [`Identity::server_config_expecting`] completes a handshake only with a key on this list, and
+/// takes it off (one handshake per announcement).
+#[derive(Debug, Clone, Default)]
+pub struct ExpectedClients(
+    Arc<std::sync::Mutex<std::collections::HashMap<Fingerprint, std::time::Instant>>>,
+);
+
+impl ExpectedClients {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Fingerprint, std::time::Instant>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Expects one handshake from `key` until `until`.
+    pub fn expect(&self, key: Fingerprint, until: std::time::Instant) {
+        let mut map = self.lock();
+        let now = std::time::Instant::now();
+        map.retain(|_, t| *t > now);
+        map.insert(key, until);
+    }
+
+    /// Takes `key` off the list if it is expected now.
+    pub fn take(&self, key: &Fingerprint) -> bool {
+        let mut map = self.lock();
+        match map.remove(key) {
+            Some(until) => until > std::time::Instant::now(),
+            None => false,
+        }
+    }
+
+    /// Whether `key` is expected now (without taking it).
+    pub fn is_expected(&self, key: &Fingerprint) -> bool {
+        self.lock()
+            .get(key)
+            .is_some_and(|t| *t > std::time::Instant::now())
     }
 }
 
@@ -296,63 +366,6 @@ pub fn peer_fingerprint(chain: &[CertificateDer<'_>]) -> Result<Fingerprint, Err
         .first()
         .ok_or(Error::BadFingerprint("peer presented no certificate"))?;
     Fingerprint::of_certificate(leaf)
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), Error> {
-    let io = |source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io)
-    }
-    #[cfg(not(unix))]
-    {
-        fs::create_dir_all(dir).map_err(io)
-    }
-}
-
-/// Writes `bytes` to `path` atomically (temp file + rename), readable by the owner only.
-pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)
-}
-
-fn check_private_mode(path: &Path) -> Result<(), Error> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = fs::metadata(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(Error::InsecureKeyFile {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-    }
-    let _ = path;
-    Ok(())
 }
 
 /// Accepts exactly one server key; checks the handshake signature with that key.
@@ -411,10 +424,12 @@ impl ServerCertVerifier for PinnedServerVerifier {
 }
 
 /// Requires a client certificate and a valid TLS 1.3 signature with its key (proof of
-/// possession); trusts nothing else about it. The application authorizes the fingerprint.
+/// possession); trusts nothing else about it. With `expected`, only those keys pass; otherwise
+/// the application authorizes the fingerprint after the handshake.
 #[derive(Debug)]
 struct ProofOfKeyClientVerifier {
     algorithms: WebPkiSupportedAlgorithms,
+    expected: Option<ExpectedClients>,
 }
 
 impl ClientCertVerifier for ProofOfKeyClientVerifier {
@@ -430,6 +445,19 @@ impl ClientCertVerifier for ProofOfKeyClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         // Parsing proves it is a well-formed certificate with a key we can verify with.
         ParsedCertificate::try_from(end_entity)?;
+        if let Some(expected) = &self.expected {
+            let seen = Fingerprint::of_certificate(end_entity).map_err(|_| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+            })?;
+            // The handshake signature is checked after this, with the same key: a client that
+            // presents an expected certificate without its key still fails.
+            if !expected.take(&seen) {
+                tracing::debug!(client = %seen, "refused a client key nobody announced");
+                return Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::ApplicationVerificationFailure,
+                ));
+            }
+        }
         Ok(ClientCertVerified::assertion())
     }
 

@@ -13,8 +13,13 @@ fuzz_target!(|data: &[u8]| {
     let looks_stun = stun::is_stun(data);
     let _ = stun::kind(data);
     assert_eq!(stun::transaction_id(data).is_some(), looks_stun);
-    if let Ok(Some(answer)) = stun::answer(data, from) {
+    // Unproven (bounded by the request's size) and proven (unbounded) sources.
+    for bound in [Some(data.len()), None] {
+        let Ok(Some(answer)) = stun::answer(data, from, bound) else {
+            continue;
+        };
         assert!(looks_stun);
+        assert!(bound.is_none_or(|b| answer.len() <= b), "amplified");
         assert_eq!(stun::kind(&answer), stun::Kind::BindingResponse);
         let (id, addr) = stun::parse_response(&answer).expect("our answers parse");
         assert_eq!(Some(id), stun::transaction_id(data));

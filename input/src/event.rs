@@ -27,6 +27,20 @@ pub enum InputEvent {
     Text { text: BoundedText },
 }
 
+impl InputEvent {
+    /// What kind of event this is, without its content: what logs may show (typed text must
+    /// never reach a log).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            InputEvent::MouseMove { .. } => "mouse move",
+            InputEvent::MouseButton { .. } => "mouse button",
+            InputEvent::Wheel { .. } => "wheel",
+            InputEvent::Key { .. } => "key",
+            InputEvent::Text { .. } => "text",
+        }
+    }
+}
+
 /// Mouse buttons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -30,15 +30,19 @@ fn pair(dir: &std::path::Path) -> Pair {
     let host = Identity::load_or_create(&dir.join("h"), "host").unwrap();
     let ctl = Identity::load_or_create(&dir.join("c"), "controller").unwrap();
     let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let (server, server_socket) =
-        net::bind(local, Some(quic::server_config(&host, &[ALPN]).unwrap())).unwrap();
+    let (server, server_socket) = net::bind(
+        local,
+        Some(quic::server_config(&host, &[ALPN], quic::Role::Host).unwrap()),
+    )
+    .unwrap();
     let (client, client_socket) = net::bind(local, None).unwrap();
     Pair {
         client,
         client_socket,
         server,
         server_socket,
-        client_cfg: quic::client_config(&ctl, host.fingerprint(), ALPN).unwrap(),
+        client_cfg: quic::client_config(&ctl, host.fingerprint(), ALPN, quic::Role::Controller)
+            .unwrap(),
     }
 }
 
@@ -47,6 +51,8 @@ async fn measure(p: &Pair, to: SocketAddr) -> (f64, f64) {
     let server = p.server.clone();
     let serving = tokio::spawn(async move {
         let conn = server.accept().await.unwrap().await.unwrap();
+        // As after the password proof: streams and windows of a running session.
+        quic::widen_after_auth(&conn, quic::Role::Host);
         // Echo on the first bidi stream, count bytes on the first uni stream.
         let (mut s, mut r) = conn.accept_bi().await.unwrap();
         let mut b = [0u8; 8];
@@ -119,7 +125,7 @@ fn main() {
         let state = Arc::new(Mutex::new(Relay::new(limits, Instant::now())));
         let relay_socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let relay_addr = relay_socket.local_addr().unwrap();
-        tokio::spawn(relay::serve(relay_socket, state.clone()));
+        tokio::spawn(relay::serve(Arc::new(relay_socket), state.clone()));
 
         let direct = {
             let p = pair(&dir.path().join("direct"));
@@ -128,10 +134,14 @@ fn main() {
         };
         let relayed = {
             let p = pair(&dir.path().join("relayed"));
-            let [th, tc] = state.lock().unwrap().allocate(Instant::now()).unwrap();
-            let relay_only = |token| RouteSpec {
+            let owner = relay::Owner {
+                key: certs::Fingerprint::from_bytes([0; 32]),
+                prefix: rendezvous::limits::Prefix::of(relay_addr.ip()),
+            };
+            let [th, tc] = state.lock().unwrap().allocate(Instant::now(), owner).unwrap();
+            let relay_only = |ticket| RouteSpec {
                 candidates: Vec::new(),
-                relay: Some((relay_addr, token)),
+                relay: Some((relay_addr, ticket)),
                 direct_allowed: false,
                 hold_direct: false,
             };
@@ -143,6 +153,12 @@ fn main() {
                     .unwrap()
             );
             let ctl_route = p.client_socket.add_route(relay_only(tc));
+            assert!(
+                p.client_socket
+                    .bind_relay(ctl_route.addr(), Duration::from_secs(5))
+                    .await
+                    .unwrap()
+            );
             let r = measure(&p, ctl_route.addr()).await;
             let c = state.lock().unwrap().counters();
             assert!(c.bytes_forwarded as usize >= BYTES, "not relayed: {c:?}");

@@ -23,6 +23,8 @@ use crate::{Error, net};
 
 /// How long to wait for any candidate address of the host to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for the relay to answer a bind before dialing anyway.
+const RELAY_BIND_WAIT: Duration = Duration::from_secs(2);
 /// How long authentication may take.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often to probe the clock offset.
@@ -97,8 +99,8 @@ impl std::fmt::Debug for Hooks {
 pub struct Target {
     pub host: Fingerprint,
     pub candidates: Vec<SocketAddr>,
-    /// The relay and this controller's token for the session.
-    pub relay: Option<(SocketAddr, rendezvous::relay::Token)>,
+    /// The relay and this controller's ticket for the session.
+    pub relay: Option<(SocketAddr, rendezvous::relay::Ticket)>,
     /// This controller's own candidates (its address as the rendezvous saw it, then its LAN
     /// addresses), offered to the host once the password is proven; empty with
     /// `--force-relay`.
@@ -107,6 +109,8 @@ pub struct Target {
     /// candidates, for birthday punching): the rendezvous, the address it observed, and its
     /// STUN port.
     pub mapping_probe: Option<(SocketAddr, SocketAddr, u16)>,
+    /// This controller's address as the rendezvous saw it.
+    pub observed: SocketAddr,
 }
 
 /// Runs a whole session (resolve the code, connect, authenticate, stream); returns its report.
@@ -168,6 +172,7 @@ async fn resolve(
         identity,
         cfg.rendezvous_fingerprint,
         rendezvous::proto::ALPN,
+        quic::Role::RendezvousClient,
     )?;
     let rv = endpoint
         .connect_with(rv_cfg, cfg.rendezvous, "quicdesk.invalid")?
@@ -183,25 +188,32 @@ async fn resolve(
     let relay = resolved.relay.map(|offer| {
         (
             SocketAddr::new(cfg.rendezvous.ip(), offer.port),
-            offer.token,
+            offer.ticket,
         )
     });
+    // Whatever the rendezvous says, only addresses this controller may sensibly send to.
+    let candidates = rendezvous::proto::sane_candidates(
+        &resolved.candidates,
+        Some(resolved.observed),
+        &[endpoint.local_addr()?],
+    );
     info!(
         code = %cfg.code,
         host = %resolved.host,
-        candidates = ?resolved.candidates,
+        candidates = ?candidates,
         relay = ?relay.map(|r| r.0),
         "resolved"
     );
     Ok(Target {
         host: resolved.host,
-        candidates: resolved.candidates,
+        candidates,
         relay,
         own_candidates: if relay_only {
             Vec::new()
         } else {
             rendezvous::proto::candidates(Some(resolved.observed), &lan)
         },
+        observed: resolved.observed,
         mapping_probe: resolved
             .stun_port
             .map(|port| (cfg.rendezvous, resolved.observed, port)),
@@ -217,7 +229,7 @@ async fn session(
     target: Target,
 ) -> Result<Report, Error> {
     // Connect to the host, pinning the key the rendezvous reported.
-    let peer_cfg = quic::client_config(identity, target.host, ALPN)?;
+    let peer_cfg = quic::client_config(identity, target.host, ALPN, quic::Role::Controller)?;
     // Learn this side's NAT mapping while the handshake runs (one STUN round trip).
     let mut mapping = target
         .mapping_probe
@@ -272,7 +284,7 @@ async fn session(
         tokio::select! {
             r = receive_video(&conn, frames_tx, stats.clone()) => r,
             r = control_writer(&mut ctl_send, ctl_rx) => r,
-            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, cfg.relay, mapping)) => r,
+            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, cfg.relay, mapping, target.observed)) => r,
             r = pinger(ctl_tx.clone()) => r,
             r = send_input(&conn, hooks.input, stats.clone()) => r,
             r = ticker(stats.clone(), &route, hooks.on_tick) => r,
@@ -375,27 +387,26 @@ async fn connect(
         hold_direct: true,
     });
     let virtual_addr = route.addr();
+    // The relay forwards only from an address proven by a bind: bind first (one round trip to
+    // the rendezvous's machine), then dial.
+    if relay.is_some() {
+        match socket.bind_relay(virtual_addr, RELAY_BIND_WAIT).await {
+            Ok(true) => debug!("relay bound"),
+            Ok(false) => warn!("the relay did not answer a bind"),
+            Err(e) => warn!("relay: {e}"),
+        }
+    }
     let punching = {
         let socket = socket.clone();
         crate::AbortOnDrop(tokio::spawn(async move {
-            let binding = async {
-                if relay.is_none() {
-                    return;
-                }
-                match socket.bind_relay(virtual_addr, CONNECT_TIMEOUT).await {
-                    Ok(true) => debug!("relay bound"),
-                    Ok(false) => warn!("the relay did not answer"),
-                    Err(e) => warn!("relay: {e}"),
-                }
-            };
             // Mappings are swapped only over the session: no birthday punching here.
-            let probing = punch_host(
+            let punched = punch_host(
                 &socket,
                 virtual_addr,
                 &candidates,
                 crate::nat::Birthday::Off,
-            );
-            let ((), punched) = tokio::join!(binding, probing);
+            )
+            .await;
             debug!(answered = ?punched.answered, "punch probes done");
         }))
     };
@@ -459,36 +470,41 @@ async fn authenticate(
     let (mut send, mut recv) = conn.open_bi().await?;
     send.set_priority(CONTROL_PRIORITY).ok();
     let exporter = net::exporter(conn)?;
-    let (auth, spake) = ControllerAuth::start(password, exporter);
-    wire::write_msg(
-        &mut send,
-        &ControlMsg::Hello {
-            version: VERSION,
-            spake,
-        },
-        MAX_CONTROL_LEN,
-    )
-    .await?;
-    let confirm = match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
-        ControlMsg::HelloAck { spake, confirm } => match auth.finish(&spake, &confirm) {
-            Ok(c) => c,
-            Err(e) => {
-                let bye = ControlMsg::Goodbye {
-                    reason: e.to_string(),
-                };
-                let _ = wire::write_msg(&mut send, &bye, MAX_CONTROL_LEN).await;
-                // Wait for the host's verdict so it counts the failure, then report ours.
-                let _ = session::read_control(&mut recv, AUTH_TIMEOUT).await;
-                return Err(e.into());
-            }
-        },
-        ControlMsg::Denied { reason } => return Err(Error::Denied(reason)),
-        _ => return Err(Error::Protocol("expected HelloAck")),
+    let hello = ControlMsg::Hello { version: VERSION };
+    wire::write_msg(&mut send, &hello, MAX_CONTROL_LEN).await?;
+    let (kdf, spake_h) = match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
+        ControlMsg::Challenge { kdf, spake } => (kdf, spake),
+        ControlMsg::Denied { reason } => {
+            return Err(Error::Denied(crate::text::printable(&reason)));
+        }
+        _ => return Err(Error::Protocol("expected Challenge")),
     };
-    wire::write_msg(&mut send, &ControlMsg::Confirm { confirm }, MAX_CONTROL_LEN).await?;
+    // Argon2id of a fixed password takes a moment: off the async threads.
+    let typed = zeroize::Zeroizing::new(password.to_owned());
+    let keys = tokio::task::spawn_blocking(move || {
+        let secret = kdf.derive(&typed)?;
+        Ok::<_, Error>(ControllerAuth::start(&secret, exporter).finish(&spake_h)?)
+    })
+    .await
+    .map_err(|_| Error::Protocol("password derivation failed"))??;
+    let auth = ControlMsg::Auth {
+        spake: keys.spake_c.clone(),
+        confirm: keys.confirm,
+    };
+    wire::write_msg(&mut send, &auth, MAX_CONTROL_LEN).await?;
     match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
-        ControlMsg::Welcome { width, height } => Ok((send, recv, (width, height))),
-        ControlMsg::Denied { reason } => Err(Error::Denied(reason)),
+        ControlMsg::Welcome {
+            width,
+            height,
+            confirm,
+        } => {
+            // The host must prove the password too, or it is not the host we meant.
+            keys.verify_host(&confirm)?;
+            quic::widen_after_auth(conn, quic::Role::Controller);
+            Ok((send, recv, (width, height)))
+        }
+        ControlMsg::WrongPassword => Err(crate::auth::AuthError::WrongPassword.into()),
+        ControlMsg::Denied { reason } => Err(Error::Denied(crate::text::printable(&reason))),
         _ => Err(Error::Protocol("expected Welcome")),
     }
 }
@@ -624,11 +640,12 @@ async fn control_writer(
 async fn control_reader(
     recv: &mut quinn::RecvStream,
     clock: Arc<Mutex<ClockOffset>>,
-    (socket, route, mode, ours): (
+    (socket, route, mode, ours, seen_as): (
         &Arc<net::PeerSocket>,
         &net::RouteHandle,
         RelayMode,
         crate::nat::Mapping,
+        SocketAddr,
     ),
 ) -> Result<(), Error> {
     // Punching towards the host's addresses, stopped when the session ends.
@@ -639,7 +656,12 @@ async fn control_reader(
                 addrs,
                 mapping: theirs,
             }) if mode != RelayMode::Force && punching.is_empty() => {
-                let addrs = crate::nat::sane_candidates(&addrs);
+                // A hostile host could name anything: only addresses worth punching towards.
+                let addrs = rendezvous::proto::sane_candidates(
+                    &addrs,
+                    Some(seen_as),
+                    &[socket.local_addr()?],
+                );
                 info!(candidates = ?addrs, mapping = %theirs, "the host's addresses");
                 let virtual_addr = route.addr();
                 socket.add_candidates(virtual_addr, &addrs);
@@ -663,6 +685,7 @@ async fn control_reader(
                 );
             }
             Some(ControlMsg::Goodbye { reason }) => {
+                let reason = crate::text::printable(&reason);
                 info!("host ended the session: {reason}");
                 return Ok(());
             }

@@ -14,21 +14,19 @@ use input::InputBackend;
 use rendezvous::client::{self, ClientError};
 use rendezvous::proto::{Refusal, ServerMsg};
 use rendezvous::{AccessCode, quic, wire};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::auth::HostAuth;
+use crate::guard::GuessGuard;
+use crate::password::{Kdf, Stored};
 use crate::session::{
     self, ALPN, CONTROL_PRIORITY, ControlMsg, MAX_CONTROL_LEN, MAX_INPUT_LEN, MAX_VIDEO_FRAME_LEN,
     StreamKind, VERSION, VideoHeader,
 };
 use crate::{Error, net};
+use rendezvous::proto::SourceTag;
 
-/// Failed password attempts after which a one-time password is replaced.
-const MAX_FAILURES: u32 = 5;
-/// Delay before answering a wrong password, to slow online guessing.
-const FAILURE_DELAY: Duration = Duration::from_millis(750);
 /// How long a controller has to authenticate.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait between attempts to reach the rendezvous.
@@ -78,7 +76,8 @@ pub struct DiscardBackend {
 
 impl InputBackend for DiscardBackend {
     fn inject(&mut self, event: &input::InputEvent) -> Result<(), input::InputError> {
-        debug!(?event, "input event (not performed)");
+        // The kind only: typed text never reaches a log.
+        debug!(kind = event.kind_name(), "input event (not performed)");
         self.held.note(event);
         Ok(())
     }
@@ -101,10 +100,8 @@ pub struct HostConfig {
     /// Local address of the host's one UDP socket.
     pub bind: SocketAddr,
     pub source: Source,
-    /// A fixed password (scripts, unattended use); otherwise a one-time 6-digit one.
-    pub password: Option<String>,
-    /// Register this code instead of the saved or a random one.
-    pub code: Option<AccessCode>,
+    /// Which password a controller must prove.
+    pub password: HostPassword,
     pub fps: u32,
     pub bitrate_bps: u32,
     /// Encoder mode; `None` picks by size (see [`content_for`]).
@@ -130,23 +127,45 @@ impl std::fmt::Debug for HostConfig {
             .field("rendezvous", &self.rendezvous)
             .field("data_dir", &self.data_dir)
             .field("source", &self.source)
-            .field("code", &self.code)
+            .field("password", &self.password)
             .finish_non_exhaustive()
+    }
+}
+
+/// The password a host asks for.
+#[derive(Debug, Clone)]
+pub enum HostPassword {
+    /// A one-time password ([`crate::password::one_time`]), replaced after every session and
+    /// after `lifetime`.
+    OneTime { lifetime: Duration },
+    /// A fixed password, as `peer password set` stored it (argon2id hash).
+    Fixed(Stored),
+}
+
+/// How long a one-time password lasts by default.
+pub const ONE_TIME_LIFETIME: Duration = Duration::from_secs(10 * 60);
+
+impl Default for HostPassword {
+    fn default() -> Self {
+        Self::OneTime {
+            lifetime: ONE_TIME_LIFETIME,
+        }
     }
 }
 
 /// What the host is doing, for the CLI and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostStatus {
-    pub code: AccessCode,
+    /// The code the rendezvous gave this host (once registered).
+    pub code: Option<AccessCode>,
     /// Successful registrations so far (1 after start, +1 after each re-registration).
     pub registrations: u64,
     /// The host's address as the rendezvous saw it at the last registration.
     pub observed: Option<SocketAddr>,
     /// How the host's NAT maps ports, once discovery after a registration finished.
     pub mapping: Option<crate::nat::Mapping>,
-    /// The password a controller must give now.
-    pub password: String,
+    /// The one-time password a controller must give now (`None` with a fixed password).
+    pub password: Option<String>,
     /// Whether a controller is connected and authenticated.
     pub in_session: bool,
     /// Set when the host gave up (e.g. its code belongs to another key).
@@ -200,52 +219,25 @@ impl HostHandle {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct SavedState {
-    code: Option<AccessCode>,
-    /// Whether the rendezvous ever accepted this code from us.
-    confirmed: bool,
-}
-
-fn state_path(cfg: &HostConfig) -> PathBuf {
-    cfg.data_dir.join("host.json")
-}
-
-fn load_state(cfg: &HostConfig) -> SavedState {
-    let path = state_path(cfg);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            warn!(path = %path.display(), "ignoring unreadable host state: {e}");
-            SavedState::default()
-        }),
-        Err(_) => SavedState::default(),
-    }
-}
-
-fn save_state(cfg: &HostConfig, state: &SavedState) {
-    let path = state_path(cfg);
-    // serializing a plain struct to JSON cannot fail
-    let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
-    if let Err(e) = certs::write_private_file(&path, &bytes) {
-        warn!(path = %path.display(), "cannot save host state: {e}");
-    }
-}
-
-/// A fresh one-time password: 6 random digits.
-pub fn one_time_password() -> String {
-    use rand::Rng;
-    let n: u32 = rand::rng().random_range(0..1_000_000);
-    format!("{n:06}")
+/// A route to a controller the rendezvous announced.
+struct Route {
+    _handle: net::RouteHandle,
+    /// Whether a session runs on it.
+    used: bool,
+    /// The controller's source, as the rendezvous tagged it.
+    source: SourceTag,
 }
 
 struct Shared {
     cfg: HostConfig,
     status: watch::Sender<HostStatus>,
-    failures: Mutex<u32>,
+    guard: Mutex<GuessGuard>,
+    /// Controller keys the rendezvous announced, each admitted for one handshake.
+    expected: certs::ExpectedClients,
     busy: tokio::sync::Mutex<()>,
     /// Routes to the controllers announced by the rendezvous, by virtual address; `true` once
     /// a session runs on one.
-    routes: Mutex<HashMap<SocketAddr, (net::RouteHandle, bool)>>,
+    routes: Mutex<HashMap<SocketAddr, Route>>,
     socket: Arc<net::PeerSocket>,
     /// This host's candidates as of its last registration (reflexive, then LAN), told to a
     /// controller once it has proven the password.
@@ -253,17 +245,26 @@ struct Shared {
 }
 
 impl Shared {
-    fn password(&self) -> String {
-        self.status.borrow().password.clone()
+    /// How the controller derives the secret, and the secret the exchange runs over now.
+    fn secret(&self) -> (Kdf, zeroize::Zeroizing<Vec<u8>>) {
+        match &self.cfg.password {
+            HostPassword::Fixed(stored) => (stored.kdf(), stored.secret()),
+            HostPassword::OneTime { .. } => {
+                let pw = self.status.borrow().password.clone().unwrap_or_default();
+                (
+                    Kdf::OneTime,
+                    zeroize::Zeroizing::new(crate::password::normalize_one_time(&pw).into_bytes()),
+                )
+            }
+        }
     }
 
     fn rotate_password(&self, why: &str) {
-        if self.cfg.password.is_some() {
-            return;
+        if let HostPassword::OneTime { .. } = self.cfg.password {
+            let pw = crate::password::one_time();
+            info!("one-time password replaced ({why})");
+            self.status.send_modify(|s| s.password = Some(pw));
         }
-        let pw = one_time_password();
-        info!("one-time password replaced ({why})");
-        self.status.send_modify(|s| s.password = pw);
     }
 }
 
@@ -274,29 +275,25 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
         return Err(Error::Protocol("fps must be between 1 and 60"));
     }
     let identity = Identity::load_or_create(&cfg.data_dir, "host")?;
-    let mut state = load_state(&cfg);
-    let code = match (cfg.code, state.code) {
-        (Some(c), _) => c,
-        (None, Some(c)) => c,
-        (None, None) => AccessCode::random(&mut rand::rng()),
-    };
-    if state.code != Some(code) {
-        state = SavedState {
-            code: Some(code),
-            confirmed: false,
-        };
-        save_state(&cfg, &state);
-    }
-    let server_cfg = quic::server_config(&identity, &[ALPN])?;
+    let expected = certs::ExpectedClients::default();
+    // Only the controllers the rendezvous announced complete a handshake (see prepare_route).
+    let server_cfg = quic::server_config_with(
+        identity.server_config_expecting(&[ALPN], expected.clone())?,
+        quic::Role::Host,
+    )?;
     let (endpoint, socket) = net::bind(cfg.bind, Some(server_cfg))?;
     let rv_cfg = quic::client_config(
         &identity,
         cfg.rendezvous_fingerprint,
         rendezvous::proto::ALPN,
+        quic::Role::RendezvousClient,
     )?;
-    let password = cfg.password.clone().unwrap_or_else(one_time_password);
+    let password = match cfg.password {
+        HostPassword::OneTime { .. } => Some(crate::password::one_time()),
+        HostPassword::Fixed(_) => None,
+    };
     let (status_tx, status_rx) = watch::channel(HostStatus {
-        code,
+        code: None,
         registrations: 0,
         observed: None,
         mapping: None,
@@ -307,19 +304,16 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
     let shared = Arc::new(Shared {
         cfg,
         status: status_tx,
-        failures: Mutex::new(0),
+        guard: Mutex::new(GuessGuard::new(Instant::now())),
+        expected,
         busy: tokio::sync::Mutex::new(()),
         routes: Mutex::default(),
         socket,
         candidates: Mutex::default(),
     });
     let tasks = vec![
-        tokio::spawn(rendezvous_loop(
-            shared.clone(),
-            endpoint.clone(),
-            rv_cfg,
-            state,
-        )),
+        tokio::spawn(rendezvous_loop(shared.clone(), endpoint.clone(), rv_cfg)),
+        tokio::spawn(expire_passwords(shared.clone())),
         tokio::spawn(accept_loop(shared, endpoint.clone())),
     ];
     Ok(HostHandle {
@@ -335,29 +329,25 @@ async fn rendezvous_loop(
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
     rv_cfg: quinn::ClientConfig,
-    mut state: SavedState,
 ) {
     let rv = shared.cfg.rendezvous;
     let mut backoff = Duration::from_millis(200);
     loop {
-        let code = shared.status.borrow().code;
         let attempt = async {
             let conn = endpoint
                 .connect_with(rv_cfg.clone(), rv, "quicdesk.invalid")?
                 .await?;
             let lan = crate::nat::lan_candidates(endpoint.local_addr()?);
-            let reg = client::register(&conn, code, lan.clone()).await?;
+            let reg = client::register(&conn, lan.clone()).await?;
             Ok::<_, Error>((conn, reg, lan))
         };
         match attempt.await {
             Ok((_conn, mut reg, lan)) => {
                 backoff = Duration::from_millis(200);
-                if !state.confirmed {
-                    state.confirmed = true;
-                    save_state(&shared.cfg, &state);
-                }
+                let code = reg.code;
                 info!(%code, observed = %reg.observed, "registered with the rendezvous");
                 shared.status.send_modify(|s| {
+                    s.code = Some(code);
                     s.registrations += 1;
                     s.observed = Some(reg.observed);
                 });
@@ -378,14 +368,16 @@ async fn rendezvous_loop(
                             controller,
                             candidates,
                             relay,
+                            source,
                         })) => {
-                            let relay = relay.map(|o| (SocketAddr::new(rv.ip(), o.port), o.token));
+                            let relay = relay.map(|o| (SocketAddr::new(rv.ip(), o.port), o.ticket));
                             info!(%controller, ?candidates, relay = ?relay.map(|r| r.0), "a controller wants to connect");
                             tokio::spawn(prepare_route(
                                 shared.clone(),
                                 controller,
                                 candidates,
                                 relay,
+                                source,
                             ));
                         }
                         Ok(Some(other)) => debug!(?other, "ignoring rendezvous message"),
@@ -401,27 +393,37 @@ async fn rendezvous_loop(
                 }
             }
             Err(Error::Rendezvous(ClientError::Refused {
-                reason: Refusal::CodeTaken,
+                reason: Refusal::RateLimited,
                 message,
             })) => {
-                if shared.cfg.code.is_none() && !state.confirmed {
-                    // A random code collided with another host's: pick another.
-                    let fresh = AccessCode::random(&mut rand::rng());
-                    warn!(old = %code, new = %fresh, "code already taken; picking another");
-                    state.code = Some(fresh);
-                    save_state(&shared.cfg, &state);
-                    shared.status.send_modify(|s| s.code = fresh);
-                    continue;
-                }
-                let msg = format!("the rendezvous refused {code}: {message}");
-                tracing::error!("{msg}");
-                shared.status.send_modify(|s| s.fatal = Some(msg));
-                return;
+                backoff = MAX_BACKOFF;
+                warn!(rendezvous = %rv, "registration refused for now ({message}); retrying in {backoff:?}");
             }
             Err(e) => warn!(rendezvous = %rv, "cannot register: {e}; retrying in {backoff:?}"),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Replaces the one-time password when it has lived its lifetime (a session that runs on keeps
+/// running; the next one needs the new password).
+async fn expire_passwords(shared: Arc<Shared>) {
+    let HostPassword::OneTime { lifetime } = shared.cfg.password else {
+        return;
+    };
+    let mut status = shared.status.subscribe();
+    loop {
+        let current = status.borrow_and_update().password.clone();
+        tokio::select! {
+            () = tokio::time::sleep(lifetime) => {
+                // Only if it did not change meanwhile (a session's end replaces it too).
+                if shared.status.borrow().password == current {
+                    shared.rotate_password("it expired");
+                }
+            }
+            r = status.wait_for(|s| s.password != current) => if r.is_err() { return },
+        }
     }
 }
 
@@ -437,10 +439,15 @@ async fn prepare_route(
     shared: Arc<Shared>,
     controller: certs::Fingerprint,
     candidates: Vec<SocketAddr>,
-    relay: Option<(SocketAddr, rendezvous::relay::Token)>,
+    relay: Option<(SocketAddr, rendezvous::relay::Ticket)>,
+    source: SourceTag,
 ) {
     let socket = &shared.socket;
     let started = tokio::time::Instant::now();
+    // This controller, and only it, may now complete one handshake, within the window.
+    shared
+        .expected
+        .expect(controller, Instant::now() + UNUSED_ROUTE_TTL);
     let virtual_addr = relay.map(|relay| {
         let route = socket.add_route(net::RouteSpec {
             candidates: Vec::new(),
@@ -449,7 +456,14 @@ async fn prepare_route(
             hold_direct: false,
         });
         let virtual_addr = route.addr();
-        lock(&shared.routes).insert(virtual_addr, (route, false));
+        lock(&shared.routes).insert(
+            virtual_addr,
+            Route {
+                _handle: route,
+                used: false,
+                source,
+            },
+        );
         virtual_addr
     });
     let binding = async {
@@ -463,7 +477,12 @@ async fn prepare_route(
         }
     };
     // Without a relay (the only case with candidates here) the mappings are not exchanged:
-    // no birthday punching.
+    // no birthday punching. What the rendezvous passed on from the controller is filtered.
+    let candidates = rendezvous::proto::sane_candidates(
+        &candidates,
+        shared.status.borrow().observed,
+        &[socket.local_addr().unwrap_or(shared.cfg.bind)],
+    );
     let probing = crate::nat::punch_session(
         socket,
         None,
@@ -479,7 +498,7 @@ async fn prepare_route(
     };
     tokio::time::sleep_until(started + UNUSED_ROUTE_TTL).await;
     let mut routes = lock(&shared.routes);
-    if routes.get(&virtual_addr).is_some_and(|(_, used)| !used) {
+    if routes.get(&virtual_addr).is_some_and(|r| !r.used) {
         routes.remove(&virtual_addr);
         debug!(%controller, "no session came by this route; dropped it");
     }
@@ -496,9 +515,22 @@ fn own_mapping(shared: &Shared) -> crate::nat::Mapping {
 
 async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
     while let Some(incoming) = endpoint.accept().await {
+        let remote = incoming.remote_address();
+        let route_key = net::canonical(remote);
+        // Relayed connections arrive from their route's virtual address: their source is the
+        // tag the rendezvous gave; direct ones are known by their own prefix.
+        let source = lock(&shared.routes)
+            .get(&route_key)
+            .map(|r| r.source)
+            .unwrap_or_else(|| crate::guard::source_of(remote));
+        if !lock(&shared.guard).admit(source) {
+            debug!(%remote, "refused a connection: too many that have not proven the password");
+            incoming.refuse();
+            continue;
+        }
+        let pre_auth = PreAuth(shared.clone(), source);
         let shared = shared.clone();
         tokio::spawn(async move {
-            let remote = incoming.remote_address();
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
@@ -507,11 +539,10 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                 }
             };
             // A session on a route keeps it until it ends.
-            let route_key = net::canonical(remote);
-            if let Some((_, used)) = lock(&shared.routes).get_mut(&route_key) {
-                *used = true;
+            if let Some(r) = lock(&shared.routes).get_mut(&route_key) {
+                r.used = true;
             }
-            let result = serve(&shared, &conn).await;
+            let result = serve(&shared, &conn, pre_auth).await;
             lock(&shared.routes).remove(&route_key);
             let peer_closed = matches!(
                 conn.close_reason(),
@@ -530,65 +561,83 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
     }
 }
 
-/// Authenticates a controller; returns the control stream on success.
+/// A connection that has not proven the password yet, counted by the guard until dropped.
+struct PreAuth(Arc<Shared>, SourceTag);
+
+impl Drop for PreAuth {
+    fn drop(&mut self) {
+        lock(&self.0.guard).authenticated_or_gone(&self.1);
+    }
+}
+
+/// Authenticates a controller; returns the control stream and the host's key confirmation.
 async fn authenticate(
     shared: &Shared,
     conn: &quinn::Connection,
-) -> Result<(quinn::SendStream, quinn::RecvStream), Error> {
+    source: SourceTag,
+) -> Result<(quinn::SendStream, quinn::RecvStream, [u8; 32]), Error> {
+    let controller = quic::remote_fingerprint(conn).ok_or(Error::Protocol("no controller key"))?;
+    let remote = conn.remote_address();
     let (mut send, mut recv) = tokio::time::timeout(AUTH_TIMEOUT, conn.accept_bi())
         .await
         .map_err(|_| Error::Timeout("controller opened no control stream"))??;
     send.set_priority(CONTROL_PRIORITY).ok();
-    let spake_c = match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
-        ControlMsg::Hello { version, spake } if version == VERSION => spake,
-        ControlMsg::Hello { version, .. } => {
+    match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
+        ControlMsg::Hello { version } if version == VERSION => {}
+        ControlMsg::Hello { version } => {
             let reason = format!("unsupported protocol version {version} (host speaks {VERSION})");
             deny(&mut send, &reason).await;
             return Err(Error::Denied(reason));
         }
         _ => return Err(Error::Protocol("expected Hello")),
+    }
+    // The attempt is charged now, before anything that depends on the password is sent; only
+    // a proof takes the charge back.
+    let attempt = lock(&shared.guard).begin(controller, source, Instant::now());
+    let attempt = match attempt {
+        Ok(a) => a,
+        Err(refused) => {
+            warn!(%remote, %controller, "password attempt refused: {refused}");
+            deny(&mut send, &refused.to_string()).await;
+            return Err(Error::Denied(refused.to_string()));
+        }
     };
     let exporter = net::exporter(conn)?;
-    let (auth, spake_h, confirm) = HostAuth::respond(&shared.password(), exporter, &spake_c)?;
-    wire::write_msg(
-        &mut send,
-        &ControlMsg::HelloAck {
-            spake: spake_h,
-            confirm,
-        },
-        MAX_CONTROL_LEN,
-    )
-    .await?;
-    let verdict = match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
-        ControlMsg::Confirm { confirm } => auth.verify(&confirm),
-        // The controller saw our confirmation fail: the password was wrong.
-        ControlMsg::Goodbye { .. } => Err(crate::auth::AuthError::WrongPassword),
-        _ => return Err(Error::Protocol("expected Confirm")),
+    let (kdf, secret) = shared.secret();
+    let (auth, spake_h) = HostAuth::start(&secret, exporter);
+    drop(secret);
+    let challenge = ControlMsg::Challenge {
+        kdf,
+        spake: spake_h,
     };
-    if let Err(e) = verdict {
-        let failures = {
-            let mut f = shared.failures.lock().unwrap_or_else(|p| p.into_inner());
-            *f += 1;
-            *f
-        };
-        warn!(remote = %conn.remote_address(), failures, "wrong password");
-        tokio::time::sleep(FAILURE_DELAY).await;
-        if failures >= MAX_FAILURES {
-            *shared.failures.lock().unwrap_or_else(|p| p.into_inner()) = 0;
-            shared.rotate_password("too many wrong passwords");
+    wire::write_msg(&mut send, &challenge, MAX_CONTROL_LEN).await?;
+    let (spake_c, confirm) = match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
+        ControlMsg::Auth { spake, confirm } => (spake, confirm),
+        _ => return Err(Error::Protocol("expected Auth")),
+    };
+    match auth.finish(&spake_c, &confirm) {
+        Ok(host_confirm) => {
+            lock(&shared.guard).succeeded(attempt);
+            Ok((send, recv, host_confirm))
         }
-        deny(&mut send, "wrong password").await;
-        return Err(e.into());
+        Err(e) => {
+            warn!(%remote, %controller, "wrong password");
+            send_final(&mut send, &ControlMsg::WrongPassword).await;
+            Err(e.into())
+        }
     }
-    *shared.failures.lock().unwrap_or_else(|p| p.into_inner()) = 0;
-    Ok((send, recv))
 }
 
 async fn deny(send: &mut quinn::SendStream, reason: &str) {
     let msg = ControlMsg::Denied {
         reason: reason.to_string(),
     };
-    let _ = wire::write_msg(send, &msg, MAX_CONTROL_LEN).await;
+    send_final(send, &msg).await;
+}
+
+/// Sends the last message of a control stream that is about to be closed.
+async fn send_final(send: &mut quinn::SendStream, msg: &ControlMsg) {
+    let _ = wire::write_msg(send, msg, MAX_CONTROL_LEN).await;
     let _ = send.finish();
     // Give the message a moment to leave before the connection is closed.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -634,27 +683,47 @@ enum InputCmd {
 }
 
 /// Performs input on a dedicated thread (injection may block on the display server), in
-/// order; when every sender is gone (the session is over) releases whatever is still held.
-fn input_loop(mut backend: Box<dyn InputBackend>, mut rx: mpsc::Receiver<InputCmd>) {
+/// order; once `ended` is set, drops what is still queued instead of performing it; when every
+/// sender is gone (the session is over) releases whatever is still held.
+fn input_loop(
+    mut backend: Box<dyn InputBackend>,
+    mut rx: mpsc::Receiver<InputCmd>,
+    ended: &AtomicBool,
+) {
+    let mut dropped = 0u64;
     while let Some(cmd) = rx.blocking_recv() {
         match cmd {
+            InputCmd::Event(_) if ended.load(Ordering::SeqCst) => dropped += 1,
             InputCmd::Event(event) => {
                 if let Err(e) = backend.inject(&event) {
-                    warn!("cannot perform {event:?}: {e}");
+                    // The kind only: typed text never reaches a log.
+                    warn!(
+                        kind = event.kind_name(),
+                        "cannot perform an input event: {e}"
+                    );
                 }
             }
             InputCmd::Resize(size) => backend.set_screen_size(size),
         }
+    }
+    if dropped > 0 {
+        debug!(dropped, "input queued at the session's end was dropped");
     }
     if let Err(e) = backend.release_all() {
         warn!("releasing held keys and buttons failed: {e}");
     }
 }
 
-async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<(), Error> {
+async fn serve(
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+    pre_auth: PreAuth,
+) -> Result<(), Error> {
     let controller = quic::remote_fingerprint(conn).ok_or(Error::Protocol("no controller key"))?;
     let remote = conn.remote_address();
-    let (mut ctl_send, mut ctl_recv) = authenticate(shared, conn).await?;
+    let (mut ctl_send, mut ctl_recv, confirm) = authenticate(shared, conn, pre_auth.1).await?;
+    drop(pre_auth);
+    quic::widen_after_auth(conn, quic::Role::Host);
     let Ok(_busy) = shared.busy.try_lock() else {
         deny(&mut ctl_send, "the host is busy with another session").await;
         return Err(Error::Denied("host busy".into()));
@@ -670,15 +739,19 @@ async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<(), Err
     if let Ok(size) = input::ScreenSize::new(width, height) {
         let _ = input_tx.send(InputCmd::Resize(size)).await;
     }
-    let input_thread = std::thread::Builder::new()
-        .name("quicdesk-input".into())
-        .spawn(move || input_loop(backend, input_rx))?;
-    wire::write_msg(
-        &mut ctl_send,
-        &ControlMsg::Welcome { width, height },
-        MAX_CONTROL_LEN,
-    )
-    .await?;
+    let ended = Arc::new(AtomicBool::new(false));
+    let input_thread = {
+        let ended = ended.clone();
+        std::thread::Builder::new()
+            .name("quicdesk-input".into())
+            .spawn(move || input_loop(backend, input_rx, &ended))?
+    };
+    let welcome = ControlMsg::Welcome {
+        width,
+        height,
+        confirm,
+    };
+    wire::write_msg(&mut ctl_send, &welcome, MAX_CONTROL_LEN).await?;
     shared.status.send_modify(|s| s.in_session = true);
     // Only now, with the password proven, does the controller learn where this host is.
     let own = lock(&shared.candidates).clone();
@@ -730,6 +803,8 @@ async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<(), Err
         },
     };
     stop.store(true, Ordering::Relaxed);
+    // Input still queued when the session ends is dropped, never performed.
+    ended.store(true, Ordering::SeqCst);
     conn.close(0u32.into(), b"session over");
     // The encode thread notices `stop` within one frame interval; the input tasks end with the
     // connection, and the input thread then releases whatever is held.
@@ -947,7 +1022,10 @@ async fn control_loop(
                 debug!("ignoring a second list of candidates");
             }
             ControlMsg::Candidates { addrs, mapping } => {
-                let addrs = crate::nat::sane_candidates(&addrs);
+                // A hostile controller could name anything: only addresses worth punching to.
+                let seen_as = shared.status.borrow().observed;
+                let own = [shared.socket.local_addr()?];
+                let addrs = rendezvous::proto::sane_candidates(&addrs, seen_as, &own);
                 let birthday = crate::nat::Birthday::for_mappings(own_mapping(shared), mapping);
                 info!(candidates = ?addrs, %mapping, "the controller's addresses");
                 let socket = shared.socket.clone();

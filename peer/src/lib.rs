@@ -18,12 +18,15 @@
 
 pub mod auth;
 pub mod controller;
+pub mod guard;
 pub mod host;
 pub mod nat;
 pub mod net;
+pub mod password;
 pub mod script;
 pub mod session;
 pub mod stats;
+pub mod text;
 pub mod viewer;
 
 /// Errors of a peer session.
@@ -50,6 +53,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("authentication: {0}")]
     Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Password(#[from] password::PasswordError),
     #[error("host refused the session: {0}")]
     Denied(String),
     #[error("protocol error: {0}")]

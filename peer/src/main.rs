@@ -14,7 +14,8 @@ use rendezvous::AccessCode;
 /// quicdesk peer: a remote desktop over QUIC, end-to-end encrypted.
 ///
 /// On the machine to be controlled run `peer host`; it prints a code and a one-time password.
-/// On the controlling machine run `peer connect CODE` and give that password.
+/// On the controlling machine run `peer connect CODE` and give that password. For unattended
+/// access set a fixed password once with `peer password set`.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {
@@ -28,6 +29,30 @@ enum Command {
     Host(HostArgs),
     /// View and control a host, given its code.
     Connect(ConnectArgs),
+    /// Set or clear this host's fixed password (unattended access).
+    #[command(subcommand)]
+    Password(PasswordCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PasswordCommand {
+    /// Set a fixed password: `peer host` then asks for it instead of one-time passwords. It is
+    /// read without echo (twice) and stored only as an argon2id hash (`password.json`, mode
+    /// 0600, in the data directory). At least 12 characters, and not guessable.
+    Set {
+        /// Where the host keeps its key and state.
+        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+        /// Read the password from the first line of standard input (scripts) instead of the
+        /// terminal.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Remove the fixed password: `peer host` goes back to one-time passwords.
+    Clear {
+        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -113,12 +138,10 @@ struct HostArgs {
     /// Encoder mode.
     #[arg(long, value_enum, default_value = "auto")]
     content: ContentKind,
-    /// Use this password instead of a one-time one (scripts, unattended access).
-    #[arg(long, env = "QUICDESK_PASSWORD")]
-    password: Option<String>,
-    /// Register this code instead of the saved (or a new random) one.
-    #[arg(long)]
-    code: Option<AccessCode>,
+    /// How long each one-time password lasts before a new one replaces it (it is also
+    /// replaced after every session). Ignored with a fixed password (`peer password set`).
+    #[arg(long, default_value = "10min", value_parser = humantime::parse_duration)]
+    password_lifetime: Duration,
     /// Write every input event received to this file, one per line, instead of performing it
     /// (tests, auditing).
     #[arg(long)]
@@ -131,9 +154,11 @@ struct ConnectArgs {
     code: AccessCode,
     #[command(flatten)]
     common: Common,
-    /// The host's password (asked for on the terminal if not given).
-    #[arg(long, env = "QUICDESK_PASSWORD")]
-    password: Option<String>,
+    /// Read the host's password from the first line of standard input (scripts). Without it
+    /// the password is asked for on the terminal, without echo. It is never taken from the
+    /// command line, where other users of the machine could see it.
+    #[arg(long)]
+    password_stdin: bool,
     /// No window: print stats each second (the only mode until the viewer window lands).
     #[arg(long)]
     headless: bool,
@@ -202,6 +227,7 @@ fn main() -> anyhow::Result<()> {
         Command::Host(args) => rt()?.block_on(run_host(args)),
         Command::Connect(args) if args.headless => rt()?.block_on(run_connect(args)),
         Command::Connect(args) => run_connect_window(args),
+        Command::Password(cmd) => password_command(cmd),
     }
 }
 
@@ -304,14 +330,27 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
             Ok(Box::new(host::DiscardBackend::default()) as Box<dyn input::InputBackend>)
         }),
     };
+    let password = match peer::password::Stored::load(&args.common.data_dir)? {
+        Some(stored) => {
+            tracing::info!("using the fixed password set with `peer password set`");
+            host::HostPassword::Fixed(stored)
+        }
+        None => {
+            if args.password_lifetime < Duration::from_secs(10) {
+                bail!("--password-lifetime must be at least 10s");
+            }
+            host::HostPassword::OneTime {
+                lifetime: args.password_lifetime,
+            }
+        }
+    };
     let handle = host::start(host::HostConfig {
         rendezvous,
         rendezvous_fingerprint,
         data_dir: args.common.data_dir.clone(),
         bind: args.common.bind,
         source,
-        password: args.password,
-        code: args.code,
+        password,
         fps: args.fps,
         bitrate_bps: args.bitrate_kbps.saturating_mul(1000),
         content: match args.content {
@@ -330,18 +369,25 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     })?;
     tracing::info!(fingerprint = %handle.fingerprint, local = %handle.local_addr, "host started; registering");
     let mut status = handle.watch();
-    let mut shown: Option<(AccessCode, String)> = None;
+    let mut shown: Option<(Option<AccessCode>, Option<String>)> = None;
     let outcome = loop {
         let s = status.borrow_and_update().clone();
         if let Some(msg) = s.fatal {
             break Err(anyhow::anyhow!(msg));
         }
-        if s.registrations > 0 && shown.as_ref() != Some(&(s.code, s.password.clone())) {
-            if shown.as_ref().map(|x| x.0) != Some(s.code) {
-                println!("code: {}", s.code);
+        let now = (s.code, s.password.clone());
+        if s.registrations > 0 && shown.as_ref() != Some(&now) {
+            if let Some(code) = s.code
+                && shown.as_ref().map(|x| x.0) != Some(s.code)
+            {
+                println!("code: {code}");
             }
-            println!("password: {}", s.password);
-            shown = Some((s.code, s.password));
+            match &s.password {
+                Some(pw) => println!("password: {pw}"),
+                None if shown.is_none() => println!("password: the fixed one (peer password set)"),
+                None => {}
+            }
+            shown = Some(now);
         }
         tokio::select! {
             r = status.changed() => if r.is_err() { break Ok(()) },
@@ -375,15 +421,62 @@ async fn shutdown_signal() {
 }
 
 fn read_password(args: &ConnectArgs) -> anyhow::Result<String> {
-    if let Some(p) = &args.password {
-        return Ok(p.clone());
+    if args.password_stdin {
+        return read_stdin_line();
     }
-    eprint!("password for {}: ", args.code);
+    rpassword::prompt_password(format!("password for {}: ", args.code))
+        .context("reading the password from the terminal (use --password-stdin in scripts)")
+}
+
+/// The first line of standard input, without its line ending.
+fn read_stdin_line() -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin()
         .read_line(&mut line)
-        .context("reading the password")?;
-    Ok(line.trim().to_string())
+        .context("reading the password from standard input")?;
+    let line = line.trim_end_matches(['\n', '\r']).to_string();
+    if line.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(line)
+}
+
+/// `peer password set|clear`.
+fn password_command(cmd: PasswordCommand) -> anyhow::Result<()> {
+    use peer::password::{DEFAULT_COST, Stored, check_strength};
+    match cmd {
+        PasswordCommand::Set { data_dir, stdin } => {
+            let pw = if stdin {
+                read_stdin_line()?
+            } else {
+                let pw = rpassword::prompt_password("new fixed password: ")
+                    .context("reading the password from the terminal (or use --stdin)")?;
+                check_strength(&pw)?;
+                let again = rpassword::prompt_password("again: ")?;
+                if again != pw {
+                    bail!("the two passwords differ; nothing changed");
+                }
+                pw
+            };
+            let stored = Stored::derive(&pw, DEFAULT_COST)?;
+            stored.save(&data_dir)?;
+            println!(
+                "fixed password set ({}); `peer host` with this data directory now asks for it",
+                Stored::path(&data_dir).display()
+            );
+            Ok(())
+        }
+        PasswordCommand::Clear { data_dir } => {
+            if Stored::remove(&data_dir)
+                .with_context(|| format!("removing {}", Stored::path(&data_dir).display()))?
+            {
+                println!("fixed password removed; `peer host` uses one-time passwords again");
+            } else {
+                println!("no fixed password was set");
+            }
+            Ok(())
+        }
+    }
 }
 
 /// `peer connect --headless`: stats on the terminal.

@@ -403,22 +403,6 @@ async fn send_from_pool(socket: Arc<PeerSocket>, ids: Vec<u32>, to: SocketAddr) 
     }
 }
 
-/// Keeps the addresses a peer offered that could be real destinations: no unspecified address,
-/// no port 0, no multicast or broadcast, at most `rendezvous::proto::MAX_CANDIDATES`.
-pub fn sane_candidates(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
-    let mut out: Vec<SocketAddr> = Vec::new();
-    for a in addrs {
-        let ok = a.port() != 0
-            && !a.ip().is_unspecified()
-            && !a.ip().is_multicast()
-            && a.ip() != IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
-        if ok && !out.contains(a) && out.len() < rendezvous::proto::MAX_CANDIDATES {
-            out.push(*a);
-        }
-    }
-    out
-}
-
 /// The addresses of this machine's interfaces that a peer on the same network could reach this
 /// socket at: every up, non-loopback, non-link-local interface address with the socket's port
 /// when the socket is bound to the unspecified address; just the bound address otherwise.
@@ -522,29 +506,6 @@ mod tests {
         }
         // Random: another draw differs (the chance of equal 2048-port draws is nil).
         assert_ne!(spray_targets(target, &skip), ports);
-    }
-
-    #[test]
-    fn offered_candidates_are_checked_and_bounded() {
-        let addrs: Vec<SocketAddr> = [
-            "198.51.100.11:40000",
-            "0.0.0.0:5",
-            "10.0.0.1:0",
-            "224.0.0.1:5",
-            "255.255.255.255:5",
-            "198.51.100.11:40000",
-        ]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
-        assert_eq!(sane_candidates(&addrs), vec![addrs[0]]);
-        let many: Vec<SocketAddr> = (1..100u16)
-            .map(|p| SocketAddr::from(([192, 0, 2, 1], p)))
-            .collect();
-        assert_eq!(
-            sane_candidates(&many).len(),
-            rendezvous::proto::MAX_CANDIDATES
-        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
-use rendezvous::relay::{self, Token};
+use rendezvous::relay::{self, Ticket, Token};
 use rendezvous::responder::Bucket;
 use rendezvous::stun::{self, TxId};
 use tokio::sync::{Notify, oneshot};
@@ -89,6 +89,28 @@ const EARLY_KEPT: usize = 4;
 const DIRECT_DEAD_AFTER: Duration = Duration::from_millis(1500);
 /// How often a direct route refreshes its relay session (the relay forgets idle ones).
 const RELAY_REFRESH: Duration = Duration::from_secs(20);
+/// Least time between two binds sent because the relay asked for one.
+const REBIND_EVERY: Duration = Duration::from_millis(200);
+
+/// What a relay frame to this socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FromRelay {
+    Data,
+    Bound,
+    Rebind,
+}
+
+/// The counter of the next relay bind: it must grow across every bind this process sends for a
+/// ticket (the relay refuses one it has seen), so it starts from the clock and only goes up.
+fn bind_counter() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    NEXT.fetch_max(clock, Ordering::Relaxed);
+    NEXT.fetch_add(1, Ordering::Relaxed) + 1
+}
 /// Peer-reflexive candidates kept per route.
 const MAX_LEARNED: usize = 8;
 /// The port of every virtual address.
@@ -142,8 +164,8 @@ type Stashed = (SocketAddr, Vec<u8>, Option<quinn::udp::EcnCodepoint>);
 pub struct RouteSpec {
     /// The peer's candidate addresses (reflexive, LAN) to punch towards.
     pub candidates: Vec<SocketAddr>,
-    /// The relay and this side's token for the session.
-    pub relay: Option<(SocketAddr, Token)>,
+    /// The relay and this side's ticket for the session.
+    pub relay: Option<(SocketAddr, Ticket)>,
     /// Whether the route may move to a direct path (`false`: relay only).
     pub direct_allowed: bool,
     /// Hold any move to a direct path until [`PeerSocket::release_direct`]: a QUIC server
@@ -176,6 +198,8 @@ struct Route {
     last_tx: Option<Instant>,
     /// When a bind last went to the relay (kept alive while the route is direct).
     relay_refreshed: Option<Instant>,
+    /// When a bind last answered the relay's request to bind again.
+    rebound: Option<Instant>,
     /// Signalled when the relay answers a bind.
     bound: Arc<Notify>,
     /// Something came back on this route.
@@ -478,8 +502,8 @@ impl PeerSocket {
             IpAddr::V4(Ipv4Addr::new(240, (n >> 16) as u8, (n >> 8) as u8, n as u8)),
             VIRTUAL_PORT,
         );
-        if let Some((_, token)) = spec.relay {
-            routes.by_token.insert(token, virtual_addr);
+        if let Some((_, ticket)) = spec.relay {
+            routes.by_token.insert(ticket.token, virtual_addr);
         }
         if spec.direct_allowed {
             for c in &spec.candidates {
@@ -499,6 +523,7 @@ impl PeerSocket {
                 unanswered_since: None,
                 last_tx: None,
                 relay_refreshed: None,
+                rebound: None,
                 bound: Arc::new(Notify::new()),
                 heard: false,
                 learned: Vec::new(),
@@ -515,8 +540,8 @@ impl PeerSocket {
     fn remove_route(&self, virtual_addr: SocketAddr) {
         let mut routes = self.lock_routes();
         if let Some(route) = routes.by_virtual.remove(&virtual_addr) {
-            if let Some((_, token)) = route.spec.relay {
-                routes.by_token.remove(&token);
+            if let Some((_, ticket)) = route.spec.relay {
+                routes.by_token.remove(&ticket.token);
             }
             routes.by_peer.retain(|_, v| *v != virtual_addr);
             debug!(%virtual_addr, "route removed");
@@ -751,26 +776,27 @@ impl PeerSocket {
         virtual_addr: SocketAddr,
         timeout: Duration,
     ) -> io::Result<bool> {
-        let (relay, token, bound) = {
+        let (relay, ticket, bound) = {
             let routes = self.lock_routes();
             match routes.by_virtual.get(&canonical(virtual_addr)) {
                 Some(Route {
                     spec:
                         RouteSpec {
-                            relay: Some((relay, token)),
+                            relay: Some((relay, ticket)),
                             ..
                         },
                     bound,
                     ..
-                }) => (*relay, *token, bound.clone()),
+                }) => (*relay, *ticket, bound.clone()),
                 _ => return Ok(false),
             }
         };
-        let frame = relay::bind_frame(token);
         let sending = async {
             let start = tokio::time::Instant::now();
             for at in BIND_RETRIES_MS {
                 tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+                // A fresh counter each time: the relay takes each proof once.
+                let frame = relay::bind_frame(&ticket, bind_counter());
                 self.send_raw(relay, &frame).await?;
             }
             std::future::pending::<io::Result<bool>>().await
@@ -817,11 +843,10 @@ impl PeerSocket {
                 }
                 let via = route.direct_via;
                 drop(routes);
-                if let Some((relay, token)) = refresh {
+                if let Some((relay, ticket)) = refresh {
                     // Best effort: a lost refresh is retried at the next interval.
-                    let _ = self
-                        .inner
-                        .try_send(&transmit(relay, &relay::bind_frame(token)));
+                    let frame = relay::bind_frame(&ticket, bind_counter());
+                    let _ = self.inner.try_send(&transmit(relay, &frame));
                 }
                 return self.send_via(
                     via,
@@ -838,9 +863,9 @@ impl PeerSocket {
             }
             route.early.push_back((t.contents.to_vec(), t.segment_size));
         }
-        if let Some((relay, token)) = route.spec.relay {
+        if let Some((relay, ticket)) = route.spec.relay {
             drop(routes);
-            return self.send_relayed(relay, token, t);
+            return self.send_relayed(relay, ticket.token, t);
         }
         // No relay and no direct path yet: every candidate (duplicates are harmless to QUIC).
         let candidates = route.spec.candidates.clone();
@@ -956,10 +981,12 @@ impl PeerSocket {
         let (mut kept, mut at) = (0, 0);
         while at < len {
             let end = (at + stride).min(len);
-            // Data (true) or the relay's answer to a bind (false); nothing else comes to a peer.
+            // Data, the relay's answer to a bind, or its request to bind again; nothing else
+            // comes to a peer.
             let frame = match relay::parse(&buf[at..end]) {
-                Ok(relay::Frame::Data { token, .. }) => Some((token, true)),
-                Ok(relay::Frame::Bound { token }) => Some((token, false)),
+                Ok(relay::Frame::Data { token, .. }) => Some((token, FromRelay::Data)),
+                Ok(relay::Frame::Bound { token }) => Some((token, FromRelay::Bound)),
+                Ok(relay::Frame::Rebind { token }) => Some((token, FromRelay::Rebind)),
                 _ => None,
             };
             let route = frame.and_then(|(token, data)| {
@@ -972,7 +999,7 @@ impl PeerSocket {
                 from_its_relay.then_some((v, r, data))
             });
             match route {
-                Some((v, r, true)) => {
+                Some((v, r, FromRelay::Data)) => {
                     r.heard = true;
                     let payload = at + relay::HEADER_LEN..end;
                     if first.is_none_or(|f| f == v) {
@@ -984,7 +1011,21 @@ impl PeerSocket {
                         stash.push((self.present(v), buf[payload].to_vec(), meta.ecn));
                     }
                 }
-                Some((_, r, false)) => r.bound.notify_one(),
+                Some((_, r, FromRelay::Bound)) => r.bound.notify_one(),
+                // The relay no longer sees this socket where it was bound (our NAT moved us):
+                // prove the new address, at most once per interval.
+                Some((_, r, FromRelay::Rebind)) => {
+                    let now = Instant::now();
+                    if r.rebound
+                        .is_none_or(|t| now.duration_since(t) >= REBIND_EVERY)
+                        && let Some((relay, ticket)) = r.spec.relay
+                    {
+                        r.rebound = Some(now);
+                        debug!(%relay, "relay asks for a new bind");
+                        let frame = relay::bind_frame(&ticket, bind_counter());
+                        let _ = self.inner.try_send(&transmit(relay, &frame));
+                    }
+                }
                 _ => {
                     self.counters.relay_stray.fetch_add(1, Ordering::Relaxed);
                 }
@@ -1057,44 +1098,48 @@ impl PeerSocket {
     /// Handles one STUN datagram from `from`.
     fn on_stun(&self, datagram: &[u8], from: SocketAddr, via: Via) {
         match stun::kind(datagram) {
-            stun::Kind::BindingRequest => match stun::answer(datagram, from) {
-                Ok(Some(_)) if !self.take_answer() => {
-                    self.counters
-                        .stun_requests_limited
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(Some(reply)) => {
-                    // Best effort, never blocking the receive path: a lost answer is retried
-                    // by the asker.
-                    let sent = match via {
-                        Via::Main => {
-                            let sent = self.inner.try_send(&transmit(from, &reply)).is_ok();
-                            self.learn_peer_reflexive(from);
-                            sent
-                        }
-                        // Noted and answered under the pool's lock, so a socket that answered
-                        // is never closed by a punch that has not seen the hit.
-                        Via::Pool(id) => {
-                            let mut pool = self.lock_pool();
-                            let Some((socket, _)) = pool.sockets.get(&id).cloned() else {
-                                return;
-                            };
-                            let hit = (id, canonical(from));
-                            if pool.hits.len() < MAX_POOL_HITS && !pool.hits.contains(&hit) {
-                                pool.hits.push(hit);
-                                self.pool_news.notify_one();
-                            }
-                            socket.try_send(&transmit(from, &reply)).is_ok()
-                        }
-                    };
-                    if sent {
+            // Never more bytes than were received: the source is not proven (quicdesk's probes
+            // are padded, so they are answered whole).
+            stun::Kind::BindingRequest => {
+                match stun::answer(datagram, from, Some(datagram.len())) {
+                    Ok(Some(_)) if !self.take_answer() => {
                         self.counters
-                            .stun_requests_answered
+                            .stun_requests_limited
                             .fetch_add(1, Ordering::Relaxed);
                     }
+                    Ok(Some(reply)) => {
+                        // Best effort, never blocking the receive path: a lost answer is retried
+                        // by the asker.
+                        let sent = match via {
+                            Via::Main => {
+                                let sent = self.inner.try_send(&transmit(from, &reply)).is_ok();
+                                self.learn_peer_reflexive(from);
+                                sent
+                            }
+                            // Noted and answered under the pool's lock, so a socket that answered
+                            // is never closed by a punch that has not seen the hit.
+                            Via::Pool(id) => {
+                                let mut pool = self.lock_pool();
+                                let Some((socket, _)) = pool.sockets.get(&id).cloned() else {
+                                    return;
+                                };
+                                let hit = (id, canonical(from));
+                                if pool.hits.len() < MAX_POOL_HITS && !pool.hits.contains(&hit) {
+                                    pool.hits.push(hit);
+                                    self.pool_news.notify_one();
+                                }
+                                socket.try_send(&transmit(from, &reply)).is_ok()
+                            }
+                        };
+                        if sent {
+                            self.counters
+                                .stun_requests_answered
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(None) | Err(_) => self.stray(from),
                 }
-                Ok(None) | Err(_) => self.stray(from),
-            },
+            }
             stun::Kind::BindingResponse => {
                 let Some(id) = stun::transaction_id(datagram) else {
                     return self.stray(from);

@@ -208,7 +208,9 @@ impl Script {
     }
 }
 
-/// An input backend that appends each event it is given to a file, one `Debug` line each.
+/// An input backend that appends each event it is given to a file, one `Debug` line each,
+/// instead of performing it (`peer host --input-log`, for tests and audits). The file records
+/// typed text by design, so it is created mode 0600 and never opened through a link.
 #[derive(Debug)]
 pub struct LogBackend {
     path: PathBuf,
@@ -224,11 +226,8 @@ impl LogBackend {
     }
 
     fn append(&self, ev: &InputEvent) -> Result<(), InputError> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| InputError::Backend(format!("{}: {e}", self.path.display())))?;
+        let mut f =
+            certs::open_private_file(&self.path).map_err(|e| InputError::Backend(e.to_string()))?;
         writeln!(f, "{ev:?}").map_err(|e| InputError::Backend(e.to_string()))
     }
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// ALPN of the peer-to-peer protocol.
 pub const ALPN: &[u8] = b"quicdesk/1";
 /// Protocol version carried in `Hello`.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Largest control message.
 pub const MAX_CONTROL_LEN: usize = 4 * 1024;
 /// Largest encoded video frame (a 4K key frame at high quality fits with room to spare).
@@ -51,16 +51,28 @@ impl StreamKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ControlMsg {
-    /// Controller → host: protocol version and the first SPAKE2 message.
-    Hello { version: u32, spake: Vec<u8> },
-    /// Host → controller: the host's SPAKE2 message and key confirmation.
-    HelloAck { spake: Vec<u8>, confirm: [u8; 32] },
-    /// Controller → host: the controller's key confirmation.
-    Confirm { confirm: [u8; 32] },
-    /// Host → controller: authenticated; the screen size that video will carry.
-    Welcome { width: u32, height: u32 },
+    /// Controller → host: the protocol version it speaks.
+    Hello { version: u32 },
+    /// Host → controller: how to derive the secret from the password, and the host's SPAKE2
+    /// element (which reveals nothing about the password). See [`crate::auth`].
+    Challenge {
+        kdf: crate::password::Kdf,
+        spake: Vec<u8>,
+    },
+    /// Controller → host: the controller's SPAKE2 element and key confirmation.
+    Auth { spake: Vec<u8>, confirm: [u8; 32] },
+    /// Host → controller: authenticated; the host's key confirmation and the screen size that
+    /// video will carry.
+    Welcome {
+        width: u32,
+        height: u32,
+        confirm: [u8; 32],
+    },
     /// Host → controller: refused, and why.
     Denied { reason: String },
+    /// Host → controller: the controller's proof did not check out (a wrong password, or an
+    /// interception: the two cannot be told apart).
+    WrongPassword,
     /// Controller → host: send a key frame (e.g. after a decode error).
     KeyFrameRequest,
     /// Controller → host: clock probe (controller's clock, µs since the Unix epoch).

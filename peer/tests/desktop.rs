@@ -13,7 +13,7 @@ mod common;
 use common::desktop::{BLUE, RED, discard, enigo, hex, paint_halves, screen_host, xvfb};
 use common::{LOCAL, connect_config, start_host, start_rendezvous};
 
-const PASSWORD: &str = "135790";
+const PASSWORD: &str = "desktop pass 135790";
 const GREEN: [u8; 3] = [40, 200, 60];
 
 /// Runs an X client to completion on `d`; panics with its output if it fails.
@@ -64,7 +64,12 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
                 .push((meta.frame_no, rgb(f, 300, 500), rgb(f, 1000, 500)));
         }
     };
-    let mut cfg = connect_config(&rv, host.status().code, PASSWORD, &dir.path().join("ctl"));
+    let mut cfg = connect_config(
+        &rv,
+        host.status().code.expect("registered"),
+        PASSWORD,
+        &dir.path().join("ctl"),
+    );
     cfg.duration = Some(Duration::from_secs(4));
     let session = tokio::spawn(controller::run(
         cfg,
@@ -118,7 +123,12 @@ async fn the_controllers_pointer_clicks_and_typing_reach_the_x_server() {
     .await;
 
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let mut cfg = connect_config(&rv, host.status().code, PASSWORD, &dir.path().join("ctl"));
+    let mut cfg = connect_config(
+        &rv,
+        host.status().code.expect("registered"),
+        PASSWORD,
+        &dir.path().join("ctl"),
+    );
     cfg.duration = Some(Duration::from_secs(10));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let session = tokio::spawn(controller::run(

@@ -20,7 +20,7 @@ use common::{
 const MARKER: &str = "QDMARK-plaintext-7f3a9c";
 
 fn host_config(rv: &Rv, dir: &Path, backend: RecordingBackend) -> HostConfig {
-    synthetic_host(rv, dir, (640, 360), "135790", backend)
+    synthetic_host(rv, dir, (640, 360), "relay pass 135790", backend)
 }
 
 fn events() -> Vec<InputEvent> {
@@ -47,7 +47,12 @@ async fn session(rv: &Rv, dir: &Path, mode: RelayMode) -> (Report, Vec<InputEven
             tx.send(ev).await.unwrap();
         }
     });
-    let mut cfg = connect_config(rv, host.status().code, "135790", &dir.join("ctl"));
+    let mut cfg = connect_config(
+        rv,
+        host.status().code.expect("registered"),
+        "relay pass 135790",
+        &dir.join("ctl"),
+    );
     cfg.relay = mode;
     cfg.duration = Some(Duration::from_secs(3));
     let hooks = Hooks {
@@ -163,7 +168,10 @@ async fn forced_relay_carries_the_session_and_the_relay_sees_no_plaintext() {
         !contains(&pcap, b"QDMARK"),
         "part of the typed text in clear"
     );
-    assert!(!contains(&pcap, b"135790"), "the password in clear");
+    assert!(
+        !contains(&pcap, b"relay pass 135790"),
+        "the password in clear"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,14 +203,19 @@ async fn with_a_relay_a_look_up_reveals_no_address_and_no_relay_is_refused_clear
         RecordingBackend::new(),
     ))
     .await;
-    let code = host.status().code;
+    let code = host.status().code.expect("registered");
 
     // A controller that knows the code but not the password learns the host's key and a
     // relay token, not where the host is.
     let id = certs::Identity::load_or_create(&dir.path().join("nosy"), "controller").unwrap();
     let endpoint = peer::net::endpoint(LOCAL, None).unwrap();
-    let cfg =
-        rendezvous::quic::client_config(&id, rv.fingerprint, rendezvous::proto::ALPN).unwrap();
+    let cfg = rendezvous::quic::client_config(
+        &id,
+        rv.fingerprint,
+        rendezvous::proto::ALPN,
+        rendezvous::quic::Role::RendezvousClient,
+    )
+    .unwrap();
     let conn = endpoint
         .connect_with(cfg, rv.addr, "quicdesk.invalid")
         .unwrap()
@@ -216,7 +229,7 @@ async fn with_a_relay_a_look_up_reveals_no_address_and_no_relay_is_refused_clear
     conn.close(0u32.into(), b"");
 
     // So --no-relay cannot work here, and says why.
-    let mut cfg = connect_config(&rv, code, "135790", &dir.path().join("ctl"));
+    let mut cfg = connect_config(&rv, code, "relay pass 135790", &dir.path().join("ctl"));
     cfg.relay = RelayMode::Off;
     let err = controller::run(cfg, Hooks::default()).await.unwrap_err();
     assert!(err.to_string().contains("--no-relay"), "{err}");

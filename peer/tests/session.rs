@@ -22,7 +22,7 @@ fn host_config(rv: &Rv, dir: &Path, backend: Option<RecordingBackend>) -> HostCo
         rv,
         dir,
         (WIDTH, HEIGHT),
-        "424242",
+        "session pass 424242",
         backend.unwrap_or_default(),
     )
 }
@@ -69,7 +69,7 @@ async fn frames_match_the_source_and_input_arrives_in_order() {
         Some(recording.clone()),
     ))
     .await;
-    let code = host.status().code;
+    let code = host.status().code.expect("registered");
 
     #[derive(Default)]
     struct Seen {
@@ -120,7 +120,7 @@ async fn frames_match_the_source_and_input_arrives_in_order() {
         ..Default::default()
     };
     let report = controller::run(
-        connect_config(&rv, code, "424242", &dir.path().join("ctl")),
+        connect_config(&rv, code, "session pass 424242", &dir.path().join("ctl")),
         hooks,
     )
     .await
@@ -185,9 +185,9 @@ async fn wrong_password_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
     let host = start_host(host_config(&rv, &dir.path().join("host"), None)).await;
-    let code = host.status().code;
+    let code = host.status().code.expect("registered");
     let err = controller::run(
-        connect_config(&rv, code, "000000", &dir.path().join("ctl")),
+        connect_config(&rv, code, "session pass 000000", &dir.path().join("ctl")),
         Hooks::default(),
     )
     .await
@@ -197,9 +197,18 @@ async fn wrong_password_is_refused() {
         "unexpected error: {err}"
     );
     assert!(!host.status().in_session);
-    // The right one still works afterwards.
-    let mut cfg = connect_config(&rv, code, "424242", &dir.path().join("ctl"));
+    // The failure counted: an attempt right away from the same source waits its turn...
+    let mut cfg = connect_config(&rv, code, "session pass 424242", &dir.path().join("ctl"));
     cfg.duration = Some(Duration::from_millis(800));
+    let err = controller::run(cfg.clone(), Hooks::default())
+        .await
+        .expect_err("an attempt within the back-off is refused");
+    let peer::Error::Denied(why) = &err else {
+        panic!("unexpected error: {err}");
+    };
+    assert!(why.contains("try again in 1s"), "{why}");
+    // ...and after it, the right password works: a stranger's failures lock nobody out.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let report = controller::run(cfg, Hooks::default()).await.unwrap();
     assert!(report.frames_decoded > 0);
     host.shutdown().await;
@@ -210,14 +219,21 @@ async fn one_time_password_rotates_after_a_session() {
     let dir = tempfile::tempdir().unwrap();
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
     let mut cfg = host_config(&rv, &dir.path().join("host"), None);
-    cfg.password = None;
+    cfg.password = host::HostPassword::OneTime {
+        lifetime: Duration::from_secs(600),
+    };
     let host = start_host(cfg).await;
     let first = host.status().password;
-    assert!(
-        first.len() == 6 && first.bytes().all(|b| b.is_ascii_digit()),
-        "{first}"
+    let shown = first.clone().expect("a one-time password");
+    assert!(shown.len() == 9 && &shown[4..5] == "-", "{shown}");
+    // Typed as people type: upper case, no dash.
+    let typed = shown.replace('-', "").to_uppercase();
+    let mut c = connect_config(
+        &rv,
+        host.status().code.expect("registered"),
+        &typed,
+        &dir.path().join("ctl"),
     );
-    let mut c = connect_config(&rv, host.status().code, &first, &dir.path().join("ctl"));
     c.duration = Some(Duration::from_millis(500));
     controller::run(c.clone(), Hooks::default()).await.unwrap();
     let mut w = host.watch();
@@ -231,19 +247,62 @@ async fn one_time_password_rotates_after_a_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_passwords_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let mut cfg = host_config(&rv, &dir.path().join("host"), None);
+    cfg.password = host::HostPassword::OneTime {
+        lifetime: Duration::from_millis(700),
+    };
+    let host = start_host(cfg).await;
+    let first = host.status().password;
+    let mut w = host.watch();
+    let second = tokio::time::timeout(Duration::from_secs(5), w.wait_for(|s| s.password != first))
+        .await
+        .expect("the password expires and is replaced")
+        .unwrap()
+        .password
+        .clone();
+    // It keeps being replaced while unused.
+    tokio::time::timeout(Duration::from_secs(5), w.wait_for(|s| s.password != second))
+        .await
+        .expect("replaced again")
+        .unwrap();
+    let mut c = connect_config(
+        &rv,
+        host.status().code.expect("registered"),
+        &first.unwrap(),
+        &dir.path().join("ctl"),
+    );
+    c.duration = Some(Duration::from_millis(300));
+    let err = controller::run(c, Hooks::default()).await.unwrap_err();
+    assert!(
+        matches!(err, peer::Error::Auth(peer::auth::AuthError::WrongPassword)),
+        "an expired password is refused: {err}"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_host_fingerprint_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
     let host = start_host(host_config(&rv, &dir.path().join("host"), None)).await;
     let impostor = certs::Identity::ephemeral().unwrap().fingerprint();
     let err = controller::run_to(
-        connect_config(&rv, host.status().code, "424242", &dir.path().join("ctl")),
+        connect_config(
+            &rv,
+            host.status().code.expect("registered"),
+            "session pass 424242",
+            &dir.path().join("ctl"),
+        ),
         Target {
             host: impostor,
             candidates: vec![host.local_addr],
             relay: None,
             own_candidates: Vec::new(),
             mapping_probe: None,
+            observed: LOCAL,
         },
         Hooks::default(),
     )
@@ -258,49 +317,42 @@ async fn wrong_host_fingerprint_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn code_registered_by_another_key_is_refused() {
+async fn the_rendezvous_assigns_one_code_per_key() {
     let dir = tempfile::tempdir().unwrap();
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
     let first = start_host(host_config(&rv, &dir.path().join("a"), None)).await;
-    let code = first.status().code;
-    let mut cfg = host_config(&rv, &dir.path().join("b"), None);
-    cfg.code = Some(code);
-    let second = host::start(cfg).await.unwrap();
-    let err = second
-        .wait_registered(1, Duration::from_secs(10))
-        .await
-        .expect_err("the code belongs to the first host");
-    assert!(
-        err.to_string().contains("another host key"),
-        "unexpected error: {err}"
+    let second = start_host(host_config(&rv, &dir.path().join("b"), None)).await;
+    let (a, b) = (
+        first.status().code.expect("registered"),
+        second.status().code.expect("registered"),
     );
-    // Even with the first host offline, the code stays bound to its key.
+    assert_ne!(a, b, "two keys, two codes");
+    // The same key (same data directory) gets the same code again, online or not.
     first.shutdown().await;
-    let mut cfg = host_config(&rv, &dir.path().join("b"), None);
-    cfg.code = Some(code);
-    let third = host::start(cfg).await.unwrap();
-    assert!(
-        third
-            .wait_registered(1, Duration::from_secs(10))
-            .await
-            .is_err()
-    );
+    let again = start_host(host_config(&rv, &dir.path().join("a"), None)).await;
+    assert_eq!(again.status().code.expect("registered"), a);
+    again.shutdown().await;
     second.shutdown().await;
-    third.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forgotten_hosts_free_their_codes() {
+async fn forgotten_codes_are_quarantined_for_their_owner() {
     let dir = tempfile::tempdir().unwrap();
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(1));
     let first = start_host(host_config(&rv, &dir.path().join("a"), None)).await;
-    let code = first.status().code;
+    let code = first.status().code.expect("registered");
     first.shutdown().await;
+    // Forgotten after a second offline (swept every 250 ms).
     tokio::time::sleep(Duration::from_millis(2600)).await;
-    let mut cfg = host_config(&rv, &dir.path().join("b"), None);
-    cfg.code = Some(code);
-    let second = start_host(cfg).await;
-    assert_eq!(second.status().code, code);
+    let second = start_host(host_config(&rv, &dir.path().join("b"), None)).await;
+    assert_ne!(second.status().code.expect("registered"), code);
+    let back = start_host(host_config(&rv, &dir.path().join("a"), None)).await;
+    assert_eq!(
+        back.status().code.expect("registered"),
+        code,
+        "its owner gets it back"
+    );
+    back.shutdown().await;
     second.shutdown().await;
 }
 
@@ -311,7 +363,7 @@ async fn host_re_registers_after_rendezvous_restart_and_keeps_its_code() {
     let rv = start_rendezvous(&rv_dir, LOCAL, Duration::from_secs(3600));
     let host_dir = dir.path().join("host");
     let host = start_host(host_config(&rv, &host_dir, None)).await;
-    let code = host.status().code;
+    let code = host.status().code.expect("registered");
     let addr = rv.addr;
 
     rv.closer.close();
@@ -320,13 +372,7 @@ async fn host_re_registers_after_rendezvous_restart_and_keeps_its_code() {
     let rv = {
         let mut tries = 0;
         loop {
-            match Server::bind(&server::Config {
-                listen: addr,
-                stun_listen: None,
-                data_dir: rv_dir.clone(),
-                forget_after: Duration::from_secs(3600),
-                relay: None,
-            }) {
+            match Server::bind(&server::Config::new(addr, rv_dir.clone())) {
                 Ok(s) => {
                     break Rv {
                         addr,
@@ -350,8 +396,8 @@ async fn host_re_registers_after_rendezvous_restart_and_keeps_its_code() {
     host.wait_registered(2, Duration::from_secs(20))
         .await
         .expect("host registers again");
-    assert_eq!(host.status().code, code);
-    let mut c = connect_config(&rv, code, "424242", &dir.path().join("ctl"));
+    assert_eq!(host.status().code.expect("registered"), code);
+    let mut c = connect_config(&rv, code, "session pass 424242", &dir.path().join("ctl"));
     c.duration = Some(Duration::from_millis(500));
     let report = controller::run(c, Hooks::default()).await.unwrap();
     assert!(report.frames_decoded > 0);
@@ -359,7 +405,7 @@ async fn host_re_registers_after_rendezvous_restart_and_keeps_its_code() {
 
     // A restarted host keeps its identity and code.
     let again = start_host(host_config(&rv, &host_dir, None)).await;
-    assert_eq!(again.status().code, code);
+    assert_eq!(again.status().code.expect("registered"), code);
     again.shutdown().await;
 }
 
@@ -369,7 +415,12 @@ async fn ffprobe_reads_the_recording() {
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
     let host = start_host(host_config(&rv, &dir.path().join("host"), None)).await;
     let path = dir.path().join("rec.h264");
-    let mut c = connect_config(&rv, host.status().code, "424242", &dir.path().join("ctl"));
+    let mut c = connect_config(
+        &rv,
+        host.status().code.expect("registered"),
+        "session pass 424242",
+        &dir.path().join("ctl"),
+    );
     c.duration = Some(Duration::from_secs(2));
     c.record = Some(path.clone());
     let report = controller::run(c, Hooks::default()).await.unwrap();

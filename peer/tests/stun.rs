@@ -85,6 +85,7 @@ async fn the_rendezvous_responder_and_other_peers_answer_while_quic_runs() {
         &certs::Identity::load_or_create(dir.path(), "ctl").unwrap(),
         rv.fingerprint,
         rendezvous::proto::ALPN,
+        rendezvous::quic::Role::RendezvousClient,
     )
     .unwrap();
     let conn = endpoint
@@ -172,7 +173,7 @@ async fn no_answer_is_a_timeout_and_strangers_cannot_answer() {
     let mut buf = [0u8; 1500];
     let (n, from) = silent.recv_from(&mut buf).expect("the request arrives");
     assert!(rendezvous::stun::is_stun(&buf[..n]));
-    let forged = rendezvous::stun::answer(&buf[..n], "203.0.113.66:6666".parse().unwrap())
+    let forged = rendezvous::stun::answer(&buf[..n], "203.0.113.66:6666".parse().unwrap(), None)
         .unwrap()
         .unwrap();
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -197,7 +198,8 @@ async fn a_birthday_pool_answers_and_carries_quic_from_its_own_ports() {
     let host_id = certs::Identity::load_or_create(dir.path(), "host").unwrap();
     let ctl_id = certs::Identity::load_or_create(dir.path(), "ctl").unwrap();
     const ALPN: &[u8] = b"quicdesk-pool-test";
-    let server = rendezvous::quic::server_config(&host_id, &[ALPN]).unwrap();
+    let server =
+        rendezvous::quic::server_config(&host_id, &[ALPN], rendezvous::quic::Role::Host).unwrap();
     let (host_endpoint, host) = net::bind(LOCAL, Some(server)).unwrap();
     let (client_endpoint, client) = net::bind(LOCAL, None).unwrap();
     let me = client.local_addr().unwrap();
@@ -243,7 +245,13 @@ async fn a_birthday_pool_answers_and_carries_quic_from_its_own_ports() {
             conn.remote_address()
         }
     });
-    let cfg = rendezvous::quic::client_config(&ctl_id, host_id.fingerprint(), ALPN).unwrap();
+    let cfg = rendezvous::quic::client_config(
+        &ctl_id,
+        host_id.fingerprint(),
+        ALPN,
+        rendezvous::quic::Role::Controller,
+    )
+    .unwrap();
     let conn = tokio::time::timeout(
         t,
         client_endpoint

@@ -14,7 +14,7 @@ mod common;
 use common::desktop::{BLUE, RED, enigo, paint_halves, screen_host, xvfb};
 use common::{LOCAL, start_host, start_rendezvous};
 
-const PASSWORD: &str = "246810";
+const PASSWORD: &str = "viewer pass 246810";
 
 /// The viewer process, killed if the test fails.
 struct Viewer(Child);
@@ -51,20 +51,28 @@ async fn the_window_shows_the_host_and_drives_it() {
     .await;
 
     let stats = dir.path().join("stats.json");
-    let viewer = Viewer(
-        view_d
-            .command(env!("CARGO_BIN_EXE_peer"))
-            .args(["connect", &host.status().code.to_string()])
-            .args(["--password", PASSWORD, "--rendezvous", &rv.addr.to_string()])
-            .args(["--rendezvous-fingerprint", &rv.fingerprint.to_string()])
-            .arg("--data-dir")
-            .arg(dir.path().join("ctl"))
-            .args(["--duration", "60", "--stats-json"])
-            .arg(&stats)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start peer connect"),
-    );
+    let mut child = view_d
+        .command(env!("CARGO_BIN_EXE_peer"))
+        .args([
+            "connect",
+            &host.status().code.expect("registered").to_string(),
+        ])
+        .args(["--password-stdin", "--rendezvous", &rv.addr.to_string()])
+        .args(["--rendezvous-fingerprint", &rv.fingerprint.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path().join("ctl"))
+        .args(["--duration", "60", "--stats-json"])
+        .arg(&stats)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start peer connect");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{PASSWORD}").unwrap();
+    }
+    let viewer = Viewer(child);
 
     // The window appears and shows the host's screen: red left, blue right.
     let window = view_d

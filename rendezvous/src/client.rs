@@ -27,6 +27,8 @@ pub enum ClientError {
 /// A host's live registration: the server pushes connect requests down it.
 #[derive(Debug)]
 pub struct Registration {
+    /// The code the rendezvous gave this host's key.
+    pub code: AccessCode,
     /// The host's address as the rendezvous sees it.
     pub observed: SocketAddr,
     /// The rendezvous's STUN port, if it runs a responder.
@@ -70,21 +72,22 @@ async fn request(
     Ok((reply, send, recv))
 }
 
-/// Registers `code` for the key `conn` was opened with.
+/// Registers the key `conn` was opened with; the rendezvous answers with its code.
 pub async fn register(
     conn: &quinn::Connection,
-    code: AccessCode,
     lan_addrs: Vec<SocketAddr>,
 ) -> Result<Registration, ClientError> {
-    match request(conn, &ClientMsg::Register { code, lan_addrs }).await? {
+    match request(conn, &ClientMsg::Register { lan_addrs }).await? {
         (
             ServerMsg::Registered {
+                code,
                 observed,
                 stun_port,
             },
             send,
             recv,
         ) => Ok(Registration {
+            code,
             observed,
             stun_port,
             _send: send,

@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod code;
+pub mod limits;
 pub mod proto;
 pub mod quic;
 pub mod registry;

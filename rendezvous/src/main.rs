@@ -61,15 +61,28 @@ struct RunArgs {
     /// Close a relayed session after this long without a packet.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     relay_idle: Duration,
-    /// Most relayed sessions at once.
+    /// Most relayed sessions at once. A look-up that would need one more is refused (never
+    /// answered with addresses instead).
     #[arg(long, default_value_t = 1000)]
     relay_max_sessions: usize,
+    /// Most relayed sessions one controller key may hold at once.
+    #[arg(long, default_value_t = 4)]
+    relay_sessions_per_key: usize,
+    /// Most relayed sessions controllers at one address (an IPv4 address or an IPv6 /64) may
+    /// hold at once.
+    #[arg(long, default_value_t = 16)]
+    relay_sessions_per_address: usize,
     /// Where the key (mode 0600) and the registry database live.
     #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
-    /// Forget hosts (and free their codes) after they have been offline this long.
+    /// Forget hosts after they have been offline this long. A forgotten host's code is
+    /// quarantined (see --quarantine); the host gets it back if it returns meanwhile.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     forget_after: Duration,
+    /// How long a forgotten host's code is kept from every other host key, so someone who was
+    /// told the old code cannot be led to a stranger's machine.
+    #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
+    quarantine: Duration,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -127,10 +140,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     total_bytes_per_sec: args.relay_total_rate,
                     idle: args.relay_idle,
                     max_sessions: args.relay_max_sessions,
+                    max_sessions_per_key: args.relay_sessions_per_key,
+                    max_sessions_per_prefix: args.relay_sessions_per_address,
+                    ..rendezvous::relay::Limits::default()
                 },
             }),
             data_dir: args.data_dir.clone(),
             forget_after: args.forget_after,
+            quarantine: args.quarantine,
         })
         .with_context(|| format!("starting rendezvous (data dir {})", args.data_dir.display()))?;
         let addr = server.local_addr()?;

@@ -21,17 +21,67 @@ pub enum ConfigError {
     Quic(String),
 }
 
-fn transport() -> Arc<quinn::TransportConfig> {
+/// Which side of which protocol a configuration is for: each opens only the streams and flow
+/// control its protocol needs, so a stranger's connection costs little before it has proven
+/// anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Role {
+    /// The rendezvous serving peers: a few request streams at once, messages of at most
+    /// [`crate::proto::MAX_MSG_LEN`].
+    Rendezvous,
+    /// A peer's connection to the rendezvous: the server opens no stream, pushes are small.
+    RendezvousClient,
+    /// A host serving controllers. Until the controller has proven the password: one control
+    /// stream and a small window; then [`widen_after_auth`] lets input streams in.
+    Host,
+    /// A controller's connection to a host. Until the host has accepted the password: nothing
+    /// but answers on the control stream; then [`widen_after_auth`] lets video in.
+    Controller,
+}
+
+const KIB: u32 = 1024;
+
+fn transport(role: Role) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(KEEP_ALIVE));
     // IDLE_TIMEOUT is a small constant that fits the VarInt range
     t.max_idle_timeout(Some(
         IDLE_TIMEOUT.try_into().expect("idle timeout in range"),
     ));
-    // Video streams come and go (one per group of pictures); leave room for bursts.
-    t.max_concurrent_uni_streams(256u32.into());
-    t.max_concurrent_bidi_streams(64u32.into());
+    // No QUIC datagrams anywhere: nothing would read them.
+    t.datagram_receive_buffer_size(None);
+    // (bidirectional streams, unidirectional streams, window per stream, window per connection)
+    let (bidi, uni, stream_window, conn_window) = match role {
+        Role::Rendezvous => (4u32, 0u32, 32 * KIB, 128 * KIB),
+        Role::RendezvousClient => (0, 0, 32 * KIB, 64 * KIB),
+        Role::Host => (1, 0, 64 * KIB, 32 * KIB),
+        // A whole key frame may sit on one video stream: its window is wide, the connection's
+        // is not until the host is authenticated.
+        Role::Controller => (0, 0, 4096 * KIB, 64 * KIB),
+    };
+    t.max_concurrent_bidi_streams(bidi.into());
+    t.max_concurrent_uni_streams(uni.into());
+    t.stream_receive_window(stream_window.into());
+    t.receive_window(conn_window.into());
     Arc::new(t)
+}
+
+/// Opens a peer connection up for the session once the other side is authenticated: the host
+/// accepts input streams, the controller video streams (one per group of pictures, so several
+/// may overlap while an old one is reset).
+pub fn widen_after_auth(conn: &quinn::Connection, role: Role) {
+    match role {
+        Role::Host => {
+            conn.set_max_concurrent_uni_streams(4u32.into());
+            conn.set_receive_window((256 * KIB).into());
+        }
+        Role::Controller => {
+            conn.set_max_concurrent_uni_streams(16u32.into());
+            conn.set_receive_window((16 * 1024 * KIB).into());
+        }
+        Role::Rendezvous | Role::RendezvousClient => {}
+    }
 }
 
 /// A client configuration presenting `identity` and pinning the server key `pinned`.
@@ -39,11 +89,12 @@ pub fn client_config(
     identity: &Identity,
     pinned: Fingerprint,
     alpn: &[u8],
+    role: Role,
 ) -> Result<quinn::ClientConfig, ConfigError> {
     let tls = identity.client_config(pinned, alpn)?;
     let quic = QuicClientConfig::try_from(tls).map_err(|e| ConfigError::Quic(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    cfg.transport_config(transport());
+    cfg.transport_config(transport(role));
     Ok(cfg)
 }
 
@@ -51,11 +102,24 @@ pub fn client_config(
 pub fn server_config(
     identity: &Identity,
     alpn: &[&[u8]],
+    role: Role,
 ) -> Result<quinn::ServerConfig, ConfigError> {
-    let tls = identity.server_config(alpn)?;
+    server_config_with(identity.server_config(alpn)?, role)
+}
+
+/// A server configuration from a prepared TLS configuration (e.g. one whose client verifier
+/// admits only expected keys).
+pub fn server_config_with(
+    tls: rustls::ServerConfig,
+    role: Role,
+) -> Result<quinn::ServerConfig, ConfigError> {
     let quic = QuicServerConfig::try_from(tls).map_err(|e| ConfigError::Quic(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    cfg.transport_config(transport());
+    cfg.transport_config(transport(role));
+    // Handshakes not yet accepted: few, and little buffered for them.
+    cfg.max_incoming(1024);
+    cfg.incoming_buffer_size(16 * 1024);
+    cfg.incoming_buffer_size_total(4 * 1024 * 1024);
     Ok(cfg)
 }
 

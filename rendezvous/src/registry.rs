@@ -1,7 +1,12 @@
 //! The code registry: which key owns which code, and when each host was last seen.
 //!
-//! [`Registry`] is pure state (time passed in); [`Store`] persists it in SQLite under the data
-//! directory so registrations survive a restart.
+//! Codes are assigned by the server, one per host key: a key that registers again gets the
+//! code it had. A host offline for longer than `forget_after` is forgotten, and its code is
+//! quarantined for `quarantine`: during that time it goes to no other key (whoever was told
+//! the old code cannot be led to a stranger's machine), only back to the key that held it.
+//!
+//! [`Registry`] is pure state (time and randomness passed in); [`Store`] persists it in SQLite
+//! under the data directory so registrations survive a restart.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,7 +15,6 @@ use std::time::Duration;
 use certs::Fingerprint;
 
 use crate::code::AccessCode;
-use crate::proto::Refusal;
 
 /// What the registry knows of a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,48 +24,113 @@ pub struct HostRecord {
     pub last_seen: u64,
 }
 
-/// Code → owning key, with expiry of hosts gone longer than `forget_after`.
+/// A forgotten host's code, kept from other keys until `until` (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quarantined {
+    pub fingerprint: Fingerprint,
+    pub until: u64,
+}
+
+/// What [`Registry::register`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    pub code: AccessCode,
+    pub record: HostRecord,
+    /// Whether the key got a code it did not hold a moment ago (first registration, or its
+    /// quarantined code given back).
+    pub new: bool,
+}
+
+/// Why a registration failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    #[error("no free code found (the registry is nearly full)")]
+    NoFreeCode,
+}
+
+/// Code → owning key (and back), with expiry and quarantine.
 #[derive(Debug)]
 pub struct Registry {
     hosts: HashMap<AccessCode, HostRecord>,
+    by_key: HashMap<Fingerprint, AccessCode>,
+    quarantine: HashMap<AccessCode, Quarantined>,
     forget_after: Duration,
+    quarantine_for: Duration,
 }
 
 impl Registry {
-    pub fn new(forget_after: Duration) -> Self {
+    pub fn new(forget_after: Duration, quarantine_for: Duration) -> Self {
         Self {
             hosts: HashMap::new(),
+            by_key: HashMap::new(),
+            quarantine: HashMap::new(),
             forget_after,
+            quarantine_for,
         }
     }
 
-    /// Loads records (e.g. from a [`Store`]).
-    pub fn extend(&mut self, records: impl IntoIterator<Item = (AccessCode, HostRecord)>) {
-        self.hosts.extend(records);
+    /// Loads records (e.g. from a [`Store`]). A key that appears with two codes keeps the
+    /// first; the other code is quarantined for it.
+    pub fn extend(
+        &mut self,
+        hosts: impl IntoIterator<Item = (AccessCode, HostRecord)>,
+        quarantine: impl IntoIterator<Item = (AccessCode, Quarantined)>,
+    ) {
+        for (code, rec) in hosts {
+            if self.by_key.contains_key(&rec.fingerprint) {
+                continue;
+            }
+            self.by_key.insert(rec.fingerprint, code);
+            self.hosts.insert(code, rec);
+        }
+        self.quarantine.extend(quarantine);
     }
 
-    /// Binds `code` to `fingerprint`, or refreshes an existing binding by the same key.
-    pub fn register(
+    /// Gives `fingerprint` its code: the one it holds, else its quarantined one, else a fresh
+    /// random code that nobody holds and that is not quarantined.
+    pub fn register<R: rand::Rng + ?Sized>(
         &mut self,
-        code: AccessCode,
         fingerprint: Fingerprint,
         now: u64,
-    ) -> Result<HostRecord, Refusal> {
-        match self.hosts.get_mut(&code) {
-            Some(rec) if rec.fingerprint != fingerprint => Err(Refusal::CodeTaken),
-            Some(rec) => {
-                rec.last_seen = now;
-                Ok(*rec)
-            }
-            None => {
-                let rec = HostRecord {
-                    fingerprint,
-                    last_seen: now,
-                };
-                self.hosts.insert(code, rec);
-                Ok(rec)
-            }
+        rng: &mut R,
+    ) -> Result<Registered, RegistryError> {
+        if let Some(&code) = self.by_key.get(&fingerprint)
+            && let Some(rec) = self.hosts.get_mut(&code)
+        {
+            rec.last_seen = rec.last_seen.max(now);
+            return Ok(Registered {
+                code,
+                record: *rec,
+                new: false,
+            });
         }
+        let returning = self
+            .quarantine
+            .iter()
+            .find(|(_, q)| q.fingerprint == fingerprint)
+            .map(|(c, _)| *c);
+        let code = match returning {
+            Some(code) => {
+                self.quarantine.remove(&code);
+                code
+            }
+            None => (0..64)
+                .map(|_| AccessCode::random(rng))
+                .find(|c| !self.hosts.contains_key(c) && !self.quarantine.contains_key(c))
+                .ok_or(RegistryError::NoFreeCode)?,
+        };
+        let record = HostRecord {
+            fingerprint,
+            last_seen: now,
+        };
+        self.hosts.insert(code, record);
+        self.by_key.insert(fingerprint, code);
+        Ok(Registered {
+            code,
+            record,
+            new: true,
+        })
     }
 
     /// Marks a host as seen now. Returns the updated record if it exists.
@@ -75,6 +144,11 @@ impl Registry {
         self.hosts.get(code)
     }
 
+    /// The code `fingerprint` holds, if any.
+    pub fn code_of(&self, fingerprint: &Fingerprint) -> Option<AccessCode> {
+        self.by_key.get(fingerprint).copied()
+    }
+
     pub fn len(&self) -> usize {
         self.hosts.len()
     }
@@ -83,20 +157,44 @@ impl Registry {
         self.hosts.is_empty()
     }
 
-    /// Forgets hosts not seen for longer than `forget_after` and not online now; returns them.
-    pub fn expire(&mut self, now: u64, is_online: impl Fn(&AccessCode) -> bool) -> Vec<AccessCode> {
+    /// Forgets hosts not seen for longer than `forget_after` and not online now, quarantining
+    /// their codes; ends quarantines that ran out. Returns what changed, for the store.
+    pub fn expire(&mut self, now: u64, is_online: impl Fn(&AccessCode) -> bool) -> Expired {
         let limit = self.forget_after.as_secs();
-        let gone: Vec<AccessCode> = self
+        let forgotten: Vec<AccessCode> = self
             .hosts
             .iter()
             .filter(|(code, rec)| now.saturating_sub(rec.last_seen) > limit && !is_online(code))
             .map(|(code, _)| *code)
             .collect();
-        for code in &gone {
-            self.hosts.remove(code);
+        let mut out = Expired::default();
+        for code in forgotten {
+            if let Some(rec) = self.hosts.remove(&code) {
+                self.by_key.remove(&rec.fingerprint);
+                let q = Quarantined {
+                    fingerprint: rec.fingerprint,
+                    until: now.saturating_add(self.quarantine_for.as_secs()),
+                };
+                self.quarantine.insert(code, q);
+                out.quarantined.push((code, q));
+            }
         }
-        gone
+        self.quarantine.retain(|code, q| {
+            let keep = q.until > now;
+            if !keep {
+                out.released.push(*code);
+            }
+            keep
+        });
+        out
     }
+}
+
+/// Codes [`Registry::expire`] moved into quarantine and codes it released from it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub quarantined: Vec<(AccessCode, Quarantined)>,
+    pub released: Vec<AccessCode>,
 }
 
 /// Errors of the persistent store.
@@ -107,17 +205,55 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("registry database holds a bad row for {code:?}: {why}")]
     BadRow { code: String, why: String },
+    #[error(transparent)]
+    File(#[from] certs::Error),
 }
 
 /// SQLite persistence of the registry (`registry.sqlite3` in the data directory).
+///
+/// The database and its WAL and shared-memory files are created mode 0600 (SQLite gives the
+/// side files the database file's mode), never through a symbolic link.
 #[derive(Debug)]
 pub struct Store {
     db: rusqlite::Connection,
 }
 
+fn parse_row(
+    code: &str,
+    fp: Vec<u8>,
+    time: i64,
+) -> Result<(AccessCode, Fingerprint, u64), StoreError> {
+    let bad = |why: &str| StoreError::BadRow {
+        code: code.to_string(),
+        why: why.to_string(),
+    };
+    let parsed: AccessCode = code.parse().map_err(|_| bad("invalid code"))?;
+    let fp: [u8; 32] = fp.try_into().map_err(|_| bad("fingerprint length"))?;
+    let time = u64::try_from(time).map_err(|_| bad("negative time"))?;
+    Ok((parsed, Fingerprint::from_bytes(fp), time))
+}
+
+fn to_sql_time(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = rusqlite::Connection::open(path)?;
+        certs::ensure_private_file(path)?;
+        for side in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(side);
+            let p = std::path::PathBuf::from(p);
+            if p.exists() || std::fs::symlink_metadata(&p).is_ok() {
+                certs::check_private_file(&p)?;
+            }
+        }
+        let db = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
@@ -125,40 +261,61 @@ impl Store {
                  code TEXT PRIMARY KEY,
                  fingerprint BLOB NOT NULL,
                  last_seen INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS quarantine (
+                 code TEXT PRIMARY KEY,
+                 fingerprint BLOB NOT NULL,
+                 until INTEGER NOT NULL
              );",
         )?;
         Ok(Self { db })
     }
 
-    pub fn load(&self) -> Result<Vec<(AccessCode, HostRecord)>, StoreError> {
-        let mut stmt = self
-            .db
-            .prepare("SELECT code, fingerprint, last_seen FROM hosts")?;
-        let rows = stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, Vec<u8>>(1)?,
-                row.get::<_, i64>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (code, fp, last_seen) = row?;
-            let bad = |why: &str| StoreError::BadRow {
-                code: code.clone(),
-                why: why.to_string(),
-            };
-            let parsed: AccessCode = code.parse().map_err(|_| bad("invalid code"))?;
-            let fp: [u8; 32] = fp.try_into().map_err(|_| bad("fingerprint length"))?;
-            out.push((
-                parsed,
-                HostRecord {
-                    fingerprint: Fingerprint::from_bytes(fp),
-                    last_seen: u64::try_from(last_seen).map_err(|_| bad("negative time"))?,
-                },
-            ));
-        }
-        Ok(out)
+    #[allow(clippy::type_complexity)]
+    pub fn load(
+        &self,
+    ) -> Result<
+        (
+            Vec<(AccessCode, HostRecord)>,
+            Vec<(AccessCode, Quarantined)>,
+        ),
+        StoreError,
+    > {
+        let rows = |table: &str, time: &str| -> Result<Vec<_>, StoreError> {
+            let mut stmt = self
+                .db
+                .prepare(&format!("SELECT code, fingerprint, {time} FROM {table}"))?;
+            let rows = stmt.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (code, fp, t) = row?;
+                out.push(parse_row(&code, fp, t)?);
+            }
+            Ok(out)
+        };
+        let hosts = rows("hosts", "last_seen")?
+            .into_iter()
+            .map(|(c, fingerprint, last_seen)| {
+                (
+                    c,
+                    HostRecord {
+                        fingerprint,
+                        last_seen,
+                    },
+                )
+            })
+            .collect();
+        let quarantine = rows("quarantine", "until")?
+            .into_iter()
+            .map(|(c, fingerprint, until)| (c, Quarantined { fingerprint, until }))
+            .collect();
+        Ok((hosts, quarantine))
     }
 
     pub fn upsert(&self, code: &AccessCode, rec: &HostRecord) -> Result<(), StoreError> {
@@ -169,15 +326,32 @@ impl Store {
             rusqlite::params![
                 code.to_string(),
                 rec.fingerprint.as_bytes().as_slice(),
-                i64::try_from(rec.last_seen).unwrap_or(i64::MAX)
+                to_sql_time(rec.last_seen)
             ],
         )?;
+        self.db
+            .execute("DELETE FROM quarantine WHERE code = ?1", [code.to_string()])?;
         Ok(())
     }
 
-    pub fn delete(&self, code: &AccessCode) -> Result<(), StoreError> {
-        self.db
-            .execute("DELETE FROM hosts WHERE code = ?1", [code.to_string()])?;
+    /// Writes what [`Registry::expire`] changed, in one transaction.
+    pub fn apply(&mut self, expired: &Expired) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        for (code, q) in &expired.quarantined {
+            tx.execute("DELETE FROM hosts WHERE code = ?1", [code.to_string()])?;
+            tx.execute(
+                "INSERT OR REPLACE INTO quarantine (code, fingerprint, until) VALUES (?1, ?2, ?3)",
+                rusqlite::params![
+                    code.to_string(),
+                    q.fingerprint.as_bytes().as_slice(),
+                    to_sql_time(q.until)
+                ],
+            )?;
+        }
+        for code in &expired.released {
+            tx.execute("DELETE FROM quarantine WHERE code = ?1", [code.to_string()])?;
+        }
+        tx.commit()?;
         Ok(())
     }
 }
@@ -185,51 +359,112 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     fn fp(b: u8) -> Fingerprint {
         Fingerprint::from_bytes([b; 32])
     }
 
-    fn code(n: u8) -> AccessCode {
-        AccessCode::from_payload([1, 2, 3, 4, 5, 6, n]).unwrap()
+    const DAY: u64 = 86_400;
+
+    fn registry() -> Registry {
+        Registry::new(Duration::from_secs(100), Duration::from_secs(30 * DAY))
     }
 
     #[test]
-    fn same_code_other_key_is_refused() {
-        let mut r = Registry::new(Duration::from_secs(100));
-        r.register(code(1), fp(1), 10).unwrap();
-        assert_eq!(r.register(code(1), fp(2), 11), Err(Refusal::CodeTaken));
-        assert_eq!(r.register(code(1), fp(1), 12).unwrap().last_seen, 12);
+    fn a_key_gets_one_code_and_keeps_it() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut r = registry();
+        let a = r.register(fp(1), 10, &mut rng).unwrap();
+        assert!(a.new);
+        let again = r.register(fp(1), 20, &mut rng).unwrap();
+        assert_eq!(
+            (again.code, again.new, again.record.last_seen),
+            (a.code, false, 20)
+        );
+        let b = r.register(fp(2), 20, &mut rng).unwrap();
+        assert_ne!(a.code, b.code);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.code_of(&fp(1)), Some(a.code));
     }
 
     #[test]
-    fn expiry_spares_online_and_recent_hosts() {
-        let mut r = Registry::new(Duration::from_secs(100));
-        r.register(code(1), fp(1), 0).unwrap();
-        r.register(code(2), fp(2), 0).unwrap();
-        r.register(code(3), fp(3), 150).unwrap();
-        let gone = r.expire(200, |c| *c == code(2));
-        assert_eq!(gone, vec![code(1)]);
-        assert!(r.get(&code(2)).is_some() && r.get(&code(3)).is_some());
-        // once forgotten, another key may take the code
-        r.register(code(1), fp(9), 201).unwrap();
+    fn forgotten_codes_are_quarantined_from_other_keys_and_given_back_to_their_owner() {
+        let mut r = registry();
+        let code = r
+            .register(fp(1), 0, &mut rand::rngs::StdRng::seed_from_u64(7))
+            .unwrap()
+            .code;
+        let online = r
+            .register(fp(2), 0, &mut rand::rngs::StdRng::seed_from_u64(8))
+            .unwrap()
+            .code;
+        let expired = r.expire(200, |c| *c == online);
+        assert_eq!(expired.quarantined.len(), 1);
+        assert_eq!(expired.quarantined[0].0, code);
+        assert!(r.get(&code).is_none() && r.get(&online).is_some());
+        // Another key drawing the same random numbers does not get the quarantined code.
+        let other = r
+            .register(fp(3), 300, &mut rand::rngs::StdRng::seed_from_u64(7))
+            .unwrap();
+        assert_ne!(other.code, code);
+        // The owner comes back within the quarantine: its old code.
+        let back = r
+            .register(fp(1), 400, &mut rand::rngs::StdRng::seed_from_u64(99))
+            .unwrap();
+        assert_eq!((back.code, back.new), (code, true));
+        // After the quarantine a forgotten code is free again.
+        r.expire(10_000, |_| false);
+        let late = r.expire(10_000 + 31 * DAY, |_| false);
+        assert_eq!(late.released.len(), 3);
     }
 
     #[test]
-    fn store_round_trip() {
+    fn store_round_trip_with_private_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.sqlite3");
         let rec = HostRecord {
             fingerprint: fp(7),
             last_seen: 42,
         };
+        let code = |n| AccessCode::from_payload([1, 2, 3, 4, 5, 6, n]).unwrap();
+        let q = Quarantined {
+            fingerprint: fp(8),
+            until: 99,
+        };
         {
-            let s = Store::open(&path).unwrap();
+            let mut s = Store::open(&path).unwrap();
             s.upsert(&code(1), &rec).unwrap();
             s.upsert(&code(2), &rec).unwrap();
-            s.delete(&code(2)).unwrap();
+            s.apply(&Expired {
+                quarantined: vec![(code(2), q)],
+                released: vec![],
+            })
+            .unwrap();
         }
         let s = Store::open(&path).unwrap();
-        assert_eq!(s.load().unwrap(), vec![(code(1), rec)]);
+        assert_eq!(
+            s.load().unwrap(),
+            (vec![(code(1), rec)], vec![(code(2), q)])
+        );
+        #[cfg(unix)]
+        for suffix in ["", "-wal", "-shm"] {
+            use std::os::unix::fs::PermissionsExt;
+            let p = dir.path().join(format!("r.sqlite3{suffix}"));
+            if let Ok(m) = std::fs::metadata(&p) {
+                assert_eq!(m.permissions().mode() & 0o777, 0o600, "{}", p.display());
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_database_path_that_is_a_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"").unwrap();
+        let path = dir.path().join("r.sqlite3");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert!(Store::open(&path).is_err());
     }
 }

@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 
-use stun_rs::attributes::stun::{ErrorCode, Fingerprint, XorMappedAddress};
+use stun_rs::attributes::stun::{ErrorCode, Fingerprint, Software, XorMappedAddress};
 use stun_rs::methods::BINDING;
 use stun_rs::{
     MessageClass, MessageDecoderBuilder, MessageEncoderBuilder, StunMessageBuilder, TransactionId,
@@ -94,11 +94,22 @@ pub fn kind(datagram: &[u8]) -> Kind {
     }
 }
 
-/// A new Binding request with a random transaction id.
+/// What quicdesk's requests carry as SOFTWARE. Its length also pads every request to
+/// [`REQUEST_LEN`], at least the size of any answer, so a responder that answers strangers with
+/// no more bytes than they sent (as quicdesk's do) still answers quicdesk's peers.
+const SOFTWARE_PAD: &str = "quicdesk binding request pad";
+/// Length of every Binding request [`binding_request`] makes.
+pub const REQUEST_LEN: usize = HEADER_LEN + 4 + SOFTWARE_PAD.len() + 8;
+/// The largest answer [`answer`] makes (IPv6 XOR-MAPPED-ADDRESS and FINGERPRINT).
+pub const MAX_ANSWER_LEN: usize = HEADER_LEN + 24 + 8;
+
+/// A new Binding request with a random transaction id, padded to [`REQUEST_LEN`].
 pub fn binding_request() -> Result<(TxId, Vec<u8>), StunError> {
     let id: TxId = rand::random();
+    let pad = Software::new(SOFTWARE_PAD).map_err(|e| StunError::Encode(e.to_string()))?;
     let msg = StunMessageBuilder::new(BINDING, MessageClass::Request)
         .with_transaction_id(TransactionId::from(id))
+        .with_attribute(pad)
         .with_attribute(Fingerprint::default())
         .build();
     Ok((id, encode(&msg)?))
@@ -106,11 +117,18 @@ pub fn binding_request() -> Result<(TxId, Vec<u8>), StunError> {
 
 /// The answer to a Binding request that came from `from`: a success response carrying `from` as
 /// XOR-MAPPED-ADDRESS. `Ok(None)` for STUN messages that need no answer (responses,
-/// indications, other methods).
+/// indications, other methods), and when the answer cannot be made to fit `max_len` bytes.
 ///
-/// The response is small (40 bytes for IPv4; a request is at least 20), so a forged source
-/// address gains an attacker at most twice the traffic it sends; the server rate-limits too.
-pub fn answer(request: &[u8], from: SocketAddr) -> Result<Option<Vec<u8>>, StunError> {
+/// A responder passes the request's own length as `max_len` for a source it has not seen
+/// proven, so a forged source address gains an attacker nothing: the FINGERPRINT is left out
+/// when only that fits (32 bytes for IPv4, 44 for IPv6), and a request too small for even that
+/// gets no answer. quicdesk's own requests are padded ([`REQUEST_LEN`]) so they are always
+/// answered whole.
+pub fn answer(
+    request: &[u8],
+    from: SocketAddr,
+    max_len: Option<usize>,
+) -> Result<Option<Vec<u8>>, StunError> {
     if !is_stun(request) {
         return Err(StunError::NotStun);
     }
@@ -121,12 +139,20 @@ pub fn answer(request: &[u8], from: SocketAddr) -> Result<Option<Vec<u8>>, StunE
         .build()
         .decode(request)
         .map_err(|e| StunError::Malformed(e.to_string()))?;
-    let response = StunMessageBuilder::new(BINDING, MessageClass::SuccessResponse)
+    let address_len = if from.is_ipv4() { 12 } else { 24 };
+    let max_len = max_len.unwrap_or(MAX_LEN);
+    let with_fingerprint = HEADER_LEN + address_len + 8 <= max_len;
+    if HEADER_LEN + address_len > max_len {
+        return Ok(None);
+    }
+    let mut response = StunMessageBuilder::new(BINDING, MessageClass::SuccessResponse)
         .with_transaction_id(*msg.transaction_id())
-        .with_attribute(XorMappedAddress::from(from))
-        .with_attribute(Fingerprint::default())
-        .build();
-    encode(&response).map(Some)
+        .with_attribute(XorMappedAddress::from(from));
+    if with_fingerprint {
+        response = response.with_attribute(Fingerprint::default());
+    }
+    let out = encode(&response.build())?;
+    Ok((out.len() <= max_len).then_some(out))
 }
 
 /// Reads a Binding response: its transaction id and the reflexive address it reports.
@@ -193,11 +219,47 @@ mod tests {
         assert_eq!(transaction_id(&req), Some(id));
         for from in ["203.0.113.7:40123", "[2001:db8::1]:9"] {
             let from: SocketAddr = from.parse().unwrap();
-            let resp = answer(&req, from).unwrap().expect("a request is answered");
+            let resp = answer(&req, from, None)
+                .unwrap()
+                .expect("a request is answered");
             assert_eq!(kind(&resp), Kind::BindingResponse);
             assert_eq!(parse_response(&resp).unwrap(), (id, from));
             // Responses are not answered.
-            assert_eq!(answer(&resp, from).unwrap(), None);
+            assert_eq!(answer(&resp, from, None).unwrap(), None);
+            // Our padded request is answered whole even under the no-amplification rule.
+            assert_eq!(req.len(), REQUEST_LEN);
+            let capped = answer(&req, from, Some(req.len())).unwrap().unwrap();
+            assert!(capped.len() <= req.len() && capped.len() <= MAX_ANSWER_LEN);
+            assert_eq!(parse_response(&capped).unwrap(), (id, from));
+        }
+    }
+
+    #[test]
+    fn answers_to_unproven_sources_are_never_larger_than_the_request() {
+        // A bare 20-byte request (what many standard clients send) and one with FINGERPRINT.
+        let bare = encode(
+            &StunMessageBuilder::new(BINDING, MessageClass::Request)
+                .with_transaction_id(TransactionId::from([7u8; 12]))
+                .build(),
+        )
+        .unwrap();
+        let fp = encode(
+            &StunMessageBuilder::new(BINDING, MessageClass::Request)
+                .with_transaction_id(TransactionId::from([8u8; 12]))
+                .with_attribute(Fingerprint::default())
+                .build(),
+        )
+        .unwrap();
+        assert_eq!((bare.len(), fp.len()), (20, 28));
+        for from in ["203.0.113.7:40123", "[2001:db8::1]:9"] {
+            let from: SocketAddr = from.parse().unwrap();
+            for req in [&bare, &fp] {
+                if let Some(a) = answer(req, from, Some(req.len())).unwrap() {
+                    assert!(a.len() <= req.len(), "{} > {}", a.len(), req.len());
+                }
+                // Unbounded (a proven source), it is answered.
+                assert!(answer(req, from, None).unwrap().is_some());
+            }
         }
     }
 
@@ -241,7 +303,7 @@ mod tests {
             Err(StunError::NotBinding) | Err(StunError::Malformed(_))
         ));
         assert_eq!(
-            answer(&[0u8; 3], "127.0.0.1:1".parse().unwrap()),
+            answer(&[0u8; 3], "127.0.0.1:1".parse().unwrap(), None),
             Err(StunError::NotStun)
         );
     }
@@ -260,7 +322,7 @@ mod tests {
                 *b = rng_state as u8;
             }
             m[2..4].copy_from_slice(&32u16.to_be_bytes());
-            let _ = answer(&m, "127.0.0.1:1".parse().unwrap());
+            let _ = answer(&m, "127.0.0.1:1".parse().unwrap(), Some(m.len()));
             let _ = parse_response(&m);
         }
     }

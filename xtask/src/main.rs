@@ -460,7 +460,7 @@ fn loopback_session(
     let mut ctl = Command::new(bin.join("peer"));
     peer_connect(
         &mut ctl,
-        (&code, &password),
+        &code,
         (&rv_addr, &fp),
         plan.seconds,
         &stats_path,
@@ -481,6 +481,7 @@ fn loopback_session(
         ctl.arg("--input-script").arg(path);
     }
     let (mut ctl, _ctl_lines) = spawn_lines(ctl, "viewer")?;
+    give_password(&mut ctl, &password)?;
     during(&Running {
         host_pid: host.0.id(),
     })?;
@@ -524,22 +525,31 @@ fn peer_host(cmd: &mut Command, (rv_addr, fp): (&str, &str), data_dir: &Path) {
     .arg(data_dir);
 }
 
-/// Adds `connect` for `(code, password)`, the rendezvous, a duration, the stats file and the
-/// data dir to a `peer` command.
+/// Adds `connect` for `code`, the rendezvous, a duration, the stats file and the data dir to a
+/// `peer` command, which reads its password from standard input: once started, hand it over
+/// with [`give_password`] (a password never goes on a command line).
 fn peer_connect(
     cmd: &mut Command,
-    (code, password): (&str, &str),
+    code: &str,
     (rv_addr, fp): (&str, &str),
     seconds: u32,
     stats: &Path,
     data_dir: &Path,
 ) {
-    cmd.args(["connect", code, "--password", password])
+    cmd.args(["connect", code, "--password-stdin"])
+        .stdin(Stdio::piped())
         .args(["--rendezvous", rv_addr, "--rendezvous-fingerprint", fp])
         .args(["--duration", &seconds.to_string(), "--stats-json"])
         .arg(stats)
         .arg("--data-dir")
         .arg(data_dir);
+}
+
+/// Writes the password to a started `peer connect --password-stdin`.
+fn give_password(child: &mut Guard, password: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdin = child.0.stdin.take().context("the controller's stdin")?;
+    writeln!(stdin, "{password}").context("giving the controller its password")
 }
 
 /// The code and password a starting `peer host` prints.

@@ -572,7 +572,7 @@ fn session(
     let mut ctl = in_ns(&topo.ns("lan2"), &path_str(&bin.join("peer")));
     crate::peer_connect(
         &mut ctl,
-        (&code, &password),
+        &code,
         (&rv_addr, &fp),
         seconds,
         &stats_path,
@@ -581,6 +581,7 @@ fn session(
     ctl.args(["--headless", "--bind", "0.0.0.0:0", "--input-script"])
         .arg(&script);
     let (mut ctl, _ctl_lines) = spawn_lines_to(ctl, "controller", log("controller")?)?;
+    crate::give_password(&mut ctl, &password)?;
     let cutter = cut_direct_after.map(|after| {
         let router = topo.ns("nat1");
         std::thread::spawn(move || {

@@ -61,7 +61,7 @@ impl Forwarder {
         } else if release {
             self.backlog.push(event.clone());
         } else {
-            debug!(?event, "input queue full: dropped");
+            debug!(kind = event.kind_name(), "input queue full: dropped");
             return;
         }
         self.held.note(&event);

@@ -34,17 +34,14 @@ pub fn start_rendezvous_relay(
     forget_after: Duration,
     relay: bool,
 ) -> Rv {
-    let server = Server::bind(&server::Config {
-        listen,
-        stun_listen: Some(SocketAddr::new(listen.ip(), 0)),
-        data_dir: dir.to_path_buf(),
-        forget_after,
-        relay: relay.then(|| server::RelayConfig {
-            listen: SocketAddr::new(listen.ip(), 0),
-            limits: rendezvous::relay::Limits::default(),
-        }),
-    })
-    .expect("rendezvous binds");
+    let mut cfg = server::Config::new(listen, dir.to_path_buf());
+    cfg.stun_listen = Some(SocketAddr::new(listen.ip(), 0));
+    cfg.forget_after = forget_after;
+    cfg.relay = relay.then(|| server::RelayConfig {
+        listen: SocketAddr::new(listen.ip(), 0),
+        limits: rendezvous::relay::Limits::default(),
+    });
+    let server = Server::bind(&cfg).expect("rendezvous binds");
     Rv {
         addr: server.local_addr().unwrap(),
         stun: server.stun_addr(),
@@ -54,6 +51,14 @@ pub fn start_rendezvous_relay(
         closer: server.closer(),
         task: tokio::spawn(server.run()),
     }
+}
+
+/// A fixed password as `peer password set` stores it.
+pub fn fixed(password: &str) -> host::HostPassword {
+    host::HostPassword::Fixed(
+        peer::password::Stored::derive(password, peer::password::DEFAULT_COST)
+            .expect("a strong test password"),
+    )
 }
 
 /// A host of the test rendezvous on 127.0.0.1 sharing `source` with a fixed password.
@@ -70,8 +75,7 @@ pub fn test_host(
         data_dir: dir.to_path_buf(),
         bind: LOCAL,
         source,
-        password: Some(password.into()),
-        code: None,
+        password: fixed(password),
         fps: 30,
         bitrate_bps: 3_000_000,
         content: None,

@@ -1,0 +1,205 @@
+//! The relay's tokio driver: reads with GRO, hands each segment to [`Relay`], forwards a batch of
+//! one session's packets with one GSO send where the platform has them.
+//!
+//! Nothing a datagram holds can stop this loop: segments of any length (zero included) reach
+//! the sans-IO core, which only ever drops or answers; socket errors are logged and the loop
+//! goes on. The rendezvous also runs it under a supervisor that restarts it should it end.
+
+use std::io::IoSliceMut;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use quinn::udp::{RecvMeta, Transmit, UdpSocketState};
+use tokio::io::Interest;
+use tracing::{debug, info, warn};
+
+use super::{Action, Counters, Relay};
+
+/// How often the relay logs its counters (when they changed).
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+/// Largest datagram the relay reads.
+const MAX_DATAGRAM: usize = 2048;
+
+fn lock(relay: &Mutex<Relay>) -> std::sync::MutexGuard<'_, Relay> {
+    relay.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Serves the relay on `socket` until the task is dropped (or the socket cannot be set up).
+pub async fn serve(socket: Arc<tokio::net::UdpSocket>, relay: Arc<Mutex<Relay>>) {
+    let socket = &*socket;
+    let state = match UdpSocketState::new(socket.into()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("relay socket: {e}; the relay is off");
+            return;
+        }
+    };
+    let batch = quinn::udp::BATCH_SIZE.max(1);
+    let segments = state.gro_segments().max(1);
+    let mut storage = vec![0u8; batch * segments * MAX_DATAGRAM];
+    let mut meta = vec![RecvMeta::default(); batch];
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let mut last_limit_warn: Option<Instant> = None;
+    let mut actions = Vec::new();
+    let mut report = Instant::now();
+    let mut last_report = Counters::default();
+    loop {
+        tokio::select! {
+            r = socket.readable() => if let Err(e) = r {
+                warn!("relay socket: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            },
+            _ = sweep.tick() => {
+                let (closed, c) = {
+                    let mut relay = lock(&relay);
+                    (relay.sweep(Instant::now()), relay.counters())
+                };
+                if closed > 0 {
+                    debug!(closed, "relay sessions closed (idle, or never bound by both sides)");
+                }
+                // A summary for the operator once a minute while anything moves.
+                if report.elapsed() >= REPORT_EVERY && c != last_report {
+                    report = Instant::now();
+                    last_report = c;
+                    info!(
+                        active = c.sessions_active,
+                        opened = c.sessions_opened,
+                        refused = c.sessions_refused,
+                        unbound = c.sessions_unbound,
+                        mib_forwarded = c.bytes_forwarded >> 20,
+                        dropped_limited = c.dropped_limited,
+                        dropped_unknown = c.dropped_unknown,
+                        dropped_unproven = c.dropped_unproven,
+                        "relay"
+                    );
+                }
+                continue;
+            }
+        }
+        let n = {
+            let mut bufs: Vec<IoSliceMut<'_>> = storage
+                .chunks_mut(segments * MAX_DATAGRAM)
+                .map(IoSliceMut::new)
+                .collect();
+            match socket.try_io(Interest::READABLE, || {
+                state.recv(socket.into(), &mut bufs, &mut meta)
+            }) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here; keep serving.
+                    debug!("relay recv: {e}");
+                    continue;
+                }
+            }
+        };
+        for (m, chunk) in meta[..n]
+            .iter()
+            .zip(storage.chunks_mut(segments * MAX_DATAGRAM))
+        {
+            let len = m.len.min(chunk.len());
+            let limited = forward(socket, &state, &relay, m, &mut chunk[..len], &mut actions).await;
+            if limited {
+                let now = Instant::now();
+                if last_limit_warn.is_none_or(|t| now.duration_since(t) > Duration::from_secs(10)) {
+                    last_limit_warn = Some(now);
+                    warn!("relay: packets over a bandwidth limit are dropped");
+                }
+            }
+        }
+    }
+}
+
+/// Handles one received buffer (several segments of `meta.stride` bytes under GRO); returns
+/// whether a bandwidth limit dropped some of it.
+async fn forward(
+    socket: &tokio::net::UdpSocket,
+    state: &UdpSocketState,
+    relay: &Mutex<Relay>,
+    meta: &RecvMeta,
+    buf: &mut [u8],
+    actions: &mut Vec<Action>,
+) -> bool {
+    actions.clear();
+    // An empty datagram has no segment at all (and `chunks` of size 0 would panic).
+    let stride = match meta.stride {
+        0 => buf.len(),
+        s => s.min(buf.len()),
+    };
+    let (queued, limited) = {
+        let mut relay = lock(relay);
+        if stride == 0 {
+            relay.count_malformed();
+            return false;
+        }
+        let before = relay.dropped_limited();
+        let now = Instant::now();
+        actions.extend(
+            buf.chunks_mut(stride)
+                .map(|seg| relay.on_datagram(now, meta.addr, seg)),
+        );
+        let queued = if relay.has_queued() {
+            relay.take_queued()
+        } else {
+            Vec::new()
+        };
+        (queued, relay.dropped_limited() > before)
+    };
+    for (to, frame) in queued {
+        send(socket, state, to, &frame, None).await;
+    }
+    // One session's batch, rewritten in place and unchanged in length: one GSO send.
+    let whole = match actions.first() {
+        Some(&Action::Send { to, .. }) if actions.len() > 1 => actions
+            .iter()
+            .zip(buf.chunks(stride))
+            .all(|(a, seg)| *a == Action::Send { to, len: seg.len() })
+            .then_some(to),
+        _ => None,
+    };
+    match whole {
+        Some(to) if actions.len() <= state.max_gso_segments() => {
+            send(socket, state, to, buf, Some(stride)).await;
+        }
+        _ => {
+            for (a, seg) in actions.iter().zip(buf.chunks(stride)) {
+                if let Action::Send { to, len } = *a {
+                    send(socket, state, to, &seg[..len.min(seg.len())], None).await;
+                }
+            }
+        }
+    }
+    limited
+}
+
+async fn send(
+    socket: &tokio::net::UdpSocket,
+    state: &UdpSocketState,
+    to: SocketAddr,
+    contents: &[u8],
+    segment_size: Option<usize>,
+) {
+    let transmit = Transmit {
+        destination: to,
+        ecn: None,
+        contents,
+        segment_size,
+        src_ip: None,
+    };
+    loop {
+        match socket.try_io(Interest::WRITABLE, || state.send(socket.into(), &transmit)) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if socket.writable().await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                debug!(%to, "relay send: {e}");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The tokio driver of the rendezvous: accepts QUIC connections, answers requests with the
+//! [`Registry`], persists it with the [`Store`], pushes connect requests to online hosts, and runs
+//! the STUN responder and the relay.
+//!
+//! Every background service (sweeper, STUN responder, relay) runs under a supervisor: should its
+//! task ever end or panic, that is logged, the service is marked down (and not advertised to
+//! peers while it is) and the task is started again.
+
+mod handlers;
+mod policy;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use certs::{Fingerprint, Identity};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::code::AccessCode;
+use crate::limits::Prefix;
+use crate::proto::{ALPN, ServerMsg};
+use crate::quic;
+use crate::registry::{Registry, Store, StoreError};
+use crate::relay::{self, Relay};
+use crate::responder::LiveIps;
+
+pub use policy::{Admit, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX, Policy, RETRY_ABOVE};
+
+/// How often expired hosts are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How long a supervisor waits before starting a failed service again.
+const RESTART_AFTER: Duration = Duration::from_millis(500);
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// UDP address of the STUN responder (`None`: no responder).
+    pub stun_listen: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    /// Hosts disconnected longer than this are forgotten.
+    pub forget_after: Duration,
+    /// A forgotten host's code goes to no other key for this long.
+    pub quarantine: Duration,
+    /// UDP address and limits of the relay (`None`: no relay).
+    pub relay: Option<RelayConfig>,
+}
+
+impl Config {
+    /// Settings with the defaults the command line has: no STUN, no relay.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            stun_listen: None,
+            data_dir,
+            forget_after: Duration::from_secs(24 * 3600),
+            quarantine: DEFAULT_QUARANTINE,
+            relay: None,
+        }
+    }
+}
+
+/// How long a forgotten code is kept from other keys by default: 90 days.
+pub const DEFAULT_QUARANTINE: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// The relay's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayConfig {
+    pub listen: SocketAddr,
+    pub limits: relay::Limits,
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error(transparent)]
+    Identity(#[from] certs::Error),
+    #[error(transparent)]
+    Config(#[from] quic::ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct OnlineHost {
+    conn_id: usize,
+    push: mpsc::Sender<ServerMsg>,
+    candidates: Vec<std::net::SocketAddr>,
+}
+
+/// A background service's port and whether its task is running now.
+#[derive(Debug)]
+struct Service {
+    port: Option<u16>,
+    up: Arc<AtomicBool>,
+}
+
+impl Service {
+    fn new(port: Option<u16>) -> Self {
+        Self {
+            port,
+            up: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The port to tell peers: only while the service runs.
+    fn advertised(&self) -> Option<u16> {
+        self.port.filter(|_| self.up.load(Ordering::Relaxed))
+    }
+}
+
+struct State {
+    forget_after: Duration,
+    /// Keys the source tags of connect requests (new at every start).
+    tag_key: ring::hmac::Key,
+    stun: Service,
+    relay_service: Service,
+    relay: Option<Arc<Mutex<Relay>>>,
+    policy: Mutex<Policy>,
+    live: Arc<LiveIps>,
+    // lock order everywhere: online, registry, store
+    registry: Mutex<Registry>,
+    store: Mutex<Store>,
+    online: Mutex<HashMap<AccessCode, OnlineHost>>,
+}
+
+/// A bound rendezvous server. Call [`Server::run`] to serve.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    stun: Option<Arc<tokio::net::UdpSocket>>,
+    relay: Option<Arc<tokio::net::UdpSocket>>,
+    stun_counters: Arc<crate::responder::Counters>,
+    fingerprint: Fingerprint,
+    state: Arc<State>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Loads (or creates) the server identity in `data_dir`.
+pub fn identity(data_dir: &std::path::Path) -> Result<Identity, certs::Error> {
+    Identity::load_or_create(data_dir, "rendezvous")
+}
+
+/// Loads (or creates) the persistent stateless-reset secret in `data_dir`.
+fn reset_key(data_dir: &std::path::Path) -> Result<[u8; 32], ServerError> {
+    let path = data_dir.join("reset.key");
+    let io = |source| ServerError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            certs::check_private_file(&path)?;
+            bytes.try_into().map_err(|_| {
+                io(std::io::Error::other(
+                    "expected 32 bytes; delete the file to make a new one",
+                ))
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret: [u8; 32] = rand::random();
+            certs::write_private_file(&path, &secret).map_err(io)?;
+            Ok(secret)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+impl Server {
+    /// Loads identity and registry from the data dir and binds the UDP sockets.
+    pub fn bind(config: &Config) -> Result<Self, ServerError> {
+        let identity = identity(&config.data_dir)?;
+        certs::check_private_dir(&config.data_dir)?;
+        let store = Store::open(&config.data_dir.join("registry.sqlite3"))?;
+        let mut registry = Registry::new(config.forget_after, config.quarantine);
+        let (hosts, quarantined) = store.load()?;
+        registry.extend(hosts, quarantined);
+        info!(hosts = registry.len(), "registry loaded");
+        let server_config = quic::server_config(&identity, &[ALPN], quic::Role::Rendezvous)?;
+        let socket =
+            std::net::UdpSocket::bind(config.listen).map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let runtime = quinn::default_runtime().ok_or_else(|| ServerError::Bind {
+            addr: config.listen,
+            source: std::io::Error::other("no async runtime"),
+        })?;
+        let reset_key = reset_key(&config.data_dir)?;
+        let endpoint = quinn::Endpoint::new(
+            quic::endpoint_config_with_reset_key(&reset_key),
+            Some(server_config),
+            socket,
+            runtime,
+        )
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let stun = config.stun_listen.map(bind_udp).transpose()?;
+        let relay_socket = config.relay.map(|r| bind_udp(r.listen)).transpose()?;
+        let port = |s: &Option<Arc<tokio::net::UdpSocket>>| {
+            s.as_ref()
+                .and_then(|s| s.local_addr().ok())
+                .map(|a| a.port())
+        };
+        let relay = config
+            .relay
+            .map(|r| Arc::new(Mutex::new(Relay::new(r.limits, std::time::Instant::now()))));
+        Ok(Self {
+            endpoint,
+            stun_counters: Arc::default(),
+            fingerprint: identity.fingerprint(),
+            state: Arc::new(State {
+                forget_after: config.forget_after,
+                tag_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &rand::random::<[u8; 32]>()),
+                stun: Service::new(port(&stun)),
+                relay_service: Service::new(port(&relay_socket)),
+                relay,
+                policy: Mutex::default(),
+                live: Arc::default(),
+                registry: Mutex::new(registry),
+                store: Mutex::new(store),
+                online: Mutex::new(HashMap::new()),
+            }),
+            stun,
+            relay: relay_socket,
+            shutdown: tokio::sync::watch::Sender::new(false),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The STUN responder's address, if it has one.
+    pub fn stun_addr(&self) -> Option<SocketAddr> {
+        self.stun.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The relay's address, if it runs one.
+    pub fn relay_addr(&self) -> Option<SocketAddr> {
+        self.relay.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// A handle on the relay's counters, if it runs one.
+    pub fn relay_counters(&self) -> Option<RelayCounters> {
+        self.state.relay.clone().map(RelayCounters)
+    }
+
+    /// What the STUN responder has done so far.
+    pub fn stun_counters(&self) -> Arc<crate::responder::Counters> {
+        self.stun_counters.clone()
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// A handle that asks [`Server::run`] to close every connection and return.
+    pub fn closer(&self) -> Closer {
+        Closer(self.shutdown.clone())
+    }
+
+    /// Serves until [`Closer::close`] is called; then closes every connection (peers are told,
+    /// so hosts re-register at once with the next server) and releases the sockets.
+    pub async fn run(mut self) {
+        let mut services = vec![tokio::spawn(supervise(
+            "registry sweeper",
+            Arc::new(AtomicBool::new(false)),
+            {
+                let state = self.state.clone();
+                move || sweep(state.clone())
+            },
+        ))];
+        if let Some(socket) = self.stun.take() {
+            let (counters, live) = (self.stun_counters.clone(), self.state.live.clone());
+            services.push(tokio::spawn(supervise(
+                "STUN responder",
+                self.state.stun.up.clone(),
+                move || crate::responder::serve(socket.clone(), counters.clone(), live.clone()),
+            )));
+        }
+        if let (Some(socket), Some(relay)) = (self.relay.take(), self.state.relay.clone()) {
+            services.push(tokio::spawn(supervise(
+                "relay",
+                self.state.relay_service.up.clone(),
+                move || relay::serve(socket.clone(), relay.clone()),
+            )));
+        }
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            let incoming = tokio::select! {
+                i = self.endpoint.accept() => i,
+                _ = shutdown.wait_for(|&s| s) => None,
+            };
+            let Some(incoming) = incoming else { break };
+            handlers::admit(&self.state, incoming);
+        }
+        for task in services {
+            task.abort();
+        }
+        self.endpoint
+            .close(0u32.into(), b"rendezvous shutting down");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// Runs the service `make` starts, marked `up` while it runs; starts it again (after a short
+/// pause) whenever it ends or panics, logging why. Ends only when its own task is aborted.
+pub async fn supervise<F, Fut>(name: &'static str, up: Arc<AtomicBool>, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    // Marks the service down however this task ends (aborted at shutdown included).
+    struct Down(Arc<AtomicBool>);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Relaxed);
+        }
+    }
+    let _down = Down(up.clone());
+    loop {
+        up.store(true, Ordering::Relaxed);
+        let task = tokio::spawn(make());
+        let abort = task.abort_handle();
+        // Aborting the supervisor aborts the service with it.
+        struct AbortOnDrop(tokio::task::AbortHandle);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let _guard = AbortOnDrop(abort);
+        let outcome = task.await;
+        up.store(false, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => error!(service = name, "service stopped; starting it again"),
+            Err(e) if e.is_panic() => {
+                let why = e.into_panic();
+                let why = why
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| why.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                error!(
+                    service = name,
+                    "service panicked ({why}); starting it again"
+                );
+            }
+            Err(_) => return,
+        }
+        tokio::time::sleep(RESTART_AFTER).await;
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> Result<Arc<tokio::net::UdpSocket>, ServerError> {
+    let bind = |source| ServerError::Bind { addr, source };
+    let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
+    socket.set_nonblocking(true).map_err(bind)?;
+    tokio::net::UdpSocket::from_std(socket)
+        .map(Arc::new)
+        .map_err(bind)
+}
+
+/// Reads the relay's counters of a running server.
+#[derive(Clone)]
+pub struct RelayCounters(Arc<Mutex<Relay>>);
+
+impl std::fmt::Debug for RelayCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RelayCounters").field(&self.get()).finish()
+    }
+}
+
+impl RelayCounters {
+    pub fn get(&self) -> relay::Counters {
+        lock(&self.0).counters()
+    }
+}
+
+/// Asks a running server to shut down (it holds no socket itself).
+#[derive(Debug, Clone)]
+pub struct Closer(tokio::sync::watch::Sender<bool>);
+
+impl Closer {
+    pub fn close(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+async fn sweep(state: Arc<State>) {
+    // Sweep often enough that a short --forget-after is honoured promptly.
+    let every = SWEEP_EVERY
+        .min(state.forget_after / 4)
+        .max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        sweep_once(&state);
+    }
+}
+
+fn sweep_once(state: &State) {
+    lock(&state.policy).sweep(std::time::Instant::now());
+    let now = unix_now();
+    let online = lock(&state.online);
+    let mut registry = lock(&state.registry);
+    let mut store = lock(&state.store);
+    for code in online.keys() {
+        if let Some(rec) = registry.touch(code, now)
+            && let Err(e) = store.upsert(code, &rec)
+        {
+            warn!("{e}");
+        }
+    }
+    let expired = registry.expire(now, |c| online.contains_key(c));
+    for (code, _) in &expired.quarantined {
+        info!(%code, "forgetting a host not seen for too long; its code is quarantined");
+    }
+    if let Err(e) = store.apply(&expired) {
+        warn!("{e}");
+    }
+}
+
+/// Locks a mutex; a poisoned lock only means another task panicked mid-update of plain data,
+/// which stays usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The source prefix of a connection's address.
+fn prefix_of(addr: SocketAddr) -> Prefix {
+    Prefix::of(addr.ip())
+}
+
+/// The tag a host is given for a controller's source prefix.
+fn source_tag(state: &State, prefix: Prefix) -> crate::proto::SourceTag {
+    let tag = ring::hmac::sign(&state.tag_key, &prefix.octets());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&tag.as_ref()[..16]);
+    crate::proto::SourceTag(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[tokio::test]
+    async fn a_service_that_panics_is_restarted_and_marked_down_meanwhile() {
+        let up = Arc::new(AtomicBool::new(false));
+        let starts = Arc::new(AtomicU32::new(0));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(supervise("test", up.clone(), {
+            let starts = starts.clone();
+            move || {
+                let n = starts.fetch_add(1, Ordering::SeqCst);
+                let tx = tx.clone();
+                async move {
+                    if n == 0 {
+                        panic!("first run fails");
+                    }
+                    let _ = tx.send(());
+                    std::future::pending::<()>().await;
+                }
+            }
+        }));
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("restarted within the timeout");
+        assert_eq!(starts.load(Ordering::SeqCst), 2);
+        assert!(up.load(Ordering::SeqCst));
+        task.abort();
+        let _ = task.await;
+        assert!(!up.load(Ordering::SeqCst), "an aborted service is down");
+    }
+}
