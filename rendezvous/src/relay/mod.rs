@@ -46,7 +46,7 @@ use tracing::debug;
 
 use crate::limits::{Bucket, Caps, Prefix};
 
-pub use serve::serve;
+pub use serve::{Batch, handle_buffer, serve};
 
 /// Length of a session token.
 pub const TOKEN_LEN: usize = 16;

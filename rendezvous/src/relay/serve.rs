@@ -112,6 +112,73 @@ pub async fn serve(socket: Arc<tokio::net::UdpSocket>, relay: Arc<Mutex<Relay>>)
     }
 }
 
+/// What [`handle_buffer`] decided for one received buffer.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The length the buffer was split at into segments; 0 for an empty buffer (no segment).
+    pub stride: usize,
+    /// Held datagrams a bind released, to send first.
+    pub queued: Vec<(SocketAddr, Vec<u8>)>,
+    /// Send the whole (rewritten) buffer to this address with one GSO send of `stride`-byte
+    /// segments; otherwise each segment's [`Action`] on its own.
+    pub whole: Option<SocketAddr>,
+    /// Whether a bandwidth limit dropped some of it.
+    pub limited: bool,
+}
+
+/// The driver's per-buffer step, sans-IO: splits a received buffer into its GRO segments
+/// (`stride` as the socket reported it, 0 for a single datagram), hands each to the relay with
+/// `from` and `now`, rewriting `buf` in place, and fills `actions` with one [`Action`] per
+/// segment. A batch that goes whole to one address in at most `max_gso_segments` segments is
+/// sent with one GSO send.
+pub fn handle_buffer(
+    relay: &mut Relay,
+    now: Instant,
+    from: SocketAddr,
+    stride: usize,
+    buf: &mut [u8],
+    max_gso_segments: usize,
+    actions: &mut Vec<Action>,
+) -> Batch {
+    actions.clear();
+    // An empty datagram has no segment at all (and `chunks` of size 0 would panic).
+    let stride = match stride {
+        0 => buf.len(),
+        s => s.min(buf.len()),
+    };
+    if stride == 0 {
+        relay.count_malformed();
+        return Batch::default();
+    }
+    let before = relay.dropped_limited();
+    actions.extend(
+        buf.chunks_mut(stride)
+            .map(|seg| relay.on_datagram(now, from, seg)),
+    );
+    let queued = if relay.has_queued() {
+        relay.take_queued()
+    } else {
+        Vec::new()
+    };
+    let limited = relay.dropped_limited() > before;
+    // One session's batch, rewritten in place and unchanged in length: one GSO send.
+    let whole = match actions.first() {
+        Some(&Action::Send { to, .. }) if actions.len() > 1 => actions
+            .iter()
+            .zip(buf.chunks(stride))
+            .all(|(a, seg)| *a == Action::Send { to, len: seg.len() })
+            .then_some(to),
+        _ => None,
+    }
+    .filter(|_| actions.len() <= max_gso_segments);
+    Batch {
+        stride,
+        queued,
+        whole,
+        limited,
+    }
+}
+
 /// Handles one received buffer (several segments of `meta.stride` bytes under GRO); returns
 /// whether a bandwidth limit dropped some of it.
 async fn forward(
@@ -122,56 +189,30 @@ async fn forward(
     buf: &mut [u8],
     actions: &mut Vec<Action>,
 ) -> bool {
-    actions.clear();
-    // An empty datagram has no segment at all (and `chunks` of size 0 would panic).
-    let stride = match meta.stride {
-        0 => buf.len(),
-        s => s.min(buf.len()),
-    };
-    let (queued, limited) = {
-        let mut relay = lock(relay);
-        if stride == 0 {
-            relay.count_malformed();
-            return false;
-        }
-        let before = relay.dropped_limited();
-        let now = Instant::now();
-        actions.extend(
-            buf.chunks_mut(stride)
-                .map(|seg| relay.on_datagram(now, meta.addr, seg)),
-        );
-        let queued = if relay.has_queued() {
-            relay.take_queued()
-        } else {
-            Vec::new()
-        };
-        (queued, relay.dropped_limited() > before)
-    };
-    for (to, frame) in queued {
+    let batch = handle_buffer(
+        &mut lock(relay),
+        Instant::now(),
+        meta.addr,
+        meta.stride,
+        buf,
+        state.max_gso_segments(),
+        actions,
+    );
+    for (to, frame) in batch.queued {
         send(socket, state, to, &frame, None).await;
     }
-    // One session's batch, rewritten in place and unchanged in length: one GSO send.
-    let whole = match actions.first() {
-        Some(&Action::Send { to, .. }) if actions.len() > 1 => actions
-            .iter()
-            .zip(buf.chunks(stride))
-            .all(|(a, seg)| *a == Action::Send { to, len: seg.len() })
-            .then_some(to),
-        _ => None,
-    };
-    match whole {
-        Some(to) if actions.len() <= state.max_gso_segments() => {
-            send(socket, state, to, buf, Some(stride)).await;
-        }
-        _ => {
-            for (a, seg) in actions.iter().zip(buf.chunks(stride)) {
+    match batch.whole {
+        Some(to) => send(socket, state, to, buf, Some(batch.stride)).await,
+        None if batch.stride > 0 => {
+            for (a, seg) in actions.iter().zip(buf.chunks(batch.stride)) {
                 if let Action::Send { to, len } = *a {
                     send(socket, state, to, &seg[..len.min(seg.len())], None).await;
                 }
             }
         }
+        None => {}
     }
-    limited
+    batch.limited
 }
 
 async fn send(
