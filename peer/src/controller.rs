@@ -47,6 +47,64 @@ pub struct ConnectConfig {
     pub record: Option<PathBuf>,
     /// Whether to use the rendezvous's relay.
     pub relay: RelayMode,
+    /// Where the H.264 decoder runs.
+    pub decoder: DecoderMode,
+}
+
+/// Where the controller decodes the host's video. The decoder is C code fed by the other side,
+/// so by default it runs in a sandboxed child process ([`codec::isolated`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecoderMode {
+    /// In a sandboxed worker process: `program` started with [`codec::isolated::WORKER_ARG`]
+    /// (a program whose `main` first calls [`codec::isolated::run_worker_if_requested`], as
+    /// `peer` does).
+    Isolated { program: PathBuf },
+    /// In this process (where the sandbox does not exist yet, e.g. Windows).
+    InProcess,
+}
+
+impl DecoderMode {
+    /// The `peer` program's own choice: its own executable as the worker where the sandbox
+    /// exists (Linux), else in process.
+    pub fn this_program() -> Self {
+        if cfg!(target_os = "linux") {
+            Self::Isolated {
+                program: "/proc/self/exe".into(),
+            }
+        } else {
+            Self::InProcess
+        }
+    }
+}
+
+/// Either decoder, behind one call.
+enum AnyDecoder {
+    InProcess(codec::Decoder),
+    Isolated(codec::isolated::IsolatedDecoder),
+}
+
+impl AnyDecoder {
+    fn new(mode: &DecoderMode) -> Result<Self, Error> {
+        Ok(match mode {
+            DecoderMode::InProcess => Self::InProcess(codec::Decoder::new()?),
+            DecoderMode::Isolated { program } => {
+                let mut cmd = std::process::Command::new(program);
+                cmd.arg(codec::isolated::WORKER_ARG).env_clear();
+                Self::Isolated(codec::isolated::IsolatedDecoder::spawn(cmd)?)
+            }
+        })
+    }
+
+    fn decode_into(
+        &mut self,
+        annexb: &[u8],
+        out: &mut codec::DecodedFrame,
+    ) -> Result<bool, codec::CodecError> {
+        match self {
+            Self::InProcess(d) => d.decode_into(annexb, out),
+            Self::Isolated(d) => d.decode_into(annexb, out),
+        }
+    }
 }
 
 /// How a controller uses the relay.
@@ -276,9 +334,10 @@ async fn session(
     let decoder = {
         let (stats, clock, ctl_tx) = (stats.clone(), clock.clone(), ctl_tx.clone());
         let on_frame = hooks.on_frame;
+        let mode = cfg.decoder.clone();
         std::thread::Builder::new()
             .name("quicdesk-decode".into())
-            .spawn(move || decode_loop(frames_rx, stats, clock, ctl_tx, on_frame, recorder))?
+            .spawn(move || decode_loop(frames_rx, stats, clock, ctl_tx, on_frame, recorder, mode))?
     };
     let session_end = async {
         tokio::select! {
@@ -567,8 +626,10 @@ fn decode_loop(
     ctl: mpsc::UnboundedSender<ControlMsg>,
     mut on_frame: Option<FrameHook>,
     mut recorder: Option<std::io::BufWriter<std::fs::File>>,
+    decoder_mode: DecoderMode,
 ) -> Result<(), Error> {
-    let mut decoder = codec::Decoder::new()?;
+    // Spawned here: the worker lives as long as the thread that started it.
+    let mut decoder = AnyDecoder::new(&decoder_mode)?;
     // One picture buffer for the whole session: decoding allocates nothing per frame.
     let mut frame = codec::DecodedFrame::default();
     let mut synced = false; // have we decoded a key frame since the last error?
@@ -612,6 +673,15 @@ fn decode_loop(
                     frame = header.frame_no,
                     "decode error, asking for a key frame: {e}"
                 );
+                // A worker that died, hung or lied is gone for good: start a fresh one.
+                if matches!(
+                    e,
+                    codec::CodecError::WorkerExited(_)
+                        | codec::CodecError::WorkerTimeout(_)
+                        | codec::CodecError::WorkerProtocol(_)
+                ) {
+                    decoder = AnyDecoder::new(&decoder_mode)?;
+                }
                 stats
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

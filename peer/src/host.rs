@@ -168,6 +168,8 @@ pub struct HostStatus {
     pub password: Option<String>,
     /// Whether a controller is connected and authenticated.
     pub in_session: bool,
+    /// Password attempts charged so far (each reached the password step), proven or not.
+    pub password_attempts: u64,
     /// Set when the host gave up (e.g. its code belongs to another key).
     pub fatal: Option<String>,
 }
@@ -299,6 +301,7 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
         mapping: None,
         password,
         in_session: false,
+        password_attempts: 0,
         fatal: None,
     });
     let shared = Arc::new(Shared {
@@ -516,6 +519,14 @@ fn own_mapping(shared: &Shared) -> crate::nat::Mapping {
 async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
     while let Some(incoming) = endpoint.accept().await {
         let remote = incoming.remote_address();
+        // An address that has not answered yet gets a Retry (smaller than its Initial) and
+        // nothing else: this host amplifies nothing towards a spoofed source.
+        if !incoming.remote_address_validated() {
+            if let Err(e) = incoming.retry() {
+                debug!(%remote, "retry: {e}");
+            }
+            continue;
+        }
         let route_key = net::canonical(remote);
         // Relayed connections arrive from their route's virtual address: their source is the
         // tag the rendezvous gave; direct ones are known by their own prefix.
@@ -595,7 +606,10 @@ async fn authenticate(
     // a proof takes the charge back.
     let attempt = lock(&shared.guard).begin(controller, source, Instant::now());
     let attempt = match attempt {
-        Ok(a) => a,
+        Ok(a) => {
+            shared.status.send_modify(|s| s.password_attempts += 1);
+            a
+        }
         Err(refused) => {
             warn!(%remote, %controller, "password attempt refused: {refused}");
             deny(&mut send, &refused.to_string()).await;
@@ -1052,5 +1066,40 @@ async fn control_loop(
                 return Err(Error::Protocol("unexpected control message"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved(x: u16) -> input::InputEvent {
+        input::InputEvent::MouseMove {
+            pos: input::NormalizedPoint::new(x, x),
+        }
+    }
+
+    #[test]
+    fn input_queued_when_the_session_ends_is_dropped_not_performed() {
+        let backend = input::RecordingBackend::new();
+        let (tx, rx) = mpsc::channel(16);
+        let ended = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (backend, ended) = (backend.clone(), ended.clone());
+            std::thread::spawn(move || input_loop(Box::new(backend), rx, &ended))
+        };
+        tx.blocking_send(InputCmd::Event(moved(1))).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while backend.events().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The session ends with more input still queued.
+        ended.store(true, Ordering::SeqCst);
+        for x in 2..10 {
+            tx.blocking_send(InputCmd::Event(moved(x))).unwrap();
+        }
+        drop(tx);
+        thread.join().unwrap();
+        assert_eq!(backend.events(), vec![moved(1)]);
     }
 }

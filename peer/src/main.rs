@@ -213,6 +213,8 @@ async fn resolve_addr(s: &str) -> anyhow::Result<SocketAddr> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The sandboxed H.264 decoder is this program started again: it must not get further.
+    codec::isolated::run_worker_if_requested();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -534,6 +536,7 @@ async fn session(
                 (_, true) => controller::RelayMode::Off,
                 _ => controller::RelayMode::Auto,
             },
+            decoder: controller::DecoderMode::this_program(),
         },
         hooks,
     )

@@ -75,6 +75,7 @@ fn main() -> Result<()> {
         "test" => test(rest),
         "demo" => demo(rest),
         "bench" => bench(rest),
+        "attack" => attack(rest),
         "nat-lab" => {
             setup()?;
             natlab::nat_lab(rest)
@@ -102,6 +103,17 @@ fn main() -> Result<()> {
     }
 }
 
+/// The attack suites (`rendezvous/tests/attack.rs`, `peer/tests/attack.rs`), one at a time so
+/// their measurements are not disturbed, with what they print shown.
+fn attack(rest: &[String]) -> Result<()> {
+    setup()?;
+    run(cargo()
+        .args(["test", "-p", "rendezvous", "--test", "attack"])
+        .args(["-p", "peer", "--test", "attack"])
+        .args(rest)
+        .args(["--", "--nocapture", "--test-threads=1"]))
+}
+
 fn print_help() {
     eprintln!(
         "cargo xtask <command>
@@ -113,6 +125,10 @@ commands:
            screen, the viewer window; without a display both run on private Xvfb displays and
            screenshots land in target/demo (demo --seconds N to change the length, default 20)
   bench    setup + codec benchmarks (criterion) + an end-to-end session, as a table
+  attack   the hostile clients of the security suite (raw UDP, raw QUIC, a hostile host, a man in
+           the middle) against the rendezvous, the relay, a host and a controller, with what each
+           measures printed (amplification per service, memory under a pre-auth flood, ...);
+           also part of `test`
   nat-lab  setup + rendezvous, host and controller behind nftables NATs in network namespaces
            (root), for every pair of NAT kinds; prints the matrix. Options: --pairs
            host:controller,... (kinds: none, cone, port-restricted, symmetric, symmetric-seq,

@@ -114,6 +114,10 @@ pub fn connect_config(rv: &Rv, code: AccessCode, password: &str, dir: &Path) -> 
         duration: Some(Duration::from_secs(3)),
         record: None,
         relay: peer::controller::RelayMode::Auto,
+        // The real thing: the decoder sandboxed in a `peer` worker process.
+        decoder: peer::controller::DecoderMode::Isolated {
+            program: env!("CARGO_BIN_EXE_peer").into(),
+        },
     }
 }
 

@@ -29,7 +29,7 @@ use crate::registry::{Registry, Store, StoreError};
 use crate::relay::{self, Relay};
 use crate::responder::LiveIps;
 
-pub use policy::{Admit, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX, Policy, RETRY_ABOVE};
+pub use policy::{Admit, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX, Policy};
 
 /// How often expired hosts are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);

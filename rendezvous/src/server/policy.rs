@@ -9,6 +9,10 @@
 //! | register that creates a code | source prefix | 10, then 1 a minute |
 //! | connections open at once | source prefix | 64 |
 //!
+//! Every new connection first proves its address with a QUIC Retry (a packet smaller than the
+//! Initial that asked for it): the server sends nothing bigger to an address it has not heard
+//! back from, so it amplifies nothing, and spoofed handshakes fill no quota.
+//!
 //! Keys cost nothing to make, hence limits by source prefix ([`Prefix`]) beside those by key.
 
 use std::time::Instant;
@@ -19,9 +23,6 @@ use crate::limits::{Caps, KeyedBuckets, Prefix};
 
 /// Most connections one source prefix may hold open at once.
 pub const MAX_CONNECTIONS_PER_PREFIX: usize = 64;
-/// Above this many connections from one prefix, a new one must first prove its address with a
-/// QUIC retry (so spoofed handshakes cannot fill a victim's quota).
-pub const RETRY_ABOVE: usize = 8;
 /// Most connections at once in total.
 pub const MAX_CONNECTIONS: usize = 20_000;
 
@@ -40,7 +41,7 @@ pub struct Policy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
     Accept,
-    /// Ask the client to prove its address first.
+    /// Ask the client to prove its address first (a QUIC Retry).
     Retry,
     Refuse,
 }
@@ -92,11 +93,10 @@ impl Policy {
 
     /// Whether to take a connection from `prefix` (`validated`: its address is proven).
     pub fn admit(&self, prefix: Prefix, validated: bool) -> Admit {
-        let held = self.connections.held(&prefix);
-        if self.total_connections >= MAX_CONNECTIONS || !self.connections.has_room(&prefix) {
-            Admit::Refuse
-        } else if held >= RETRY_ABOVE && !validated {
+        if !validated {
             Admit::Retry
+        } else if self.total_connections >= MAX_CONNECTIONS || !self.connections.has_room(&prefix) {
+            Admit::Refuse
         } else {
             Admit::Accept
         }
@@ -183,17 +183,14 @@ mod tests {
     #[test]
     fn connections_are_capped_per_prefix_and_strangers_retried() {
         let mut p = Policy::default();
-        for _ in 0..RETRY_ABOVE {
-            assert_eq!(p.admit(prefix(1), false), Admit::Accept);
-            p.open(prefix(1));
-        }
         assert_eq!(p.admit(prefix(1), false), Admit::Retry);
-        assert_eq!(p.admit(prefix(1), true), Admit::Accept);
-        for _ in RETRY_ABOVE..MAX_CONNECTIONS_PER_PREFIX {
+        for _ in 0..MAX_CONNECTIONS_PER_PREFIX {
+            assert_eq!(p.admit(prefix(1), true), Admit::Accept);
             p.open(prefix(1));
         }
         assert_eq!(p.admit(prefix(1), true), Admit::Refuse);
-        assert_eq!(p.admit(prefix(2), false), Admit::Accept);
+        assert_eq!(p.admit(prefix(2), false), Admit::Retry);
+        assert_eq!(p.admit(prefix(2), true), Admit::Accept);
         p.close(&prefix(1));
         assert_eq!(p.admit(prefix(1), true), Admit::Accept);
     }

@@ -1,0 +1,417 @@
+//! The host and the controller as an attacker sees them: a raw QUIC client that speaks the
+//! session's frames by hand (a hostile controller), a raw QUIC server (a hostile host), and a
+//! proxy in the middle. Each test names the class of issue #11 it guards; `cargo xtask attack`
+//! runs them with what they measure printed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use certs::{Fingerprint, Identity};
+use input::{InputEvent, RecordingBackend};
+use peer::controller::{self, Hooks, Target};
+use peer::session::{ALPN, ControlMsg, MAX_CONTROL_LEN, StreamKind, VERSION};
+use rendezvous::{AccessCode, quic, wire};
+
+mod common;
+use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous_relay, synthetic_host};
+
+const PASSWORD: &str = "attack test pass 8642";
+
+/// A rendezvous without a relay (so the host's address is handed out at look-up and a raw
+/// client can dial it) and a host on it recording the input it performs.
+async fn setup(dir: &std::path::Path) -> (Rv, peer::host::HostHandle, RecordingBackend) {
+    let rv = start_rendezvous_relay(&dir.join("rv"), LOCAL, Duration::from_secs(3600), false);
+    let backend = RecordingBackend::new();
+    let host = start_host(synthetic_host(
+        &rv,
+        &dir.join("host"),
+        (320, 240),
+        PASSWORD,
+        backend.clone(),
+    ))
+    .await;
+    (rv, host, backend)
+}
+
+/// A hostile controller: its own key, its own socket on `source`.
+struct Attacker {
+    id: Identity,
+    endpoint: quinn::Endpoint,
+}
+
+impl Attacker {
+    fn new(source: &str) -> Self {
+        Self {
+            id: Identity::ephemeral().unwrap(),
+            endpoint: quinn::Endpoint::client(format!("{source}:0").parse().unwrap()).unwrap(),
+        }
+    }
+
+    /// Looks `code` up (so the rendezvous announces this key to the host); returns the host's
+    /// key and address.
+    async fn look_up(&self, rv: &Rv, code: AccessCode) -> (Fingerprint, SocketAddr) {
+        let cfg = quic::client_config(
+            &self.id,
+            rv.fingerprint,
+            rendezvous::proto::ALPN,
+            quic::Role::RendezvousClient,
+        )
+        .unwrap();
+        let conn = self
+            .endpoint
+            .connect_with(cfg, rv.addr, "quicdesk.invalid")
+            .unwrap()
+            .await
+            .unwrap();
+        let r = rendezvous::client::resolve(&conn, code, Vec::new(), false)
+            .await
+            .unwrap();
+        conn.close(0u32.into(), b"");
+        (r.host, r.candidates[0])
+    }
+
+    async fn dial(&self, host: Fingerprint, addr: SocketAddr) -> quinn::Connection {
+        let cfg = quic::client_config(&self.id, host, ALPN, quic::Role::Controller).unwrap();
+        self.endpoint
+            .connect_with(cfg, addr, "quicdesk.invalid")
+            .unwrap()
+            .await
+            .expect("handshake")
+    }
+}
+
+async fn send(s: &mut quinn::SendStream, msg: &ControlMsg) {
+    s.write_all(&wire::encode(msg, MAX_CONTROL_LEN).unwrap())
+        .await
+        .unwrap();
+}
+
+async fn read(r: &mut quinn::RecvStream) -> Option<ControlMsg> {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        wire::read_msg::<ControlMsg, _>(r, MAX_CONTROL_LEN),
+    )
+    .await
+    .ok()?
+    .ok()?
+}
+
+/// Proves `password` on a raw control stream, as a correct controller would.
+async fn prove(
+    conn: &quinn::Connection,
+    password: &str,
+) -> (quinn::SendStream, quinn::RecvStream, Option<ControlMsg>) {
+    let (mut s, mut r) = conn.open_bi().await.unwrap();
+    send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
+    let Some(ControlMsg::Challenge { kdf, spake }) = read(&mut r).await else {
+        panic!("no challenge");
+    };
+    let exporter = peer::net::exporter(conn).unwrap();
+    let secret = kdf.derive(password).unwrap();
+    let keys = peer::auth::ControllerAuth::start(&secret, exporter)
+        .finish(&spake)
+        .unwrap();
+    send(
+        &mut s,
+        &ControlMsg::Auth {
+            spake: keys.spake_c.clone(),
+            confirm: keys.confirm,
+        },
+    )
+    .await;
+    let verdict = read(&mut r).await;
+    (s, r, verdict)
+}
+
+/// Class 2: a key the rendezvous did not announce gets no handshake, so no password step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_refuses_keys_nobody_announced_before_any_password_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_rv, host, _) = setup(dir.path()).await;
+    let stranger = Attacker::new("127.0.0.1");
+    let cfg =
+        quic::client_config(&stranger.id, host.fingerprint, ALPN, quic::Role::Controller).unwrap();
+    let result = stranger
+        .endpoint
+        .connect_with(cfg, host.local_addr, "quicdesk.invalid")
+        .unwrap()
+        .await;
+    let err = match result {
+        Err(e) => e,
+        Ok(conn) => tokio::time::timeout(Duration::from_secs(5), conn.closed())
+            .await
+            .expect("closed at once"),
+    };
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert_eq!(host.status().password_attempts, 0);
+    host.shutdown().await;
+}
+
+/// Class 2: hanging up right after the challenge (before the host could reveal anything)
+/// still costs the attempt; the next one from that source waits; the one-time password does
+/// not change; the rightful user, from elsewhere, still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_counts_and_a_guesser_locks_out_nobody_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rv, host, _) = setup(dir.path()).await;
+    let code = host.status().code.expect("registered");
+    let password_before = host.status().password.clone();
+    let attacker = Attacker::new("127.0.0.2");
+    let (fp, addr) = attacker.look_up(&rv, code).await;
+    let conn = attacker.dial(fp, addr).await;
+    let (mut s, mut r) = conn.open_bi().await.unwrap();
+    send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
+    assert!(matches!(
+        read(&mut r).await,
+        Some(ControlMsg::Challenge { .. })
+    ));
+    conn.close(0u32.into(), b"bye"); // learned nothing, hung up
+    assert_eq!(
+        host.status().password_attempts,
+        1,
+        "the attempt was charged"
+    );
+
+    // Straight back: announced again, but over the back-off.
+    let (fp, addr) = attacker.look_up(&rv, code).await;
+    let conn = attacker.dial(fp, addr).await;
+    let (mut s, mut r) = conn.open_bi().await.unwrap();
+    send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
+    match read(&mut r).await {
+        Some(ControlMsg::Denied { reason }) => {
+            assert!(reason.contains("try again in"), "{reason}")
+        }
+        other => panic!("a second attempt within the back-off got {other:?}"),
+    }
+    assert_eq!(host.status().password_attempts, 1);
+    assert_eq!(
+        host.status().password,
+        password_before,
+        "no forced rotation"
+    );
+
+    // The rightful controller, from another address, is not locked out.
+    let mut cfg = connect_config(&rv, code, PASSWORD, &dir.path().join("user"));
+    cfg.bind = "127.0.0.3:0".parse().unwrap();
+    cfg.duration = Some(Duration::from_millis(500));
+    let report = controller::run(cfg, Hooks::default()).await.unwrap();
+    assert!(report.frames_decoded > 0);
+    host.shutdown().await;
+}
+
+/// Class 2 and 4: before the password is proven a controller can open one control stream and
+/// nothing else, and cannot push more than a small window; input it sends is never performed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_before_the_password_proof_reaches_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rv, host, backend) = setup(dir.path()).await;
+    let code = host.status().code.expect("registered");
+    let attacker = Attacker::new("127.0.0.4");
+    let (fp, addr) = attacker.look_up(&rv, code).await;
+    let conn = attacker.dial(fp, addr).await;
+    let (mut ctl, _r) = conn.open_bi().await.unwrap();
+    send(&mut ctl, &ControlMsg::Hello { version: VERSION }).await;
+    // No input stream, no second control stream.
+    let uni = tokio::time::timeout(Duration::from_millis(500), conn.open_uni()).await;
+    assert!(uni.is_err(), "an input stream opened before the proof");
+    let bi = tokio::time::timeout(Duration::from_millis(500), conn.open_bi()).await;
+    assert!(
+        bi.is_err(),
+        "a second bidirectional stream opened before the proof"
+    );
+    // Input frames pushed down the control stream: the window stops them early, and none is
+    // performed.
+    let event = input::encode(&InputEvent::Text {
+        text: input::BoundedText::new("rm -rf ~").unwrap(),
+    });
+    let frame = [&(event.len() as u32).to_be_bytes()[..], &event].concat();
+    let mut pushed = 0usize;
+    let pushing = async {
+        loop {
+            ctl.write_all(&frame).await?;
+            pushed += frame.len();
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), quinn::WriteError>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), pushing).await;
+    eprintln!("pre-auth: the host took {pushed} bytes on its control stream before blocking");
+    assert!(
+        pushed <= 128 * 1024,
+        "{pushed} bytes accepted before the proof"
+    );
+    assert!(
+        backend.events().is_empty(),
+        "input performed before the proof"
+    );
+    host.shutdown().await;
+}
+
+/// Class 2: a controller that proved the password but sends a malformed input frame loses that
+/// stream only; the session and a new input stream go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_frame_closes_only_its_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rv, host, backend) = setup(dir.path()).await;
+    let code = host.status().code.expect("registered");
+    let attacker = Attacker::new("127.0.0.5");
+    let (fp, addr) = attacker.look_up(&rv, code).await;
+    let conn = attacker.dial(fp, addr).await;
+    let (_ctl, _r, verdict) = prove(&conn, PASSWORD).await;
+    assert!(
+        matches!(verdict, Some(ControlMsg::Welcome { .. })),
+        "{verdict:?}"
+    );
+    let press = |key| InputEvent::Key { key, pressed: true };
+    let frame = |ev: &InputEvent| {
+        let b = input::encode(ev);
+        [&(b.len() as u32).to_be_bytes()[..], &b].concat()
+    };
+    let mut bad = conn.open_uni().await.unwrap();
+    bad.write_all(&[StreamKind::Input as u8]).await.unwrap();
+    bad.write_all(&frame(&press(input::Key::KeyA)))
+        .await
+        .unwrap();
+    // A valid length prefix around bytes that are no event: the decoder sees them.
+    bad.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), bad.stopped())
+        .await
+        .expect("the host stops the bad stream");
+    assert!(stopped.is_ok(), "{stopped:?}");
+    let mut good = conn.open_uni().await.unwrap();
+    good.write_all(&[StreamKind::Input as u8]).await.unwrap();
+    good.write_all(&frame(&press(input::Key::KeyB)))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while backend.events().len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        backend.events()[..2],
+        [press(input::Key::KeyA), press(input::Key::KeyB)]
+    );
+    assert!(conn.close_reason().is_none(), "the session survived");
+    host.shutdown().await;
+}
+
+/// The man in the middle: a proxy with its own key, which the controller was told to pin (a
+/// lying rendezvous), relays the password exchange byte for byte to the real host, whose
+/// password the controller knows. The TLS sessions differ, so both ends refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_man_in_the_middle_relaying_the_exchange_is_refused_by_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rv, host, backend) = setup(dir.path()).await;
+    let code = host.status().code.expect("registered");
+
+    // The proxy: a QUIC server with its own key, and a client towards the real host.
+    let proxy_id = Identity::ephemeral().unwrap();
+    let server_cfg = quic::server_config(&proxy_id, &[ALPN], quic::Role::Host).unwrap();
+    let proxy_server = quinn::Endpoint::server(server_cfg, LOCAL).unwrap();
+    let proxy_addr = proxy_server.local_addr().unwrap();
+    let upstream = Attacker {
+        id: proxy_id,
+        endpoint: quinn::Endpoint::client(LOCAL).unwrap(),
+    };
+    let (host_fp, host_addr) = upstream.look_up(&rv, code).await;
+    let proxy_fp = upstream.id.fingerprint();
+    let proxying = tokio::spawn(async move {
+        let down = proxy_server.accept().await.unwrap().await.unwrap();
+        let up = upstream.dial(host_fp, host_addr).await;
+        let (mut ds, mut dr) = down.accept_bi().await.unwrap();
+        let (mut us, mut ur) = up.open_bi().await.unwrap();
+        // Verbatim, both ways, until either side ends.
+        let a = async {
+            let _ = tokio::io::copy(&mut dr, &mut us).await;
+        };
+        let b = async {
+            let _ = tokio::io::copy(&mut ur, &mut ds).await;
+        };
+        tokio::join!(a, b);
+    });
+    let mut cfg = connect_config(&rv, code, PASSWORD, &dir.path().join("victim"));
+    cfg.duration = Some(Duration::from_secs(1));
+    let err = controller::run_to(
+        cfg,
+        Target {
+            host: proxy_fp,
+            candidates: vec![proxy_addr],
+            relay: None,
+            own_candidates: Vec::new(),
+            mapping_probe: None,
+            observed: LOCAL,
+        },
+        Hooks::default(),
+    )
+    .await
+    .expect_err("the controller must refuse");
+    // The host refused the proof (the exporters differ) and said so; the controller reports
+    // exactly that.
+    assert!(
+        matches!(err, peer::Error::Auth(peer::auth::AuthError::WrongPassword)),
+        "{err}"
+    );
+    assert_eq!(host.status().password_attempts, 1);
+    assert!(!host.status().in_session, "the host let the proxy in");
+    assert!(backend.events().is_empty());
+    proxying.abort();
+    host.shutdown().await;
+}
+
+/// Class 6: text from a hostile host (a denial reason) reaches the user without terminal
+/// escapes or direction overrides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_hosts_text_is_made_printable() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous_relay(
+        &dir.path().join("rv"),
+        LOCAL,
+        Duration::from_secs(3600),
+        false,
+    );
+    let evil = Identity::ephemeral().unwrap();
+    let evil_fp = evil.fingerprint();
+    let server = quinn::Endpoint::server(
+        quic::server_config(&evil, &[ALPN], quic::Role::Host).unwrap(),
+        LOCAL,
+    )
+    .unwrap();
+    let evil_addr = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        let conn = server.accept().await.unwrap().await.unwrap();
+        let (mut s, mut r) = conn.accept_bi().await.unwrap();
+        let _hello = read(&mut r).await;
+        let reason = "go away\x1b]0;owned\x07\x1b[2J\r\n$ sudo \u{9b}1m\u{202e}fdp.exe".to_string();
+        send(&mut s, &ControlMsg::Denied { reason }).await;
+        let _ = s.finish();
+        conn.closed().await;
+    });
+    let cfg = connect_config(
+        &rv,
+        AccessCode::from_payload([1, 2, 3, 4, 5, 6, 7]).unwrap(),
+        PASSWORD,
+        &dir.path().join("ctl"),
+    );
+    let err = controller::run_to(
+        cfg,
+        Target {
+            host: evil_fp,
+            candidates: vec![evil_addr],
+            relay: None,
+            own_candidates: Vec::new(),
+            mapping_probe: None,
+            observed: LOCAL,
+        },
+        Hooks::default(),
+    )
+    .await
+    .expect_err("denied");
+    let text = err.to_string();
+    assert!(text.contains("go away"), "{text}");
+    assert!(
+        !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+        "raw control characters reach the user: {text:?}"
+    );
+}
