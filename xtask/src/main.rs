@@ -6,9 +6,12 @@
 //!   the screen, and the viewer window (on a machine without a display, both on private Xvfb
 //!   displays, with a screenshot of the viewer at the end).
 //! - `bench`: setup, then the codec and capture benchmarks and end-to-end sessions, as tables.
+//! - `fuzz`: coverage-guided fuzzing of every target in `fuzz/` (cargo-fuzz on stable), as a
+//!   table.
 //!
 //! Few dependencies on purpose: std, anyhow, serde_json, and `capture` for its Xvfb helper.
 
+mod fuzz;
 mod natlab;
 mod wire;
 
@@ -67,7 +70,11 @@ fn main() -> Result<()> {
         .take_while(|a| *a != "--")
         .any(|a| a == "--help" || a == "-h")
     {
-        print_help();
+        if cmd == "fuzz" {
+            eprintln!("{}", fuzz::USAGE);
+        } else {
+            print_help();
+        }
         return Ok(());
     }
     match cmd.as_str() {
@@ -75,6 +82,7 @@ fn main() -> Result<()> {
         "test" => test(rest),
         "demo" => demo(rest),
         "bench" => bench(rest),
+        "fuzz" => fuzz::fuzz(rest),
         "attack" => attack(rest),
         "nat-lab" => {
             setup()?;
@@ -120,7 +128,8 @@ fn print_help() {
 
 commands:
   setup    install the Debian packages the build and tests need (needs root or sudo)
-  test     setup + cargo fmt --check + clippy -D warnings + the whole test suite
+  test     setup + cargo fmt --check + clippy -D warnings + the whole test suite, then a
+           coverage-guided run of every fuzz target (20 s each)
   demo     setup + a live session on this machine: rendezvous on loopback, a host sharing the
            screen, the viewer window; without a display both run on private Xvfb displays and
            screenshots land in target/demo (demo --seconds N to change the length, default 20)
@@ -134,7 +143,10 @@ commands:
            host:controller,... (kinds: none, cone, port-restricted, symmetric, symmetric-seq,
            blocked), --seconds N, --netem \"delay 50ms loss 5%\" (on the host's internet link,
            both ways), --cut-direct-after S (drop all traffic between the peers S seconds in),
-           --ci (the pairs and the lossy run the test suite requires)"
+           --ci (the pairs and the lossy run the test suite requires)
+  fuzz     coverage-guided fuzzing of the targets in fuzz/ (cargo-fuzz on stable, installed
+           into ~/.cache/quicdesk): [--minutes N | --seconds N] [--runs N] [--write-seeds]
+           [TARGET...]; prints executions, exec/s and coverage per target (fuzz --help)"
     );
 }
 
@@ -237,30 +249,7 @@ fn test(rest: &[String]) -> Result<()> {
     cli_smoke()?;
     eprintln!("\n== NAT lab: the pairs that must connect ==");
     natlab::nat_lab(&["--ci".to_owned()])?;
-    fuzz_smoke()
-}
-
-const FUZZ_TARGETS: &[&str] = &[
-    "input_decode",
-    "stun",
-    "relay",
-    "rendezvous_messages",
-    "peer_session",
-    "h264_decode",
-];
-
-/// Builds the fuzz targets and gives each a short run. On stable Rust libFuzzer runs without
-/// coverage guidance (plain random inputs); `cargo +nightly fuzz run T` does the real thing.
-fn fuzz_smoke() -> Result<()> {
-    eprintln!("\n== fuzz targets: build and a short run each ==");
-    let dir = target_dir().join("fuzz");
-    run(cargo()
-        .args(["build", "--release", "--manifest-path", "fuzz/Cargo.toml"])
-        .env("CARGO_TARGET_DIR", &dir))?;
-    for t in FUZZ_TARGETS {
-        run(Command::new(dir.join("release").join(t)).args(["-runs=30000", "-max_total_time=20"]))?;
-    }
-    Ok(())
+    fuzz::ci()
 }
 
 /// The programs as a user runs them: rendezvous, `peer host`, `peer connect --headless` with an

@@ -1,0 +1,593 @@
+//! `cargo xtask fuzz`: coverage-guided fuzzing of every target in `fuzz/` on the stable
+//! toolchain, and the short run `cargo xtask test` gives each target.
+//!
+//! ```text
+//!  cargo install cargo-fuzz ──► ~/.cache/quicdesk/tools/bin (once, reused)
+//!  RUSTC_BOOTSTRAP=1 cargo fuzz build -s none ──► ~/.cache/quicdesk/fuzz-target (incremental)
+//!  each target: libFuzzer -max_total_time/-runs
+//!      corpus  ~/.cache/quicdesk/fuzz-corpus/<target>  (grows, not committed)
+//!      seeds   fuzz/seeds/<target>                      (committed, read only)
+//!      crashes fuzz/artifacts/<target>/crash-…          (kept, reported)
+//!  ──► table: executions, exec/s, coverage, corpus, crashes
+//! ```
+//!
+//! cargo-fuzz builds the targets with LLVM's sanitizer-coverage passes (`-s none`: no
+//! sanitizer, which would need nightly's `-Zsanitizer`); `RUSTC_BOOTSTRAP=1` lets stable rustc
+//! take the `-Z` flags cargo-fuzz passes. OpenH264 is C++: it is compiled with clang's
+//! `-fsanitize=fuzzer-no-link` (through a small compiler wrapper that touches no other C++), so
+//! the H.264 target is guided by the decoder's own branches and not only by the Rust around it.
+//! Everything heavy stays in cargo-fuzz and libFuzzer; this module installs, builds, runs and
+//! reads libFuzzer's final statistics.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::{cargo, root, run};
+
+/// The cargo-fuzz release installed into the tools directory.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// How long `cargo xtask test` fuzzes each target.
+const CI_SECONDS: u64 = 20;
+/// An input that takes longer than this (seconds) is reported as a hang.
+const TIMEOUT_SECS: u64 = 20;
+/// The environment variable of known findings a run tolerates (see `fuzz/src/lib.rs`).
+const SUPPRESS_ENV: &str = "QUICDESK_FUZZ_SUPPRESS";
+
+pub const USAGE: &str = "\
+cargo xtask fuzz [--minutes N | --seconds N] [--runs N] [--write-seeds] [TARGET...]
+
+  Coverage-guided fuzzing (libFuzzer through cargo-fuzz, on stable) of the targets in fuzz/
+  (all of them unless named), one after the other, then a table of executions, exec/s,
+  coverage (libFuzzer's cov and ft), corpus size and crashes per target.
+
+  --minutes N, --seconds N  how long to fuzz each target (default 1 minute; with only --runs,
+                            no time limit)
+  --runs N                  stop each target after N executions (whichever comes first)
+  --write-seeds             rewrite fuzz/seeds/<target>/ from each target's seed generator
+                            (the project's own encoders) instead of fuzzing
+  TARGET...                 only these targets
+
+  Installs cargo-fuzz into ~/.cache/quicdesk/tools if it is missing, and clang (apt) for the
+  instrumented OpenH264 build. Builds into ~/.cache/quicdesk/fuzz-target, keeps each corpus in
+  ~/.cache/quicdesk/fuzz-corpus/<target> (seeded from fuzz/seeds/<target>), and logs in
+  ~/.cache/quicdesk/fuzz-logs. A crash fails the command; libFuzzer's input is kept in
+  fuzz/artifacts/<target>/ and `cargo xtask fuzz` says how to replay it.
+  QUICDESK_FUZZ_SUPPRESS=name,... relaxes the checks of known, reported findings (never in CI).";
+
+#[derive(Debug, Default)]
+struct Options {
+    seconds: Option<u64>,
+    runs: Option<u64>,
+    write_seeds: bool,
+    targets: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut number = |what: &str| -> Result<u64> {
+            it.next()
+                .with_context(|| format!("{what} takes a number"))?
+                .parse()
+                .with_context(|| format!("{what} takes a number"))
+        };
+        match a.as_str() {
+            "--minutes" => o.seconds = Some(number("--minutes")? * 60),
+            "--seconds" => o.seconds = Some(number("--seconds")?),
+            "--runs" => o.runs = Some(number("--runs")?),
+            "--write-seeds" => o.write_seeds = true,
+            flag if flag.starts_with('-') => bail!("unknown option {flag:?}\n\n{USAGE}"),
+            target => o.targets.push(target.to_owned()),
+        }
+    }
+    if o.seconds.is_none() && o.runs.is_none() {
+        o.seconds = Some(60);
+    }
+    Ok(o)
+}
+
+/// `cargo xtask fuzz ...`
+pub fn fuzz(args: &[String]) -> Result<()> {
+    let o = parse(args)?;
+    let all = targets()?;
+    let chosen = if o.targets.is_empty() {
+        all
+    } else {
+        for t in &o.targets {
+            if !all.contains(t) {
+                bail!("no fuzz target {t:?}; there are: {}", all.join(", "));
+            }
+        }
+        o.targets.clone()
+    };
+    let tools = Tools::prepare()?;
+    if o.write_seeds {
+        return write_seeds(&tools, &chosen);
+    }
+    if let Ok(s) = std::env::var(SUPPRESS_ENV) {
+        eprintln!("note: {SUPPRESS_ENV}={s}: the checks of these known findings are relaxed");
+    }
+    fuzz_all(&tools, &chosen, o.seconds, o.runs, false)
+}
+
+/// What `cargo xtask test` runs: every target, coverage-guided, [`CI_SECONDS`] each, with no
+/// finding suppressed.
+pub fn ci() -> Result<()> {
+    eprintln!("\n== fuzz targets: coverage-guided, {CI_SECONDS} s each ==");
+    let tools = Tools::prepare()?;
+    fuzz_all(&tools, &targets()?, Some(CI_SECONDS), None, true)
+}
+
+/// The targets, as `fuzz/Cargo.toml` lists them (every `[[bin]]`).
+fn targets() -> Result<Vec<String>> {
+    let manifest = root().join("fuzz/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let mut out = Vec::new();
+    let mut in_bin = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin && let Some(v) = line.strip_prefix("name") {
+            let name = v
+                .trim_start()
+                .trim_start_matches('=')
+                .trim()
+                .trim_matches('"');
+            out.push(name.to_owned());
+        }
+    }
+    if out.is_empty() {
+        bail!("{} lists no fuzz targets", manifest.display());
+    }
+    Ok(out)
+}
+
+fn cache_dir() -> Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("quicdesk"));
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".cache/quicdesk"))
+}
+
+/// The installed tools and where the build goes.
+struct Tools {
+    cache: PathBuf,
+    cargo_fuzz: PathBuf,
+    /// The C++ compiler wrapper for OpenH264, when clang is there.
+    cxx: Option<PathBuf>,
+    target_dir: PathBuf,
+    /// Where the built targets are.
+    bin_dir: PathBuf,
+}
+
+impl Tools {
+    /// Installs what is missing and builds every target (cargo rebuilds what changed).
+    fn prepare() -> Result<Self> {
+        let cache = cache_dir()?;
+        let tools = cache.join("tools");
+        let cargo_fuzz = tools.join("bin/cargo-fuzz");
+        let t = Instant::now();
+        if !cargo_fuzz_works(&cargo_fuzz) {
+            eprintln!(
+                "fuzz: installing cargo-fuzz {CARGO_FUZZ_VERSION} into {}",
+                tools.display()
+            );
+            run(cargo()
+                .args(["install", "cargo-fuzz", "--locked", "--version"])
+                .arg(format!("={CARGO_FUZZ_VERSION}"))
+                .arg("--root")
+                .arg(&tools)
+                .env_remove("CARGO_TARGET_DIR"))
+            .context("installing cargo-fuzz")?;
+            if !cargo_fuzz_works(&cargo_fuzz) {
+                bail!(
+                    "{} does not run after its installation",
+                    cargo_fuzz.display()
+                );
+            }
+            eprintln!("fuzz: cargo-fuzz installed in {:.0?}", t.elapsed());
+        }
+        let cxx = coverage_cxx(&tools)?;
+        let target_dir = cache.join("fuzz-target");
+        let host = host_triple()?;
+        let tools = Self {
+            bin_dir: target_dir.join(&host).join("release"),
+            cache,
+            cargo_fuzz,
+            cxx,
+            target_dir,
+        };
+        tools.build()?;
+        Ok(tools)
+    }
+
+    fn build(&self) -> Result<()> {
+        let t = Instant::now();
+        let mut cmd = Command::new(&self.cargo_fuzz);
+        // cargo-fuzz runs `cargo`: the toolchain that runs xtask, not whatever PATH has first.
+        cmd.current_dir(root())
+            .args(["fuzz", "build", "-s", "none", "--target-dir"])
+            .arg(&self.target_dir)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("PATH", toolchain_path()?);
+        if let Some(cxx) = &self.cxx {
+            cmd.env("CXX", cxx);
+        }
+        run(&mut cmd).context("building the fuzz targets")?;
+        eprintln!("fuzz: targets built in {:.0?}", t.elapsed());
+        Ok(())
+    }
+}
+
+fn cargo_fuzz_works(path: &Path) -> bool {
+    Command::new(path)
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION)
+        })
+}
+
+/// PATH with the directory of the cargo that runs xtask first.
+fn toolchain_path() -> Result<std::ffi::OsString> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .and_then(|c| c.parent().map(Path::to_path_buf))
+    {
+        dirs.push(dir);
+    }
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).context("building PATH")
+}
+
+fn host_triple() -> Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(rustc)
+        .arg("-vV")
+        .env("PATH", toolchain_path()?)
+        .output()
+        .context("running rustc -vV")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("rustc -vV names no host")
+}
+
+/// The compiler wrapper that gives OpenH264 clang's coverage instrumentation, installing clang
+/// (apt) if it is missing. `None` (with a warning) where clang cannot be had: the H.264 target
+/// then sees only the Rust side's coverage.
+fn coverage_cxx(tools: &Path) -> Result<Option<PathBuf>> {
+    let has_clang = || {
+        Command::new("clang++")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_clang() && Path::new("/usr/bin/apt-get").exists() {
+        eprintln!("fuzz: installing clang (OpenH264's coverage instrumentation)");
+        let mut apt = if super::is_root() {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        };
+        apt.env("DEBIAN_FRONTEND", "noninteractive").args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "clang",
+        ]);
+        if let Err(e) = run(&mut apt) {
+            eprintln!("fuzz: {e:#}");
+        }
+    }
+    if !has_clang() {
+        eprintln!(
+            "warning: no clang++: OpenH264 is built without coverage instrumentation, so \
+             h264_decode is guided by the Rust code around the decoder only"
+        );
+        return Ok(None);
+    }
+    // Only OpenH264's sources get the instrumentation; every other C++ file (libFuzzer's own
+    // among them) goes to the default compiler as before.
+    let script = "#!/bin/sh\n\
+        # Written by `cargo xtask fuzz`: OpenH264 with clang's coverage for libFuzzer.\n\
+        case \"$*\" in\n  \
+        *openh264*) exec clang++ -fsanitize=fuzzer-no-link \"$@\" ;;\n  \
+        *) exec c++ \"$@\" ;;\n\
+        esac\n";
+    let path = tools.join("bin/quicdesk-fuzz-cxx");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(script) {
+        std::fs::create_dir_all(tools.join("bin"))?;
+        std::fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(Some(path))
+}
+
+fn write_seeds(tools: &Tools, targets: &[String]) -> Result<()> {
+    let seeds = root().join("fuzz/seeds");
+    for t in targets {
+        let dir = seeds.join(t);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        run(Command::new(tools.bin_dir.join(t)).env("QUICDESK_FUZZ_WRITE_SEEDS", &seeds))?;
+    }
+    Ok(())
+}
+
+/// What one target's run did.
+#[derive(Debug, Default)]
+struct Outcome {
+    executions: u64,
+    exec_per_sec: u64,
+    cov: u64,
+    ft: u64,
+    corpus: usize,
+    elapsed: Duration,
+    /// The input libFuzzer kept for a crash, hang or out-of-memory.
+    artifact: Option<PathBuf>,
+    failed: Option<String>,
+    log: PathBuf,
+}
+
+fn fuzz_all(
+    tools: &Tools,
+    targets: &[String],
+    seconds: Option<u64>,
+    runs: Option<u64>,
+    strict: bool,
+) -> Result<()> {
+    let mut outcomes = Vec::new();
+    for t in targets {
+        let o = fuzz_one(tools, t, seconds, runs, strict)?;
+        let status = match &o.failed {
+            None => "ok".to_owned(),
+            Some(why) => format!("FAILED: {why}"),
+        };
+        eprintln!(
+            "fuzz: {t}: {} executions in {:.0?}, cov {} ft {}, {status}",
+            o.executions, o.elapsed, o.cov, o.ft
+        );
+        outcomes.push((t, o));
+    }
+    print_table(&outcomes);
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, o)| o.failed.is_some())
+        .collect();
+    for (t, o) in &failed {
+        eprintln!("\n{t}: {}", o.failed.as_deref().unwrap_or_default());
+        eprintln!("  log: {}", o.log.display());
+        if let Some(a) = &o.artifact {
+            eprintln!("  input: {}", a.display());
+            if let Ok(bytes) = std::fs::read(a) {
+                eprintln!("  input ({} bytes, hex): {}", bytes.len(), hex(&bytes, 512));
+            }
+            eprintln!(
+                "  replay: {} {}",
+                tools.bin_dir.join(t.as_str()).display(),
+                a.display()
+            );
+        }
+        let log = std::fs::read_to_string(&o.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines
+            .iter()
+            .position(|l| l.contains("panicked at") || l.contains("ERROR: libFuzzer"))
+            .unwrap_or(lines.len().saturating_sub(30));
+        for l in lines.iter().skip(from).take(40) {
+            eprintln!("  | {l}");
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} fuzz targets failed: {}",
+            failed.len(),
+            outcomes.len(),
+            failed
+                .iter()
+                .map(|(t, _)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn fuzz_one(
+    tools: &Tools,
+    target: &str,
+    seconds: Option<u64>,
+    runs: Option<u64>,
+    strict: bool,
+) -> Result<Outcome> {
+    let corpus = tools.cache.join("fuzz-corpus").join(target);
+    let artifacts = root().join("fuzz/artifacts").join(target);
+    let logs = tools.cache.join("fuzz-logs");
+    for d in [&corpus, &artifacts, &logs] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let log = logs.join(format!("{target}.log"));
+    let seeds = root().join("fuzz/seeds").join(target);
+    let before: Vec<PathBuf> = files(&artifacts);
+    let mut cmd = Command::new(tools.bin_dir.join(target));
+    cmd.arg("-print_final_stats=1")
+        .arg(format!("-timeout={TIMEOUT_SECS}"))
+        .arg("-rss_limit_mb=2048")
+        .arg(format!("-artifact_prefix={}/", artifacts.display()));
+    if let Some(s) = seconds {
+        cmd.arg(format!("-max_total_time={s}"));
+    }
+    if let Some(n) = runs {
+        cmd.arg(format!("-runs={n}"));
+    }
+    cmd.arg(&corpus);
+    if seeds.is_dir() {
+        cmd.arg(&seeds);
+    }
+    if strict {
+        cmd.env_remove(SUPPRESS_ENV);
+    }
+    let limit = match (seconds, runs) {
+        (Some(s), Some(n)) => format!("{s} s or {n} runs"),
+        (Some(s), None) => format!("{s} s"),
+        (None, Some(n)) => format!("{n} runs"),
+        (None, None) => "no limit".into(),
+    };
+    eprintln!("fuzz: {target} ({limit}), log {}", log.display());
+    let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let t = Instant::now();
+    let status = cmd
+        .env("RUST_BACKTRACE", "1")
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .with_context(|| format!("running {}", tools.bin_dir.join(target).display()))?;
+    let elapsed = t.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut o = Outcome {
+        elapsed,
+        corpus: files(&corpus).len(),
+        log,
+        ..Outcome::default()
+    };
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("stat::number_of_executed_units:") {
+            o.executions = v.trim().parse().unwrap_or(0);
+        } else if let Some(v) = line.strip_prefix("stat::average_exec_per_sec:") {
+            o.exec_per_sec = v.trim().parse().unwrap_or(0);
+        } else if line.contains(" cov: ") {
+            o.cov = field(line, "cov:").unwrap_or(o.cov);
+            o.ft = field(line, "ft:").unwrap_or(o.ft);
+        } else if let Some((_, p)) = line.split_once("Test unit written to ") {
+            o.artifact = Some(PathBuf::from(p.trim()));
+        }
+    }
+    if o.exec_per_sec == 0 && elapsed.as_secs_f64() > 0.0 {
+        o.exec_per_sec = (o.executions as f64 / elapsed.as_secs_f64()) as u64;
+    }
+    if o.artifact.is_none() {
+        o.artifact = files(&artifacts).into_iter().find(|f| !before.contains(f));
+    }
+    if !status.success() {
+        let what = text
+            .lines()
+            .find(|l| l.contains("ERROR: libFuzzer:"))
+            .map(|l| {
+                l.split("ERROR: libFuzzer:")
+                    .nth(1)
+                    .unwrap_or(l)
+                    .trim()
+                    .to_owned()
+            })
+            .unwrap_or_else(|| format!("exited with {status}"));
+        let panic = text
+            .lines()
+            .skip_while(|l| !l.contains("panicked at"))
+            .nth(1)
+            .map(|l| format!(" ({})", l.trim()))
+            .unwrap_or_default();
+        o.failed = Some(format!("{what}{panic}"));
+    } else if o.executions == 0 {
+        o.failed = Some("no executions (see the log)".into());
+    }
+    Ok(o)
+}
+
+/// The number after `key` in a libFuzzer status line.
+fn field(line: &str, key: &str) -> Option<u64> {
+    let rest = line.split_once(key)?.1.trim_start();
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+fn hex(bytes: &[u8], max: usize) -> String {
+    let mut s: String = bytes.iter().take(max).map(|b| format!("{b:02x}")).collect();
+    if bytes.len() > max {
+        s.push('…');
+    }
+    s
+}
+
+fn print_table(outcomes: &[(&String, Outcome)]) {
+    println!(
+        "\n| target | executions | exec/s | cov | ft | corpus | time | crashes |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for (t, o) in outcomes {
+        let crashes = match (&o.failed, &o.artifact) {
+            (None, _) => "0".to_owned(),
+            (Some(why), Some(a)) => format!("1: {why} ({})", a.display()),
+            (Some(why), None) => format!("1: {why}"),
+        };
+        println!(
+            "| {t} | {} | {} | {} | {} | {} | {:.0?} | {crashes} |",
+            o.executions, o.exec_per_sec, o.cov, o.ft, o.corpus, o.elapsed
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_libfuzzer_status_lines() {
+        let l = "#162074\tDONE   cov: 3108 ft: 13188 corp: 1708/1232Kb lim: 3831 exec/s: 5228";
+        assert_eq!(field(l, "cov:"), Some(3108));
+        assert_eq!(field(l, "ft:"), Some(13188));
+        assert_eq!(field(l, "rss:"), None);
+    }
+
+    #[test]
+    fn options() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = parse(&a(&["--minutes", "2", "relay", "stun"])).unwrap();
+        assert_eq!((o.seconds, o.runs), (Some(120), None));
+        assert_eq!(o.targets, ["relay", "stun"]);
+        let o = parse(&a(&["--runs", "1000"])).unwrap();
+        assert_eq!((o.seconds, o.runs), (None, Some(1000)));
+        assert!(parse(&a(&["--minutes"])).is_err());
+        assert!(parse(&a(&["--bogus"])).is_err());
+        assert_eq!(parse(&[]).unwrap().seconds, Some(60));
+    }
+
+    #[test]
+    fn every_target_in_the_manifest_is_found() {
+        let t = targets().unwrap();
+        for name in [
+            "relay",
+            "stun",
+            "h264_decode",
+            "session_control",
+            "rendezvous_core",
+        ] {
+            assert!(t.iter().any(|x| x == name), "{name} missing from {t:?}");
+        }
+    }
+}
