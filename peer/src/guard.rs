@@ -195,7 +195,10 @@ mod tests {
             let _ = g
                 .begin(key(n as u8 + 10), prefix(1), t)
                 .unwrap_or_else(|e| panic!("attempt {n}: {e}"));
-            assert!(g.begin(key(99), prefix(1), t).is_err());
+            assert!(matches!(
+                g.begin(key(99), prefix(1), t),
+                Err(Refused::Backoff(_))
+            ));
         }
         // Eight attempts in 127 s from one prefix: the next waits 128 s.
         assert_eq!(

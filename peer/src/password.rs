@@ -325,7 +325,10 @@ mod tests {
             "aaaaaaaaaaaaaaaaaaaaa",
             "123456789012",
         ] {
-            assert!(check_strength(weak).is_err(), "{weak:?} passed");
+            assert!(
+                matches!(check_strength(weak), Err(PasswordError::Weak(_))),
+                "{weak:?} passed"
+            );
         }
         for strong in [
             "correct horse battery",

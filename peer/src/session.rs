@@ -220,13 +220,24 @@ mod tests {
 
     #[test]
     fn control_messages_never_panic_on_garbage() {
+        // Random bodies behind a correct length header, so postcard really sees them.
+        let (mut decoded, mut malformed) = (0, 0);
         let mut x: u32 = 12345;
-        for _ in 0..20_000 {
+        for _ in 0..50_000 {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            let len = (x >> 24) as usize % 40;
-            let bytes: Vec<u8> = (0..len).map(|i| (x >> (i % 4 * 8)) as u8).collect();
-            let _ = rendezvous::wire::decode::<ControlMsg>(&bytes, MAX_CONTROL_LEN);
-            let _ = VideoHeader::decode(&bytes);
+            let len = (x >> 24) as usize % 48;
+            let body: Vec<u8> = (0..len)
+                .map(|i| (x.rotate_left(i as u32 * 5) % 13) as u8)
+                .collect();
+            let mut frame = (len as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&body);
+            match rendezvous::wire::decode::<ControlMsg>(&frame, MAX_CONTROL_LEN) {
+                Ok(Some(_)) => decoded += 1,
+                Err(rendezvous::wire::WireError::Malformed(_)) => malformed += 1,
+                other => panic!("a complete frame gave {other:?}"),
+            }
+            let _ = VideoHeader::decode(&body);
         }
+        assert!(decoded > 100 && malformed > 100, "{decoded} {malformed}");
     }
 }

@@ -34,6 +34,8 @@ pub struct Report {
     pub latency_ms_p95: Option<f64>,
     pub path: PathKind,
     pub path_changes: u32,
+    /// Frames decoded since the last path change (all of them without one).
+    pub frames_since_path_change: u64,
     pub time_to_first_frame_ms: Option<f64>,
     /// From the start to the move onto the direct path, if the session made one.
     pub time_to_direct_ms: Option<f64>,
@@ -57,6 +59,7 @@ pub struct Stats {
     pub height: u32,
     pub path: PathKind,
     pub path_changes: u32,
+    frames_since_path_change: u64,
     direct_since: Option<Instant>,
     latencies_us: Vec<u64>,
     window: Window,
@@ -128,6 +131,7 @@ impl Stats {
             height: 0,
             path,
             path_changes: 0,
+            frames_since_path_change: 0,
             direct_since: None,
             latencies_us: Vec::new(),
             window: Window {
@@ -141,6 +145,9 @@ impl Stats {
 
     /// The path the session is on now, how often it changed, and since when it is direct.
     pub fn set_path(&mut self, path: PathKind, changes: u32, direct_since: Option<Instant>) {
+        if changes != self.path_changes {
+            self.frames_since_path_change = 0;
+        }
         self.path = path;
         self.path_changes = changes;
         self.direct_since = direct_since;
@@ -153,6 +160,7 @@ impl Stats {
 
     pub fn on_decoded(&mut self, now: Instant, latency_us: Option<u64>, width: u32, height: u32) {
         self.frames_decoded += 1;
+        self.frames_since_path_change += 1;
         self.width = width;
         self.height = height;
         self.first_frame.get_or_insert(now);
@@ -206,6 +214,7 @@ impl Stats {
             latency_ms_p95: percentile_ms(&self.latencies_us, 0.95),
             path: self.path,
             path_changes: self.path_changes,
+            frames_since_path_change: self.frames_since_path_change,
             time_to_first_frame_ms: self
                 .first_frame
                 .map(|f| f.duration_since(self.started).as_secs_f64() * 1000.0),

@@ -3,16 +3,16 @@
 //! proxy in the middle. Each test names the class of issue #11 it guards; `cargo xtask attack`
 //! runs them with what they measure printed.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use certs::{Fingerprint, Identity};
+use certs::Identity;
 use input::{InputEvent, RecordingBackend};
 use peer::controller::{self, Hooks, Target};
-use peer::session::{ALPN, ControlMsg, MAX_CONTROL_LEN, StreamKind, VERSION};
-use rendezvous::{AccessCode, quic, wire};
+use peer::session::{ALPN, ControlMsg, StreamKind, VERSION};
+use rendezvous::{AccessCode, quic};
 
 mod common;
+use common::raw::{Attacker, prove, read, send};
 use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous_relay, synthetic_host};
 
 const PASSWORD: &str = "attack test pass 8642";
@@ -31,96 +31,6 @@ async fn setup(dir: &std::path::Path) -> (Rv, peer::host::HostHandle, RecordingB
     ))
     .await;
     (rv, host, backend)
-}
-
-/// A hostile controller: its own key, its own socket on `source`.
-struct Attacker {
-    id: Identity,
-    endpoint: quinn::Endpoint,
-}
-
-impl Attacker {
-    fn new(source: &str) -> Self {
-        Self {
-            id: Identity::ephemeral().unwrap(),
-            endpoint: quinn::Endpoint::client(format!("{source}:0").parse().unwrap()).unwrap(),
-        }
-    }
-
-    /// Looks `code` up (so the rendezvous announces this key to the host); returns the host's
-    /// key and address.
-    async fn look_up(&self, rv: &Rv, code: AccessCode) -> (Fingerprint, SocketAddr) {
-        let cfg = quic::client_config(
-            &self.id,
-            rv.fingerprint,
-            rendezvous::proto::ALPN,
-            quic::Role::RendezvousClient,
-        )
-        .unwrap();
-        let conn = self
-            .endpoint
-            .connect_with(cfg, rv.addr, "quicdesk.invalid")
-            .unwrap()
-            .await
-            .unwrap();
-        let r = rendezvous::client::resolve(&conn, code, Vec::new(), false)
-            .await
-            .unwrap();
-        conn.close(0u32.into(), b"");
-        (r.host, r.candidates[0])
-    }
-
-    async fn dial(&self, host: Fingerprint, addr: SocketAddr) -> quinn::Connection {
-        let cfg = quic::client_config(&self.id, host, ALPN, quic::Role::Controller).unwrap();
-        self.endpoint
-            .connect_with(cfg, addr, "quicdesk.invalid")
-            .unwrap()
-            .await
-            .expect("handshake")
-    }
-}
-
-async fn send(s: &mut quinn::SendStream, msg: &ControlMsg) {
-    s.write_all(&wire::encode(msg, MAX_CONTROL_LEN).unwrap())
-        .await
-        .unwrap();
-}
-
-async fn read(r: &mut quinn::RecvStream) -> Option<ControlMsg> {
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        wire::read_msg::<ControlMsg, _>(r, MAX_CONTROL_LEN),
-    )
-    .await
-    .ok()?
-    .ok()?
-}
-
-/// Proves `password` on a raw control stream, as a correct controller would.
-async fn prove(
-    conn: &quinn::Connection,
-    password: &str,
-) -> (quinn::SendStream, quinn::RecvStream, Option<ControlMsg>) {
-    let (mut s, mut r) = conn.open_bi().await.unwrap();
-    send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
-    let Some(ControlMsg::Challenge { kdf, spake }) = read(&mut r).await else {
-        panic!("no challenge");
-    };
-    let exporter = peer::net::exporter(conn).unwrap();
-    let secret = kdf.derive(password).unwrap();
-    let keys = peer::auth::ControllerAuth::start(&secret, exporter)
-        .finish(&spake)
-        .unwrap();
-    send(
-        &mut s,
-        &ControlMsg::Auth {
-            spake: keys.spake_c.clone(),
-            confirm: keys.confirm,
-        },
-    )
-    .await;
-    let verdict = read(&mut r).await;
-    (s, r, verdict)
 }
 
 /// Class 2: a key the rendezvous did not announce gets no handshake, so no password step.
@@ -157,8 +67,11 @@ async fn every_attempt_counts_and_a_guesser_locks_out_nobody_else() {
     let code = host.status().code.expect("registered");
     let password_before = host.status().password.clone();
     let attacker = Attacker::new("127.0.0.2");
-    let (fp, addr) = attacker.look_up(&rv, code).await;
-    let conn = attacker.dial(fp, addr).await;
+    let (fp, addr) = attacker
+        .look_up((rv.addr, rv.fingerprint), code)
+        .await
+        .unwrap();
+    let conn = attacker.dial(fp, addr).await.unwrap();
     let (mut s, mut r) = conn.open_bi().await.unwrap();
     send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
     assert!(matches!(
@@ -173,8 +86,11 @@ async fn every_attempt_counts_and_a_guesser_locks_out_nobody_else() {
     );
 
     // Straight back: announced again, but over the back-off.
-    let (fp, addr) = attacker.look_up(&rv, code).await;
-    let conn = attacker.dial(fp, addr).await;
+    let (fp, addr) = attacker
+        .look_up((rv.addr, rv.fingerprint), code)
+        .await
+        .unwrap();
+    let conn = attacker.dial(fp, addr).await.unwrap();
     let (mut s, mut r) = conn.open_bi().await.unwrap();
     send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
     match read(&mut r).await {
@@ -207,8 +123,11 @@ async fn nothing_before_the_password_proof_reaches_the_host() {
     let (rv, host, backend) = setup(dir.path()).await;
     let code = host.status().code.expect("registered");
     let attacker = Attacker::new("127.0.0.4");
-    let (fp, addr) = attacker.look_up(&rv, code).await;
-    let conn = attacker.dial(fp, addr).await;
+    let (fp, addr) = attacker
+        .look_up((rv.addr, rv.fingerprint), code)
+        .await
+        .unwrap();
+    let conn = attacker.dial(fp, addr).await.unwrap();
     let (mut ctl, _r) = conn.open_bi().await.unwrap();
     send(&mut ctl, &ControlMsg::Hello { version: VERSION }).await;
     // No input stream, no second control stream.
@@ -255,8 +174,11 @@ async fn a_malformed_frame_closes_only_its_stream() {
     let (rv, host, backend) = setup(dir.path()).await;
     let code = host.status().code.expect("registered");
     let attacker = Attacker::new("127.0.0.5");
-    let (fp, addr) = attacker.look_up(&rv, code).await;
-    let conn = attacker.dial(fp, addr).await;
+    let (fp, addr) = attacker
+        .look_up((rv.addr, rv.fingerprint), code)
+        .await
+        .unwrap();
+    let conn = attacker.dial(fp, addr).await.unwrap();
     let (_ctl, _r, verdict) = prove(&conn, PASSWORD).await;
     assert!(
         matches!(verdict, Some(ControlMsg::Welcome { .. })),
@@ -315,11 +237,14 @@ async fn a_man_in_the_middle_relaying_the_exchange_is_refused_by_both_sides() {
         id: proxy_id,
         endpoint: quinn::Endpoint::client(LOCAL).unwrap(),
     };
-    let (host_fp, host_addr) = upstream.look_up(&rv, code).await;
+    let (host_fp, host_addr) = upstream
+        .look_up((rv.addr, rv.fingerprint), code)
+        .await
+        .unwrap();
     let proxy_fp = upstream.id.fingerprint();
     let proxying = tokio::spawn(async move {
         let down = proxy_server.accept().await.unwrap().await.unwrap();
-        let up = upstream.dial(host_fp, host_addr).await;
+        let up = upstream.dial(host_fp, host_addr).await.unwrap();
         let (mut ds, mut dr) = down.accept_bi().await.unwrap();
         let (mut us, mut ur) = up.open_bi().await.unwrap();
         // Verbatim, both ways, until either side ends.

@@ -41,8 +41,8 @@ async fn session(rv: &Rv, dir: &Path, mode: RelayMode) -> (Report, Vec<InputEven
     let host = start_host(host_config(rv, &dir.join("host"), recording.clone())).await;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let sent = events();
+    // Queued until the session's input stream is up.
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
         for ev in sent {
             tx.send(ev).await.unwrap();
         }

@@ -108,8 +108,8 @@ async fn frames_match_the_source_and_input_arrives_in_order() {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let events = script();
     let to_send = events.clone();
+    // Queued until the session's input stream is up.
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
         for ev in to_send {
             tx.send(ev).await.unwrap();
         }

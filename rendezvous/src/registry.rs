@@ -465,6 +465,6 @@ mod tests {
         std::fs::write(&target, b"").unwrap();
         let path = dir.path().join("r.sqlite3");
         std::os::unix::fs::symlink(&target, &path).unwrap();
-        assert!(Store::open(&path).is_err());
+        assert!(matches!(Store::open(&path), Err(StoreError::File(_))));
     }
 }

@@ -172,7 +172,10 @@ mod tests {
             decode::<Msg>(&frame, 10),
             Err(WireError::TooLong { .. })
         ));
-        assert!(encode(&Msg::B("x".repeat(50)), 10).is_err());
+        assert!(matches!(
+            encode(&Msg::B("x".repeat(50)), 10),
+            Err(WireError::TooLong { .. })
+        ));
         let mut bad = vec![0, 0, 0, 2, 9, 9];
         assert!(matches!(
             decode::<Msg>(&bad, 100),
@@ -182,7 +185,10 @@ mod tests {
         bad = encode(&Msg::A(1), 100).unwrap();
         bad.push(0);
         bad[3] += 1;
-        assert!(decode::<Msg>(&bad, 100).is_err());
+        assert!(matches!(
+            decode::<Msg>(&bad, 100),
+            Err(WireError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -198,6 +204,34 @@ mod tests {
             let _ = decode::<crate::proto::ClientMsg>(&bytes, 64);
             let _ = decode::<crate::proto::ServerMsg>(&bytes, 64);
         }
+    }
+
+    /// Random bodies behind a correct length header, so they reach postcard: every complete
+    /// frame is a message or `Malformed`, never a panic, and both happen.
+    #[test]
+    fn random_frames_reach_the_decoder_and_never_panic() {
+        let (mut decoded, mut malformed) = (0, 0);
+        let mut x: u64 = 0x2545f4914f6cdd1d;
+        for _ in 0..50_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 48) as usize;
+            let mut frame = (len as u32).to_be_bytes().to_vec();
+            frame.extend((0..len).map(|i| (x.rotate_left(i as u32 * 7) % 7) as u8));
+            let outcomes = [
+                decode::<crate::proto::ClientMsg>(&frame, 64).map(|m| m.is_some()),
+                decode::<crate::proto::ServerMsg>(&frame, 64).map(|m| m.is_some()),
+            ];
+            for outcome in outcomes {
+                match outcome {
+                    Ok(true) => decoded += 1,
+                    Err(WireError::Malformed(_)) => malformed += 1,
+                    other => panic!("a complete frame gave {other:?}"),
+                }
+            }
+        }
+        assert!(decoded > 100 && malformed > 100, "{decoded} {malformed}");
     }
 
     #[tokio::test]

@@ -444,6 +444,8 @@ pub struct Outcome {
     pub connected: bool,
     pub path: String,
     pub path_changes: u64,
+    /// Frames decoded since the last path change.
+    pub frames_since_change: u64,
     pub time_to_first_frame_ms: Option<f64>,
     pub time_to_direct_ms: Option<f64>,
     pub frames: u64,
@@ -483,6 +485,7 @@ pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, conditions: &Conditions) -> R
             connected: stats["frames_decoded"].as_u64().unwrap_or(0) > 0,
             path: stats["path"].as_str().unwrap_or("?").to_owned(),
             path_changes: stats["path_changes"].as_u64().unwrap_or(0),
+            frames_since_change: stats["frames_since_path_change"].as_u64().unwrap_or(0),
             time_to_first_frame_ms: stats["time_to_first_frame_ms"].as_f64(),
             time_to_direct_ms: stats["time_to_direct_ms"].as_f64(),
             frames: stats["frames_decoded"].as_u64().unwrap_or(0),
@@ -496,6 +499,7 @@ pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, conditions: &Conditions) -> R
             connected: false,
             path: "-".into(),
             path_changes: 0,
+            frames_since_change: 0,
             time_to_first_frame_ms: None,
             time_to_direct_ms: None,
             frames: 0,
@@ -794,9 +798,23 @@ pub fn nat_lab(rest: &[String]) -> Result<()> {
         {
             failures.push(format!("{pair} ended on the {} path, not {want}", o.path));
         }
-        // After a cut, frames must keep coming: at least 2/3 of the session's 30 fps.
-        if conditions.cut_direct_after.is_some() && o.frames < u64::from(secs) * 20 {
-            failures.push(format!("{pair}: only {} frames after the cut", o.frames));
+        // A cut must be a real fallback (relay, then direct, then the relay again: 2 changes),
+        // and frames must keep coming after it: counted from the last change, at least 2/3 of
+        // 30 fps over what is left after the cut and the 1.5 s it takes to notice it.
+        if let Some(at) = conditions.cut_direct_after {
+            let after = u64::from(secs.saturating_sub(at + 2)) * 20;
+            if o.path_changes < 2 {
+                failures.push(format!(
+                    "{pair}: {} path changes, not a fallback to the relay",
+                    o.path_changes
+                ));
+            }
+            if o.frames_since_change < after {
+                failures.push(format!(
+                    "{pair}: only {} frames after falling back (want {after})",
+                    o.frames_since_change
+                ));
+            }
         }
         outcomes.push(o);
     }

@@ -1,0 +1,133 @@
+//! A hostile controller written by hand: quinn with its own key, the session's frames encoded
+//! one by one, the password proof done with the protocol's public algorithm. Used by the attack
+//! suite and the guessing benchmark.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use certs::{Fingerprint, Identity};
+use peer::session::{ALPN, ControlMsg, MAX_CONTROL_LEN, VERSION};
+use rendezvous::{AccessCode, quic, wire};
+
+/// A hostile controller: its own key, its own socket on `source`.
+pub struct Attacker {
+    pub id: Identity,
+    pub endpoint: quinn::Endpoint,
+}
+
+impl Attacker {
+    pub fn new(source: &str) -> Self {
+        Self {
+            id: Identity::ephemeral().unwrap(),
+            endpoint: quinn::Endpoint::client(format!("{source}:0").parse().unwrap()).unwrap(),
+        }
+    }
+
+    /// Looks `code` up (so the rendezvous announces this key to the host); returns the host's
+    /// key and address (the rendezvous must run without a relay, so that it hands them out).
+    pub async fn look_up(
+        &self,
+        rv: (SocketAddr, Fingerprint),
+        code: AccessCode,
+    ) -> Result<(Fingerprint, SocketAddr), String> {
+        let cfg = quic::client_config(
+            &self.id,
+            rv.1,
+            rendezvous::proto::ALPN,
+            quic::Role::RendezvousClient,
+        )
+        .map_err(|e| e.to_string())?;
+        let conn = self
+            .endpoint
+            .connect_with(cfg, rv.0, "quicdesk.invalid")
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let r = rendezvous::client::resolve(&conn, code, Vec::new(), false).await;
+        conn.close(0u32.into(), b"");
+        let r = r.map_err(|e| e.to_string())?;
+        let addr = *r.candidates.first().ok_or("no address handed out")?;
+        Ok((r.host, addr))
+    }
+
+    pub async fn dial(
+        &self,
+        host: Fingerprint,
+        addr: SocketAddr,
+    ) -> Result<quinn::Connection, String> {
+        let cfg = quic::client_config(&self.id, host, ALPN, quic::Role::Controller)
+            .map_err(|e| e.to_string())?;
+        self.endpoint
+            .connect_with(cfg, addr, "quicdesk.invalid")
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Writes one control message; a failed write shows as a missing answer.
+pub async fn send(s: &mut quinn::SendStream, msg: &ControlMsg) {
+    let _ = s
+        .write_all(&wire::encode(msg, MAX_CONTROL_LEN).unwrap())
+        .await;
+}
+
+pub async fn read(r: &mut quinn::RecvStream) -> Option<ControlMsg> {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        wire::read_msg::<ControlMsg, _>(r, MAX_CONTROL_LEN),
+    )
+    .await
+    .ok()?
+    .ok()?
+}
+
+/// Proves `password` on a raw control stream, as a correct controller would.
+pub async fn prove(
+    conn: &quinn::Connection,
+    password: &str,
+) -> (quinn::SendStream, quinn::RecvStream, Option<ControlMsg>) {
+    let (mut s, mut r) = conn.open_bi().await.unwrap();
+    send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
+    let Some(ControlMsg::Challenge { kdf, spake }) = read(&mut r).await else {
+        panic!("no challenge");
+    };
+    let exporter = peer::net::exporter(conn).unwrap();
+    let secret = kdf.derive(password).unwrap();
+    let keys = peer::auth::ControllerAuth::start(&secret, exporter)
+        .finish(&spake)
+        .unwrap();
+    send(
+        &mut s,
+        &ControlMsg::Auth {
+            spake: keys.spake_c.clone(),
+            confirm: keys.confirm,
+        },
+    )
+    .await;
+    let verdict = read(&mut r).await;
+    (s, r, verdict)
+}
+
+/// One password attempt on a fresh connection: the host's answer (a denial before the
+/// challenge, or its verdict on the proof), or why there was none.
+pub async fn guess(conn: &quinn::Connection, password: &str) -> Result<ControlMsg, String> {
+    let (mut s, mut r) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
+    let (kdf, spake) = match read(&mut r).await {
+        Some(ControlMsg::Challenge { kdf, spake }) => (kdf, spake),
+        Some(other) => return Ok(other),
+        None => return Err("no answer to Hello".into()),
+    };
+    let exporter = peer::net::exporter(conn).map_err(|e| e.to_string())?;
+    let secret = kdf.derive(password).map_err(|e| e.to_string())?;
+    let keys = peer::auth::ControllerAuth::start(&secret, exporter)
+        .finish(&spake)
+        .map_err(|e| e.to_string())?;
+    let auth = ControlMsg::Auth {
+        spake: keys.spake_c.clone(),
+        confirm: keys.confirm,
+    };
+    send(&mut s, &auth).await;
+    read(&mut r).await.ok_or_else(|| "no verdict".into())
+}
