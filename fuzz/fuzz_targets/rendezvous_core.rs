@@ -26,7 +26,7 @@ use rendezvous::AccessCode;
 use rendezvous::limits::Prefix;
 use rendezvous::proto::{self, ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
 use rendezvous::registry::{HostRecord, Quarantined, Registry};
-use rendezvous::relay::{AllocError, Limits, Owner, Relay};
+use rendezvous::relay::{self, Action, AllocError, Limits, Owner, Relay, Ticket};
 use rendezvous::server::{Admit, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX, Policy};
 use rendezvous::wire;
 
@@ -89,9 +89,13 @@ impl<K: std::hash::Hash + Eq + std::fmt::Debug> Budget<K> {
     }
 }
 
+/// What decides a relay session's life: when it opened, its last sign of life (a proven bind,
+/// or data from a proven address), and each side's ticket, proven address and bind counter.
 struct RelaySession {
     owner: Owner,
     created: Instant,
+    last: Instant,
+    sides: [(Ticket, Option<SocketAddr>, u64); 2],
     alive: bool,
 }
 
@@ -324,12 +328,15 @@ impl Core {
         };
         let got = self.relay.allocate(self.now, owner);
         assert_eq!(got.map(|_| ()), want, "relay allocation");
-        let Ok([_, ticket]) = got else {
+        let Ok(tickets) = got else {
             return;
         };
+        let ticket = tickets[1];
         self.relay_sessions.push(RelaySession {
             owner,
             created: self.now,
+            last: self.now,
+            sides: tickets.map(|t| (t, None, 0)),
             alive: true,
         });
         let candidates = proto::candidates(Some(from), lan);
@@ -340,7 +347,7 @@ impl Core {
             candidates: if relay_only { Vec::new() } else { candidates },
             observed: from,
             stun_port: Some(3479),
-            relay: Some(rendezvous::relay::RelayOffer { port: 3480, ticket }),
+            relay: Some(relay::RelayOffer { port: 3480, ticket }),
         };
         wire::encode(&answer, MAX_MSG_LEN).expect("Resolved fits");
     }
@@ -420,13 +427,85 @@ impl Core {
     fn relay_sweep(&mut self) {
         let mut want = 0;
         for s in self.relay_sessions.iter_mut().filter(|s| s.alive) {
-            let age = self.now.saturating_duration_since(s.created);
-            if age > RELAY_LIMITS.unbound_ttl || age > RELAY_LIMITS.idle {
+            let unbound = s.sides.iter().any(|side| side.1.is_none())
+                && self.now.saturating_duration_since(s.created) > RELAY_LIMITS.unbound_ttl;
+            if unbound || self.now.saturating_duration_since(s.last) > RELAY_LIMITS.idle {
                 s.alive = false;
                 want += 1;
             }
         }
         assert_eq!(self.relay.sweep(self.now), want, "relay sessions closed");
+    }
+
+    /// A datagram to the relay port: a proven bind or data under a session's ticket, or raw
+    /// bytes. Every answer is at most the datagram's size and goes back to its sender, unless
+    /// it is data from a proven address.
+    fn relay_datagram(&mut self, from: SocketAddr, r: &mut Reader) {
+        let kind = r.u8() % 3;
+        let pick = usize::from(r.u8());
+        let side = usize::from(r.bool());
+        let n = self.relay_sessions.len();
+        let mut buf = match (kind, n) {
+            (0, 1..) => {
+                let (ticket, _, counter) = self.relay_sessions[pick % n].sides[side];
+                relay::bind_frame(&ticket, counter + u64::from(r.u8() % 3)).to_vec()
+            }
+            (1, 1..) => {
+                let (ticket, _, _) = self.relay_sessions[pick % n].sides[side];
+                let mut d = relay::data_header(ticket.token).to_vec();
+                d.extend_from_slice(r.blob16());
+                d
+            }
+            _ => r.blob16().to_vec(),
+        };
+        let len = buf.len();
+        let action = self.relay.on_datagram(self.now, from, &mut buf);
+        if let Action::Send { to, len: sent } = action {
+            assert!(sent <= len, "the relay answered {len} bytes with {sent}");
+            assert!(to == from || buf[0] == 0x80, "a notice to someone else");
+        }
+        // The model of liveness: a proven bind, or data from the side's proven address.
+        if n == 0 || kind == 2 {
+            return;
+        }
+        let now = self.now;
+        let s = &mut self.relay_sessions[pick % n];
+        if !s.alive {
+            assert_eq!(action, Action::Drop, "a closed session answered");
+            return;
+        }
+        if kind == 0 {
+            let counter = u64::from_be_bytes(buf[17..25].try_into().expect("8 bytes"));
+            let proven = counter > s.sides[side].2;
+            assert_eq!(
+                action,
+                if proven {
+                    Action::Send { to: from, len: 17 }
+                } else {
+                    Action::Drop
+                },
+                "bind"
+            );
+            if proven {
+                s.sides[side].1 = Some(from);
+                s.sides[side].2 = counter;
+                s.last = now;
+            }
+        } else if s.sides[side].1 == Some(from) {
+            s.last = now;
+            if let Some(to) = s.sides[1 - side].1 {
+                assert!(
+                    matches!(action, Action::Send { to: t, .. } if t == to)
+                        || action == Action::Drop,
+                    "data went elsewhere than the other side"
+                );
+            }
+        } else {
+            assert!(matches!(
+                action,
+                Action::Drop | Action::Send { len: 17, .. }
+            ));
+        }
     }
 
     /// The registry as seen through its interface equals the model.
@@ -477,7 +556,7 @@ fn run(data: &[u8]) {
     let mut ops = 0;
     while !r.is_empty() && ops < 300 {
         ops += 1;
-        match r.u8() % 11 {
+        match r.u8() % 12 {
             0 => {
                 let (k, from) = (key(r.u8()), observed(r.u8()));
                 let rng = r.blob8();
@@ -505,6 +584,10 @@ fn run(data: &[u8]) {
             6 => core.close(r.u8()),
             7 => core.policy.sweep(core.now),
             8 => core.relay_sweep(),
+            11 => {
+                let from = observed(r.u8());
+                core.relay_datagram(from, &mut r);
+            }
             9 => {
                 let code = core.pick_code(&mut r);
                 let now = core.unix();
@@ -544,6 +627,23 @@ fn seeds() -> Vec<Vec<u8>> {
     w.u8(0).u8(0).u8(0).blob8(&rng_a);
     w.u8(0).u8(1).u8(1).blob8(&rng_b);
     w.u8(2).u8(2).u8(2).u8(0).bool(false);
+    // Both sides bind at the relay, data goes across, a replayed bind and a stranger's data.
+    w.u8(11).u8(2).u8(0).u8(0).bool(false).u8(1);
+    w.u8(11).u8(0).u8(0).u8(0).bool(true).u8(2);
+    w.u8(11)
+        .u8(2)
+        .u8(1)
+        .u8(0)
+        .bool(false)
+        .blob16(b"quic packet");
+    w.u8(11).u8(1).u8(0).u8(0).bool(true).u8(0);
+    w.u8(11)
+        .u8(1)
+        .u8(1)
+        .u8(0)
+        .bool(true)
+        .blob16(b"not from here");
+    w.u8(11).u8(3).u8(2).u8(0).bool(false).blob16(&[0x81; 41]);
     w.u8(1).u8(0);
     w.u8(4).u16(0x8000 + 200);
     w.u8(3);
