@@ -335,9 +335,25 @@ async fn session(
         let (stats, clock, ctl_tx) = (stats.clone(), clock.clone(), ctl_tx.clone());
         let on_frame = hooks.on_frame;
         let mode = cfg.decoder.clone();
+        let (socket, virtual_addr) = (socket.clone(), route.addr());
+        let path_changes: PathChanges = Box::new(move || {
+            socket
+                .route_state(virtual_addr)
+                .map_or(0, |s| s.path_changes)
+        });
         std::thread::Builder::new()
             .name("quicdesk-decode".into())
-            .spawn(move || decode_loop(frames_rx, stats, clock, ctl_tx, on_frame, recorder, mode))?
+            .spawn(move || {
+                decode_loop(
+                    frames_rx,
+                    stats,
+                    clock,
+                    ctl_tx,
+                    on_frame,
+                    recorder,
+                    (mode, path_changes),
+                )
+            })?
     };
     let session_end = async {
         tokio::select! {
@@ -619,6 +635,9 @@ async fn receive_video(
     }
 }
 
+/// How often the session's route has changed path so far (read by the decode thread).
+type PathChanges = Box<dyn Fn() -> u32 + Send>;
+
 fn decode_loop(
     mut rx: mpsc::Receiver<(VideoHeader, Vec<u8>)>,
     stats: Arc<Mutex<Stats>>,
@@ -626,7 +645,7 @@ fn decode_loop(
     ctl: mpsc::UnboundedSender<ControlMsg>,
     mut on_frame: Option<FrameHook>,
     mut recorder: Option<std::io::BufWriter<std::fs::File>>,
-    decoder_mode: DecoderMode,
+    (decoder_mode, path_changes): (DecoderMode, PathChanges),
 ) -> Result<(), Error> {
     // Spawned here: the worker lives as long as the thread that started it.
     let mut decoder = AnyDecoder::new(&decoder_mode)?;
@@ -651,11 +670,12 @@ fn decode_loop(
                 if let Some(rec) = recorder.as_mut() {
                     rec.write_all(payload)?;
                 }
+                let changes = path_changes();
                 stats.lock().unwrap_or_else(|p| p.into_inner()).on_decoded(
                     now,
                     latency_us,
-                    frame.width,
-                    frame.height,
+                    (frame.width, frame.height),
+                    changes,
                 );
                 if let Some(hook) = on_frame.as_mut() {
                     let meta = FrameMeta {

@@ -60,6 +60,8 @@ pub struct Stats {
     pub path: PathKind,
     pub path_changes: u32,
     frames_since_path_change: u64,
+    /// The path changes [`Self::frames_since_path_change`] counts from.
+    changes_counted_from: u32,
     direct_since: Option<Instant>,
     latencies_us: Vec<u64>,
     window: Window,
@@ -132,6 +134,7 @@ impl Stats {
             path,
             path_changes: 0,
             frames_since_path_change: 0,
+            changes_counted_from: 0,
             direct_since: None,
             latencies_us: Vec::new(),
             window: Window {
@@ -145,9 +148,6 @@ impl Stats {
 
     /// The path the session is on now, how often it changed, and since when it is direct.
     pub fn set_path(&mut self, path: PathKind, changes: u32, direct_since: Option<Instant>) {
-        if changes != self.path_changes {
-            self.frames_since_path_change = 0;
-        }
         self.path = path;
         self.path_changes = changes;
         self.direct_since = direct_since;
@@ -158,8 +158,20 @@ impl Stats {
         self.bytes_received += bytes as u64;
     }
 
-    pub fn on_decoded(&mut self, now: Instant, latency_us: Option<u64>, width: u32, height: u32) {
+    /// Counts a decoded frame on a route that has changed path `path_changes` times so far
+    /// (read as the frame is decoded, so frames after a change are counted from the change).
+    pub fn on_decoded(
+        &mut self,
+        now: Instant,
+        latency_us: Option<u64>,
+        (width, height): (u32, u32),
+        path_changes: u32,
+    ) {
         self.frames_decoded += 1;
+        if path_changes != self.changes_counted_from {
+            self.changes_counted_from = path_changes;
+            self.frames_since_path_change = 0;
+        }
         self.frames_since_path_change += 1;
         self.width = width;
         self.height = height;

@@ -828,12 +828,12 @@ pub fn nat_lab(rest: &[String]) -> Result<()> {
 fn print_matrix(outcomes: &[Outcome]) {
     let ms = |v: Option<f64>| v.map_or("-".into(), |ms| format!("{ms:.0} ms"));
     println!(
-        "\n| host NAT | controller NAT | path conditions | connected | path (changes) | time to first frame | time to direct | frames | input events |"
+        "\n| host NAT | controller NAT | path conditions | connected | path (changes) | time to first frame | time to direct | frames (since the last path change) | input events |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for o in outcomes {
         println!(
-            "| {} | {} | {} | {} | {} ({}) | {} | {} | {} | {}/{LAB_EVENTS} |",
+            "| {} | {} | {} | {} | {} ({}) | {} | {} | {} ({}) | {}/{LAB_EVENTS} |",
             o.host.name(),
             o.controller.name(),
             o.conditions,
@@ -843,6 +843,7 @@ fn print_matrix(outcomes: &[Outcome]) {
             ms(o.time_to_first_frame_ms),
             ms(o.time_to_direct_ms),
             o.frames,
+            o.frames_since_change,
             o.input_events
         );
     }
