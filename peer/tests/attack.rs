@@ -33,6 +33,23 @@ async fn setup(dir: &std::path::Path) -> (Rv, peer::host::HostHandle, RecordingB
     (rv, host, backend)
 }
 
+/// A hostile controller on `source` that looked the host up (so the host expects its key) and
+/// dialled it.
+async fn announced(
+    rv: &Rv,
+    host: &peer::host::HostHandle,
+    source: &str,
+) -> (Attacker, quinn::Connection) {
+    let code = host.status().code.expect("registered");
+    let attacker = Attacker::new(source);
+    let (fp, addr) = attacker
+        .look_up((rv.addr, rv.fingerprint), code)
+        .await
+        .unwrap();
+    let conn = attacker.dial(fp, addr).await.unwrap();
+    (attacker, conn)
+}
+
 /// Class 2: a key the rendezvous did not announce gets no handshake, so no password step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_refuses_keys_nobody_announced_before_any_password_step() {
@@ -121,13 +138,7 @@ async fn every_attempt_counts_and_a_guesser_locks_out_nobody_else() {
 async fn nothing_before_the_password_proof_reaches_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let (rv, host, backend) = setup(dir.path()).await;
-    let code = host.status().code.expect("registered");
-    let attacker = Attacker::new("127.0.0.4");
-    let (fp, addr) = attacker
-        .look_up((rv.addr, rv.fingerprint), code)
-        .await
-        .unwrap();
-    let conn = attacker.dial(fp, addr).await.unwrap();
+    let (_attacker, conn) = announced(&rv, &host, "127.0.0.4").await;
     let (mut ctl, _r) = conn.open_bi().await.unwrap();
     send(&mut ctl, &ControlMsg::Hello { version: VERSION }).await;
     // No input stream, no second control stream.
@@ -172,13 +183,7 @@ async fn nothing_before_the_password_proof_reaches_the_host() {
 async fn a_malformed_frame_closes_only_its_stream() {
     let dir = tempfile::tempdir().unwrap();
     let (rv, host, backend) = setup(dir.path()).await;
-    let code = host.status().code.expect("registered");
-    let attacker = Attacker::new("127.0.0.5");
-    let (fp, addr) = attacker
-        .look_up((rv.addr, rv.fingerprint), code)
-        .await
-        .unwrap();
-    let conn = attacker.dial(fp, addr).await.unwrap();
+    let (_attacker, conn) = announced(&rv, &host, "127.0.0.5").await;
     let (_ctl, _r, verdict) = prove(&conn, PASSWORD).await;
     assert!(
         matches!(verdict, Some(ControlMsg::Welcome { .. })),
