@@ -51,6 +51,9 @@ struct Failures {
 
 impl Failures {
     fn wait_until(&self) -> Instant {
+        if self.count == 0 {
+            return self.last;
+        }
         let secs = 1u64 << self.count.saturating_sub(1).min(20);
         self.last + Duration::from_secs(secs).min(MAX_BACKOFF)
     }

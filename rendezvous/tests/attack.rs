@@ -22,6 +22,7 @@ struct Running {
     fingerprint: certs::Fingerprint,
     counters: Option<server::RelayCounters>,
     stun_counters: std::sync::Arc<rendezvous::responder::Counters>,
+    restarts: std::sync::Arc<std::sync::atomic::AtomicU64>,
     closer: server::Closer,
     _dir: tempfile::TempDir,
 }
@@ -40,6 +41,7 @@ fn start(limits: Limits) -> Running {
         fingerprint: server.fingerprint(),
         counters: server.relay_counters(),
         stun_counters: server.stun_counters(),
+        restarts: server.service_restarts(),
         closer: server.closer(),
         _dir: dir,
     };
@@ -218,6 +220,13 @@ async fn no_datagram_stops_the_relay_or_the_other_services() {
     assert_eq!(&buf[relay::HEADER_LEN..n], b"still relaying");
     let counters = rv.counters.as_ref().unwrap().get();
     assert!(counters.dropped_malformed > 0, "{counters:?}");
+    // Not one service died on the way (the supervisor would have hidden it from the checks
+    // above by starting it again).
+    assert_eq!(
+        rv.restarts.load(Ordering::Relaxed),
+        0,
+        "a service task died"
+    );
     let (_, req) = stun::binding_request().unwrap();
     assert!(!answers(&local_udp(), rv.stun.unwrap(), &req, Duration::from_secs(1)).is_empty());
     eprintln!(

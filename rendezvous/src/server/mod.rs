@@ -128,6 +128,8 @@ impl Service {
 
 struct State {
     forget_after: Duration,
+    /// How often a supervised service had to be started again.
+    restarts: Arc<std::sync::atomic::AtomicU64>,
     /// Keys the source tags of connect requests (new at every start).
     tag_key: ring::hmac::Key,
     stun: Service,
@@ -244,6 +246,7 @@ impl Server {
             fingerprint: identity.fingerprint(),
             state: Arc::new(State {
                 forget_after: config.forget_after,
+                restarts: Arc::default(),
                 tag_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &rand::random::<[u8; 32]>()),
                 stun: Service::new(port(&stun)),
                 relay_service: Service::new(port(&relay_socket)),
@@ -279,6 +282,12 @@ impl Server {
         self.state.relay.clone().map(RelayCounters)
     }
 
+    /// How often a background service (sweeper, STUN responder, relay) ended or panicked and
+    /// was started again; 0 in a healthy server.
+    pub fn service_restarts(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.state.restarts.clone()
+    }
+
     /// What the STUN responder has done so far.
     pub fn stun_counters(&self) -> Arc<crate::responder::Counters> {
         self.stun_counters.clone()
@@ -296,9 +305,10 @@ impl Server {
     /// Serves until [`Closer::close`] is called; then closes every connection (peers are told,
     /// so hosts re-register at once with the next server) and releases the sockets.
     pub async fn run(mut self) {
+        let restarts = self.state.restarts.clone();
         let mut services = vec![tokio::spawn(supervise(
             "registry sweeper",
-            Arc::new(AtomicBool::new(false)),
+            (Arc::new(AtomicBool::new(false)), restarts.clone()),
             {
                 let state = self.state.clone();
                 move || sweep(state.clone())
@@ -308,14 +318,14 @@ impl Server {
             let (counters, live) = (self.stun_counters.clone(), self.state.live.clone());
             services.push(tokio::spawn(supervise(
                 "STUN responder",
-                self.state.stun.up.clone(),
+                (self.state.stun.up.clone(), restarts.clone()),
                 move || crate::responder::serve(socket.clone(), counters.clone(), live.clone()),
             )));
         }
         if let (Some(socket), Some(relay)) = (self.relay.take(), self.state.relay.clone()) {
             services.push(tokio::spawn(supervise(
                 "relay",
-                self.state.relay_service.up.clone(),
+                (self.state.relay_service.up.clone(), restarts.clone()),
                 move || relay::serve(socket.clone(), relay.clone()),
             )));
         }
@@ -338,9 +348,13 @@ impl Server {
 }
 
 /// Runs the service `make` starts, marked `up` while it runs; starts it again (after a short
-/// pause) whenever it ends or panics, logging why. Ends only when its own task is aborted.
-pub async fn supervise<F, Fut>(name: &'static str, up: Arc<AtomicBool>, make: F)
-where
+/// pause, counted in `restarts`) whenever it ends or panics, logging why. Ends only when its own
+/// task is aborted.
+pub async fn supervise<F, Fut>(
+    name: &'static str,
+    (up, restarts): (Arc<AtomicBool>, Arc<std::sync::atomic::AtomicU64>),
+    make: F,
+) where
     F: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -382,6 +396,7 @@ where
             }
             Err(_) => return,
         }
+        restarts.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(RESTART_AFTER).await;
     }
 }
@@ -484,7 +499,8 @@ mod tests {
         let up = Arc::new(AtomicBool::new(false));
         let starts = Arc::new(AtomicU32::new(0));
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(supervise("test", up.clone(), {
+        let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = tokio::spawn(supervise("test", (up.clone(), restarts.clone()), {
             let starts = starts.clone();
             move || {
                 let n = starts.fetch_add(1, Ordering::SeqCst);
@@ -502,6 +518,7 @@ mod tests {
             .await
             .expect("restarted within the timeout");
         assert_eq!(starts.load(Ordering::SeqCst), 2);
+        assert_eq!(restarts.load(Ordering::SeqCst), 1);
         assert!(up.load(Ordering::SeqCst));
         task.abort();
         let _ = task.await;
