@@ -11,12 +11,12 @@ pub const MAX_CHARS: usize = 200;
 /// `s` without control characters (C0, DEL, C1), bidirectional overrides and isolates, cut to
 /// [`MAX_CHARS`] characters (an ellipsis marks a cut).
 pub fn printable(s: &str) -> String {
-    let mut out: String = s
+    let mut kept = s
         .chars()
-        .filter(|c| !c.is_control() && !is_bidi_control(*c))
-        .take(MAX_CHARS)
-        .collect();
-    if s.chars().filter(|c| !c.is_control()).count() > MAX_CHARS {
+        .filter(|c| !c.is_control() && !is_bidi_control(*c));
+    let mut out: String = kept.by_ref().take(MAX_CHARS).collect();
+    // The same filter decides what was cut: an ellipsis only where printable text was.
+    if kept.next().is_some() {
         out.push('…');
     }
     out
@@ -41,5 +41,9 @@ mod tests {
         assert_eq!(printable("héllo wörld"), "héllo wörld");
         let long = "x".repeat(1000);
         assert_eq!(printable(&long).chars().count(), MAX_CHARS + 1);
+        // Exactly the limit after removing controls and overrides: nothing cut, no ellipsis
+        // (found by the session_control fuzz target).
+        let exact = format!("{}\u{202e}\x1b", "a".repeat(MAX_CHARS));
+        assert_eq!(printable(&exact), "a".repeat(MAX_CHARS));
     }
 }
