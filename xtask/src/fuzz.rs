@@ -53,8 +53,8 @@ cargo xtask fuzz [--minutes N | --seconds N] [--runs N] [--write-seeds] [TARGET.
   Installs cargo-fuzz into ~/.cache/quicdesk/tools if it is missing, and clang (apt) for the
   instrumented OpenH264 build. Builds into ~/.cache/quicdesk/fuzz-target, keeps each corpus in
   ~/.cache/quicdesk/fuzz-corpus/<target> (seeded from fuzz/seeds/<target>), and logs in
-  ~/.cache/quicdesk/fuzz-logs. A crash fails the command; libFuzzer's input is kept in
-  fuzz/artifacts/<target>/ and `cargo xtask fuzz` says how to replay it.
+  ~/.cache/quicdesk/fuzz-logs (<target>.log: the last clean run). A crash fails the command;
+  libFuzzer's input is kept in fuzz/artifacts/<target>/ and the command says how to replay it.
   QUICDESK_FUZZ_SUPPRESS=name,... relaxes the checks of known, reported findings (never in CI).";
 
 #[derive(Debug, Default)]
@@ -424,7 +424,9 @@ fn fuzz_one(
     for d in [&corpus, &artifacts, &logs] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    let log = logs.join(format!("{target}.log"));
+    // Named by this process, so that runs at the same time (CI and someone's long run) never
+    // write into one file; a clean run's log then becomes `<target>.log`.
+    let log = logs.join(format!("{target}-{}.log", std::process::id()));
     let seeds = root().join("fuzz/seeds").join(target);
     let before: Vec<PathBuf> = files(&artifacts);
     let mut cmd = Command::new(tools.bin_dir.join(target));
@@ -507,6 +509,12 @@ fn fuzz_one(
         o.failed = Some(format!("{what}{panic}"));
     } else if o.executions == 0 {
         o.failed = Some("no executions (see the log)".into());
+    }
+    if o.failed.is_none() {
+        let last = logs.join(format!("{target}.log"));
+        if std::fs::rename(&o.log, &last).is_ok() {
+            o.log = last;
+        }
     }
     Ok(o)
 }
