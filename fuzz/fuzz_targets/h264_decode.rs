@@ -3,11 +3,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quicdesk_fuzz::write_seeds_if_asked;
+use quicdesk_fuzz::{remember_input, write_seeds_if_asked};
 
 fuzz_target!(
     init: write_seeds_if_asked("h264_decode", seeds),
     |data: &[u8]| {
+        // OpenH264 is C++: a heap corruption it causes can hang libFuzzer's crash handler.
+        remember_input(data);
         let Ok(mut d) = codec::Decoder::new() else {
             return;
         };

@@ -13,6 +13,21 @@ use std::path::PathBuf;
 /// `$QUICDESK_FUZZ_WRITE_SEEDS/<target>/` and exit instead of fuzzing.
 pub const WRITE_SEEDS_ENV: &str = "QUICDESK_FUZZ_WRITE_SEEDS";
 
+/// The environment variable naming the file where [`remember_input`] saves each input.
+pub const LAST_INPUT_ENV: &str = "QUICDESK_FUZZ_LAST_INPUT";
+
+/// For targets that run C code: saves `data` to `$QUICDESK_FUZZ_LAST_INPUT` (when set) before
+/// the target runs it. When C code aborts inside malloc (glibc found the heap corrupted),
+/// libFuzzer's crash handler deadlocks on the allocator's lock and never writes the input;
+/// `cargo xtask fuzz` then ends the stuck process and keeps this file. One small file write per
+/// execution.
+pub fn remember_input(data: &[u8]) {
+    static PATH: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    if let Some(path) = PATH.get_or_init(|| std::env::var_os(LAST_INPUT_ENV).map(PathBuf::from)) {
+        let _ = std::fs::write(path, data);
+    }
+}
+
 /// The environment variable naming known findings (comma-separated) whose checks a run
 /// relaxes, see [`suppressed`].
 pub const SUPPRESS_ENV: &str = "QUICDESK_FUZZ_SUPPRESS";

@@ -35,6 +35,11 @@ const CI_SECONDS: u64 = 20;
 const TIMEOUT_SECS: u64 = 20;
 /// The environment variable of known findings a run tolerates (see `fuzz/src/lib.rs`).
 const SUPPRESS_ENV: &str = "QUICDESK_FUZZ_SUPPRESS";
+/// Where targets that run C code save each input before running it (`fuzz/src/lib.rs`).
+const LAST_INPUT_ENV: &str = "QUICDESK_FUZZ_LAST_INPUT";
+/// A target process that has used no CPU for this long is stuck: libFuzzer's crash handler
+/// deadlocks when C code aborts inside malloc (heap corruption), and then never exits.
+const STUCK_AFTER: Duration = Duration::from_secs(60);
 
 pub const USAGE: &str = "\
 cargo xtask fuzz [--minutes N | --seconds N] [--runs N] [--write-seeds] [TARGET...]
@@ -455,13 +460,47 @@ fn fuzz_one(
     };
     eprintln!("fuzz: {target} ({limit}), log {}", log.display());
     let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let last_input = artifacts.join("last-input");
+    let _ = std::fs::remove_file(&last_input);
     let t = Instant::now();
-    let status = cmd
+    let mut child = cmd
         .env("RUST_BACKTRACE", "1")
+        .env(LAST_INPUT_ENV, &last_input)
         .stdout(out.try_clone()?)
         .stderr(out)
-        .status()
+        .spawn()
         .with_context(|| format!("running {}", tools.bin_dir.join(target).display()))?;
+    // libFuzzer ends itself at its limits; this only ends a process that cannot: one stuck
+    // without using the CPU, or one far past its time.
+    let deadline = seconds.map(|s| Duration::from_secs(s + 300));
+    let (mut cpu, mut progress) = (cpu_ticks(child.id()), Instant::now());
+    let mut stuck = None;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let now = cpu_ticks(child.id());
+        if now != cpu {
+            (cpu, progress) = (now, Instant::now());
+        }
+        let why = if progress.elapsed() > STUCK_AFTER {
+            Some(format!(
+                "stuck: no CPU used for {} s (likely a crash whose handler deadlocked: heap \
+                 corruption found inside malloc)",
+                STUCK_AFTER.as_secs()
+            ))
+        } else if deadline.is_some_and(|d| t.elapsed() > d) {
+            Some("still running long after its time limit".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let _ = child.kill();
+            stuck = Some(why);
+            break child.wait()?;
+        }
+    };
     let elapsed = t.elapsed();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let mut o = Outcome {
@@ -482,13 +521,37 @@ fn fuzz_one(
             o.artifact = Some(PathBuf::from(p.trim()));
         }
     }
+    if o.executions == 0 {
+        // Ended before its final statistics: the last status line says how far it got.
+        o.executions = text
+            .lines()
+            .filter_map(|l| l.strip_prefix('#')?.split_whitespace().next()?.parse().ok())
+            .max()
+            .unwrap_or(0);
+    }
     if o.exec_per_sec == 0 && elapsed.as_secs_f64() > 0.0 {
         o.exec_per_sec = (o.executions as f64 / elapsed.as_secs_f64()) as u64;
     }
     if o.artifact.is_none() {
-        o.artifact = files(&artifacts).into_iter().find(|f| !before.contains(f));
+        o.artifact = files(&artifacts)
+            .into_iter()
+            .find(|f| !before.contains(f) && *f != last_input);
     }
-    if !status.success() {
+    // A process that died or was ended without writing its input: the input the target saved
+    // before running it (targets with C code do) is the one.
+    if !status.success()
+        && o.artifact.is_none()
+        && let Ok(input) = std::fs::read(&last_input)
+    {
+        let kept = artifacts.join(format!("crash-or-hang-{:016x}", fnv1a(&input)));
+        if std::fs::write(&kept, &input).is_ok() {
+            o.artifact = Some(kept);
+        }
+    }
+    let _ = std::fs::remove_file(&last_input);
+    if let Some(why) = stuck {
+        o.failed = Some(why);
+    } else if !status.success() {
         let what = text
             .lines()
             .find(|l| l.contains("ERROR: libFuzzer:"))
@@ -517,6 +580,29 @@ fn fuzz_one(
         }
     }
     Ok(o)
+}
+
+/// User and system CPU time of process `pid` in clock ticks (0 where /proc cannot say).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses; utime and stime
+    // are the 14th and 15th fields of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    num(11) + num(12)
+}
+
+/// A 64-bit FNV-1a hash, to name a saved input by its content.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The number after `key` in a libFuzzer status line.
@@ -563,6 +649,19 @@ fn print_table(outcomes: &[(&String, Outcome)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_cpu_time_of_a_process() {
+        let me = std::process::id();
+        let start = cpu_ticks(me);
+        let mut x = 0u64;
+        let t = Instant::now();
+        while cpu_ticks(me) == start && t.elapsed() < Duration::from_secs(5) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(cpu_ticks(me) > start, "{x}");
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+    }
 
     #[test]
     fn reads_libfuzzer_status_lines() {
