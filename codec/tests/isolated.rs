@@ -408,3 +408,30 @@ fn isolated_decoder_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<IsolatedDecoder>();
 }
+
+/// The heap overflow the fuzzer found in OpenH264 2.7.0 (`fuzz/findings/h264_decode`): fed to
+/// the sandboxed decoder, it takes down the worker only; the viewer's process lives on, says
+/// why, and a fresh worker decodes again. (In process, the same bytes corrupt the controller's
+/// own heap: that is what the sandbox is for.)
+#[test]
+fn openh264s_heap_overflow_kills_only_the_worker() {
+    let finding =
+        include_bytes!("../../fuzz/findings/h264_decode/openh264-2.7.0-heap-overflow-pnzc");
+    let mut isolated = spawn();
+    let mut out = DecodedFrame::default();
+    let outcomes: Vec<Result<bool, CodecError>> = (0..3)
+        .map(|_| isolated.decode_into(finding, &mut out))
+        .collect();
+    eprintln!("the finding through the sandbox: {outcomes:?}");
+    let died = outcomes.iter().any(|r| {
+        matches!(
+            r,
+            Err(CodecError::WorkerExited(_) | CodecError::WorkerProtocol(_))
+        )
+    });
+    assert!(died, "the worker survived the overflow: {outcomes:?}");
+    drop(isolated);
+    let frames = stream(320, 180, 1);
+    let mut fresh = spawn();
+    assert!(fresh.decode_into(&frames[0].data, &mut out).unwrap());
+}
