@@ -48,6 +48,7 @@ impl fmt::Debug for DecodedFrame {
 /// sender for a key frame and keep feeding frames; decoding resumes at the next key frame.
 pub struct Decoder {
     inner: H264Decoder,
+    sequence: SequenceGuard,
 }
 
 impl fmt::Debug for Decoder {
@@ -66,6 +67,7 @@ impl Decoder {
     pub fn new() -> Result<Self, CodecError> {
         Ok(Self {
             inner: new_openh264()?,
+            sequence: SequenceGuard::default(),
         })
     }
 
@@ -97,6 +99,7 @@ impl Decoder {
         if !check_input(annexb)? {
             return Ok(false);
         }
+        self.sequence.before_decode(&mut self.inner, annexb)?;
         let yuv = match self.inner.decode(annexb) {
             Ok(Some(yuv)) => yuv,
             Ok(None) => return Ok(false),
@@ -130,6 +133,72 @@ impl Decoder {
 pub(crate) fn new_openh264() -> Result<H264Decoder, CodecError> {
     H264Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new())
         .map_err(|e| CodecError::Decoder(e.to_string()))
+}
+
+/// Keeps OpenH264 away from a sequence change inside one decoder instance.
+///
+/// OpenH264 2.7.0 writes past a per-macroblock array when a stream changes its picture size
+/// mid-stream (fuzz/findings/h264_decode: a new sequence parameter set with other dimensions,
+/// then P slices; a heap write a hostile host chooses). A sender that changes size starts anew
+/// (new SPS, then a key frame), so nothing is lost by doing the same here: an SPS other than the
+/// one this decoder has seen gets a fresh OpenH264 decoder first, and an input carrying two
+/// different SPSs (which no encoder sends in one frame) is refused.
+#[derive(Debug, Default)]
+pub(crate) struct SequenceGuard {
+    last_sps: Option<Vec<u8>>,
+}
+
+impl SequenceGuard {
+    /// Call before every `decoder.decode(annexb)`; may replace `decoder`.
+    pub(crate) fn before_decode(
+        &mut self,
+        decoder: &mut H264Decoder,
+        annexb: &[u8],
+    ) -> Result<(), CodecError> {
+        let mut sps = nal_units(annexb).filter(|nal| nal.first().is_some_and(|b| b & 0x1f == 7));
+        let Some(first) = sps.next() else {
+            return Ok(());
+        };
+        if sps.any(|other| other != first) {
+            return Err(CodecError::Decoder(
+                "two different sequence parameter sets in one frame".into(),
+            ));
+        }
+        if self.last_sps.as_deref().is_some_and(|last| last != first) {
+            *decoder = new_openh264()?;
+        }
+        if self.last_sps.as_deref() != Some(first) {
+            self.last_sps = Some(first.to_vec());
+        }
+        Ok(())
+    }
+}
+
+/// The NAL units of an Annex-B buffer (without start codes and trailing zero bytes).
+fn nal_units(b: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= b.len() {
+        if b[i] == 0 && b[i + 1] == 0 && b[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .map(|s| s - 3)
+        .chain(std::iter::once(b.len()))
+        .collect();
+    starts.into_iter().zip(ends).map(move |(s, e)| {
+        let mut nal = &b[s..e.max(s)];
+        while let [rest @ .., 0] = nal {
+            nal = rest;
+        }
+        nal
+    })
 }
 
 /// The checks before decoding: an error above [`MAX_ENCODED_FRAME_LEN`], `false` for empty input

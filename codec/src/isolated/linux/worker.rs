@@ -12,7 +12,7 @@ use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
 use super::{raw, sandbox};
 use crate::MAX_ENCODED_FRAME_LEN;
-use crate::decoder::{new_openh264, picture_size};
+use crate::decoder::{SequenceGuard, new_openh264, picture_size};
 use crate::isolated::protocol::{
     ANSWER_LEN, Answer, INIT_LEN, Init, Layout, REQUEST_HEADER_LEN, RequestHeader, SHM_LEN,
     encode_answer,
@@ -139,6 +139,7 @@ fn serve(hooks: &Hooks) -> Result<(), String> {
     let mut shm =
         raw::map_picture_memory(memfd, SHM_LEN).map_err(|e| format!("picture memory: {e}"))?;
     let mut decoder = new_openh264().map_err(|e| e.to_string())?;
+    let mut sequence = SequenceGuard::default();
     let mut request = Vec::new();
     sandbox::enter(Some(init.parent_pid))?;
     write_all(&encode_answer(0, &Answer::Ready))?;
@@ -156,7 +157,7 @@ fn serve(hooks: &Hooks) -> Result<(), String> {
         if !read_exact(&mut request)? {
             return Err("request cut short".into());
         }
-        let answer = decode(&mut decoder, &request, &mut shm);
+        let answer = decode((&mut decoder, &mut sequence), &request, &mut shm);
         match hooks.lie {
             None => write_all(&encode_answer(header.seq, &answer))?,
             Some(lie) => tell(lie, header.seq, &answer)?,
@@ -165,9 +166,20 @@ fn serve(hooks: &Hooks) -> Result<(), String> {
 }
 
 /// Decodes one request and leaves the picture, if any, in `shm`.
-fn decode(decoder: &mut H264Decoder, annexb: &[u8], shm: &mut MmapMut) -> Answer {
+fn decode(
+    (decoder, sequence): (&mut H264Decoder, &mut SequenceGuard),
+    annexb: &[u8],
+    shm: &mut MmapMut,
+) -> Answer {
     if annexb.is_empty() {
         return Answer::NoPicture; // as `Decoder::decode_into`: OpenH264 never sees it
+    }
+    // As `Decoder::decode_into`: a new sequence gets a new OpenH264 decoder.
+    if let Err(e) = sequence.before_decode(decoder, annexb) {
+        return match e {
+            crate::CodecError::Decoder(m) => Answer::DecoderError(m),
+            other => Answer::DecoderError(other.to_string()),
+        };
     }
     let yuv = match decoder.decode(annexb) {
         Ok(Some(yuv)) => yuv,
