@@ -89,6 +89,10 @@ fn parse(args: &[String]) -> Result<Options> {
             target => o.targets.push(target.to_owned()),
         }
     }
+    if o.seconds == Some(0) {
+        // libFuzzer reads -max_total_time=0 as "no limit".
+        bail!("--minutes and --seconds take a number above 0");
+    }
     if o.seconds.is_none() && o.runs.is_none() {
         o.seconds = Some(60);
     }
@@ -680,6 +684,7 @@ mod tests {
         let o = parse(&a(&["--runs", "1000"])).unwrap();
         assert_eq!((o.seconds, o.runs), (None, Some(1000)));
         assert!(parse(&a(&["--minutes"])).is_err());
+        assert!(parse(&a(&["--seconds", "0"])).is_err());
         assert!(parse(&a(&["--bogus"])).is_err());
         assert_eq!(parse(&[]).unwrap().seconds, Some(60));
     }
