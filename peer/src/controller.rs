@@ -380,7 +380,8 @@ async fn session(
         MAX_CONTROL_LEN,
     )
     .await;
-    conn.close(0u32.into(), b"session over");
+    // Before the route (relay or punched path) goes with this function's end.
+    quic::close_and_flush(&conn, 0, b"session over", Duration::from_millis(500)).await;
     // The decode thread ends once the frame channel (owned by receive_video) is dropped.
     let recorded = tokio::task::spawn_blocking(move || decoder.join())
         .await

@@ -558,20 +558,28 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                 r.used = true;
             }
             let result = serve(&shared, &conn, pre_auth).await;
-            lock(&shared.routes).remove(&route_key);
             let peer_closed = matches!(
                 conn.close_reason(),
                 Some(quinn::ConnectionError::ApplicationClosed(_))
             );
-            match result {
-                Ok(()) => info!(%remote, "session ended"),
+            let (code, reason) = match &result {
+                Ok(()) => {
+                    info!(%remote, "session ended");
+                    (0, "session over".to_owned())
+                }
                 // Whatever stream noticed first, the controller hanging up is a normal end.
-                Err(_) if peer_closed => info!(%remote, "session ended by the controller"),
+                Err(_) if peer_closed => {
+                    info!(%remote, "session ended by the controller");
+                    (0, "session over".to_owned())
+                }
                 Err(e) => {
                     warn!(%remote, "session ended: {e}");
-                    conn.close(1u32.into(), e.to_string().as_bytes());
+                    (1, e.to_string())
                 }
-            }
+            };
+            // The close must leave while the route it travels on still exists.
+            quic::close_and_flush(&conn, code, reason.as_bytes(), Duration::from_millis(500)).await;
+            lock(&shared.routes).remove(&route_key);
         });
     }
 }
@@ -823,7 +831,11 @@ async fn serve(
     stop.store(true, Ordering::Relaxed);
     // Input still queued when the session ends is dropped, never performed.
     ended.store(true, Ordering::SeqCst);
-    conn.close(0u32.into(), b"session over");
+    let (code, reason): (u32, &[u8]) = match &result {
+        Ok(()) => (0, b"session over"),
+        Err(_) => (1, b"session failed"),
+    };
+    quic::close_and_flush(conn, code, reason, Duration::from_millis(500)).await;
     // The encode thread notices `stop` within one frame interval; the input tasks end with the
     // connection, and the input thread then releases whatever is held.
     let _ = tokio::task::spawn_blocking(move || {

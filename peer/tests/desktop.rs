@@ -78,7 +78,16 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
             ..Default::default()
         },
     ));
-    // Two seconds of a still screen, then a change.
+    // The first frame, then two seconds of a still screen (a measuring window, not a wait for
+    // something to happen), then a change.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no frame decoded within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let still_frames = seen.lock().unwrap().len();
     x_run(&d, "xsetroot", &["-solid", &hex(GREEN)]);
@@ -109,6 +118,11 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controllers_pointer_clicks_and_typing_reach_the_x_server() {
+    // Shown only when the test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,peer=debug")
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let d = xvfb(1280, 720);
     let xev = XevWindow::start(&d, "600x400+0+0").expect("xev (cargo xtask setup, x11-utils)");
@@ -191,15 +205,34 @@ async fn the_controllers_pointer_clicks_and_typing_reach_the_x_server() {
         pressed: true,
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let wait = |what: &'static str, done: fn(&capture::xvfb::XevLog) -> bool| {
+        // Blocking: off the runtime's worker, which the host in this process needs.
+        tokio::task::block_in_place(|| xev.wait_for(what, Duration::from_secs(10), done))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let keymap = || d.keymap().expect("xmodmap");
+    tokio::task::block_in_place(|| {
+        xev.wait_for("the typing and Shift held", Duration::from_secs(10), |l| {
+            l.typed_on(&keymap()) == "ok grüße, quicdesk!"
+                && l.count("KeyPress") == l.count("KeyRelease") + 1
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     stop_tx.send(()).unwrap();
     let report = session.await.unwrap().expect("session runs");
     assert_eq!(report.input_events_sent, 10);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait("Shift released at the session's end", |l| {
+        l.count("KeyPress") == l.count("KeyRelease")
+    });
 
-    let log = xev.finish().unwrap();
+    let log = tokio::task::block_in_place(|| xev.finish()).unwrap();
     assert_eq!(log.count("ButtonPress"), 1, "one click:\n{}", log.0);
-    assert_eq!(log.typed(), "ok grüße, quicdesk!", "xev saw:\n{}", log.0);
+    assert_eq!(
+        log.typed_on(&keymap()),
+        "ok grüße, quicdesk!",
+        "xev saw:\n{}",
+        log.0
+    );
     assert_eq!(
         log.count("KeyPress"),
         log.count("KeyRelease"),

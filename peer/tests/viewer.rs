@@ -138,7 +138,16 @@ async fn the_window_shows_the_host_and_drives_it() {
     xdotool(&view_d, &["click", "1"]);
     xdotool(&view_d, &["type", "--delay", "30", "Hello, quicdesk"]);
     xdotool(&view_d, &["key", "Return"]);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Blocking: off the runtime's worker, which the host in this process needs.
+    tokio::task::block_in_place(|| {
+        xev.wait_for("the click and the typing", Duration::from_secs(15), |l| {
+            l.count("ButtonRelease") >= 1
+                && l.typed().starts_with("Hello, quicdesk")
+                && l.0.contains("Return)")
+                && l.count("KeyPress") == l.count("KeyRelease")
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
 
     // Ctrl-C/SIGTERM ends the session cleanly: exit 0 and a stats file.
     let mut viewer = viewer;
@@ -166,7 +175,7 @@ async fn the_window_shows_the_host_and_drives_it() {
         serde_json::from_slice(&std::fs::read(&stats).expect("stats written at exit")).unwrap();
     assert!(report["frames_decoded"].as_u64().unwrap() >= 1, "{report}");
 
-    let log = xev.finish().unwrap();
+    let log = tokio::task::block_in_place(|| xev.finish()).unwrap();
     assert_eq!(log.count("ButtonPress"), 1, "one click:\n{}", log.0);
     assert!(
         log.typed().starts_with("Hello, quicdesk"),

@@ -149,3 +149,26 @@ pub fn remote_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {
         .ok()?;
     certs::peer_fingerprint(&chain).ok()
 }
+
+/// Closes `conn` and waits (at most `within`) until its CONNECTION_CLOSE frame has been put on
+/// the wire, so the peer learns of the end at once instead of after its idle timeout. Callers
+/// whose packets go through a route that they are about to tear down (a relay session, a
+/// punched path) must close this way before dropping the route.
+pub async fn close_and_flush(
+    conn: &quinn::Connection,
+    code: u32,
+    reason: &[u8],
+    within: std::time::Duration,
+) {
+    if conn.close_reason().is_some() {
+        return; // closed already (by the peer, a timeout or us): nothing more to send
+    }
+    let sent = || conn.stats().frame_tx.connection_close > 0;
+    conn.close(code.into(), reason);
+    let deadline = tokio::time::Instant::now() + within;
+    while !sent() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    // The frame is counted when the packet is built; the driver hands it to the socket next.
+    tokio::task::yield_now().await;
+}
