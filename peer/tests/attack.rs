@@ -350,3 +350,126 @@ async fn a_hostile_hosts_text_is_made_printable() {
         "raw control characters reach the user: {text:?}"
     );
 }
+
+/// Class 4, as a process: a `peer host` flooded with announced but unauthenticated controllers,
+/// from many addresses, each opening every stream it may and pushing until flow control stops
+/// it, stays under a stated memory bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_auth_flood_keeps_the_host_process_small() {
+    use std::io::BufRead;
+    const ATTACKERS: usize = 48;
+    const BOUND_KIB: u64 = 24 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous_relay(
+        &dir.path().join("rv"),
+        LOCAL,
+        Duration::from_secs(3600),
+        false,
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args(["host", "--source", "synthetic", "--size", "320x240"])
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--rendezvous",
+            &rv.addr.to_string(),
+        ])
+        .args(["--rendezvous-fingerprint", &rv.fingerprint.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path().join("host"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Kill(child);
+    let pid = child.0.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(code) = line.strip_prefix("code: ") {
+                let _ = tx.send(code.trim().to_owned());
+            }
+        }
+    });
+    let code: AccessCode = tokio::task::block_in_place(|| rx.recv_timeout(Duration::from_secs(20)))
+        .expect("the host prints its code within 20 s")
+        .parse()
+        .unwrap();
+    let rss = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = rss();
+
+    let mut held = Vec::new();
+    let (mut admitted, mut challenged, mut refused, mut pushed_total) = (0usize, 0, 0, 0usize);
+    for i in 0..ATTACKERS {
+        let attacker = Attacker::new(&format!("127.0.{}.{}", 1 + i / 200, 10 + i % 200));
+        let Ok((fp, addr)) = attacker.look_up((rv.addr, rv.fingerprint), code).await else {
+            refused += 1;
+            continue;
+        };
+        let Ok(conn) = attacker.dial(fp, addr).await else {
+            refused += 1;
+            continue;
+        };
+        let Ok((mut ctl, mut r)) = conn.open_bi().await else {
+            refused += 1;
+            continue;
+        };
+        send(&mut ctl, &ControlMsg::Hello { version: VERSION }).await;
+        match tokio::time::timeout(Duration::from_secs(2), read(&mut r)).await {
+            Ok(Some(ControlMsg::Challenge { .. })) => challenged += 1,
+            _ => refused += 1,
+        }
+        admitted += 1;
+        // Whatever it may: every extra stream, and bytes on the control stream until blocked.
+        let uni = tokio::time::timeout(Duration::from_millis(50), conn.open_uni()).await;
+        let chunk = vec![0x41u8; 16 * 1024];
+        let mut pushed = 0usize;
+        let pushing = async {
+            while ctl.write_all(&chunk).await.is_ok() {
+                pushed += chunk.len();
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(200), pushing).await;
+        pushed_total += pushed;
+        held.push((attacker, conn, ctl, r, uni));
+    }
+    let after = rss();
+    eprintln!(
+        "pre-auth flood: {ATTACKERS} announced controllers, {admitted} connected, {challenged} got \
+         to the password step, {refused} were refused; {} KiB pushed in all; `peer host` RSS \
+         {before} KiB before, {after} KiB after (bound: +{BOUND_KIB} KiB)",
+        pushed_total / 1024
+    );
+    assert!(
+        challenged >= 2,
+        "the flood did not reach the host's password step"
+    );
+    assert!(
+        after.saturating_sub(before) <= BOUND_KIB,
+        "the host grew by {} KiB",
+        after.saturating_sub(before)
+    );
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the host process died under the flood"
+    );
+    drop(held);
+}
