@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use peer::session::{ControlMsg, MAX_CONTROL_LEN, StreamKind, VideoHeader};
 use quicdesk_fuzz::{framed, write_seeds_if_asked};
-use rendezvous::wire;
+use proto::wire;
 
 fn control(frame: &[u8]) {
     if let Ok(Some((msg, used))) = wire::decode::<ControlMsg>(frame, MAX_CONTROL_LEN) {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use quicdesk_fuzz::{Reader, Writer, write_seeds_if_asked};
-use rendezvous::limits::{Bucket, Prefix};
+use proto::limits::{Bucket, Prefix};
 use rendezvous::relay::{
     self, Action, AllocError, BIND_LEN, Batch, Counters, Frame, HEADER_LEN, Limits, MAC_LEN, Owner,
     Relay, TOKEN_LEN, Ticket, Token,

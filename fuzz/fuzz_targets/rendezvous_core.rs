@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 use certs::Fingerprint;
 use libfuzzer_sys::fuzz_target;
 use quicdesk_fuzz::{FuzzRng, Reader, Writer, check_candidates, framed, write_seeds_if_asked};
-use rendezvous::AccessCode;
-use rendezvous::limits::Prefix;
-use rendezvous::proto::{self, ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
+use proto::AccessCode;
+use proto::limits::Prefix;
+use proto::rendezvous::{self, ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
 use rendezvous::registry::{HostRecord, Quarantined, Registry};
 use rendezvous::relay::{self, Action, AllocError, Limits, Owner, Relay, Ticket};
 use rendezvous::server::{Admit, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX, Policy};
-use rendezvous::wire;
+use proto::wire;
 
 const FORGET_AFTER: u64 = 100;
 const QUARANTINE: u64 = 1000;

@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use quicdesk_fuzz::{framed, write_seeds_if_asked};
-use rendezvous::proto::{ClientMsg, MAX_MSG_LEN, ServerMsg};
-use rendezvous::wire;
+use proto::rendezvous::{ClientMsg, MAX_MSG_LEN, ServerMsg};
+use proto::wire;
 
 fn messages(frame: &[u8]) {
     if let Ok(Some((msg, used))) = wire::decode::<ClientMsg>(frame, MAX_MSG_LEN) {
@@ -36,8 +36,8 @@ fuzz_target!(
             messages(&framed(data));
         }
         if let Ok(s) = std::str::from_utf8(data) {
-            if let Ok(code) = s.parse::<rendezvous::AccessCode>() {
-                assert_eq!(code.to_string().parse::<rendezvous::AccessCode>(), Ok(code));
+            if let Ok(code) = s.parse::<proto::AccessCode>() {
+                assert_eq!(code.to_string().parse::<proto::AccessCode>(), Ok(code));
             }
             if let Ok(fp) = s.parse::<certs::Fingerprint>() {
                 assert_eq!(fp.to_string().parse::<certs::Fingerprint>().ok(), Some(fp));
@@ -48,8 +48,8 @@ fuzz_target!(
 
 fn seeds() -> Vec<Vec<u8>> {
     use rendezvous::relay::{RelayOffer, Ticket};
-    let code: rendezvous::AccessCode =
-        rendezvous::AccessCode::from_payload([4, 8, 2, 1, 3, 3, 7]).expect("digits");
+    let code: proto::AccessCode =
+        proto::AccessCode::from_payload([4, 8, 2, 1, 3, 3, 7]).expect("digits");
     let addr = |s: &str| s.parse::<std::net::SocketAddr>().expect("address");
     let fp = certs::Fingerprint::from_bytes([0xab; 32]);
     let offer = RelayOffer {
@@ -83,10 +83,10 @@ fn seeds() -> Vec<Vec<u8>> {
             controller: fp,
             candidates: vec![addr("203.0.113.9:7000")],
             relay: Some(offer),
-            source: rendezvous::proto::SourceTag([5; 16]),
+            source: proto::rendezvous::SourceTag([5; 16]),
         },
         ServerMsg::Refused {
-            reason: rendezvous::proto::Refusal::Unavailable,
+            reason: proto::rendezvous::Refusal::Unavailable,
             message: "no host with the code can be reached now".into(),
         },
     ];

@@ -1,6 +1,6 @@
 //! The session's control stream, both ends, as `peer::host::authenticate`/`control_loop` and
 //! `peer::controller::authenticate` run it, but sans IO: a host and a controller exchange
-//! `ControlMsg` wire frames (`rendezvous::wire`, with valid length prefixes so fuzzed bytes reach
+//! `ControlMsg` wire frames (`proto::wire`, with valid length prefixes so fuzzed bytes reach
 //! postcard) through two queues the fuzzer controls. It delivers, drops, tampers with or
 //! injects frames, and picks the passwords, the key derivation (one-time, or argon2id at the
 //! cheapest costs) and whether a man in the middle splits the TLS session (different exporters).
@@ -30,7 +30,7 @@ use peer::password::{Cost, Kdf, normalize_one_time};
 use peer::session::{ControlMsg, MAX_CONTROL_LEN, VERSION};
 use peer::text::{MAX_CHARS, printable};
 use quicdesk_fuzz::{Reader, Writer, check_candidates, framed, write_seeds_if_asked};
-use rendezvous::wire;
+use proto::wire;
 
 const HOST_EXPORTER: [u8; 32] = [7; 32];
 
@@ -125,7 +125,7 @@ fn encode(msg: &ControlMsg) -> Vec<u8> {
 fn candidates(addrs: &[SocketAddr], mapping: Mapping, own_mapping: Mapping) {
     let seen_as: SocketAddr = "198.51.100.1:4000".parse().expect("address");
     let own: [SocketAddr; 1] = ["10.0.0.2:4000".parse().expect("address")];
-    let sane = rendezvous::proto::sane_candidates(addrs, Some(seen_as), &own);
+    let sane = proto::rendezvous::sane_candidates(addrs, Some(seen_as), &own);
     check_candidates(&sane, addrs, Some(seen_as), &own);
     let predicted = nat::predicted(&sane);
     assert!(predicted.len() <= 2 * usize::from(nat::PREDICT_SPAN) * sane.len());
@@ -250,7 +250,7 @@ impl Session {
                         self.host = Host::Serving { punching: true };
                         let own = ["198.51.100.1:4000".parse().expect("address")];
                         self.to_controller(&ControlMsg::Candidates {
-                            addrs: rendezvous::proto::sane_candidates(&own, None, &[]),
+                            addrs: proto::rendezvous::sane_candidates(&own, None, &[]),
                             mapping: Mapping::EndpointIndependent,
                         });
                     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use quicdesk_fuzz::write_seeds_if_asked;
 use rendezvous::responder::{Responder, Verdict};
-use rendezvous::stun;
+use proto::stun;
 
 fn senders() -> [SocketAddr; 2] {
     [

@@ -229,7 +229,7 @@ impl rand::RngCore for FuzzRng<'_> {
     }
 }
 
-/// A wire frame (`rendezvous::wire`: 4-byte big-endian length, then the body) around `body`,
+/// A wire frame (`proto::wire`: 4-byte big-endian length, then the body) around `body`,
 /// so that fuzzed bytes reach the message decoder rather than stopping at the length check.
 pub fn framed(body: &[u8]) -> Vec<u8> {
     let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
@@ -267,7 +267,7 @@ pub fn write_seeds_if_asked(target: &str, seeds: impl FnOnce() -> Vec<Vec<u8>>) 
     }
 }
 
-/// The rules of `rendezvous::proto::sane_candidates` for its output `out`, given `given`, the
+/// The rules of `proto::rendezvous::sane_candidates` for its output `out`, given `given`, the
 /// receiver's address as others see it (`seen_as`) and its `own` addresses: at most
 /// `MAX_CANDIDATES`, no repeats, unmapped, no port 0, no unspecified, multicast, broadcast or
 /// link-local address, loopback only for a receiver on loopback, none of `own`, and each one of
@@ -279,7 +279,7 @@ pub fn check_candidates(
     own: &[SocketAddr],
 ) {
     use std::net::IpAddr;
-    assert!(out.len() <= rendezvous::proto::MAX_CANDIDATES);
+    assert!(out.len() <= proto::rendezvous::MAX_CANDIDATES);
     let local_only = seen_as.is_some_and(|a| a.ip().to_canonical().is_loopback());
     for (i, a) in out.iter().enumerate() {
         assert!(!out[..i].contains(a), "repeated candidate {a}");

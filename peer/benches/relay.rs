@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use certs::Identity;
 use peer::net::{self, RouteSpec};
-use rendezvous::quic;
+use proto::quic;
 use rendezvous::relay::{self, Limits, Relay};
 
 const ALPN: &[u8] = b"quicdesk-bench";
@@ -136,7 +136,7 @@ fn main() {
             let p = pair(&dir.path().join("relayed"));
             let owner = relay::Owner {
                 key: certs::Fingerprint::from_bytes([0; 32]),
-                prefix: rendezvous::limits::Prefix::of(relay_addr.ip()),
+                prefix: proto::limits::Prefix::of(relay_addr.ip()),
             };
             let [th, tc] = state.lock().unwrap().allocate(Instant::now(), owner).unwrap();
             let relay_only = |ticket| RouteSpec {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use certs::{Fingerprint, Identity};
 use input::InputEvent;
-use rendezvous::{AccessCode, client, quic, wire};
+use proto::{AccessCode, client, quic, wire};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -162,7 +162,7 @@ pub struct Target {
     pub host: Fingerprint,
     pub candidates: Vec<SocketAddr>,
     /// The relay and this controller's ticket for the session.
-    pub relay: Option<(SocketAddr, rendezvous::relay::Ticket)>,
+    pub relay: Option<(SocketAddr, proto::relay::Ticket)>,
     /// This controller's own candidates (its address as the rendezvous saw it, then its LAN
     /// addresses), offered to the host once the password is proven; empty with
     /// `--force-relay`.
@@ -233,7 +233,7 @@ async fn resolve(
     let rv_cfg = quic::client_config(
         identity,
         cfg.rendezvous_fingerprint,
-        rendezvous::proto::ALPN,
+        proto::rendezvous::ALPN,
         quic::Role::RendezvousClient,
     )?;
     let rv = endpoint
@@ -254,7 +254,7 @@ async fn resolve(
         )
     });
     // Whatever the rendezvous says, only addresses this controller may sensibly send to.
-    let candidates = rendezvous::proto::sane_candidates(
+    let candidates = proto::rendezvous::sane_candidates(
         &resolved.candidates,
         Some(resolved.observed),
         &[endpoint.local_addr()?],
@@ -273,7 +273,7 @@ async fn resolve(
         own_candidates: if relay_only {
             Vec::new()
         } else {
-            rendezvous::proto::candidates(Some(resolved.observed), &lan)
+            proto::rendezvous::candidates(Some(resolved.observed), &lan)
         },
         observed: resolved.observed,
         mapping_probe: resolved
@@ -752,7 +752,7 @@ async fn control_reader(
                 mapping: theirs,
             }) if mode != RelayMode::Force && punching.is_empty() => {
                 // A hostile host could name anything: only addresses worth punching towards.
-                let addrs = rendezvous::proto::sane_candidates(
+                let addrs = proto::rendezvous::sane_candidates(
                     &addrs,
                     Some(seen_as),
                     &[socket.local_addr()?],

@@ -24,8 +24,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use certs::Fingerprint;
-use rendezvous::limits::{Bucket, Caps, Prefix};
-use rendezvous::proto::SourceTag;
+use proto::limits::{Bucket, Caps, Prefix};
+use proto::rendezvous::SourceTag;
 
 /// The source of a connection that came straight from `addr` (not through the relay).
 pub fn source_of(addr: std::net::SocketAddr) -> SourceTag {

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use capture::Capturer;
 use certs::{Fingerprint, Identity};
 use input::InputBackend;
-use rendezvous::client::{self, ClientError};
-use rendezvous::proto::{Refusal, ServerMsg};
-use rendezvous::{AccessCode, quic, wire};
+use proto::client::{self, ClientError};
+use proto::rendezvous::{Refusal, ServerMsg};
+use proto::{AccessCode, quic, wire};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -29,7 +29,7 @@ use crate::session::{
     StreamKind, VERSION, VideoHeader,
 };
 use crate::{Error, net};
-use rendezvous::proto::SourceTag;
+use proto::rendezvous::SourceTag;
 
 /// How long a controller has to authenticate.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -291,7 +291,7 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
     let rv_cfg = quic::client_config(
         &identity,
         cfg.rendezvous_fingerprint,
-        rendezvous::proto::ALPN,
+        proto::rendezvous::ALPN,
         quic::Role::RendezvousClient,
     )?;
     let password = match cfg.password {
@@ -358,7 +358,7 @@ async fn rendezvous_loop(
                     s.registrations += 1;
                     s.observed = Some(reg.observed);
                 });
-                *lock(&shared.candidates) = rendezvous::proto::candidates(Some(reg.observed), &lan);
+                *lock(&shared.candidates) = proto::rendezvous::candidates(Some(reg.observed), &lan);
                 // Discovery runs beside the registration so connect requests are not held up.
                 let discovery = tokio::spawn({
                     let shared = shared.clone();
@@ -446,7 +446,7 @@ async fn prepare_route(
     shared: Arc<Shared>,
     controller: certs::Fingerprint,
     candidates: Vec<SocketAddr>,
-    relay: Option<(SocketAddr, rendezvous::relay::Ticket)>,
+    relay: Option<(SocketAddr, proto::relay::Ticket)>,
     source: SourceTag,
 ) {
     let socket = &shared.socket;
@@ -485,7 +485,7 @@ async fn prepare_route(
     };
     // Without a relay (the only case with candidates here) the mappings are not exchanged:
     // no birthday punching. What the rendezvous passed on from the controller is filtered.
-    let candidates = rendezvous::proto::sane_candidates(
+    let candidates = proto::rendezvous::sane_candidates(
         &candidates,
         shared.status.borrow().observed,
         &[socket.local_addr().unwrap_or(shared.cfg.bind)],
@@ -1055,7 +1055,7 @@ async fn control_loop(
                 // A hostile controller could name anything: only addresses worth punching to.
                 let seen_as = shared.status.borrow().observed;
                 let own = [shared.socket.local_addr()?];
-                let addrs = rendezvous::proto::sane_candidates(&addrs, seen_as, &own);
+                let addrs = proto::rendezvous::sane_candidates(&addrs, seen_as, &own);
                 let birthday = crate::nat::Birthday::for_mappings(own_mapping(shared), mapping);
                 info!(candidates = ?addrs, %mapping, "the controller's addresses");
                 let socket = shared.socket.clone();

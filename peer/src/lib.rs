@@ -7,7 +7,7 @@
 //!               stats/record/on_frame ◄─ codec::Decoder ◄────┘   SPAKE2 password proof
 //! ```
 //!
-//! Both sides find each other through a rendezvous ([`rendezvous::client`]); the controller pins
+//! Both sides find each other through a rendezvous ([`proto::client`]); the controller pins
 //! the host key the rendezvous reports and proves the password with SPAKE2 bound to the TLS
 //! exporter ([`auth`]), so a lying rendezvous cannot get in between.
 //!
@@ -36,15 +36,15 @@ pub enum Error {
     #[error(transparent)]
     Identity(#[from] certs::Error),
     #[error(transparent)]
-    Config(#[from] rendezvous::quic::ConfigError),
+    Config(#[from] proto::quic::ConfigError),
     #[error(transparent)]
-    Rendezvous(#[from] rendezvous::client::ClientError),
+    Rendezvous(#[from] proto::client::ClientError),
     #[error("connection: {0}")]
     Connection(#[from] quinn::ConnectionError),
     #[error("cannot connect: {0}")]
     Connect(#[from] quinn::ConnectError),
     #[error("stream: {0}")]
-    Wire(#[from] rendezvous::wire::WireError),
+    Wire(#[from] proto::wire::WireError),
     #[error("stream write: {0}")]
     Write(#[from] quinn::WriteError),
     #[error("stream read: {0}")]

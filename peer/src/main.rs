@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use certs::Fingerprint;
 use clap::{Args, Parser, Subcommand};
 use peer::{controller, host};
-use rendezvous::AccessCode;
+use proto::AccessCode;
 
 /// quicdesk peer: a remote desktop over QUIC, end-to-end encrypted.
 ///

@@ -394,7 +394,7 @@ async fn send_from_pool(socket: Arc<PeerSocket>, ids: Vec<u32>, to: SocketAddr) 
     for at in POOL_SENDS_MS {
         tokio::time::sleep_until(start + Duration::from_millis(at)).await;
         for &id in &ids {
-            let Ok((_, request)) = rendezvous::stun::binding_request() else {
+            let Ok((_, request)) = proto::stun::binding_request() else {
                 return;
             };
             // A closed pool socket (another won) fails: nothing to do.

@@ -24,7 +24,7 @@
 //! throughout, so a session moves from the relay to the direct path without a reconnect and
 //! without quinn knowing (the way iroh's magicsock mapped peers before multipath QUIC).
 //!
-//! QUIC-bit greasing is off on every endpoint ([`rendezvous::quic::endpoint_config`]), so a QUIC
+//! QUIC-bit greasing is off on every endpoint ([`proto::quic::endpoint_config`]), so a QUIC
 //! packet always has the 0x40 bit of its first byte set and never looks like STUN, whose first
 //! two bits are zero and which carries the magic cookie.
 //!
@@ -42,11 +42,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
+use proto::limits::Bucket;
+use proto::relay::{self, Ticket, Token};
+use proto::stun::{self, TxId};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
-use rendezvous::relay::{self, Ticket, Token};
-use rendezvous::responder::Bucket;
-use rendezvous::stun::{self, TxId};
 use tokio::sync::{Notify, oneshot};
 use tracing::{debug, info};
 
@@ -403,7 +403,7 @@ pub fn bind(
         counters: SocketCounters::default(),
     });
     let endpoint = quinn::Endpoint::new_with_abstract_socket(
-        rendezvous::quic::endpoint_config(),
+        proto::quic::endpoint_config(),
         server,
         socket.clone(),
         runtime,
@@ -607,7 +607,7 @@ impl PeerSocket {
     }
 
     /// Adds candidate addresses to a route (learnt after it was made, e.g. from the peer over
-    /// the authenticated session); at most [`rendezvous::proto::MAX_CANDIDATES`] in all.
+    /// the authenticated session); at most [`proto::rendezvous::MAX_CANDIDATES`] in all.
     pub fn add_candidates(&self, virtual_addr: SocketAddr, addrs: &[SocketAddr]) {
         let virtual_addr = canonical(virtual_addr);
         let mut routes = self.lock_routes();
@@ -620,7 +620,7 @@ impl PeerSocket {
             return;
         };
         for a in addrs.iter().map(|a| canonical(*a)) {
-            if route.spec.candidates.len() >= rendezvous::proto::MAX_CANDIDATES
+            if route.spec.candidates.len() >= proto::rendezvous::MAX_CANDIDATES
                 || route.spec.candidates.contains(&a)
             {
                 continue;

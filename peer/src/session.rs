@@ -2,7 +2,7 @@
 //!
 //! Streams:
 //! - **control** (bidirectional, opened first by the controller): authentication, then
-//!   key-frame requests, clock pings and goodbyes, as [`ControlMsg`] in [`rendezvous::wire`]
+//!   key-frame requests, clock pings and goodbyes, as [`ControlMsg`] in [`proto::wire`]
 //!   frames.
 //! - **video** (unidirectional host → controller, one per group of pictures): a
 //!   [`StreamKind::Video`] tag byte, then frames, each a wire frame holding a [`VideoHeader`] and
@@ -172,7 +172,7 @@ pub(crate) async fn read_control(
     recv: &mut quinn::RecvStream,
     within: std::time::Duration,
 ) -> Result<ControlMsg, crate::Error> {
-    let read = rendezvous::wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN);
+    let read = proto::wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN);
     tokio::time::timeout(within, read)
         .await
         .map_err(|_| crate::Error::Timeout("authentication"))??
@@ -231,9 +231,9 @@ mod tests {
                 .collect();
             let mut frame = (len as u32).to_be_bytes().to_vec();
             frame.extend_from_slice(&body);
-            match rendezvous::wire::decode::<ControlMsg>(&frame, MAX_CONTROL_LEN) {
+            match proto::wire::decode::<ControlMsg>(&frame, MAX_CONTROL_LEN) {
                 Ok(Some(_)) => decoded += 1,
-                Err(rendezvous::wire::WireError::Malformed(_)) => malformed += 1,
+                Err(proto::wire::WireError::Malformed(_)) => malformed += 1,
                 other => panic!("a complete frame gave {other:?}"),
             }
             let _ = VideoHeader::decode(&body);

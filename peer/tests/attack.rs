@@ -9,7 +9,7 @@ use certs::Identity;
 use input::{InputEvent, RecordingBackend};
 use peer::controller::{self, Hooks, Target};
 use peer::session::{ALPN, ControlMsg, StreamKind, VERSION};
-use rendezvous::{AccessCode, quic};
+use proto::{AccessCode, quic};
 
 mod common;
 use common::raw::{Attacker, prove, read, send};

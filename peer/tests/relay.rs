@@ -209,11 +209,11 @@ async fn with_a_relay_a_look_up_reveals_no_address_and_no_relay_is_refused_clear
     // relay token, not where the host is.
     let id = certs::Identity::load_or_create(&dir.path().join("nosy"), "controller").unwrap();
     let endpoint = peer::net::endpoint(LOCAL, None).unwrap();
-    let cfg = rendezvous::quic::client_config(
+    let cfg = proto::quic::client_config(
         &id,
         rv.fingerprint,
-        rendezvous::proto::ALPN,
-        rendezvous::quic::Role::RendezvousClient,
+        proto::rendezvous::ALPN,
+        proto::quic::Role::RendezvousClient,
     )
     .unwrap();
     let conn = endpoint
@@ -221,7 +221,7 @@ async fn with_a_relay_a_look_up_reveals_no_address_and_no_relay_is_refused_clear
         .unwrap()
         .await
         .unwrap();
-    let resolved = rendezvous::client::resolve(&conn, code, Vec::new(), false)
+    let resolved = proto::client::resolve(&conn, code, Vec::new(), false)
         .await
         .unwrap();
     assert!(resolved.candidates.is_empty(), "{resolved:?}");

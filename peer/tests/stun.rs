@@ -81,11 +81,11 @@ async fn the_rendezvous_responder_and_other_peers_answer_while_quic_runs() {
     let me = socket.local_addr().unwrap();
 
     // QUIC to the rendezvous on the same socket, before and after STUN.
-    let rv_cfg = rendezvous::quic::client_config(
+    let rv_cfg = proto::quic::client_config(
         &certs::Identity::load_or_create(dir.path(), "ctl").unwrap(),
         rv.fingerprint,
-        rendezvous::proto::ALPN,
-        rendezvous::quic::Role::RendezvousClient,
+        proto::rendezvous::ALPN,
+        proto::quic::Role::RendezvousClient,
     )
     .unwrap();
     let conn = endpoint
@@ -112,7 +112,7 @@ async fn the_rendezvous_responder_and_other_peers_answer_while_quic_runs() {
 
     // A flood of requests gets at most a rate-limited number of answers.
     let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let (_, request) = rendezvous::stun::binding_request().unwrap();
+    let (_, request) = proto::stun::binding_request().unwrap();
     for i in 0..1000 {
         flood.send_to(&request, other_addr).unwrap();
         if i % 25 == 24 {
@@ -172,8 +172,8 @@ async fn no_answer_is_a_timeout_and_strangers_cannot_answer() {
         .unwrap();
     let mut buf = [0u8; 1500];
     let (n, from) = silent.recv_from(&mut buf).expect("the request arrives");
-    assert!(rendezvous::stun::is_stun(&buf[..n]));
-    let forged = rendezvous::stun::answer(&buf[..n], "203.0.113.66:6666".parse().unwrap(), None)
+    assert!(proto::stun::is_stun(&buf[..n]));
+    let forged = proto::stun::answer(&buf[..n], "203.0.113.66:6666".parse().unwrap(), None)
         .unwrap()
         .unwrap();
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -198,8 +198,7 @@ async fn a_birthday_pool_answers_and_carries_quic_from_its_own_ports() {
     let host_id = certs::Identity::load_or_create(dir.path(), "host").unwrap();
     let ctl_id = certs::Identity::load_or_create(dir.path(), "ctl").unwrap();
     const ALPN: &[u8] = b"quicdesk-pool-test";
-    let server =
-        rendezvous::quic::server_config(&host_id, &[ALPN], rendezvous::quic::Role::Host).unwrap();
+    let server = proto::quic::server_config(&host_id, &[ALPN], proto::quic::Role::Host).unwrap();
     let (host_endpoint, host) = net::bind(LOCAL, Some(server)).unwrap();
     let (client_endpoint, client) = net::bind(LOCAL, None).unwrap();
     let me = client.local_addr().unwrap();
@@ -214,7 +213,7 @@ async fn a_birthday_pool_answers_and_carries_quic_from_its_own_ports() {
 
     // Another IP gets no answer from a pool socket.
     let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
-    let (_, request) = rendezvous::stun::binding_request().unwrap();
+    let (_, request) = proto::stun::binding_request().unwrap();
     stranger.send_to(&request, pool_addr).unwrap();
     stranger
         .set_read_timeout(Some(Duration::from_millis(300)))
@@ -245,11 +244,11 @@ async fn a_birthday_pool_answers_and_carries_quic_from_its_own_ports() {
             conn.remote_address()
         }
     });
-    let cfg = rendezvous::quic::client_config(
+    let cfg = proto::quic::client_config(
         &ctl_id,
         host_id.fingerprint(),
         ALPN,
-        rendezvous::quic::Role::Controller,
+        proto::quic::Role::Controller,
     )
     .unwrap();
     let conn = tokio::time::timeout(

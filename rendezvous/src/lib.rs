@@ -7,25 +7,19 @@
 //!  peer ──UDP──► STUN Binding (second port) ──► XOR-MAPPED-ADDRESS (responder)
 //! ```
 //!
-//! Peers open one QUIC connection (ALPN [`proto::ALPN`]) and one bidirectional stream per request,
-//! framed by [`wire`]. The server authenticates every peer by its certificate key and binds a
-//! code to the first key that registers it.
+//! Peers open one QUIC connection (ALPN `proto::rendezvous::ALPN`) and one bidirectional stream
+//! per request, framed by `proto::wire`. What is said on the wire (messages, codes, relay frames,
+//! STUN, QUIC settings, rate limits) is the `proto` crate's, which peers link instead of this
+//! one; this crate is the server: [`registry`] (SQLite), [`relay`], [`responder`] (STUN) and
+//! [`server`] (the QUIC front-end and its policy). The server authenticates every peer by its
+//! certificate key and assigns each key its code.
 //!
 //! What this crate does **not** do: it never sees a peer session's plaintext. Peers connect to each
 //! other with their own TLS keys; the rendezvous only tells them whom to expect and where.
 
 #![forbid(unsafe_code)]
 
-pub mod client;
-pub mod code;
-pub mod limits;
-pub mod proto;
-pub mod quic;
 pub mod registry;
 pub mod relay;
 pub mod responder;
 pub mod server;
-pub mod stun;
-pub mod wire;
-
-pub use code::AccessCode;

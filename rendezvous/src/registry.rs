@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use certs::Fingerprint;
 
-use crate::code::AccessCode;
+use proto::code::AccessCode;
 
 /// What the registry knows of a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

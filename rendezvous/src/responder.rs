@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
-pub use crate::limits::Bucket;
-use crate::limits::{KeyedBuckets, Prefix};
-use crate::stun;
+pub use proto::limits::Bucket;
+use proto::limits::{KeyedBuckets, Prefix};
+use proto::stun;
 
 /// Answers per second across all sources; the burst is one second's worth.
 pub const ANSWERS_PER_SEC: u32 = 2000;

@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use certs::Identity;
-use rendezvous::proto::{ALPN, ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
+use proto::rendezvous::{ALPN, ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
+use proto::{AccessCode, quic, stun, wire};
 use rendezvous::relay::{self, Limits, Ticket};
 use rendezvous::server::{self, Server};
-use rendezvous::{AccessCode, quic, stun, wire};
 
 struct Running {
     addr: SocketAddr,

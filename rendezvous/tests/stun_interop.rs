@@ -69,11 +69,11 @@ async fn coturn_client_gets_its_address_from_our_responder() {
 
     // Once 127.0.0.1 holds an authenticated connection, the same client is answered.
     let id = certs::Identity::ephemeral().unwrap();
-    let client = rendezvous::quic::client_config(
+    let client = proto::quic::client_config(
         &id,
         rv_fp,
-        rendezvous::proto::ALPN,
-        rendezvous::quic::Role::RendezvousClient,
+        proto::rendezvous::ALPN,
+        proto::quic::Role::RendezvousClient,
     )
     .unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use peer::controller::ConnectConfig;
 use peer::host::{self, HostConfig, HostHandle};
-use rendezvous::AccessCode;
+use proto::AccessCode;
 use rendezvous::server::{self, Closer, Server};
 
 pub const LOCAL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use certs::{Fingerprint, Identity};
 use peer::session::{ALPN, ControlMsg, MAX_CONTROL_LEN, VERSION};
-use rendezvous::{AccessCode, quic, wire};
+use proto::{AccessCode, quic, wire};
 
 /// A hostile controller: its own key, its own socket on `source`.
 pub struct Attacker {
@@ -33,7 +33,7 @@ impl Attacker {
         let cfg = quic::client_config(
             &self.id,
             rv.1,
-            rendezvous::proto::ALPN,
+            proto::rendezvous::ALPN,
             quic::Role::RendezvousClient,
         )
         .map_err(|e| e.to_string())?;
@@ -43,7 +43,7 @@ impl Attacker {
             .map_err(|e| e.to_string())?
             .await
             .map_err(|e| e.to_string())?;
-        let r = rendezvous::client::resolve(&conn, code, Vec::new(), false).await;
+        let r = proto::client::resolve(&conn, code, Vec::new(), false).await;
         conn.close(0u32.into(), b"");
         let r = r.map_err(|e| e.to_string())?;
         let addr = *r.candidates.first().ok_or("no address handed out")?;

@@ -1,4 +1,5 @@
 use super::*;
+use proto::relay::header;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()

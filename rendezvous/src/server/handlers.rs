@@ -8,9 +8,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{Admit, OnlineHost, State, lock, prefix_of, source_tag, unix_now};
-use crate::proto::{self, ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
 use crate::relay::{Owner, RelayOffer};
-use crate::{quic, wire};
+use proto::rendezvous::{self as msg, ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
+use proto::{quic, wire};
 
 /// How long a client has to send its first request on a stream.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,7 +40,7 @@ pub(super) fn admit(state: &Arc<State>, incoming: quinn::Incoming) {
     }
     // Counted from now until the task ends, however it ends.
     lock(&state.policy).open(prefix);
-    struct Open(Arc<State>, crate::limits::Prefix);
+    struct Open(Arc<State>, proto::limits::Prefix);
     impl Drop for Open {
         fn drop(&mut self) {
             lock(&self.0.policy).close(&self.1);
@@ -164,7 +164,7 @@ async fn register(
                         OnlineHost {
                             conn_id,
                             push: push_tx,
-                            candidates: proto::candidates(Some(observed), &lan_addrs),
+                            candidates: msg::candidates(Some(observed), &lan_addrs),
                         },
                     );
                     Ok(reg)
@@ -229,7 +229,7 @@ async fn register(
 }
 
 /// The one answer for a code nobody can be reached at, whatever the reason.
-fn unavailable(code: crate::AccessCode) -> ServerMsg {
+fn unavailable(code: proto::AccessCode) -> ServerMsg {
     ServerMsg::Refused {
         reason: Refusal::Unavailable,
         message: format!("no host with the code {code} can be reached now"),
@@ -240,7 +240,7 @@ fn resolve(
     state: &State,
     controller: Fingerprint,
     observed: std::net::SocketAddr,
-    code: crate::AccessCode,
+    code: proto::AccessCode,
     lan_addrs: Vec<std::net::SocketAddr>,
     relay_only: bool,
 ) -> ServerMsg {
@@ -297,7 +297,7 @@ fn resolve(
     let push = ServerMsg::ConnectRequest {
         controller,
         candidates: if reveal {
-            proto::candidates(Some(observed), &lan_addrs)
+            msg::candidates(Some(observed), &lan_addrs)
         } else {
             Vec::new()
         },

@@ -21,13 +21,13 @@ use certs::{Fingerprint, Identity};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::code::AccessCode;
-use crate::limits::Prefix;
-use crate::proto::{ALPN, ServerMsg};
-use crate::quic;
 use crate::registry::{Registry, Store, StoreError};
 use crate::relay::{self, Relay};
 use crate::responder::LiveIps;
+use proto::code::AccessCode;
+use proto::limits::Prefix;
+use proto::quic;
+use proto::rendezvous::{ALPN, ServerMsg};
 
 pub use policy::{Admit, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX, Policy};
 
@@ -482,11 +482,11 @@ fn prefix_of(addr: SocketAddr) -> Prefix {
 }
 
 /// The tag a host is given for a controller's source prefix.
-fn source_tag(state: &State, prefix: Prefix) -> crate::proto::SourceTag {
+fn source_tag(state: &State, prefix: Prefix) -> proto::rendezvous::SourceTag {
     let tag = ring::hmac::sign(&state.tag_key, &prefix.octets());
     let mut out = [0u8; 16];
     out.copy_from_slice(&tag.as_ref()[..16]);
-    crate::proto::SourceTag(out)
+    proto::rendezvous::SourceTag(out)
 }
 
 #[cfg(test)]

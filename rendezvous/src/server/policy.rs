@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use certs::Fingerprint;
 
-use crate::limits::{Caps, KeyedBuckets, Prefix};
+use proto::limits::{Caps, KeyedBuckets, Prefix};
 
 /// Most connections one source prefix may hold open at once.
 pub const MAX_CONNECTIONS_PER_PREFIX: usize = 64;

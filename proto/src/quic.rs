@@ -28,7 +28,7 @@ pub enum ConfigError {
 #[non_exhaustive]
 pub enum Role {
     /// The rendezvous serving peers: a few request streams at once, messages of at most
-    /// [`crate::proto::MAX_MSG_LEN`].
+    /// [`crate::rendezvous::MAX_MSG_LEN`].
     Rendezvous,
     /// A peer's connection to the rendezvous: the server opens no stream, pushes are small.
     RendezvousClient,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use certs::Fingerprint;
 
 use crate::code::AccessCode;
-use crate::proto::{ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
+use crate::rendezvous::{ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
 use crate::wire::{self, WireError};
 
 /// Errors talking to the rendezvous.

@@ -69,9 +69,9 @@ fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
-/// From a peer to the rendezvous.
+/// From a peer to the rendezvous. Not `non_exhaustive`: the server answers every request, and a
+/// new one must not compile until it does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub enum ClientMsg {
     /// A host asks for the code of the key it connected with.
     Register { lan_addrs: Vec<SocketAddr> },

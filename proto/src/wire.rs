@@ -201,8 +201,8 @@ mod tests {
             let len = (x % 24) as usize;
             let bytes: Vec<u8> = (0..len).map(|i| (x >> (i % 8 * 8)) as u8).collect();
             let _ = decode::<Msg>(&bytes, 64);
-            let _ = decode::<crate::proto::ClientMsg>(&bytes, 64);
-            let _ = decode::<crate::proto::ServerMsg>(&bytes, 64);
+            let _ = decode::<crate::rendezvous::ClientMsg>(&bytes, 64);
+            let _ = decode::<crate::rendezvous::ServerMsg>(&bytes, 64);
         }
     }
 
@@ -220,8 +220,8 @@ mod tests {
             let mut frame = (len as u32).to_be_bytes().to_vec();
             frame.extend((0..len).map(|i| (x.rotate_left(i as u32 * 7) % 7) as u8));
             let outcomes = [
-                decode::<crate::proto::ClientMsg>(&frame, 64).map(|m| m.is_some()),
-                decode::<crate::proto::ServerMsg>(&frame, 64).map(|m| m.is_some()),
+                decode::<crate::rendezvous::ClientMsg>(&frame, 64).map(|m| m.is_some()),
+                decode::<crate::rendezvous::ServerMsg>(&frame, 64).map(|m| m.is_some()),
             ];
             for outcome in outcomes {
                 match outcome {
