@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peer::session::{ControlMsg, MAX_CONTROL_LEN, StreamKind, VideoHeader};
+use proto::session::{ControlMsg, MAX_CONTROL_LEN, StreamKind, VideoHeader};
 use quicdesk_fuzz::{framed, write_seeds_if_asked};
 use proto::wire;
 

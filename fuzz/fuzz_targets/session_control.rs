@@ -27,7 +27,7 @@ use libfuzzer_sys::fuzz_target;
 use peer::auth::{ControllerAuth, ControllerKeys, HostAuth};
 use peer::nat::{self, Birthday, Mapping};
 use peer::password::{Cost, Kdf, normalize_one_time};
-use peer::session::{ControlMsg, MAX_CONTROL_LEN, VERSION};
+use proto::session::{ControlMsg, MAX_CONTROL_LEN, VERSION};
 use peer::text::{MAX_CHARS, printable};
 use quicdesk_fuzz::{Reader, Writer, check_candidates, framed, write_seeds_if_asked};
 use proto::wire;
@@ -75,18 +75,18 @@ fn derive(kdf: &Kdf, typed: &str) -> Option<Vec<u8>> {
         Kdf::OneTime => {
             let n = normalize_one_time(typed);
             assert_eq!(normalize_one_time(&n), n, "normalizing twice changes it");
-            let secret = kdf.derive(typed).expect("one-time derivation cannot fail");
+            let secret = peer::password::derive(&kdf, typed).expect("one-time derivation cannot fail");
             assert_eq!(*secret, n.into_bytes());
             Some(secret.to_vec())
         }
         Kdf::Argon2id { cost, .. } if over_max(cost) => {
             assert!(
-                kdf.derive(typed).is_err(),
+                peer::password::derive(&kdf, typed).is_err(),
                 "an excessive cost {cost:?} was accepted"
             );
             None
         }
-        Kdf::Argon2id { cost, .. } if cheap(cost) => kdf.derive(typed).ok().map(|s| {
+        Kdf::Argon2id { cost, .. } if cheap(cost) => peer::password::derive(&kdf, typed).ok().map(|s| {
             assert_eq!(s.len(), 32);
             s.to_vec()
         }),

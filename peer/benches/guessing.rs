@@ -20,7 +20,7 @@ mod common;
 
 use common::raw::{Attacker, guess};
 use common::{LOCAL, start_host, start_rendezvous_relay, synthetic_host};
-use peer::session::ControlMsg;
+use proto::session::ControlMsg;
 
 const TASKS: usize = 16;
 

@@ -18,12 +18,13 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::auth::ControllerAuth;
-use crate::session::{
-    self, ALPN, CONTROL_PRIORITY, ControlMsg, INPUT_PRIORITY, MAX_CONTROL_LEN, MAX_INPUT_LEN,
-    MAX_VIDEO_FRAME_LEN, StreamKind, VERSION, VideoHeader,
-};
+use crate::session::{self, MAX_INPUT_LEN};
 use crate::stats::{ClockOffset, PathKind, Report, Stats, Tick};
 use crate::{Error, net};
+use proto::session::{
+    self as msg, ALPN, CONTROL_PRIORITY, ControlMsg, INPUT_PRIORITY, MAX_CONTROL_LEN,
+    MAX_VIDEO_FRAME_LEN, StreamKind, VERSION, VideoHeader,
+};
 
 /// How long to wait for any candidate address of the host to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -562,7 +563,7 @@ async fn authenticate(
     // Argon2id of a fixed password takes a moment: off the async threads.
     let typed = zeroize::Zeroizing::new(password.to_owned());
     let keys = tokio::task::spawn_blocking(move || {
-        let secret = kdf.derive(&typed)?;
+        let secret = crate::password::derive(&kdf, &typed)?;
         Ok::<_, Error>(ControllerAuth::start(&secret, exporter).finish(&spake_h)?)
     })
     .await
@@ -658,7 +659,7 @@ fn decode_loop(
     let mut frame = codec::DecodedFrame::default();
     let mut synced = false; // have we decoded a key frame since the last error?
     while let Some((header, body)) = rx.blocking_recv() {
-        let payload = &body[session::VIDEO_HEADER_LEN..];
+        let payload = &body[msg::VIDEO_HEADER_LEN..];
         if !synced && !header.key_frame {
             continue; // P-frames are useless until the next key frame
         }

@@ -24,12 +24,13 @@ use tracing::{debug, info, warn};
 use crate::auth::HostAuth;
 use crate::guard::GuessGuard;
 use crate::password::{Kdf, Stored};
-use crate::session::{
-    self, ALPN, CONTROL_PRIORITY, ControlMsg, MAX_CONTROL_LEN, MAX_INPUT_LEN, MAX_VIDEO_FRAME_LEN,
-    StreamKind, VERSION, VideoHeader,
-};
+use crate::session::{self, MAX_INPUT_LEN};
 use crate::{Error, net};
 use proto::rendezvous::SourceTag;
+use proto::session::{
+    ALPN, CONTROL_PRIORITY, ControlMsg, MAX_CONTROL_LEN, MAX_VIDEO_FRAME_LEN, StreamKind, VERSION,
+    VideoHeader,
+};
 
 /// How long a controller has to authenticate.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);

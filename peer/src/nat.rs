@@ -28,27 +28,7 @@ pub const STUN_TIMEOUT: Duration = Duration::from_secs(3);
 /// Most LAN addresses offered (the rendezvous accepts 16 candidates in all).
 pub const MAX_LAN_CANDIDATES: usize = 8;
 
-/// How the NAT in front of a socket maps it to public ports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mapping {
-    /// The same public address and port for every destination (no NAT, or a cone NAT).
-    EndpointIndependent,
-    /// A different public port per destination (a symmetric NAT).
-    EndpointDependent,
-    /// Not known: the rendezvous runs no STUN responder, or it did not answer.
-    Unknown,
-}
-
-impl std::fmt::Display for Mapping {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Mapping::EndpointIndependent => "endpoint-independent",
-            Mapping::EndpointDependent => "endpoint-dependent",
-            Mapping::Unknown => "unknown",
-        })
-    }
-}
+pub use proto::session::Mapping;
 
 /// What [`discover`] learnt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

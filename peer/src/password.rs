@@ -19,6 +19,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+pub use proto::session::{Cost, Kdf};
+
 /// Crockford's base-32 alphabet, lower case.
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// Characters of a one-time password.
@@ -60,39 +62,15 @@ pub enum PasswordError {
     File { path: PathBuf, why: String },
 }
 
-/// argon2id cost parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cost {
-    /// Memory in KiB.
-    pub m_kib: u32,
-    /// Passes.
-    pub t: u32,
-    /// Lanes.
-    pub p: u32,
-}
-
-/// How the controller turns what its user typed into the secret the exchange runs over; told
-/// by the host in its challenge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum Kdf {
-    /// A one-time password, normalized ([`normalize_one_time`]).
-    OneTime,
-    /// A fixed password through argon2id with this salt and cost.
-    Argon2id { salt: [u8; 16], cost: Cost },
-}
-
-impl Kdf {
-    /// The secret for `typed`: what [`Stored::secret`] holds on the host.
-    pub fn derive(&self, typed: &str) -> Result<Zeroizing<Vec<u8>>, PasswordError> {
-        match self {
-            Kdf::OneTime => Ok(Zeroizing::new(normalize_one_time(typed).into_bytes())),
-            Kdf::Argon2id { salt, cost } => {
-                if cost.m_kib > MAX_COST.m_kib || cost.t > MAX_COST.t || cost.p > MAX_COST.p {
-                    return Err(PasswordError::Cost(format!("{cost:?}")));
-                }
-                argon2id(typed.as_bytes(), salt, *cost)
+/// The secret for `typed` under `kdf`: what [`Stored::secret`] holds on the host.
+pub fn derive(kdf: &Kdf, typed: &str) -> Result<Zeroizing<Vec<u8>>, PasswordError> {
+    match kdf {
+        Kdf::OneTime => Ok(Zeroizing::new(normalize_one_time(typed).into_bytes())),
+        Kdf::Argon2id { salt, cost } => {
+            if cost.m_kib > MAX_COST.m_kib || cost.t > MAX_COST.t || cost.p > MAX_COST.p {
+                return Err(PasswordError::Cost(format!("{cost:?}")));
             }
+            argon2id(typed.as_bytes(), salt, *cost)
         }
     }
 }
@@ -311,7 +289,7 @@ mod tests {
             normalize_one_time("ab01-1k9z")
         );
         assert_eq!(
-            Kdf::OneTime.derive("AB01 1K9Z").unwrap().as_slice(),
+            derive(&Kdf::OneTime, "AB01 1K9Z").unwrap().as_slice(),
             b"ab011k9z"
         );
     }
@@ -350,13 +328,11 @@ mod tests {
         let loaded = Stored::load(dir.path()).unwrap().unwrap();
         assert_eq!(loaded, stored);
         assert_eq!(
-            loaded.kdf().derive(pw).unwrap().as_slice(),
+            derive(&loaded.kdf(), pw).unwrap().as_slice(),
             loaded.secret().as_slice()
         );
         assert_ne!(
-            loaded
-                .kdf()
-                .derive("correct horse batterY")
+            derive(&loaded.kdf(), "correct horse batterY")
                 .unwrap()
                 .as_slice(),
             loaded.secret().as_slice()
@@ -384,12 +360,12 @@ mod tests {
                 p: 1,
             },
         };
-        assert!(matches!(kdf.derive("x"), Err(PasswordError::Cost(_))));
+        assert!(matches!(derive(&kdf, "x"), Err(PasswordError::Cost(_))));
     }
 
     #[test]
     fn the_default_cost_derives() {
         let s = Stored::derive("correct horse battery", DEFAULT_COST).unwrap();
-        assert_eq!(s.kdf().derive("correct horse battery").unwrap().len(), 32);
+        assert_eq!(derive(&s.kdf(), "correct horse battery").unwrap().len(), 32);
     }
 }

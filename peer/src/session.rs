@@ -1,178 +1,19 @@
-//! The peer-to-peer session protocol, spoken over one QUIC connection from controller to host.
-//!
-//! Streams:
-//! - **control** (bidirectional, opened first by the controller): authentication, then
-//!   key-frame requests, clock pings and goodbyes, as [`ControlMsg`] in [`proto::wire`]
-//!   frames.
-//! - **video** (unidirectional host → controller, one per group of pictures): a
-//!   [`StreamKind::Video`] tag byte, then frames, each a wire frame holding a [`VideoHeader`] and
-//!   Annex-B H.264. A new key frame opens a new stream and resets the previous one, so stale
-//!   frames are never waited for.
-//! - **input** (unidirectional controller → host, high priority): a [`StreamKind::Input`] tag,
-//!   then one wire frame per [`input::InputEvent`] in `input`'s encoding.
+//! The peer's side of `proto::session`: reading control messages with a deadline, the
+//! wall clock the latency measurement uses, and the input limit (`input`'s encoding).
 
-use serde::{Deserialize, Serialize};
-
-/// ALPN of the peer-to-peer protocol.
-pub const ALPN: &[u8] = b"quicdesk/1";
-/// Protocol version carried in `Hello`.
-pub const VERSION: u32 = 3;
-/// Largest control message.
-pub const MAX_CONTROL_LEN: usize = 4 * 1024;
-/// Largest encoded video frame (a 4K key frame at high quality fits with room to spare).
-pub const MAX_VIDEO_FRAME_LEN: usize = 8 * 1024 * 1024;
 /// Largest input message.
 pub const MAX_INPUT_LEN: usize = input::MAX_EVENT_LEN;
-/// Priority of the input stream relative to video (quinn: higher is sent first).
-pub const INPUT_PRIORITY: i32 = 100;
-/// Priority of the control stream.
-pub const CONTROL_PRIORITY: i32 = 50;
-
-/// The first byte of every unidirectional stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-#[non_exhaustive]
-pub enum StreamKind {
-    Video = 1,
-    Input = 2,
-}
-
-impl StreamKind {
-    pub fn from_byte(b: u8) -> Option<Self> {
-        match b {
-            1 => Some(Self::Video),
-            2 => Some(Self::Input),
-            _ => None,
-        }
-    }
-}
-
-/// Messages on the control stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum ControlMsg {
-    /// Controller → host: the protocol version it speaks.
-    Hello { version: u32 },
-    /// Host → controller: how to derive the secret from the password, and the host's SPAKE2
-    /// element (which reveals nothing about the password). See [`crate::auth`].
-    Challenge {
-        kdf: crate::password::Kdf,
-        spake: Vec<u8>,
-    },
-    /// Controller → host: the controller's SPAKE2 element and key confirmation.
-    Auth { spake: Vec<u8>, confirm: [u8; 32] },
-    /// Host → controller: authenticated; the host's key confirmation and the screen size that
-    /// video will carry.
-    Welcome {
-        width: u32,
-        height: u32,
-        confirm: [u8; 32],
-    },
-    /// Host → controller: refused, and why.
-    Denied { reason: String },
-    /// Host → controller: the controller's proof did not check out (a wrong password, or an
-    /// interception: the two cannot be told apart).
-    WrongPassword,
-    /// Controller → host: send a key frame (e.g. after a decode error).
-    KeyFrameRequest,
-    /// Controller → host: clock probe (controller's clock, µs since the Unix epoch).
-    Ping { sent_us: u64 },
-    /// Host → controller: answer to `Ping` with the host's clock at answering.
-    Pong { sent_us: u64, host_us: u64 },
-    /// Either side: the session ends.
-    Goodbye { reason: String },
-    /// Either side, after `Welcome`: addresses where the sender may be reached directly, for
-    /// hole punching (sent only to a peer that has proven the password), and how the
-    /// sender's NAT maps ports (which decides birthday punching, [`crate::nat::Birthday`]).
-    Candidates {
-        addrs: Vec<std::net::SocketAddr>,
-        mapping: crate::nat::Mapping,
-    },
-}
-
-/// Length of an encoded [`VideoHeader`].
-pub const VIDEO_HEADER_LEN: usize = 8 + 8 + 4 + 4 + 1;
-
-/// What precedes each encoded frame on a video stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VideoHeader {
-    pub frame_no: u64,
-    /// Host clock, µs since the Unix epoch, when the frame was captured.
-    pub captured_at_us: u64,
-    pub width: u32,
-    pub height: u32,
-    pub key_frame: bool,
-}
-
-/// Why a video frame could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum VideoError {
-    #[error("video frame shorter than its header")]
-    Short,
-    #[error("video frame has unknown flags {0:#x}")]
-    Flags(u8),
-    #[error("video frame size {0}x{1} is out of range")]
-    Size(u32, u32),
-}
-
-impl VideoHeader {
-    /// Writes the header followed by `payload` into one buffer.
-    pub fn encode_with(&self, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(VIDEO_HEADER_LEN + payload.len());
-        out.extend_from_slice(&self.frame_no.to_be_bytes());
-        out.extend_from_slice(&self.captured_at_us.to_be_bytes());
-        out.extend_from_slice(&self.width.to_be_bytes());
-        out.extend_from_slice(&self.height.to_be_bytes());
-        out.push(u8::from(self.key_frame));
-        out.extend_from_slice(payload);
-        out
-    }
-
-    /// Splits a received frame into header and payload.
-    pub fn decode(buf: &[u8]) -> Result<(Self, &[u8]), VideoError> {
-        if buf.len() < VIDEO_HEADER_LEN {
-            return Err(VideoError::Short);
-        }
-        let u64_at = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&buf[i..i + 8]);
-            u64::from_be_bytes(b)
-        };
-        let u32_at = |i: usize| {
-            let mut b = [0u8; 4];
-            b.copy_from_slice(&buf[i..i + 4]);
-            u32::from_be_bytes(b)
-        };
-        let (width, height) = (u32_at(16), u32_at(20));
-        if width == 0 || height == 0 || width > 16384 || height > 16384 {
-            return Err(VideoError::Size(width, height));
-        }
-        let key_frame = match buf[24] {
-            0 => false,
-            1 => true,
-            f => return Err(VideoError::Flags(f)),
-        };
-        Ok((
-            Self {
-                frame_no: u64_at(0),
-                captured_at_us: u64_at(8),
-                width,
-                height,
-                key_frame,
-            },
-            &buf[VIDEO_HEADER_LEN..],
-        ))
-    }
-}
 
 /// Reads one control message during authentication, where silence or a closed stream is an
 /// error.
 pub(crate) async fn read_control(
     recv: &mut quinn::RecvStream,
     within: std::time::Duration,
-) -> Result<ControlMsg, crate::Error> {
-    let read = proto::wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN);
+) -> Result<proto::session::ControlMsg, crate::Error> {
+    let read = proto::wire::read_msg::<proto::session::ControlMsg, _>(
+        recv,
+        proto::session::MAX_CONTROL_LEN,
+    );
     tokio::time::timeout(within, read)
         .await
         .map_err(|_| crate::Error::Timeout("authentication"))??
@@ -187,57 +28,4 @@ pub fn now_us() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn video_header_round_trip_and_rejects() {
-        let h = VideoHeader {
-            frame_no: 42,
-            captured_at_us: 1_700_000_000_000_000,
-            width: 1280,
-            height: 720,
-            key_frame: true,
-        };
-        let buf = h.encode_with(b"nal");
-        let (back, payload) = VideoHeader::decode(&buf).unwrap();
-        assert_eq!(back, h);
-        assert_eq!(payload, b"nal");
-        assert_eq!(VideoHeader::decode(&buf[..10]), Err(VideoError::Short));
-        let mut bad = buf.clone();
-        bad[24] = 7;
-        assert_eq!(VideoHeader::decode(&bad), Err(VideoError::Flags(7)));
-        let mut zero = buf;
-        zero[16..20].copy_from_slice(&0u32.to_be_bytes());
-        assert!(matches!(
-            VideoHeader::decode(&zero),
-            Err(VideoError::Size(..))
-        ));
-    }
-
-    #[test]
-    fn control_messages_never_panic_on_garbage() {
-        // Random bodies behind a correct length header, so postcard really sees them.
-        let (mut decoded, mut malformed) = (0, 0);
-        let mut x: u32 = 12345;
-        for _ in 0..50_000 {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            let len = (x >> 24) as usize % 48;
-            let body: Vec<u8> = (0..len)
-                .map(|i| (x.rotate_left(i as u32 * 5) % 13) as u8)
-                .collect();
-            let mut frame = (len as u32).to_be_bytes().to_vec();
-            frame.extend_from_slice(&body);
-            match proto::wire::decode::<ControlMsg>(&frame, MAX_CONTROL_LEN) {
-                Ok(Some(_)) => decoded += 1,
-                Err(proto::wire::WireError::Malformed(_)) => malformed += 1,
-                other => panic!("a complete frame gave {other:?}"),
-            }
-            let _ = VideoHeader::decode(&body);
-        }
-        assert!(decoded > 100 && malformed > 100, "{decoded} {malformed}");
-    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use certs::Identity;
 use input::{InputEvent, RecordingBackend};
 use peer::controller::{self, Hooks, Target};
-use peer::session::{ALPN, ControlMsg, StreamKind, VERSION};
+use proto::session::{ALPN, ControlMsg, StreamKind, VERSION};
 use proto::{AccessCode, quic};
 
 mod common;

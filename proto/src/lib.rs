@@ -10,6 +10,8 @@
 //! - [`wire`]: length-prefixed postcard frames on QUIC streams, with size limits.
 //! - [`rendezvous`]: messages between a peer and the rendezvous; [`client`]: the peer's side of
 //!   them (register, resolve, pushed connect requests).
+//! - [`session`]: messages between the two peers of a session (control, video frame header,
+//!   stream kinds).
 //! - [`code`]: access codes (`ISR-` + 8 digits).
 //! - [`relay`]: relay frames, tickets and bind proofs.
 //! - [`stun`]: STUN Binding requests and answers (RFC 8489, through stun-rs).
@@ -28,6 +30,7 @@ pub mod limits;
 pub mod quic;
 pub mod relay;
 pub mod rendezvous;
+pub mod session;
 pub mod stun;
 pub mod wire;
 

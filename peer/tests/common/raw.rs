@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use certs::{Fingerprint, Identity};
-use peer::session::{ALPN, ControlMsg, MAX_CONTROL_LEN, VERSION};
+use proto::session::{ALPN, ControlMsg, MAX_CONTROL_LEN, VERSION};
 use proto::{AccessCode, quic, wire};
 
 /// A hostile controller: its own key, its own socket on `source`.
@@ -93,7 +93,7 @@ pub async fn prove(
         panic!("no challenge");
     };
     let exporter = peer::net::exporter(conn).unwrap();
-    let secret = kdf.derive(password).unwrap();
+    let secret = peer::password::derive(&kdf, password).unwrap();
     let keys = peer::auth::ControllerAuth::start(&secret, exporter)
         .finish(&spake)
         .unwrap();
@@ -120,7 +120,7 @@ pub async fn guess(conn: &quinn::Connection, password: &str) -> Result<ControlMs
         None => return Err("no answer to Hello".into()),
     };
     let exporter = peer::net::exporter(conn).map_err(|e| e.to_string())?;
-    let secret = kdf.derive(password).map_err(|e| e.to_string())?;
+    let secret = peer::password::derive(&kdf, password).map_err(|e| e.to_string())?;
     let keys = peer::auth::ControllerAuth::start(&secret, exporter)
         .finish(&spake)
         .map_err(|e| e.to_string())?;
