@@ -300,7 +300,7 @@ impl Agent {
         if self.path == Path::Nowhere && self.relay.is_none() && !self.remote.is_empty() {
             self.set_path(Path::Candidates, crate::Reason::Configured);
         }
-        if changed && self.punching && !self.direct_healthy(now) {
+        if changed && self.punching && !self.direct_healthy(now) && !self.extend_round(now) {
             self.next_round_at = Some(now);
         }
         self.drive(now);

@@ -168,6 +168,39 @@ impl Agent {
         self.events.push_back(Event::ClosePool { ids });
     }
 
+    /// The peer's candidates changed while a round runs (its NAT moved it): probe the new ones
+    /// within the round rather than start over, so a spray or pool under way keeps its
+    /// progress. Returns `false` when the round cannot take them (none runs, or the birthday
+    /// roles or the address the pool sends to changed): then a new round is due.
+    pub(crate) fn extend_round(&mut self, now: Instant) -> bool {
+        let first = self.remote.first().copied().filter(is_public);
+        let birthday = match first {
+            Some(_) if self.cfg.birthday => {
+                Birthday::for_mappings(self.mapping, self.remote_mapping)
+            }
+            _ => Birthday::Off,
+        };
+        let Some(r) = self.round.as_mut() else {
+            return false;
+        };
+        let same_ip = r.target.map(|t| t.ip()) == first.map(|f| f.ip());
+        if birthday != r.birthday || !same_ip || (birthday == Birthday::Pool && r.target != first) {
+            return false;
+        }
+        let moved = r.target != first;
+        r.target = first;
+        let phase2 = r.phase2;
+        for c in self.remote.clone() {
+            self.round_probe(now, c, Via::Main, &STUN_RETRIES_MS);
+        }
+        if let (true, true, Some(first)) = (moved, phase2, first) {
+            for c in predicted(first) {
+                self.round_probe(now, c, Via::Main, &STUN_RETRIES_MS);
+            }
+        }
+        true
+    }
+
     /// A probe within the running round (once per address and socket).
     fn round_probe(&mut self, now: Instant, to: SocketAddr, via: Via, schedule: &'static [u64]) {
         let Some(r) = self.round.as_mut() else {

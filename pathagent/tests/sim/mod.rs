@@ -84,8 +84,10 @@ pub struct Outcome {
     pub time_to_direct: Option<Duration>,
     /// Per flush: time until both sides received app data sent after it.
     pub resumed: Vec<Option<Duration>>,
-    /// Per flush: time until both sides were direct again (if they went).
+    /// Per flush: time until both sides received app data sent after it on a direct path.
     pub direct_again: Vec<Option<Duration>>,
+    /// Per flush: whether each side was direct when the next flush came (or the run ended).
+    pub settled: Vec<[bool; 2]>,
     /// App packets each side received.
     pub received: [u64; 2],
     pub trace: u64,
@@ -119,7 +121,7 @@ struct Peer {
     /// Sim time (ns) of the last app packet received, and when it was sent.
     got_sent_after: Vec<Option<Duration>>,
     received: u64,
-    direct_again: Vec<Option<Duration>>,
+    direct_after: Vec<Option<Duration>>,
 }
 
 pub struct Sim {
@@ -139,6 +141,7 @@ pub struct Sim {
     hash: DefaultHasher,
     packets: u64,
     flush_times: Vec<Duration>,
+    settled: Vec<[bool; 2]>,
 }
 
 fn mapping_byte(m: Mapping) -> u8 {
@@ -213,7 +216,7 @@ impl Sim {
                 ctl_seq: 0,
                 got_sent_after: vec![None; sc.flushes.len()],
                 received: 0,
-                direct_again: vec![None; sc.flushes.len()],
+                direct_after: vec![None; sc.flushes.len()],
             }
         };
         let peers = [peer(HOST, &mut rng), peer(CTL, &mut rng)];
@@ -233,6 +236,7 @@ impl Sim {
             next_ctl: t0,
             hash: DefaultHasher::new(),
             packets: 0,
+            settled: Vec::new(),
             flush_times,
             sc,
         };
@@ -382,8 +386,9 @@ impl Sim {
         match payload.first() {
             Some(0x41) => {
                 self.peers[i].received += 1;
+                let direct = payload.get(1) == Some(&1);
                 let sent = payload
-                    .get(1..9)
+                    .get(2..10)
                     .and_then(|b| b.try_into().ok())
                     .map(|b| Duration::from_nanos(u64::from_be_bytes(b)))
                     .unwrap_or_default();
@@ -391,6 +396,10 @@ impl Sim {
                 for (k, &f) in self.flush_times.clone().iter().enumerate() {
                     let slot = &mut self.peers[i].got_sent_after[k];
                     if sent > f && slot.is_none() {
+                        *slot = Some(elapsed - f);
+                    }
+                    let slot = &mut self.peers[i].direct_after[k];
+                    if sent > f && direct && slot.is_none() {
                         *slot = Some(elapsed - f);
                     }
                 }
@@ -417,10 +426,15 @@ impl Sim {
         }
     }
 
-    fn send_app(&mut self, i: usize, payload: Vec<u8>) {
+    fn send_app(&mut self, i: usize, mut payload: Vec<u8>) {
         let now = self.now;
         match self.peers[i].agent.send_path(now) {
-            SendPath::Direct { via, to } => self.send_from(i, via, to, payload),
+            SendPath::Direct { via, to } => {
+                if payload[0] == 0x41 {
+                    payload[1] = 1;
+                }
+                self.send_from(i, via, to, payload)
+            }
             SendPath::Relay { to, header } => {
                 let mut b = header.to_vec();
                 b.extend_from_slice(&payload);
@@ -466,7 +480,12 @@ impl Sim {
                     p.agent.start_punching(now);
                 }
             }
-            Action::Flush(i) => self.peers[i].nat.flush(),
+            Action::Flush(i) => {
+                if !self.flush_times.is_empty() && self.elapsed() > self.flush_times[0] {
+                    self.settled.push(self.directs());
+                }
+                self.peers[i].nat.flush();
+            }
         }
     }
 
@@ -485,18 +504,6 @@ impl Sim {
                     p.ctl_seq += 1;
                     p.ctl_out = Some((p.ctl_seq, encode_candidates(p.ctl_seq, &addrs, mapping)));
                 }
-                Event::PathChanged {
-                    to: Path::Direct { .. },
-                    ..
-                } => {
-                    let elapsed = self.elapsed();
-                    for (k, &f) in self.flush_times.iter().enumerate() {
-                        let slot = &mut self.peers[i].direct_again[k];
-                        if elapsed > f && slot.is_none() {
-                            *slot = Some(elapsed - f);
-                        }
-                    }
-                }
                 _ => {}
             }
         }
@@ -504,6 +511,13 @@ impl Sim {
         while let Some(t) = self.peers[i].agent.poll_transmit() {
             self.send_from(i, t.via, t.to, t.bytes);
         }
+    }
+
+    fn directs(&self) -> [bool; 2] {
+        [
+            self.peers[0].agent.path().is_direct(),
+            self.peers[1].agent.path().is_direct(),
+        ]
     }
 
     /// Runs the scenario to its end.
@@ -557,7 +571,7 @@ impl Sim {
             if self.next_app <= now {
                 self.next_app = now + APP_EVERY;
                 for i in 0..2 {
-                    let mut b = vec![0x41];
+                    let mut b = vec![0x41, 0];
                     b.extend_from_slice(&(self.elapsed().as_nanos() as u64).to_be_bytes());
                     self.send_app(i, b);
                 }
@@ -579,6 +593,9 @@ impl Sim {
             self.drain(0);
             self.drain(1);
         }
+        if !self.flush_times.is_empty() {
+            self.settled.push(self.directs());
+        }
         let auth = self.authed.map(|a| a + 4 * self.sc.delay);
         let time_to_direct = self.peers[CTL]
             .agent
@@ -599,7 +616,8 @@ impl Sim {
             ],
             time_to_direct,
             resumed: both(&self.peers[0].got_sent_after, &self.peers[1].got_sent_after),
-            direct_again: both(&self.peers[0].direct_again, &self.peers[1].direct_again),
+            direct_again: both(&self.peers[0].direct_after, &self.peers[1].direct_after),
+            settled: self.settled.clone(),
             received: [self.peers[0].received, self.peers[1].received],
             trace: self.hash.finish(),
             packets: self.packets,

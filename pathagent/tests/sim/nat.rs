@@ -21,7 +21,7 @@ pub enum Alloc {
     /// The local port if free (Linux `snat` does this), else a random one.
     Preserve,
     Random,
-    /// Ports taken in turn from a block (the lab's `numgen inc` map: 20000 + n mod 256).
+    /// Ports taken in turn from a block (like the lab's `numgen inc` map, 20000 + n).
     Sequential,
 }
 
@@ -106,7 +106,10 @@ pub struct Nat {
 }
 
 const SEQ_BASE: u32 = 20000;
-const SEQ_PORTS: u32 = 256;
+/// The lab's block is 256 ports; a birthday pool fills that in one round, and its mappings
+/// stay (no expiry here), so a second round would find none free: a bigger block keeps the
+/// sequential behaviour without that artefact.
+const SEQ_PORTS: u32 = 4096;
 
 impl Nat {
     pub fn new(kind: Kind, public_ip: IpAddr, rendezvous_ip: IpAddr, seed: u64) -> Self {
