@@ -105,6 +105,7 @@ struct Packet {
 enum Action {
     Observed(usize, SocketAddr),
     Relay,
+    Introduce,
     Auth,
     Flush(usize),
 }
@@ -246,6 +247,8 @@ impl Sim {
         }
         if sim.sc.relay {
             sim.at(Duration::from_millis(100), Action::Relay);
+        } else {
+            sim.at(Duration::from_millis(100), Action::Introduce);
         }
         for (at, side) in sim.sc.flushes.clone() {
             sim.at(at, Action::Flush(side));
@@ -458,14 +461,15 @@ impl Sim {
                 agent.add_local_candidates(now, &[lan]);
                 agent.set_observed(now, addr);
                 agent.add_stun_server(now, RV_STUN);
-                if !self.sc.relay && i == CTL {
-                    // Without a relay the rendezvous hands out the host's addresses.
-                    let host = self.peers[HOST].agent.local_candidates();
-                    let agent = &mut self.peers[CTL].agent;
-                    agent.set_remote_candidates(now, &host, Mapping::Unknown);
+            }
+            Action::Introduce => {
+                // Without a relay the rendezvous hands each side the other's addresses.
+                for i in 0..2 {
+                    let theirs = self.peers[1 - i].agent.local_candidates();
+                    let agent = &mut self.peers[i].agent;
+                    agent.set_remote_candidates(now, &theirs, Mapping::Unknown);
                     agent.release_direct(now);
                     agent.start_punching(now);
-                    self.peers[HOST].agent.start_punching(now);
                 }
             }
             Action::Relay => {
