@@ -12,7 +12,8 @@
 use std::hint::black_box;
 
 use capture::Capturer;
-use capture::x11::{X11Capturer, X11Options};
+use capture::ScreenSpec;
+use capture::x11::X11Capturer;
 use capture::xvfb::VirtualDisplay;
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -21,7 +22,7 @@ fn bench_x11(c: &mut Criterion) {
     for (name, width, height) in [("720p", 1280, 720), ("1080p", 1920, 1080)] {
         let display = VirtualDisplay::start(width, height)
             .unwrap_or_else(|e| panic!("the capture bench needs Xvfb (cargo xtask setup): {e}"));
-        let mut cap = X11Capturer::open(&X11Options {
+        let mut cap = X11Capturer::open(&ScreenSpec {
             display: Some(display.name().to_owned()),
             monitor: None,
             cursor: true,

@@ -1,5 +1,6 @@
-//! Screen capture for quicdesk: the [`Capturer`] trait that every screen source implements, and a
-//! deterministic [`SyntheticSource`] for tests and benchmarks.
+//! Screen capture for quicdesk: the [`Capturer`] trait that every screen source implements,
+//! [`open`] which picks this platform's backend for a [`SourceSpec`] (X11 on Linux: [`x11`]),
+//! and a deterministic [`SyntheticSource`] for tests and benchmarks.
 //!
 //! ```text
 //!            dedicated capture thread (may block)                  elsewhere
@@ -21,15 +22,15 @@
 //! What this crate does **not** do: it does not encode, send or schedule frames, and it owns no
 //! async runtime. [`Capturer::capture`] may block (an X11 `XShm` read waits while the server copies
 //! the screen), so it must run on a dedicated thread (or `spawn_blocking`), never inside an async
-//! task. Real
-//! desktop backends (scrap for X11, Windows and macOS) come later and plug into the same trait;
-//! only the synthetic source exists today.
+//! task. Backends for Windows and macOS are not written yet: [`open`] answers
+//! [`CaptureError::Unsupported`] for a screen there.
 
 // Unsafe code is denied workspace-wide; the X11 backend allows it for one mmap (see `x11`).
 #![deny(unsafe_code)]
 
 mod compare;
 mod marker;
+mod source;
 mod synthetic;
 #[cfg(all(unix, not(target_os = "macos")))]
 pub mod x11;
@@ -40,6 +41,7 @@ use std::fmt;
 
 pub use compare::mean_abs_diff;
 pub use marker::{MARKER_COLS, MARKER_ROWS, Marker, marker_cell_size, read_marker};
+pub use source::{Area, Monitor, Opened, ScreenSpec, SourceSpec, monitors, open};
 pub use synthetic::{SyntheticSource, render_synthetic};
 
 /// Largest width or height, in pixels, that the capture sources accept.
@@ -235,6 +237,9 @@ pub enum CaptureError {
         /// How many monitors there are.
         count: usize,
     },
+    /// This build has no backend for what was asked.
+    #[error("{0} is not supported yet")]
+    Unsupported(&'static str),
 }
 
 /// Why a size was refused, see [`CaptureError::InvalidSize`].

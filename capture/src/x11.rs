@@ -36,53 +36,7 @@ use x11rb::protocol::xfixes::ConnectionExt as _;
 use x11rb::protocol::xproto::{self, ConnectionExt as _, ImageFormat, ImageOrder};
 use x11rb::rust_connection::RustConnection;
 
-use crate::{CaptureError, Capturer, Frame, FrameData, Lent, MAX_DIMENSION};
-
-/// One monitor of an X screen, as RandR reports it (or the whole screen without RandR).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Monitor {
-    /// Position in [`list_monitors`]' order: what `--monitor N` takes.
-    pub index: usize,
-    /// RandR's name for it, e.g. `DP-1`; `screen` without RandR.
-    pub name: String,
-    /// Whether RandR marks it primary.
-    pub primary: bool,
-    /// Top-left corner on the X screen.
-    pub x: i16,
-    /// Top-left corner on the X screen.
-    pub y: i16,
-    /// Size in pixels.
-    pub width: u16,
-    /// Size in pixels.
-    pub height: u16,
-}
-
-impl std::fmt::Display for Monitor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} {}x{}+{}+{}{}",
-            self.index,
-            self.name,
-            self.width,
-            self.height,
-            self.x,
-            self.y,
-            if self.primary { " (primary)" } else { "" }
-        )
-    }
-}
-
-/// What to capture.
-#[derive(Debug, Clone, Default)]
-pub struct X11Options {
-    /// X display name such as `:0`; `None` uses `$DISPLAY`.
-    pub display: Option<String>,
-    /// Index from [`list_monitors`]; `None` takes the primary monitor (or the first).
-    pub monitor: Option<usize>,
-    /// Draw the pointer into the frames.
-    pub cursor: bool,
-}
+use crate::{CaptureError, Capturer, Frame, FrameData, Lent, MAX_DIMENSION, Monitor, ScreenSpec};
 
 /// The monitors of `display` (`None`: `$DISPLAY`), primary or not, in RandR's order.
 ///
@@ -132,7 +86,7 @@ impl X11Capturer {
     /// [`CaptureError::X11`] when the display is unreachable, lacks the DAMAGE extension or has a
     /// pixel format other than 32-bit little-endian true colour; [`CaptureError::NoSuchMonitor`]
     /// for a bad index.
-    pub fn open(opts: &X11Options) -> Result<Self, CaptureError> {
+    pub fn open(opts: &ScreenSpec) -> Result<Self, CaptureError> {
         let display = opts.display.as_deref();
         let (conn, screen) = connect(display)?;
         let err = x11(display);

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use capture::x11::{X11Capturer, X11Options, list_monitors};
+use capture::ScreenSpec;
+use capture::x11::{X11Capturer, list_monitors};
 use capture::xvfb::VirtualDisplay;
 use capture::{Capturer, Frame};
 
@@ -22,8 +23,8 @@ fn run(display: &VirtualDisplay, program: &str, args: &[&str]) {
     assert!(out.status.success(), "{program} {args:?}: {out:?}");
 }
 
-fn opts(display: &VirtualDisplay, cursor: bool) -> X11Options {
-    X11Options {
+fn opts(display: &VirtualDisplay, cursor: bool) -> ScreenSpec {
+    ScreenSpec {
         display: Some(display.name().to_owned()),
         monitor: None,
         cursor,
@@ -138,7 +139,7 @@ fn lists_and_captures_one_monitor() {
         (640, 0, 640, 720)
     );
 
-    let mut c = X11Capturer::open(&X11Options {
+    let mut c = X11Capturer::open(&ScreenSpec {
         monitor: Some(right.index),
         ..opts(&d, false)
     })
@@ -147,7 +148,7 @@ fn lists_and_captures_one_monitor() {
     let f = next_frame(&mut c);
     assert_eq!(pixel(&f, 0, 0), [0, 255, 0]);
 
-    let err = X11Capturer::open(&X11Options {
+    let err = X11Capturer::open(&ScreenSpec {
         monitor: Some(all.len()),
         ..opts(&d, false)
     })
@@ -157,9 +158,9 @@ fn lists_and_captures_one_monitor() {
 
 #[test]
 fn a_missing_display_is_a_clear_error() {
-    let err = X11Capturer::open(&X11Options {
+    let err = X11Capturer::open(&ScreenSpec {
         display: Some(":4999".into()),
-        ..X11Options::default()
+        ..ScreenSpec::default()
     })
     .unwrap_err();
     assert!(err.to_string().contains(":4999"), "{err}");

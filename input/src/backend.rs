@@ -11,6 +11,9 @@ use crate::{InputEvent, Key, MouseButton, NormalizedPoint, ScreenPoint, ScreenSi
 pub enum InputError {
     #[error("input backend: {0}")]
     Backend(String),
+    /// This build has no backend for this platform.
+    #[error("{0} is not supported yet")]
+    Unsupported(&'static str),
 }
 
 /// Something that performs input events on the host.

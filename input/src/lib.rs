@@ -1,5 +1,5 @@
 //! Input events for quicdesk: their types, their wire encoding, and the backends that perform
-//! them.
+//! them ([`open`] picks this platform's).
 //!
 //! ```text
 //! controller:  window event ─► InputEvent ─► encode() ─► bytes ─► peer: frame
@@ -32,6 +32,7 @@ mod backend;
 mod enigo_backend;
 mod event;
 mod keys;
+mod open;
 mod point;
 mod wire;
 
@@ -40,5 +41,6 @@ pub use backend::{HeldInputs, InputBackend, InputError, RecordingBackend, Record
 pub use enigo_backend::{EnigoBackend, evdev_code, x_keycode};
 pub use event::{BoundedText, InputEvent, MAX_WHEEL, MouseButton, TextError};
 pub use keys::{Key, UnknownKey};
+pub use open::{InputSpec, open};
 pub use point::{NormalizedPoint, ScreenPoint, ScreenSize, ScreenSizeError};
 pub use wire::{DecodeError, MAX_EVENT_LEN, WIRE_VERSION, decode, encode};

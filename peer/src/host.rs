@@ -46,26 +46,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// What the host shares.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Source {
-    /// Moving synthetic content carrying frame numbers and timestamps (tests, benches, demo).
-    Synthetic { width: u32, height: u32 },
-    /// One monitor of an X11 display.
-    #[cfg(all(unix, not(target_os = "macos")))]
-    Screen(capture::x11::X11Options),
-}
-
-/// The part of the host's screen a session shares: where input backends place the pointer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScreenArea {
-    /// Top-left corner of the shared monitor on the whole X screen.
-    pub x: i32,
-    pub y: i32,
-    pub width: u32,
-    pub height: u32,
-}
+/// The part of the host's desktop a session shares: where input backends place the pointer.
+pub use capture::Area as ScreenArea;
+/// What the host shares: `capture`'s platform seam.
+pub use capture::SourceSpec as Source;
 
 /// Makes the input backend of a session, given what it shares. An error leaves the session
 /// view-only (with a warning) rather than refusing it.
@@ -672,34 +656,9 @@ async fn send_final(send: &mut quinn::SendStream, msg: &ControlMsg) {
 
 /// Opens the capture source for a session, with the screen area it covers.
 fn make_source(source: &Source) -> Result<(Box<dyn Capturer>, ScreenArea), Error> {
-    match source {
-        Source::Synthetic { width, height } => {
-            let area = ScreenArea {
-                x: 0,
-                y: 0,
-                width: *width,
-                height: *height,
-            };
-            Ok((
-                Box::new(capture::SyntheticSource::new(*width, *height)?),
-                area,
-            ))
-        }
-        #[cfg(all(unix, not(target_os = "macos")))]
-        Source::Screen(opts) => {
-            let c = capture::x11::X11Capturer::open(opts)?;
-            let m = c.monitor();
-            info!(monitor = %m, shm = c.uses_shm(), "capturing the screen");
-            let (width, height) = c.size();
-            let area = ScreenArea {
-                x: i32::from(m.x),
-                y: i32::from(m.y),
-                width,
-                height,
-            };
-            Ok((Box::new(c), area))
-        }
-    }
+    let opened = capture::open(source)?;
+    info!(source = %opened.description, "capturing");
+    Ok((opened.capturer, opened.area))
 }
 
 /// What the input thread is told.

@@ -27,6 +27,7 @@ pub mod script;
 pub mod session;
 pub mod stats;
 pub mod text;
+#[cfg(feature = "viewer")]
 pub mod viewer;
 
 /// Errors of a peer session.

@@ -159,7 +159,8 @@ struct ConnectArgs {
     /// command line, where other users of the machine could see it.
     #[arg(long)]
     password_stdin: bool,
-    /// No window: print stats each second (the only mode until the viewer window lands).
+    /// No window: print stats each second (the only mode of a build without the `viewer`
+    /// feature).
     #[arg(long)]
     headless: bool,
     /// End the session after this many seconds.
@@ -228,11 +229,17 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Host(args) => rt()?.block_on(run_host(args)),
         Command::Connect(args) if args.headless => rt()?.block_on(run_connect(args)),
+        #[cfg(feature = "viewer")]
         Command::Connect(args) => run_connect_window(args),
+        #[cfg(not(feature = "viewer"))]
+        Command::Connect(_) => anyhow::bail!(
+            "this peer was built without its viewer window (feature `viewer`): use --headless"
+        ),
         Command::Password(cmd) => password_command(cmd),
     }
 }
 
+#[cfg(feature = "viewer")]
 /// `peer connect` with the viewer window: the window owns the main thread (winit needs it); the
 /// session runs on a tokio runtime in another thread and feeds the window through its sink.
 fn run_connect_window(args: ConnectArgs) -> anyhow::Result<()> {
@@ -286,7 +293,10 @@ fn run_connect_window(args: ConnectArgs) -> anyhow::Result<()> {
 }
 
 fn list_monitors(display: Option<&str>) -> anyhow::Result<()> {
-    let monitors = capture::x11::list_monitors(display)?;
+    let monitors = capture::monitors(&capture::ScreenSpec {
+        display: display.map(str::to_owned),
+        ..Default::default()
+    })?;
     for m in monitors {
         println!("{m}");
     }
@@ -302,17 +312,17 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     let source = match args.source {
         SourceKind::Synthetic => host::Source::Synthetic { width, height },
         SourceKind::Screen => {
-            let opts = capture::x11::X11Options {
+            let spec = host::Source::Screen(capture::ScreenSpec {
                 display: args.display.clone(),
                 monitor: args.monitor,
                 cursor: !args.hide_cursor,
-            };
+            });
             // Fail now, not at the first session, if the screen cannot be captured.
-            let probe = capture::x11::X11Capturer::open(&opts).context(
+            let probe = capture::open(&spec).context(
                 "cannot capture the screen (`--source synthetic` shares a test picture instead)",
             )?;
-            tracing::info!(monitor = %probe.monitor(), "sharing this monitor");
-            host::Source::Screen(opts)
+            tracing::info!(source = %probe.description, "sharing this monitor");
+            spec
         }
     };
     let input: host::InputFactory = match (args.input_log.clone(), args.source) {
@@ -323,9 +333,10 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         (None, SourceKind::Screen) => {
             let display = args.display.clone();
             Arc::new(move |area: &host::ScreenArea| {
-                let mut b = input::EnigoBackend::new(display.as_deref())?;
-                b.set_origin(area.x, area.y);
-                Ok(Box::new(b) as Box<dyn input::InputBackend>)
+                input::open(&input::InputSpec {
+                    display: display.clone(),
+                    origin: (area.x, area.y),
+                })
             })
         }
         (None, SourceKind::Synthetic) => Arc::new(|_: &host::ScreenArea| {

@@ -137,7 +137,7 @@ pub mod desktop {
     use std::path::Path;
     use std::sync::Arc;
 
-    use capture::x11::X11Options;
+    use capture::ScreenSpec;
     use capture::xvfb::VirtualDisplay;
     use peer::host::{self, HostConfig, Source};
 
@@ -183,7 +183,7 @@ pub mod desktop {
         password: &str,
         input: host::InputFactory,
     ) -> HostConfig {
-        let source = Source::Screen(X11Options {
+        let source = Source::Screen(ScreenSpec {
             display: Some(d.name().to_owned()),
             monitor: None,
             cursor: true,
@@ -191,13 +191,14 @@ pub mod desktop {
         super::test_host(rv, dir, source, password, input)
     }
 
-    /// Input performed on `d` with XTEST, as `peer host` does.
+    /// Input performed on `d` with this platform's backend (XTEST), as `peer host` does.
     pub fn enigo(d: &VirtualDisplay) -> host::InputFactory {
         let name = d.name().to_owned();
         Arc::new(move |area: &host::ScreenArea| {
-            let mut b = input::EnigoBackend::new(Some(&name))?;
-            b.set_origin(area.x, area.y);
-            Ok(Box::new(b) as Box<dyn input::InputBackend>)
+            input::open(&input::InputSpec {
+                display: Some(name.clone()),
+                origin: (area.x, area.y),
+            })
         })
     }
 
