@@ -463,10 +463,8 @@ impl Agent {
         self.discovery.answers.push(addr);
         // The reflexive address offered: the rendezvous's view first time round, the first
         // server's answer after a rediscovery (the rendezvous's view is stale then).
-        if self.observed.is_none() || round > 0 {
-            if self.discovery.answers.len() == 1 {
-                self.reflexive = Some(addr);
-            }
+        if (self.observed.is_none() || round > 0) && self.discovery.answers.len() == 1 {
+            self.reflexive = Some(addr);
         }
         self.classify();
         self.announce_if_ready();

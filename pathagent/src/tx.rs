@@ -115,8 +115,8 @@ impl Txs {
         self.by_key.retain(|_, tx| keep(tx));
     }
 
-    pub fn any(&self, mut f: impl FnMut(&Tx) -> bool) -> bool {
-        self.by_key.values().any(|tx| f(tx))
+    pub fn any(&self, f: impl FnMut(&Tx) -> bool) -> bool {
+        self.by_key.values().any(f)
     }
 
     /// The next due timer at or before `now`, if any. A `Send` has already been counted and

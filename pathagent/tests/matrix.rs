@@ -54,7 +54,7 @@ fn run_pair(host: Kind, ctl: Kind, direct: bool, seed: u64) -> (Outcome, Vec<Str
         // Back on a direct path: within 2 s unless it takes a birthday punch again.
         let again = o.direct_again[k];
         let budget = Duration::from_millis(if hard { 4000 } else { 2000 });
-        if direct && !again.is_some_and(|t| t <= budget) {
+        if direct && again.is_none_or(|t| t > budget) {
             wrong.push(format!("{pair}: flush {k}: direct again after {again:?}"));
         }
     }

@@ -191,9 +191,7 @@ impl Nat {
 
     /// Where a datagram from `remote` to public port `port` goes inside, or `None` if dropped.
     pub fn inbound(&self, remote: SocketAddr, port: u16) -> Option<SocketAddr> {
-        let Some((_, filtering, _)) = self.kind.behaviour() else {
-            return None;
-        };
+        let (_, filtering, _) = self.kind.behaviour()?;
         if self.blocked(remote) {
             return None;
         }
