@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::discovery::Discovery;
 use crate::path::{Direct, RelayState};
 use crate::punch::Round;
 use crate::tx::{Due, Key, Purpose, Txs};
 use crate::wire::{self, RelayFrame, StunKind, Ticket};
 use crate::{
-    DISCOVERY_TIMEOUT, Event, Input, MAX_CANDIDATES, MAX_LAN_CANDIDATES, MAX_LEARNED, Mapping,
-    Path, STUN_ANSWERS_PER_SEC, STUN_RETRIES_MS, Transmit, Via,
+    Event, Input, MAX_CANDIDATES, MAX_LEARNED, Mapping, Path, STUN_ANSWERS_PER_SEC, Transmit, Via,
 };
 
 /// How an agent behaves.
@@ -67,17 +67,6 @@ impl Bucket {
     }
 }
 
-/// One discovery of this side's reflexive address.
-#[derive(Debug, Default)]
-pub(crate) struct Discovery {
-    pub round: u32,
-    /// Servers still asked.
-    pub pending: usize,
-    /// What the servers answered this round.
-    pub answers: Vec<SocketAddr>,
-    pub last: Option<Instant>,
-}
-
 /// The sans-IO path agent of one session (see the crate docs).
 #[derive(Debug)]
 pub struct Agent {
@@ -95,7 +84,7 @@ pub struct Agent {
     pub(crate) mapping: Mapping,
     pub(crate) stun_servers: Vec<SocketAddr>,
     pub(crate) discovery: Discovery,
-    announced: Option<(Vec<SocketAddr>, Mapping)>,
+    pub(crate) announced: Option<(Vec<SocketAddr>, Mapping)>,
     // The peer.
     pub(crate) remote: Vec<SocketAddr>,
     pub(crate) remote_mapping: Mapping,
@@ -161,123 +150,6 @@ impl Agent {
     pub(crate) fn tick(&mut self, now: Instant) -> Instant {
         self.now = self.now.max(now);
         self.now
-    }
-
-    // ── Inputs about this side ─────────────────────────────────────────────────────────────
-
-    /// The machine's LAN addresses with the socket's port (offered to the peer after the
-    /// reflexive address; at most [`MAX_LAN_CANDIDATES`]).
-    pub fn add_local_candidates(&mut self, now: Instant, addrs: &[SocketAddr]) {
-        self.tick(now);
-        for &a in addrs {
-            if !self.lan.contains(&a) && self.lan.len() < MAX_LAN_CANDIDATES {
-                self.lan.push(a);
-            }
-        }
-        self.announce_if_ready();
-    }
-
-    /// The address the rendezvous's QUIC port saw this socket at.
-    pub fn set_observed(&mut self, now: Instant, addr: SocketAddr) {
-        let now = self.tick(now);
-        self.observed = Some(addr);
-        self.reflexive = Some(addr);
-        self.classify();
-        self.announce_if_ready();
-        self.drive(now);
-    }
-
-    /// Asks a STUN server (e.g. the rendezvous's STUN port) where this socket is; the answers,
-    /// compared with [`Self::set_observed`], tell the NAT's [`Mapping`].
-    pub fn add_stun_server(&mut self, now: Instant, server: SocketAddr) {
-        let now = self.tick(now);
-        if !self.stun_servers.contains(&server) {
-            self.stun_servers.push(server);
-            self.discovery.pending += 1;
-            self.ask_stun(now, server);
-        }
-        self.drive(now);
-    }
-
-    fn ask_stun(&mut self, now: Instant, server: SocketAddr) {
-        let round = self.discovery.round;
-        self.start_stun_tx(
-            now,
-            Purpose::Discovery { round },
-            Via::Main,
-            server,
-            &STUN_RETRIES_MS,
-            DISCOVERY_TIMEOUT,
-        );
-    }
-
-    /// Asks every STUN server again (this side's NAT may have moved it), at most once per
-    /// [`crate::REDISCOVER_EVERY`].
-    pub(crate) fn rediscover(&mut self, now: Instant) {
-        if self.stun_servers.is_empty()
-            || self
-                .discovery
-                .last
-                .is_some_and(|t| now.saturating_duration_since(t) < crate::REDISCOVER_EVERY)
-        {
-            return;
-        }
-        self.discovery.last = Some(now);
-        self.discovery.round += 1;
-        self.discovery.answers.clear();
-        self.discovery.pending = self.stun_servers.len();
-        for server in self.stun_servers.clone() {
-            self.ask_stun(now, server);
-        }
-    }
-
-    /// The mapping the reflexive addresses of one discovery show: the first round compares
-    /// the rendezvous's view with the STUN answers; later rounds (the rendezvous's view is
-    /// stale by then) compare the answers with each other, if there are two or more.
-    fn classify(&mut self) {
-        let mut seen: Vec<SocketAddr> = self.discovery.answers.clone();
-        if self.discovery.round == 0 {
-            seen.extend(self.observed);
-        }
-        if seen.len() < 2 {
-            return;
-        }
-        let m = if seen.iter().all(|a| *a == seen[0]) {
-            Mapping::EndpointIndependent
-        } else {
-            Mapping::EndpointDependent
-        };
-        if m != self.mapping {
-            self.mapping = m;
-            self.events.push_back(Event::Mapping(m));
-        }
-    }
-
-    /// This side's candidates as offered to the peer: the reflexive address first (the peer
-    /// predicts ports around it), then the LAN addresses.
-    pub fn local_candidates(&self) -> Vec<SocketAddr> {
-        let mut out: Vec<SocketAddr> = self.reflexive.into_iter().collect();
-        out.extend(self.lan.iter().filter(|a| Some(**a) != self.reflexive));
-        out
-    }
-
-    pub fn mapping(&self) -> Mapping {
-        self.mapping
-    }
-
-    /// Reports [`Event::LocalCandidates`] once discovery is over, and again when they change.
-    fn announce_if_ready(&mut self) {
-        if self.discovery.pending > 0 || (self.reflexive.is_none() && self.lan.is_empty()) {
-            return;
-        }
-        let now = (self.local_candidates(), self.mapping);
-        if self.announced.as_ref() != Some(&now) {
-            self.announced = Some(now.clone());
-            self.events.push_back(Event::LocalCandidates {
-                addrs: now.0,
-                mapping: now.1,
-            });
-        }
     }
 
     // ── Inputs about the peer and the relay ────────────────────────────────────────────────
@@ -451,23 +323,6 @@ impl Agent {
             Purpose::Bind => {}
         }
         Input::Consumed
-    }
-
-    fn on_discovered(&mut self, round: u32, server: SocketAddr, addr: SocketAddr) {
-        if round != self.discovery.round {
-            return;
-        }
-        self.events
-            .push_back(Event::ReflexiveAddress { server, addr });
-        self.discovery.pending = self.discovery.pending.saturating_sub(1);
-        self.discovery.answers.push(addr);
-        // The reflexive address offered: the rendezvous's view first time round, the first
-        // server's answer after a rediscovery (the rendezvous's view is stale then).
-        if (self.observed.is_none() || round > 0) && self.discovery.answers.len() == 1 {
-            self.reflexive = Some(addr);
-        }
-        self.classify();
-        self.announce_if_ready();
     }
 
     fn on_relay_frame(&mut self, now: Instant, from: SocketAddr, via: Via, bytes: &[u8]) -> Input {

@@ -8,7 +8,7 @@
 //!   datagram in (from, via) ────── handle_datagram(now, ..) ──────► STUN: answer / match a request
 //!                     ◄── Input::PeerData{offset} / Consumed / NotMine   relay frame: bound, rebind, data
 //!   timer fired ────────────────── handle_timeout(now) ───────────► retransmit, punch phases, checks
-//!   rendezvous / peer said ─────── set_relay, set_observed, add_stun_server,
+//!   rendezvous / peer said ─────── discover, add_local_candidates, set_relay,
 //!                                  set_remote_candidates, start_punching, release_direct ─►
 //!   quinn wants to send ────────── send_path(now) ────────────────► Direct{via,to} | Relay{to,header}
 //!                                                                     | Each(candidates) | Nowhere
@@ -58,6 +58,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod discovery;
 mod path;
 mod punch;
 mod tx;

@@ -35,8 +35,7 @@ fn feed(seed: u64, rounds: usize) {
         },
         now,
     );
-    agent.set_observed(now, addr("198.51.100.11:5000"));
-    agent.add_stun_server(now, addr(STUN));
+    agent.discover(now, Some(addr("198.51.100.11:5000")), &[addr(STUN)]);
     agent.set_relay(now, addr(RELAY), ticket, 1);
     agent.set_remote_candidates(
         now,

@@ -14,6 +14,7 @@
 //! arrive, as a QUIC stream would), and records what happened.
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries, each using part
 
+pub mod control;
 pub mod nat;
 pub mod servers;
 
@@ -23,11 +24,14 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use pathagent::wire::{self, Ticket, Token};
+use pathagent::wire::{Ticket, Token};
 use pathagent::{Agent, Config, Event, Input, Mapping, Path, SendPath, Via};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+#[allow(unused_imports)] // used by the matrix test only
+pub use control::lab_expects_direct;
+use control::{decode_candidates, encode_candidates};
 use nat::{Kind, Nat};
 
 pub const RV_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
@@ -143,45 +147,6 @@ pub struct Sim {
     packets: u64,
     flush_times: Vec<Duration>,
     settled: Vec<[bool; 2]>,
-}
-
-fn mapping_byte(m: Mapping) -> u8 {
-    match m {
-        Mapping::EndpointIndependent => 1,
-        Mapping::EndpointDependent => 2,
-        Mapping::Unknown => 0,
-    }
-}
-
-/// A control message: `0x42 | seq | mapping | n | n × (IPv4, port)`.
-fn encode_candidates(seq: u8, addrs: &[SocketAddr], mapping: Mapping) -> Vec<u8> {
-    let mut out = vec![0x42, seq, mapping_byte(mapping), 0];
-    for a in addrs {
-        if let IpAddr::V4(v4) = a.ip() {
-            out.extend_from_slice(&v4.octets());
-            out.extend_from_slice(&a.port().to_be_bytes());
-            out[3] += 1;
-        }
-    }
-    out
-}
-
-fn decode_candidates(b: &[u8]) -> Option<(u8, Vec<SocketAddr>, Mapping)> {
-    let (&[_, seq, m, n], rest) = b.split_first_chunk::<4>()?;
-    let mapping = match m {
-        1 => Mapping::EndpointIndependent,
-        2 => Mapping::EndpointDependent,
-        _ => Mapping::Unknown,
-    };
-    let addrs = rest
-        .chunks_exact(6)
-        .take(usize::from(n))
-        .map(|c| {
-            let ip = Ipv4Addr::new(c[0], c[1], c[2], c[3]);
-            SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([c[4], c[5]]))
-        })
-        .collect();
-    Some((seq, addrs, mapping))
 }
 
 impl Sim {
@@ -459,8 +424,7 @@ impl Sim {
                 let lan = SocketAddr::new(self.peers[i].ip, MAIN_PORT);
                 let agent = &mut self.peers[i].agent;
                 agent.add_local_candidates(now, &[lan]);
-                agent.set_observed(now, addr);
-                agent.add_stun_server(now, RV_STUN);
+                agent.discover(now, Some(addr), &[RV_STUN]);
             }
             Action::Introduce => {
                 // Without a relay the rendezvous hands each side the other's addresses.
@@ -627,14 +591,4 @@ impl Sim {
             packets: self.packets,
         }
     }
-}
-
-/// Whether the real lab (README's matrix) ends the pair (host, controller) on a direct path.
-pub fn lab_expects_direct(host: Kind, ctl: Kind) -> bool {
-    let hard = |k: Kind| matches!(k, Kind::Symmetric | Kind::SymmetricSeq);
-    !(host == Kind::Blocked || ctl == Kind::Blocked || (hard(host) && hard(ctl)))
-}
-
-pub fn wire_is_relay(b: &[u8]) -> bool {
-    wire::is_relay(b)
 }
