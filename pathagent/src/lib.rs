@@ -51,10 +51,24 @@
 //!
 //! Wire formats are today's, unchanged ([`wire`]): punch probes and checks are the peer's
 //! padded Binding requests (60 bytes, SOFTWARE pad and FINGERPRINT), answers are never longer
-//! than the request, relay frames are `0x80 data | 0x81 bind | 0x82 bound | 0x83 rebind`. Two
-//! things differ in behaviour only: a birthday pool socket repeats one transaction (same id)
-//! at 0, 1 and 2 s where today it sends three fresh ones, and the bind counter starts where the
-//! driver says ([`Agent::set_relay`]; the driver passes today's clock-based value).
+//! than the request, relay frames are `0x80 data | 0x81 bind | 0x82 bound | 0x83 rebind` with
+//! the same HMAC-SHA256 bind proof. Nothing on the wire had to change. What differs from
+//! today's `peer::net`/`peer::nat`, in behaviour only:
+//! - a birthday pool socket repeats one transaction (same id) at 0, 1 and 2 s, where today it
+//!   sends three fresh ones (one retransmission implementation for everything);
+//! - the relay bind counter starts where the driver says ([`Agent::set_relay`]; today's
+//!   driver passes its clock-based value) and then grows by one per bind;
+//! - a path moves to direct only when a probe is answered (proven both ways); today a datagram
+//!   from a candidate also moved it, so data from a candidate here triggers a probe instead;
+//! - a silent direct path gets checks of its own (Binding requests) and is dead after
+//!   [`DEAD_AFTER`] (1 s, today 1.5 s); after a fallback the agent punches again (at once the
+//!   first two times, then backing off up to a minute) instead of never going direct again in
+//!   that session: only a probe answer readopts a path, so an asymmetric path cannot flap;
+//! - a candidate list that changes mid-session (the peer's NAT moved it) is punched towards
+//!   at once; today a second `Candidates` message was ignored.
+//!
+//! See `INTEGRATION.md` for how `peer::net`, `peer::nat` and the controller and host become
+//! drivers over this agent.
 #![forbid(unsafe_code)]
 
 mod agent;
