@@ -21,6 +21,8 @@ use proto::{AccessCode, quic, wire};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+pub mod media;
+
 use crate::auth::HostAuth;
 use crate::guard::GuessGuard;
 use crate::password::{Kdf, Stored};
@@ -29,7 +31,6 @@ use crate::{Error, net};
 use proto::rendezvous::SourceTag;
 use proto::session::{
     ALPN, CONTROL_PRIORITY, ControlMsg, MAX_CONTROL_LEN, MAX_VIDEO_FRAME_LEN, StreamKind, VERSION,
-    VideoHeader,
 };
 
 /// How long a controller has to authenticate.
@@ -752,43 +753,34 @@ async fn serve(
     )
     .await?;
 
-    let key_request = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
     let (video_tx, video_rx) = mpsc::channel(2);
-    let pipeline = {
-        let (key_request, stop) = (key_request.clone(), stop.clone());
-        let settings = codec::EncoderConfig {
-            width,
-            height,
-            bitrate_bps: shared.cfg.bitrate_bps,
-            max_fps: shared.cfg.fps as f32,
-            content: shared
-                .cfg
-                .content
-                .unwrap_or_else(|| content_for(width, height)),
-        };
-        let pipeline = Pipeline {
-            fps: shared.cfg.fps,
-            content: shared.cfg.content,
-            key_request,
-            stop,
-            video: video_tx,
-            input: input_tx.clone(),
-        };
-        std::thread::Builder::new()
-            .name("quicdesk-encode".into())
-            .spawn(move || encode_loop(capturer, settings, pipeline))?
+    let media = {
+        let input = input_tx.clone();
+        media::Media::start(
+            capturer,
+            media::MediaConfig {
+                fps: shared.cfg.fps,
+                bitrate_bps: shared.cfg.bitrate_bps,
+                content: shared.cfg.content,
+            },
+            video_tx,
+            move |w, h| {
+                if let Ok(size) = input::ScreenSize::new(w, h) {
+                    let _ = input.blocking_send(InputCmd::Resize(size));
+                }
+            },
+        )?
     };
+    let media_cmds = media.commands();
     let result = tokio::select! {
         r = send_video(conn, video_rx) => r,
         r = receive_streams(conn, input_tx) => r,
-        r = control_loop(shared, &mut ctl_send, &mut ctl_recv, &key_request) => r,
+        r = control_loop(shared, &mut ctl_send, &mut ctl_recv, &media_cmds) => r,
         e = conn.closed() => match e {
             quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
             e => Err(e.into()),
         },
     };
-    stop.store(true, Ordering::Relaxed);
     // Input still queued when the session ends is dropped, never performed.
     ended.store(true, Ordering::SeqCst);
     let (code, reason): (u32, &[u8]) = match &result {
@@ -796,10 +788,10 @@ async fn serve(
         Err(_) => (1, b"session failed"),
     };
     quic::close_and_flush(conn, code, reason, Duration::from_millis(500)).await;
-    // The encode thread notices `stop` within one frame interval; the input tasks end with the
-    // connection, and the input thread then releases whatever is held.
+    // The pipeline stops at its next command check; the input tasks end with the connection,
+    // and the input thread then releases whatever is held.
     let _ = tokio::task::spawn_blocking(move || {
-        let _ = pipeline.join();
+        media.stop();
         let _ = input_thread.join();
     })
     .await;
@@ -808,113 +800,10 @@ async fn serve(
     result
 }
 
-/// One encoded frame on its way from the encode thread to the network.
-struct Packet {
-    header: VideoHeader,
-    data: Vec<u8>,
-}
-
-/// What the encode thread works with besides the capturer.
-struct Pipeline {
-    fps: u32,
-    content: Option<codec::ContentType>,
-    key_request: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    video: mpsc::Sender<Packet>,
-    input: mpsc::Sender<InputCmd>,
-}
-
-/// Capture and encode on a dedicated thread, paced to `fps`; blocks (never drops) when the
-/// network is slower, so each captured frame is as fresh as the network allows. A still screen
-/// gives no frames and costs next to nothing; a size change makes a new encoder (and a key
-/// frame) and tells the input thread.
-fn encode_loop(mut capturer: Box<dyn Capturer>, mut settings: codec::EncoderConfig, p: Pipeline) {
-    let mut encoder = match codec::Encoder::new(settings) {
-        Ok(e) => e,
-        Err(e) => {
-            warn!("cannot create the encoder: {e}");
-            return;
-        }
-    };
-    let interval = Duration::from_secs_f64(1.0 / f64::from(p.fps));
-    let mut next = Instant::now();
-    let tx = &p.video;
-    while !p.stop.load(Ordering::Relaxed) {
-        if p.key_request.load(Ordering::Relaxed) {
-            capturer.refresh(); // a key frame even if the screen is still
-        }
-        match capturer.capture() {
-            Ok(Some(frame)) => {
-                if (frame.width, frame.height) != (settings.width, settings.height) {
-                    info!(
-                        from = %format!("{}x{}", settings.width, settings.height),
-                        to = %format!("{}x{}", frame.width, frame.height),
-                        "screen size changed; new encoder"
-                    );
-                    settings.width = frame.width;
-                    settings.height = frame.height;
-                    settings.content = p
-                        .content
-                        .unwrap_or_else(|| content_for(frame.width, frame.height));
-                    encoder = match codec::Encoder::new(settings) {
-                        Ok(e) => e,
-                        Err(e) => {
-                            warn!("cannot create the encoder: {e}");
-                            return;
-                        }
-                    };
-                    if let Ok(size) = input::ScreenSize::new(frame.width, frame.height) {
-                        let _ = p.input.blocking_send(InputCmd::Resize(size));
-                    }
-                }
-                let force = p.key_request.swap(false, Ordering::Relaxed);
-                let encoded = encoder.encode(&frame.data, frame.stride, force);
-                let header = VideoHeader {
-                    frame_no: frame.frame_no,
-                    captured_at_us: frame.captured_at_us,
-                    width: frame.width,
-                    height: frame.height,
-                    key_frame: false,
-                };
-                // A lent capture segment goes back to the capturer here.
-                drop(frame);
-                match encoded {
-                    Ok(enc) if !enc.data.is_empty() => {
-                        let packet = Packet {
-                            header: VideoHeader {
-                                key_frame: enc.is_key_frame,
-                                ..header
-                            },
-                            data: enc.data,
-                        };
-                        if tx.blocking_send(packet).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {} // rate control skipped this frame
-                    Err(e) => {
-                        warn!("encode failed: {e}");
-                        return;
-                    }
-                }
-            }
-            Ok(None) => {} // screen unchanged: nothing to send
-            Err(e) => {
-                warn!("capture failed: {e}");
-                return;
-            }
-        }
-        next += interval;
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        } else {
-            next = now; // running late: don't try to catch up with a burst
-        }
-    }
-}
-
-async fn send_video(conn: &quinn::Connection, mut rx: mpsc::Receiver<Packet>) -> Result<(), Error> {
+async fn send_video(
+    conn: &quinn::Connection,
+    mut rx: mpsc::Receiver<media::Packet>,
+) -> Result<(), Error> {
     let mut current: Option<quinn::SendStream> = None;
     while let Some(p) = rx.recv().await {
         let stream = match current.as_mut() {
@@ -987,7 +876,7 @@ async fn control_loop(
     shared: &Shared,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
-    key_request: &AtomicBool,
+    media: &std::sync::mpsc::Sender<media::MediaCmd>,
 ) -> Result<(), Error> {
     // Punching towards the controller's addresses, stopped when the session ends.
     let mut punching = Vec::new();
@@ -996,7 +885,9 @@ async fn control_loop(
             return Ok(());
         };
         match msg {
-            ControlMsg::KeyFrameRequest => key_request.store(true, Ordering::Relaxed),
+            ControlMsg::KeyFrameRequest => {
+                let _ = media.send(media::MediaCmd::KeyFrame);
+            }
             ControlMsg::Ping { sent_us } => {
                 let pong = ControlMsg::Pong {
                     sent_us,
