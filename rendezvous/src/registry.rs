@@ -153,6 +153,16 @@ impl Registry {
         self.hosts.len()
     }
 
+    /// Every known host, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&AccessCode, &HostRecord)> {
+        self.hosts.iter()
+    }
+
+    /// Every quarantined code, in no particular order.
+    pub fn quarantined(&self) -> impl Iterator<Item = (&AccessCode, &Quarantined)> {
+        self.quarantine.iter()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty()
     }
@@ -191,7 +201,7 @@ impl Registry {
 }
 
 /// Codes [`Registry::expire`] moved into quarantine and codes it released from it.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Expired {
     pub quarantined: Vec<(AccessCode, Quarantined)>,
     pub released: Vec<AccessCode>,

@@ -113,6 +113,11 @@ impl Policy {
         self.total_connections = self.total_connections.saturating_sub(1);
     }
 
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.total_connections
+    }
+
     /// Forgets the buckets of quiet keys and prefixes.
     pub fn sweep(&mut self, now: Instant) {
         self.resolve_key.sweep(now);

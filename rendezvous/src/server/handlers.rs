@@ -1,15 +1,19 @@
-//! Connections and requests: who is let in, and the answers to `Register` and `Resolve`.
+//! Connections and requests, as IO: admits a connection if the core says so, reads each
+//! request off its stream with a deadline, writes the core's answer, and serves a
+//! registration's stream with the pushes the core sends it. Every decision is the core's
+//! ([`crate::core::Core`]); this file only moves messages and holds the one lock for the
+//! length of a core call (never across an `await`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use certs::Fingerprint;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use super::{Admit, OnlineHost, State, lock, prefix_of, source_tag, unix_now};
-use crate::relay::{Owner, RelayOffer};
-use proto::rendezvous::{self as msg, ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
+use super::State;
+use crate::core::{Admit, Now};
+use proto::rendezvous::{ClientMsg, MAX_MSG_LEN, ServerMsg};
 use proto::{quic, wire};
 
 /// How long a client has to send its first request on a stream.
@@ -22,8 +26,10 @@ const PUSH_QUEUE: usize = 16;
 /// Decides on a new connection and serves it in its own task.
 pub(super) fn admit(state: &Arc<State>, incoming: quinn::Incoming) {
     let remote = incoming.remote_address();
-    let prefix = prefix_of(remote);
-    let verdict = lock(&state.policy).admit(prefix, incoming.remote_address_validated());
+    let verdict = state.with(|s| {
+        s.core
+            .connection(remote, incoming.remote_address_validated())
+    });
     match verdict {
         Admit::Refuse => {
             debug!(%remote, "refused a connection: too many from this source");
@@ -39,14 +45,13 @@ pub(super) fn admit(state: &Arc<State>, incoming: quinn::Incoming) {
         Admit::Accept => {}
     }
     // Counted from now until the task ends, however it ends.
-    lock(&state.policy).open(prefix);
-    struct Open(Arc<State>, proto::limits::Prefix);
+    struct Open(Arc<State>, std::net::SocketAddr);
     impl Drop for Open {
         fn drop(&mut self) {
-            lock(&self.0.policy).close(&self.1);
+            self.0.with(|s| s.core.connection_closed(self.1));
         }
     }
-    let open = Open(state.clone(), prefix);
+    let open = Open(state.clone(), remote);
     let state = state.clone();
     tokio::spawn(async move {
         let _open = open;
@@ -97,7 +102,8 @@ async fn handle_stream(
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             debug!(%remote, "bad request: {e}");
-            refuse(&mut send, Refusal::BadRequest, &e.to_string()).await;
+            let answer = state.with(|s| s.core.bad_request(&e.to_string()));
+            answer_once(&mut send, &answer).await;
             return;
         }
         Err(_) => {
@@ -113,23 +119,36 @@ async fn handle_stream(
             lan_addrs,
             relay_only,
         } => {
-            let reply = resolve(&state, fp, remote, code, lan_addrs, relay_only);
-            let _ = tokio::time::timeout(
-                REQUEST_TIMEOUT,
-                wire::write_msg(&mut send, &reply, MAX_MSG_LEN),
-            )
-            .await;
-            let _ = send.finish();
+            let ports = state.ports();
+            let answer = state.with(|s| {
+                let resolution = s.core.resolve(
+                    Now::system(),
+                    fp,
+                    remote,
+                    code,
+                    &lan_addrs,
+                    relay_only,
+                    ports,
+                );
+                if let Some(push) = resolution.push {
+                    let delivered = s
+                        .pushes
+                        .get(&push.to)
+                        .is_some_and(|tx| tx.try_send(push.msg).is_ok());
+                    if !delivered {
+                        warn!(%code, "host is not reading connect requests; dropped one");
+                    }
+                }
+                resolution.answer
+            });
+            answer_once(&mut send, &answer).await;
         }
     }
 }
 
-async fn refuse(send: &mut quinn::SendStream, reason: Refusal, message: &str) {
-    let msg = ServerMsg::Refused {
-        reason,
-        message: message.to_string(),
-    };
-    let _ = tokio::time::timeout(REQUEST_TIMEOUT, wire::write_msg(send, &msg, MAX_MSG_LEN)).await;
+/// Writes the one answer of a request and ends the stream.
+async fn answer_once(send: &mut quinn::SendStream, answer: &ServerMsg) {
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, wire::write_msg(send, answer, MAX_MSG_LEN)).await;
     let _ = send.finish();
 }
 
@@ -143,54 +162,34 @@ async fn register(
 ) {
     let observed = conn.remote_address();
     let (push_tx, mut push_rx) = mpsc::channel(PUSH_QUEUE);
-    let conn_id = conn.stable_id();
-    let outcome = {
-        let mut online = lock(&state.online);
-        let mut registry = lock(&state.registry);
-        let new_code = registry.code_of(&fp).is_none();
-        if !lock(&state.policy).allow_register(fp, prefix_of(observed), new_code, Instant::now()) {
-            Err((
-                Refusal::RateLimited,
-                "too many registrations from this key or address; wait a little".to_string(),
-            ))
-        } else {
-            match registry.register(fp, unix_now(), &mut rand::rng()) {
-                Ok(reg) => {
-                    if let Err(e) = lock(&state.store).upsert(&reg.code, &reg.record) {
-                        warn!("{e}");
-                    }
-                    online.insert(
-                        reg.code,
-                        OnlineHost {
-                            conn_id,
-                            push: push_tx,
-                            candidates: msg::candidates(Some(observed), &lan_addrs),
-                        },
-                    );
-                    Ok(reg)
-                }
-                Err(e) => Err((Refusal::Busy, e.to_string())),
-            }
+    let ports = state.ports();
+    let outcome = state.with(|s| -> Result<_, crate::core::Refused> {
+        let reg = s.core.register(
+            Now::system(),
+            fp,
+            observed,
+            &lan_addrs,
+            ports,
+            &mut rand::rng(),
+        )?;
+        // The replaced registration's stream ends when its channel closes.
+        if let Some(old) = reg.replaced {
+            s.pushes.remove(&old);
         }
-    };
+        s.pushes.insert(reg.push, push_tx);
+        Ok(reg)
+    });
     let reg = match outcome {
         Ok(reg) => reg,
-        Err((reason, msg)) => {
-            warn!(peer = %fp, %observed, "refused a registration: {msg}");
-            refuse(&mut send, reason, &msg).await;
+        Err(refused) => {
+            answer_once(&mut send, &refused.to_msg()).await;
             return;
         }
     };
     let code = reg.code;
-    info!(%code, host = %fp, %observed, new = reg.new, "host registered");
-    let welcome = ServerMsg::Registered {
-        code,
-        observed,
-        stun_port: state.stun.advertised(),
-    };
     let sent = tokio::time::timeout(
         PUSH_TIMEOUT,
-        wire::write_msg(&mut send, &welcome, MAX_MSG_LEN),
+        wire::write_msg(&mut send, &reg.answer, MAX_MSG_LEN),
     )
     .await;
     if matches!(sent, Ok(Ok(()))) {
@@ -215,108 +214,8 @@ async fn register(
             }
         }
     }
-    let mut online = lock(&state.online);
-    if online.get(&code).is_some_and(|h| h.conn_id == conn_id) {
-        online.remove(&code);
-        let mut registry = lock(&state.registry);
-        if let Some(rec) = registry.touch(&code, unix_now())
-            && let Err(e) = lock(&state.store).upsert(&code, &rec)
-        {
-            warn!("{e}");
-        }
-        info!(%code, "host went offline");
-    }
-}
-
-/// The one answer for a code nobody can be reached at, whatever the reason.
-fn unavailable(code: proto::AccessCode) -> ServerMsg {
-    ServerMsg::Refused {
-        reason: Refusal::Unavailable,
-        message: format!("no host with the code {code} can be reached now"),
-    }
-}
-
-fn resolve(
-    state: &State,
-    controller: Fingerprint,
-    observed: std::net::SocketAddr,
-    code: proto::AccessCode,
-    lan_addrs: Vec<std::net::SocketAddr>,
-    relay_only: bool,
-) -> ServerMsg {
-    let now = Instant::now();
-    let prefix = prefix_of(observed);
-    if !lock(&state.policy).allow_resolve(controller, prefix, now) {
-        warn!(%code, %controller, %observed, "resolve refused: over the rate limit");
-        return ServerMsg::Refused {
-            reason: Refusal::RateLimited,
-            message: "too many look-ups from this key or address; wait a little".into(),
-        };
-    }
-    let online = lock(&state.online);
-    let registry = lock(&state.registry);
-    // Unknown, forgotten and offline codes answer alike.
-    let (Some(rec), Some(host)) = (registry.get(&code), online.get(&code)) else {
-        debug!(%code, %observed, "resolve of a code that is not online");
-        return unavailable(code);
-    };
-    // One relay session per resolve: the host's ticket goes with the push, the controller's
-    // with the answer. No relay to offer (full, capped, or its task down) means no session:
-    // addresses are never handed out instead.
-    let relay_port = state.relay_service.advertised();
-    let tickets = match (&state.relay, relay_port) {
-        (Some(relay), Some(port)) => {
-            let owner = Owner {
-                key: controller,
-                prefix,
-            };
-            match lock(relay).allocate(now, owner) {
-                Ok([h, c]) => Some((port, h, c)),
-                Err(e) => {
-                    warn!(%code, %controller, %observed, "resolve refused: {e}");
-                    return ServerMsg::Refused {
-                        reason: Refusal::Busy,
-                        message: format!("{e}; try again later"),
-                    };
-                }
-            }
-        }
-        (Some(_), None) => {
-            warn!(%code, "resolve refused: the relay is down");
-            return ServerMsg::Refused {
-                reason: Refusal::Busy,
-                message: "the relay is not running right now; try again later".into(),
-            };
-        }
-        (None, _) => None,
-    };
-    // With a relay the peers meet there first and swap addresses only once the password is
-    // proven (over their encrypted session). Only a rendezvous run without a relay, whose
-    // operator chose that, hands them out here.
-    let reveal = state.relay.is_none() && !relay_only;
-    let push = ServerMsg::ConnectRequest {
-        controller,
-        candidates: if reveal {
-            msg::candidates(Some(observed), &lan_addrs)
-        } else {
-            Vec::new()
-        },
-        relay: tickets.map(|(port, h, _)| RelayOffer { port, ticket: h }),
-        source: source_tag(state, prefix),
-    };
-    if host.push.try_send(push).is_err() {
-        warn!(%code, "host is not reading connect requests; dropped one");
-    }
-    info!(%code, %controller, %observed, relay = tickets.is_some(), relay_only, "resolved");
-    ServerMsg::Resolved {
-        host: rec.fingerprint,
-        candidates: if reveal {
-            host.candidates.clone()
-        } else {
-            Vec::new()
-        },
-        observed,
-        stun_port: state.stun.advertised(),
-        relay: tickets.map(|(port, _, c)| RelayOffer { port, ticket: c }),
-    }
+    state.with(|s| {
+        s.pushes.remove(&reg.push);
+        s.core.disconnected(Now::system(), code, reg.push);
+    });
 }

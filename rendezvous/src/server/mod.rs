@@ -1,13 +1,19 @@
-//! The tokio driver of the rendezvous: accepts QUIC connections, answers requests with the
-//! [`Registry`], persists it with the [`Store`], pushes connect requests to online hosts, and runs
-//! the STUN responder and the relay.
+//! The tokio front-end of the rendezvous: binds the sockets, admits QUIC connections, reads
+//! each request, asks the [`Core`] for the answer under one lock, writes it, and delivers the
+//! pushes the core names to the registrations' streams. It also runs the STUN responder and the
+//! relay's packet loop.
+//!
+//! What it does **not** do: decide anything about codes, limits, caps or relay sessions; that is
+//! the core's. The front-end's state is the one `Mutex<Shared>` (the core, the SQLite store the
+//! core's changes are written to before the lock is released, and the push channel of each
+//! registration), plus what the hot paths read without it: the relay's own lock
+//! ([`SharedRelay`]) and the STUN responder's [`LiveIps`].
 //!
 //! Every background service (sweeper, STUN responder, relay) runs under a supervisor: should its
 //! task ever end or panic, that is logged, the service is marked down (and not advertised to
 //! peers while it is) and the task is started again.
 
 mod handlers;
-mod policy;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,21 +21,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use certs::{Fingerprint, Identity};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::core::{Core, Now, Ports, PushId, SharedRelay, Snapshot, StoreOp, lock};
 use crate::registry::{Registry, Store, StoreError};
 use crate::relay::{self, Relay};
 use crate::responder::LiveIps;
-use proto::code::AccessCode;
-use proto::limits::Prefix;
 use proto::quic;
 use proto::rendezvous::{ALPN, ServerMsg};
-
-pub use policy::{Admit, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX, Policy};
 
 /// How often expired hosts are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -99,12 +102,6 @@ pub enum ServerError {
     },
 }
 
-struct OnlineHost {
-    conn_id: usize,
-    push: mpsc::Sender<ServerMsg>,
-    candidates: Vec<std::net::SocketAddr>,
-}
-
 /// A background service's port and whether its task is running now.
 #[derive(Debug)]
 struct Service {
@@ -130,17 +127,48 @@ struct State {
     forget_after: Duration,
     /// How often a supervised service had to be started again.
     restarts: Arc<std::sync::atomic::AtomicU64>,
-    /// Keys the source tags of connect requests (new at every start).
-    tag_key: ring::hmac::Key,
     stun: Service,
     relay_service: Service,
-    relay: Option<Arc<Mutex<Relay>>>,
-    policy: Mutex<Policy>,
     live: Arc<LiveIps>,
-    // lock order everywhere: online, registry, store
-    registry: Mutex<Registry>,
-    store: Mutex<Store>,
-    online: Mutex<HashMap<AccessCode, OnlineHost>>,
+    /// The one lock every request takes.
+    shared: Mutex<Shared>,
+}
+
+/// What the one lock guards.
+struct Shared {
+    core: Core,
+    /// Where the core's changes go, written before the lock is released so two requests'
+    /// writes reach the database in the order the core made them.
+    store: Store,
+    /// The push channel of each live registration.
+    pushes: HashMap<PushId, mpsc::Sender<ServerMsg>>,
+}
+
+impl State {
+    /// Runs `f` on the core under the lock, then writes what it changed to the store.
+    fn with<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        let mut shared = lock(&self.shared);
+        let out = f(&mut shared);
+        let Shared { core, store, .. } = &mut *shared;
+        while let Some(op) = core.poll_store() {
+            let written = match &op {
+                StoreOp::Upsert(code, rec) => store.upsert(code, rec),
+                StoreOp::Expired(expired) => store.apply(expired),
+            };
+            if let Err(e) = written {
+                warn!("{e}");
+            }
+        }
+        out
+    }
+
+    /// The ports to tell peers now: only of the services that run.
+    fn ports(&self) -> Ports {
+        Ports {
+            stun: self.stun.advertised(),
+            relay: self.relay_service.advertised(),
+        }
+    }
 }
 
 /// A bound rendezvous server. Call [`Server::run`] to serve.
@@ -150,6 +178,8 @@ pub struct Server {
     relay: Option<Arc<tokio::net::UdpSocket>>,
     stun_counters: Arc<crate::responder::Counters>,
     fingerprint: Fingerprint,
+    /// The relay's table, for its packet loop (the core holds it too).
+    relay_table: Option<SharedRelay>,
     state: Arc<State>,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -160,13 +190,6 @@ impl std::fmt::Debug for Server {
             .field("fingerprint", &self.fingerprint)
             .finish_non_exhaustive()
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Loads (or creates) the server identity in `data_dir`.
@@ -240,22 +263,24 @@ impl Server {
         let relay = config
             .relay
             .map(|r| Arc::new(Mutex::new(Relay::new(r.limits, std::time::Instant::now()))));
+        // Source tags are keyed anew at every start.
+        let core = Core::new(registry, relay.clone(), rand::random());
         Ok(Self {
             endpoint,
             stun_counters: Arc::default(),
             fingerprint: identity.fingerprint(),
+            relay_table: relay,
             state: Arc::new(State {
                 forget_after: config.forget_after,
                 restarts: Arc::default(),
-                tag_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &rand::random::<[u8; 32]>()),
                 stun: Service::new(port(&stun)),
                 relay_service: Service::new(port(&relay_socket)),
-                relay,
-                policy: Mutex::default(),
                 live: Arc::default(),
-                registry: Mutex::new(registry),
-                store: Mutex::new(store),
-                online: Mutex::new(HashMap::new()),
+                shared: Mutex::new(Shared {
+                    core,
+                    store,
+                    pushes: HashMap::new(),
+                }),
             }),
             stun,
             relay: relay_socket,
@@ -279,7 +304,12 @@ impl Server {
 
     /// A handle on the relay's counters, if it runs one.
     pub fn relay_counters(&self) -> Option<RelayCounters> {
-        self.state.relay.clone().map(RelayCounters)
+        self.relay_table.clone().map(RelayCounters)
+    }
+
+    /// A handle that reads the core's [`Snapshot`] while the server runs.
+    pub fn snapshots(&self) -> Snapshots {
+        Snapshots(self.state.clone())
     }
 
     /// How often a background service (sweeper, STUN responder, relay) ended or panicked and
@@ -305,10 +335,16 @@ impl Server {
     /// Serves until [`Closer::close`] is called; then closes every connection (peers are told,
     /// so hosts re-register at once with the next server) and releases the sockets.
     pub async fn run(mut self) {
-        let restarts = self.state.restarts.clone();
+        let on_restart = {
+            let state = self.state.clone();
+            move || {
+                state.restarts.fetch_add(1, Ordering::Relaxed);
+                state.with(|s| s.core.service_restarted());
+            }
+        };
         let mut services = vec![tokio::spawn(supervise(
             "registry sweeper",
-            (Arc::new(AtomicBool::new(false)), restarts.clone()),
+            (Arc::new(AtomicBool::new(false)), on_restart.clone()),
             {
                 let state = self.state.clone();
                 move || sweep(state.clone())
@@ -318,14 +354,14 @@ impl Server {
             let (counters, live) = (self.stun_counters.clone(), self.state.live.clone());
             services.push(tokio::spawn(supervise(
                 "STUN responder",
-                (self.state.stun.up.clone(), restarts.clone()),
+                (self.state.stun.up.clone(), on_restart.clone()),
                 move || crate::responder::serve(socket.clone(), counters.clone(), live.clone()),
             )));
         }
-        if let (Some(socket), Some(relay)) = (self.relay.take(), self.state.relay.clone()) {
+        if let (Some(socket), Some(relay)) = (self.relay.take(), self.relay_table.clone()) {
             services.push(tokio::spawn(supervise(
                 "relay",
-                (self.state.relay_service.up.clone(), restarts.clone()),
+                (self.state.relay_service.up.clone(), on_restart),
                 move || relay::serve(socket.clone(), relay.clone()),
             )));
         }
@@ -348,15 +384,16 @@ impl Server {
 }
 
 /// Runs the service `make` starts, marked `up` while it runs; starts it again (after a short
-/// pause, counted in `restarts`) whenever it ends or panics, logging why. Ends only when its own
+/// pause, told to `on_restart`) whenever it ends or panics, logging why. Ends only when its own
 /// task is aborted.
-pub async fn supervise<F, Fut>(
+pub async fn supervise<F, Fut, R>(
     name: &'static str,
-    (up, restarts): (Arc<AtomicBool>, Arc<std::sync::atomic::AtomicU64>),
+    (up, on_restart): (Arc<AtomicBool>, R),
     make: F,
 ) where
     F: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
+    R: Fn(),
 {
     // Marks the service down however this task ends (aborted at shutdown included).
     struct Down(Arc<AtomicBool>);
@@ -396,7 +433,7 @@ pub async fn supervise<F, Fut>(
             }
             Err(_) => return,
         }
-        restarts.fetch_add(1, Ordering::Relaxed);
+        on_restart();
         tokio::time::sleep(RESTART_AFTER).await;
     }
 }
@@ -412,7 +449,7 @@ fn bind_udp(addr: SocketAddr) -> Result<Arc<tokio::net::UdpSocket>, ServerError>
 
 /// Reads the relay's counters of a running server.
 #[derive(Clone)]
-pub struct RelayCounters(Arc<Mutex<Relay>>);
+pub struct RelayCounters(SharedRelay);
 
 impl std::fmt::Debug for RelayCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -449,44 +486,23 @@ async fn sweep(state: Arc<State>) {
 }
 
 fn sweep_once(state: &State) {
-    lock(&state.policy).sweep(std::time::Instant::now());
-    let now = unix_now();
-    let online = lock(&state.online);
-    let mut registry = lock(&state.registry);
-    let mut store = lock(&state.store);
-    for code in online.keys() {
-        if let Some(rec) = registry.touch(code, now)
-            && let Err(e) = store.upsert(code, &rec)
-        {
-            warn!("{e}");
-        }
-    }
-    let expired = registry.expire(now, |c| online.contains_key(c));
-    for (code, _) in &expired.quarantined {
-        info!(%code, "forgetting a host not seen for too long; its code is quarantined");
-    }
-    if let Err(e) = store.apply(&expired) {
-        warn!("{e}");
+    state.with(|s| s.core.sweep(Now::system()));
+}
+
+/// Reads the core's [`Snapshot`] of a running server.
+#[derive(Clone)]
+pub struct Snapshots(Arc<State>);
+
+impl std::fmt::Debug for Snapshots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshots").finish_non_exhaustive()
     }
 }
 
-/// Locks a mutex; a poisoned lock only means another task panicked mid-update of plain data,
-/// which stays usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The source prefix of a connection's address.
-fn prefix_of(addr: SocketAddr) -> Prefix {
-    Prefix::of(addr.ip())
-}
-
-/// The tag a host is given for a controller's source prefix.
-fn source_tag(state: &State, prefix: Prefix) -> proto::rendezvous::SourceTag {
-    let tag = ring::hmac::sign(&state.tag_key, &prefix.octets());
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&tag.as_ref()[..16]);
-    proto::rendezvous::SourceTag(out)
+impl Snapshots {
+    pub fn get(&self) -> Snapshot {
+        lock(&self.0.shared).core.snapshot()
+    }
 }
 
 #[cfg(test)]
@@ -500,7 +516,13 @@ mod tests {
         let starts = Arc::new(AtomicU32::new(0));
         let (tx, mut rx) = mpsc::unbounded_channel();
         let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let task = tokio::spawn(supervise("test", (up.clone(), restarts.clone()), {
+        let on_restart = {
+            let restarts = restarts.clone();
+            move || {
+                restarts.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        let task = tokio::spawn(supervise("test", (up.clone(), on_restart), {
             let starts = starts.clone();
             move || {
                 let n = starts.fetch_add(1, Ordering::SeqCst);
