@@ -386,8 +386,8 @@ async fn session(
     // The decode thread ends once the frame channel (owned by receive_video) is dropped.
     let recorded = tokio::task::spawn_blocking(move || decoder.join())
         .await
-        .map_err(|_| Error::Protocol("decode thread vanished"))?
-        .map_err(|_| Error::Protocol("decode thread panicked"))?;
+        .map_err(|_| Error::Thread("decode"))?
+        .map_err(|_| Error::Thread("decode"))?;
     recorded?;
     let report = {
         let mut stats = stats.lock().unwrap_or_else(|p| p.into_inner());
@@ -558,7 +558,11 @@ async fn authenticate(
         ControlMsg::Denied { reason } => {
             return Err(Error::Denied(crate::text::printable(&reason)));
         }
-        _ => return Err(Error::Protocol("expected Challenge")),
+        _ => {
+            return Err(Error::Unexpected {
+                expected: "Challenge",
+            });
+        }
     };
     // Argon2id of a fixed password takes a moment: off the async threads.
     let typed = zeroize::Zeroizing::new(password.to_owned());
@@ -567,7 +571,7 @@ async fn authenticate(
         Ok::<_, Error>(ControllerAuth::start(&secret, exporter).finish(&spake_h)?)
     })
     .await
-    .map_err(|_| Error::Protocol("password derivation failed"))??;
+    .map_err(|_| Error::Thread("password derivation"))??;
     let auth = ControlMsg::Auth {
         spake: keys.spake_c.clone(),
         confirm: keys.confirm,
@@ -586,7 +590,9 @@ async fn authenticate(
         }
         ControlMsg::WrongPassword => Err(crate::auth::AuthError::WrongPassword.into()),
         ControlMsg::Denied { reason } => Err(Error::Denied(crate::text::printable(&reason))),
-        _ => Err(Error::Protocol("expected Welcome")),
+        _ => Err(Error::Unexpected {
+            expected: "Welcome",
+        }),
     }
 }
 

@@ -27,7 +27,7 @@ use crate::auth::HostAuth;
 use crate::guard::GuessGuard;
 use crate::password::{Kdf, Stored};
 use crate::session::{self, MAX_INPUT_LEN};
-use crate::{Error, net};
+use crate::{Error, lock, net};
 use proto::rendezvous::SourceTag;
 use proto::session::{
     ALPN, CONTROL_PRIORITY, ControlMsg, MAX_CONTROL_LEN, MAX_VIDEO_FRAME_LEN, StreamKind, VERSION,
@@ -41,11 +41,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const RELAY_BIND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a route announced by the rendezvous waits for its session.
 const UNUSED_ROUTE_TTL: Duration = Duration::from_secs(30);
-
-/// Locks a mutex of plain data (a panic elsewhere leaves it usable).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// The part of the host's desktop a session shares: where input backends place the pointer.
 pub use capture::Area as ScreenArea;
@@ -196,7 +191,7 @@ impl HostHandle {
         match res {
             Ok(Ok(s)) if s.fatal.is_none() => Ok(s.clone()),
             Ok(Ok(s)) => Err(Error::Denied(s.fatal.clone().unwrap_or_default())),
-            Ok(Err(_)) => Err(Error::Protocol("host stopped")),
+            Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => Err(Error::Timeout("host registration")),
         }
     }
@@ -264,7 +259,10 @@ impl Shared {
 /// accepting controllers in the background.
 pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
     if !(1..=60).contains(&cfg.fps) {
-        return Err(Error::Protocol("fps must be between 1 and 60"));
+        return Err(Error::Setting {
+            name: "fps",
+            why: format!("{} is not between 1 and 60", cfg.fps),
+        });
     }
     let identity = Identity::load_or_create(&cfg.data_dir, "host")?;
     let expected = certs::ExpectedClients::default();
@@ -585,7 +583,7 @@ async fn authenticate(
     conn: &quinn::Connection,
     source: SourceTag,
 ) -> Result<(quinn::SendStream, quinn::RecvStream, [u8; 32]), Error> {
-    let controller = quic::remote_fingerprint(conn).ok_or(Error::Protocol("no controller key"))?;
+    let controller = quic::remote_fingerprint(conn).ok_or(Error::NoPeerKey)?;
     let remote = conn.remote_address();
     let (mut send, mut recv) = tokio::time::timeout(AUTH_TIMEOUT, conn.accept_bi())
         .await
@@ -598,7 +596,7 @@ async fn authenticate(
             deny(&mut send, &reason).await;
             return Err(Error::Denied(reason));
         }
-        _ => return Err(Error::Protocol("expected Hello")),
+        _ => return Err(Error::Unexpected { expected: "Hello" }),
     }
     // The attempt is charged now, before anything that depends on the password is sent; only
     // a proof takes the charge back.
@@ -625,7 +623,7 @@ async fn authenticate(
     wire::write_msg(&mut send, &challenge, MAX_CONTROL_LEN).await?;
     let (spake_c, confirm) = match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
         ControlMsg::Auth { spake, confirm } => (spake, confirm),
-        _ => return Err(Error::Protocol("expected Auth")),
+        _ => return Err(Error::Unexpected { expected: "Auth" }),
     };
     match auth.finish(&spake_c, &confirm) {
         Ok(host_confirm) => {
@@ -706,7 +704,7 @@ async fn serve(
     conn: &quinn::Connection,
     pre_auth: PreAuth,
 ) -> Result<(), Error> {
-    let controller = quic::remote_fingerprint(conn).ok_or(Error::Protocol("no controller key"))?;
+    let controller = quic::remote_fingerprint(conn).ok_or(Error::NoPeerKey)?;
     let remote = conn.remote_address();
     let (mut ctl_send, mut ctl_recv, confirm) = authenticate(shared, conn, pre_auth.1).await?;
     drop(pre_auth);
@@ -930,7 +928,9 @@ async fn control_loop(
             }
             other => {
                 debug!(?other, "unexpected control message");
-                return Err(Error::Protocol("unexpected control message"));
+                return Err(Error::Unexpected {
+                    expected: "a control message for a running session",
+                });
             }
         }
     }

@@ -58,8 +58,27 @@ pub enum Error {
     Password(#[from] password::PasswordError),
     #[error("host refused the session: {0}")]
     Denied(String),
-    #[error("protocol error: {0}")]
-    Protocol(&'static str),
+    /// The peer sent a message out of order.
+    #[error("protocol error: expected {expected}")]
+    Unexpected { expected: &'static str },
+    /// A stream the protocol needs was closed by the peer.
+    #[error("the peer closed the {0}")]
+    Closed(&'static str),
+    /// The connection has no peer certificate key (cannot happen with our TLS config).
+    #[error("the connection has no peer key")]
+    NoPeerKey,
+    /// The TLS exporter the password proof is bound to is unavailable.
+    #[error("the TLS exporter is unavailable")]
+    Exporter,
+    /// A setting is out of range.
+    #[error("{name}: {why}")]
+    Setting { name: &'static str, why: String },
+    /// A worker thread of this process died.
+    #[error("the {0} thread failed")]
+    Thread(&'static str),
+    /// The host was shut down.
+    #[error("the host stopped")]
+    Stopped,
     #[error("codec: {0}")]
     Codec(#[from] codec::CodecError),
     #[error("capture: {0}")]
@@ -68,6 +87,12 @@ pub enum Error {
     Timeout(&'static str),
     #[error("no candidate address of the host answered ({0})")]
     Unreachable(String),
+}
+
+/// Locks a mutex of plain data: a panic elsewhere while it was held leaves data that is still
+/// consistent (every critical section in this crate writes whole values), so it stays usable.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Aborts a background task when the scope that started it ends.

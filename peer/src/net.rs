@@ -38,7 +38,7 @@ use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,7 @@ use quinn::{AsyncUdpSocket, UdpPoller};
 use tokio::sync::{Notify, oneshot};
 use tracing::{debug, info};
 
+use crate::lock;
 use crate::stats::PathKind;
 
 /// Retransmission times of a STUN request, from the first send (RFC 8489 doubles from its RTO;
@@ -481,7 +482,7 @@ impl PeerSocket {
     }
 
     fn lock_routes(&self) -> std::sync::MutexGuard<'_, Routes> {
-        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.routes)
     }
 
     /// How quinn sees a (canonical) virtual address: as is, or IPv4-mapped on an IPv6 socket.
@@ -711,7 +712,7 @@ impl PeerSocket {
     }
 
     fn lock_pool(&self) -> std::sync::MutexGuard<'_, Pool> {
-        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.pool)
     }
 
     /// Opens `n` more UDP sockets for birthday punching towards the peer at `peer` (on the
@@ -743,12 +744,7 @@ impl PeerSocket {
             ids
         };
         // The reader may be asleep on the main socket alone: let it poll the new ones too.
-        if let Some(waker) = self
-            .recv_waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+        if let Some(waker) = lock(&self.recv_waker).take() {
             waker.wake();
         }
         debug!(sockets = n, "birthday pool opened");
@@ -899,10 +895,7 @@ impl PeerSocket {
     fn send_relayed(&self, relay: SocketAddr, token: Token, t: &Transmit<'_>) -> io::Result<()> {
         let header = relay::data_header(token);
         let seg = t.segment_size.unwrap_or(t.contents.len()).max(1);
-        let mut buf = self
-            .relay_buf
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut buf = lock(&self.relay_buf);
         buf.clear();
         for chunk in t.contents.chunks(seg) {
             buf.extend_from_slice(&header);
@@ -1038,10 +1031,7 @@ impl PeerSocket {
         }
         drop(routes);
         if !stash.is_empty() {
-            self.stash
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend(stash);
+            lock(&self.stash).extend(stash);
         }
         let v = first?;
         (kept > 0).then(|| {
@@ -1055,7 +1045,7 @@ impl PeerSocket {
 
     /// Hands out datagrams stashed by an earlier read.
     fn drain_stash(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> usize {
-        let mut stash = self.stash.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stash = lock(&self.stash);
         let mut n = 0;
         while n < bufs.len().min(meta.len()) {
             let Some((addr, bytes, ecn)) = stash.pop_front() else {
@@ -1096,7 +1086,7 @@ impl PeerSocket {
     }
 
     fn lock_waiters(&self) -> std::sync::MutexGuard<'_, Waiters> {
-        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.waiters)
     }
 
     /// Handles one STUN datagram from `from`.
@@ -1169,10 +1159,7 @@ impl PeerSocket {
     }
 
     fn take_answer(&self) -> bool {
-        self.answers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take(Instant::now())
+        lock(&self.answers).take(Instant::now())
     }
 
     fn stray(&self, from: SocketAddr) {
@@ -1442,10 +1429,7 @@ impl AsyncUdpSocket for PeerSocket {
                     // ends up registering the waker.
                 }
                 None => {
-                    let mut waker = self
-                        .recv_waker
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
+                    let mut waker = lock(&self.recv_waker);
                     if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                         *waker = Some(cx.waker().clone());
                     }
@@ -1481,7 +1465,7 @@ impl AsyncUdpSocket for PeerSocket {
 pub fn exporter(conn: &quinn::Connection) -> Result<[u8; crate::auth::EXPORTER_LEN], crate::Error> {
     let mut out = [0u8; crate::auth::EXPORTER_LEN];
     conn.export_keying_material(&mut out, crate::auth::EXPORTER_LABEL, b"")
-        .map_err(|_| crate::Error::Protocol("tls exporter unavailable"))?;
+        .map_err(|_| crate::Error::Exporter)?;
     Ok(out)
 }
 

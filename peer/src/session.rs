@@ -17,9 +17,7 @@ pub(crate) async fn read_control(
     tokio::time::timeout(within, read)
         .await
         .map_err(|_| crate::Error::Timeout("authentication"))??
-        .ok_or(crate::Error::Protocol(
-            "control stream closed during authentication",
-        ))
+        .ok_or(crate::Error::Closed("control stream during authentication"))
 }
 
 /// Microseconds since the Unix epoch on this machine's clock.

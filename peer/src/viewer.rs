@@ -30,7 +30,9 @@ mod forward;
 mod gpu;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::lock;
 use std::time::{Duration, Instant};
 
 use input::InputEvent;
@@ -193,11 +195,6 @@ struct Shared {
     frame_pending: AtomicBool,
     status: Mutex<Status>,
     status_pending: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Plain data written in single steps: a poisoned lock holds nothing half-done.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Feeds the window from the session's threads (the decode thread, tokio tasks). Cheap to clone;
