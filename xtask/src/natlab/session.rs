@@ -1,0 +1,187 @@
+//! One pair's session in the lab: rendezvous, `peer host` and `peer connect` with an input
+//! script in the pair's namespaces, while the lab acts on the paths, then what the controller's
+//! stats and the host's input log say.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::Conditions;
+use super::topology::{Nat, RV_IP, Topology, cut_direct, in_ns, path_str};
+use super::wire::Impairment;
+use crate::loopback::{
+    code_and_password, give_password, peer_connect, peer_host, rendezvous_fingerprint,
+};
+use crate::proc::{spawn_lines_to, target_dir, wait_line};
+
+/// The input every lab session sends; the host logs what it receives, one event a line.
+pub const LAB_SCRIPT: &str = "wait 300ms\nmove 0.25 0.75\nclick left\nwheel 0 -2\nkey KeyQ\ntext nat lab\nmove 0.5 0.5\nkey KeyW\ntext done\n";
+/// Lines the host logs for [`LAB_SCRIPT`]: moves, click (2), wheel, keys (2 each), texts.
+pub const LAB_EVENTS: usize = 11;
+
+/// The outcome of one pair.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub host: Nat,
+    pub controller: Nat,
+    pub conditions: Conditions,
+    pub connected: bool,
+    pub path: String,
+    pub path_changes: u64,
+    /// Frames decoded since the last path change.
+    pub frames_since_change: u64,
+    pub time_to_first_frame_ms: Option<f64>,
+    pub time_to_direct_ms: Option<f64>,
+    pub frames: u64,
+    /// Input events the host received (of [`LAB_EVENTS`]).
+    pub input_events: usize,
+    pub error: Option<String>,
+}
+
+/// Runs rendezvous, host and controller for one pair under `conditions` and reports what
+/// happened.
+pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, conditions: &Conditions) -> Result<Outcome> {
+    let bin = target_dir().join("debug");
+    let wire = conditions
+        .netem
+        .as_deref()
+        .map(Impairment::parse)
+        .transpose()?;
+    let topo = Topology::build(host, ctl, wire)?;
+    let work = std::env::temp_dir().join(format!(
+        "quicdesk-natlab-{}-{}-{}",
+        std::process::id(),
+        host.name(),
+        ctl.name()
+    ));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let result = session(&topo, &bin, &work, seconds, conditions.cut_direct_after);
+    let input_events = std::fs::read_to_string(work.join("input.log"))
+        .map(|log| log.lines().count())
+        .unwrap_or(0);
+    let conditions = conditions.clone();
+    let outcome = match result {
+        Ok(stats) => Outcome {
+            host,
+            controller: ctl,
+            conditions,
+            connected: stats["frames_decoded"].as_u64().unwrap_or(0) > 0,
+            path: stats["path"].as_str().unwrap_or("?").to_owned(),
+            path_changes: stats["path_changes"].as_u64().unwrap_or(0),
+            frames_since_change: stats["frames_since_path_change"].as_u64().unwrap_or(0),
+            time_to_first_frame_ms: stats["time_to_first_frame_ms"].as_f64(),
+            time_to_direct_ms: stats["time_to_direct_ms"].as_f64(),
+            frames: stats["frames_decoded"].as_u64().unwrap_or(0),
+            input_events,
+            error: None,
+        },
+        Err(e) => Outcome {
+            host,
+            controller: ctl,
+            conditions,
+            connected: false,
+            path: "-".into(),
+            path_changes: 0,
+            frames_since_change: 0,
+            time_to_first_frame_ms: None,
+            time_to_direct_ms: None,
+            frames: 0,
+            input_events,
+            error: Some(format!("{e:#}")),
+        },
+    };
+    drop(topo);
+    if std::env::var_os("QUICDESK_LAB_KEEP").is_some() {
+        eprintln!("nat-lab:   logs kept in {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    Ok(outcome)
+}
+
+fn session(
+    topo: &Topology,
+    bin: &Path,
+    work: &Path,
+    seconds: u32,
+    cut_direct_after: Option<u32>,
+) -> Result<serde_json::Value> {
+    let rv_dir = work.join("rendezvous");
+    let fp = rendezvous_fingerprint(bin, &rv_dir)?;
+    let rv_addr = format!("{RV_IP}:7700");
+    let log = |name: &str| -> Result<Stdio> {
+        Ok(std::fs::File::create(work.join(format!("{name}.log")))?.into())
+    };
+    let mut rv = in_ns(&topo.ns("inet"), &path_str(&bin.join("rendezvous")));
+    rv.args(["--listen", &rv_addr, "--data-dir"]).arg(&rv_dir);
+    let (_rv, rv_lines) = spawn_lines_to(rv, "rendezvous", log("rendezvous")?)?;
+    wait_line(
+        &rv_lines,
+        "rendezvous listening on",
+        Duration::from_secs(10),
+    )?;
+
+    let mut host = in_ns(&topo.ns("lan1"), &path_str(&bin.join("peer")));
+    peer_host(&mut host, (&rv_addr, &fp), &work.join("host"));
+    host.args(["--bind", "0.0.0.0:0", "--source", "synthetic"])
+        .args(["--size", "640x360", "--input-log"])
+        .arg(work.join("input.log"));
+    let (_host, host_lines) = spawn_lines_to(host, "host", log("host")?)?;
+    let (code, password) = code_and_password(&host_lines)?;
+
+    let stats_path = work.join("stats.json");
+    let script = work.join("input.script");
+    std::fs::write(&script, LAB_SCRIPT)?;
+    let mut ctl = in_ns(&topo.ns("lan2"), &path_str(&bin.join("peer")));
+    peer_connect(
+        &mut ctl,
+        &code,
+        (&rv_addr, &fp),
+        seconds,
+        &stats_path,
+        &work.join("controller"),
+    );
+    ctl.args(["--headless", "--bind", "0.0.0.0:0", "--input-script"])
+        .arg(&script);
+    let (mut ctl, _ctl_lines) = spawn_lines_to(ctl, "controller", log("controller")?)?;
+    give_password(&mut ctl, &password)?;
+    let cutter = cut_direct_after.map(|after| {
+        let router = topo.ns("nat1");
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(u64::from(after)));
+            cut_direct(&router)
+        })
+    });
+    let deadline = Instant::now() + Duration::from_secs(u64::from(seconds) + 30);
+    let status = loop {
+        if let Some(s) = ctl.0.try_wait()? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            bail!("the controller did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if let Some(cutter) = cutter {
+        cutter
+            .join()
+            .map_err(|_| anyhow::anyhow!("the path cutter panicked"))?
+            .context("cutting the direct path")?;
+    }
+    if !status.success() {
+        let tail = std::fs::read_to_string(work.join("controller.log")).unwrap_or_default();
+        // anyhow's report: "Error: …", then "Caused by:" and its lines, then a backtrace.
+        let why: Vec<&str> = tail
+            .lines()
+            .skip_while(|l| !l.starts_with("Error:"))
+            .take_while(|l| !l.starts_with("Stack backtrace"))
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && *l != "Caused by:")
+            .collect();
+        bail!("controller exited with {status}: {}", why.join(" / "));
+    }
+    Ok(serde_json::from_slice(&std::fs::read(&stats_path)?)?)
+}

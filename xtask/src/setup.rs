@@ -1,0 +1,92 @@
+//! `cargo xtask setup`: installs the Debian packages the build, the tests, the demo and the NAT
+//! lab need (apt-get, as root or through sudo).
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::proc::{cargo, run};
+
+/// Debian packages needed to build and test (see shared platform notes).
+pub const PACKAGES: &[&str] = &[
+    "build-essential",
+    "pkg-config",
+    // openh264's assembly: without it encoding is ~3x slower and the build only warns.
+    "nasm",
+    // ffprobe reads the recorded H.264 in tests.
+    "ffmpeg",
+    // A virtual X display and X tools for the real-desktop tests and the demo without a display.
+    "xvfb",
+    "xdotool",
+    "x11-utils",
+    "x11-apps",
+    "x11-xserver-utils",
+    "xterm",
+    "imagemagick",
+    // winit/wgpu load X11 and Vulkan at run time; lavapipe renders without a GPU.
+    "mesa-vulkan-drivers",
+    "libvulkan1",
+    "libxkbcommon-x11-0",
+    // STUN interop: coturn's client queries our responder, its server answers our client.
+    "coturn",
+    // The NAT lab: network namespaces, NAT rules, delay and loss.
+    "iproute2",
+    "nftables",
+    "ethtool",
+    // The relay test captures the relay's packets to show they carry no plaintext.
+    "tcpdump",
+];
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+pub fn setup() -> Result<()> {
+    if !Path::new("/usr/bin/dpkg-query").exists() {
+        bail!(
+            "setup supports Debian/Ubuntu (dpkg and apt). On other systems install the \
+             equivalents of: {}",
+            PACKAGES.join(" ")
+        );
+    }
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        eprintln!("setup: all {} system packages present", PACKAGES.len());
+        return Ok(());
+    }
+    eprintln!("setup: installing {}", missing.join(" "));
+    let sudo = !is_root();
+    let apt = |args: &[&str]| -> Command {
+        let mut c = if sudo {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        } else {
+            Command::new("apt-get")
+        };
+        c.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+        c
+    };
+    run(&mut apt(&["update", "-q"])).context("apt-get update (setup needs root or sudo)")?;
+    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+    install.args(&missing);
+    run(&mut install).context("apt-get install")?;
+    if missing.contains(&"nasm") {
+        // openh264 silently builds without assembly when nasm was missing at its first build.
+        let _ = cargo().args(["clean", "-p", "openh264-sys2"]).status();
+    }
+    Ok(())
+}
