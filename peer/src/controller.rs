@@ -17,13 +17,13 @@ use proto::{AccessCode, client, quic, wire};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::auth::ControllerAuth;
+use crate::handshake::{ControllerAction, ControllerHandshake};
 use crate::session::{self, MAX_INPUT_LEN};
 use crate::stats::{ClockOffset, PathKind, Report, Stats, Tick};
 use crate::{Error, net};
 use proto::session::{
     self as msg, ALPN, CONTROL_PRIORITY, ControlMsg, INPUT_PRIORITY, MAX_CONTROL_LEN,
-    MAX_VIDEO_FRAME_LEN, StreamKind, VERSION, VideoHeader,
+    MAX_VIDEO_FRAME_LEN, StreamKind, VideoHeader,
 };
 
 /// How long to wait for any candidate address of the host to answer.
@@ -550,49 +550,27 @@ async fn authenticate(
 ) -> Result<(quinn::SendStream, quinn::RecvStream, (u32, u32)), Error> {
     let (mut send, mut recv) = conn.open_bi().await?;
     send.set_priority(CONTROL_PRIORITY).ok();
-    let exporter = net::exporter(conn)?;
-    let hello = ControlMsg::Hello { version: VERSION };
+    let (mut hs, hello) = ControllerHandshake::start(net::exporter(conn)?);
     wire::write_msg(&mut send, &hello, MAX_CONTROL_LEN).await?;
-    let (kdf, spake_h) = match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
-        ControlMsg::Challenge { kdf, spake } => (kdf, spake),
-        ControlMsg::Denied { reason } => {
-            return Err(Error::Denied(crate::text::printable(&reason)));
+    loop {
+        let msg = session::read_control(&mut recv, AUTH_TIMEOUT).await?;
+        match hs.on_message(msg) {
+            ControllerAction::Derive(kdf) => {
+                // Argon2id of a fixed password takes a moment: off the async threads.
+                let typed = zeroize::Zeroizing::new(password.to_owned());
+                let secret =
+                    tokio::task::spawn_blocking(move || crate::password::derive(&kdf, &typed))
+                        .await
+                        .map_err(|_| Error::Thread("password derivation"))??;
+                let auth = hs.prove(&secret)?;
+                wire::write_msg(&mut send, &auth, MAX_CONTROL_LEN).await?;
+            }
+            ControllerAction::Done { width, height } => {
+                quic::widen_after_auth(conn, quic::Role::Controller);
+                return Ok((send, recv, (width, height)));
+            }
+            ControllerAction::End(e) => return Err(e),
         }
-        _ => {
-            return Err(Error::Unexpected {
-                expected: "Challenge",
-            });
-        }
-    };
-    // Argon2id of a fixed password takes a moment: off the async threads.
-    let typed = zeroize::Zeroizing::new(password.to_owned());
-    let keys = tokio::task::spawn_blocking(move || {
-        let secret = crate::password::derive(&kdf, &typed)?;
-        Ok::<_, Error>(ControllerAuth::start(&secret, exporter).finish(&spake_h)?)
-    })
-    .await
-    .map_err(|_| Error::Thread("password derivation"))??;
-    let auth = ControlMsg::Auth {
-        spake: keys.spake_c.clone(),
-        confirm: keys.confirm,
-    };
-    wire::write_msg(&mut send, &auth, MAX_CONTROL_LEN).await?;
-    match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
-        ControlMsg::Welcome {
-            width,
-            height,
-            confirm,
-        } => {
-            // The host must prove the password too, or it is not the host we meant.
-            keys.verify_host(&confirm)?;
-            quic::widen_after_auth(conn, quic::Role::Controller);
-            Ok((send, recv, (width, height)))
-        }
-        ControlMsg::WrongPassword => Err(crate::auth::AuthError::WrongPassword.into()),
-        ControlMsg::Denied { reason } => Err(Error::Denied(crate::text::printable(&reason))),
-        _ => Err(Error::Unexpected {
-            expected: "Welcome",
-        }),
     }
 }
 

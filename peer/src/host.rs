@@ -23,14 +23,14 @@ use tracing::{debug, info, warn};
 
 pub mod media;
 
-use crate::auth::HostAuth;
 use crate::guard::GuessGuard;
+use crate::handshake::{HostAction, HostHandshake};
 use crate::password::{Kdf, Stored};
 use crate::session::{self, MAX_INPUT_LEN};
 use crate::{Error, lock, net};
 use proto::rendezvous::SourceTag;
 use proto::session::{
-    ALPN, CONTROL_PRIORITY, ControlMsg, MAX_CONTROL_LEN, MAX_VIDEO_FRAME_LEN, StreamKind, VERSION,
+    ALPN, CONTROL_PRIORITY, ControlMsg, MAX_CONTROL_LEN, MAX_VIDEO_FRAME_LEN, StreamKind,
 };
 
 /// How long a controller has to authenticate.
@@ -585,55 +585,51 @@ async fn authenticate(
 ) -> Result<(quinn::SendStream, quinn::RecvStream, [u8; 32]), Error> {
     let controller = quic::remote_fingerprint(conn).ok_or(Error::NoPeerKey)?;
     let remote = conn.remote_address();
+    let mut charged = None;
     let (mut send, mut recv) = tokio::time::timeout(AUTH_TIMEOUT, conn.accept_bi())
         .await
         .map_err(|_| Error::Timeout("controller opened no control stream"))??;
     send.set_priority(CONTROL_PRIORITY).ok();
-    match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
-        ControlMsg::Hello { version } if version == VERSION => {}
-        ControlMsg::Hello { version } => {
-            let reason = format!("unsupported protocol version {version} (host speaks {VERSION})");
-            deny(&mut send, &reason).await;
-            return Err(Error::Denied(reason));
-        }
-        _ => return Err(Error::Unexpected { expected: "Hello" }),
-    }
-    // The attempt is charged now, before anything that depends on the password is sent; only
-    // a proof takes the charge back.
-    let attempt = lock(&shared.guard).begin(controller, source, Instant::now());
-    let attempt = match attempt {
-        Ok(a) => {
-            shared.status.send_modify(|s| s.password_attempts += 1);
-            a
-        }
-        Err(refused) => {
-            warn!(%remote, %controller, "password attempt refused: {refused}");
-            deny(&mut send, &refused.to_string()).await;
-            return Err(Error::Denied(refused.to_string()));
-        }
-    };
-    let exporter = net::exporter(conn)?;
-    let (kdf, secret) = shared.secret();
-    let (auth, spake_h) = HostAuth::start(&secret, exporter);
-    drop(secret);
-    let challenge = ControlMsg::Challenge {
-        kdf,
-        spake: spake_h,
-    };
-    wire::write_msg(&mut send, &challenge, MAX_CONTROL_LEN).await?;
-    let (spake_c, confirm) = match session::read_control(&mut recv, AUTH_TIMEOUT).await? {
-        ControlMsg::Auth { spake, confirm } => (spake, confirm),
-        _ => return Err(Error::Unexpected { expected: "Auth" }),
-    };
-    match auth.finish(&spake_c, &confirm) {
-        Ok(host_confirm) => {
-            lock(&shared.guard).succeeded(attempt);
-            Ok((send, recv, host_confirm))
-        }
-        Err(e) => {
-            warn!(%remote, %controller, "wrong password");
-            send_final(&mut send, &ControlMsg::WrongPassword).await;
-            Err(e.into())
+    let mut hs = HostHandshake::new(net::exporter(conn)?);
+    loop {
+        let msg = session::read_control(&mut recv, AUTH_TIMEOUT).await?;
+        match hs.on_message(msg) {
+            // The attempt is charged now, before anything that depends on the password is
+            // sent; only a proof takes the charge back.
+            HostAction::ChargeAttempt => {
+                let begun = lock(&shared.guard).begin(controller, source, Instant::now());
+                match begun {
+                    Ok(attempt) => {
+                        shared.status.send_modify(|s| s.password_attempts += 1);
+                        charged = Some(attempt);
+                        let (kdf, secret) = shared.secret();
+                        let challenge = hs.challenge(kdf, &secret)?;
+                        drop(secret);
+                        wire::write_msg(&mut send, &challenge, MAX_CONTROL_LEN).await?;
+                    }
+                    Err(refused) => {
+                        warn!(%remote, %controller, "password attempt refused: {refused}");
+                        let (last, err) = hs.refuse(refused.to_string());
+                        send_final(&mut send, &last).await;
+                        return Err(err);
+                    }
+                }
+            }
+            HostAction::Proven { confirm } => {
+                if let Some(attempt) = charged.take() {
+                    lock(&shared.guard).succeeded(attempt);
+                }
+                return Ok((send, recv, confirm));
+            }
+            HostAction::End(last, err) => {
+                if matches!(last, Some(ControlMsg::WrongPassword)) {
+                    warn!(%remote, %controller, "wrong password");
+                }
+                if let Some(last) = last {
+                    send_final(&mut send, &last).await;
+                }
+                return Err(err);
+            }
         }
     }
 }

@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod controller;
 pub mod guard;
+pub mod handshake;
 pub mod host;
 pub mod nat;
 pub mod net;
