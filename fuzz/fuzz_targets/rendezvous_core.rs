@@ -1,41 +1,55 @@
-//! The rendezvous server's decisions, driven as its handlers drive them (`server/handlers.rs`)
-//! but sans IO, with simulated time and a random number generator the fuzzer controls: request
-//! messages decoded from wire frames, registrations (`Policy::allow_register`, then
-//! `Registry::register`), hosts going offline (`Registry::touch`), resolves
-//! (`Policy::allow_resolve`, then `Relay::allocate` for an online host), connections
-//! (`Policy::admit`/`open`/`close`), expiry (`Registry::expire`) and sweeps.
+//! The rendezvous server's decisions, driven through its sans-IO service core
+//! (`rendezvous::core::Core`) as the QUIC front-end drives it (`server/handlers.rs`), with
+//! simulated time and a random number generator the fuzzer controls: request messages decoded
+//! from wire frames, registrations, registrations ending, look-ups, connections, sweeps, the
+//! relay service going down and up, and datagrams to the relay the core allocates sessions in.
 //!
 //! Checked against a model kept here:
 //! - a key never holds two codes and a code never belongs to two keys;
 //! - a key that holds a code gets it again; a forgotten key gets its quarantined code back;
 //!   a quarantined code is never given to another key; a fresh code is the first free draw;
-//! - online hosts are never forgotten; expiry forgets and releases exactly what is due;
+//! - a registration replaces the code's previous one, and only the current one's end takes the
+//!   host offline; online hosts are never forgotten; a sweep forgets and releases exactly
+//!   what is due;
+//! - what the core gives the store, applied as the SQLite store applies it, always equals the
+//!   registry;
 //! - rate limits never let through more than burst + rate × time, per key and per prefix;
 //! - connection and relay caps are never exceeded; relay sessions nobody bound close in time;
+//! - a look-up of an unreachable code (unknown, forgotten, offline) always gets one answer; a
+//!   look-up with a relay reveals no address and pushes exactly the host's ticket to the
+//!   host's current registration; a relay that is down or full refuses, never falls back;
+//! - the snapshot's counts and rows equal the model's;
 //! - every answer the server would write fits the protocol's maximum message size.
 #![no_main]
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use certs::Fingerprint;
 use libfuzzer_sys::fuzz_target;
-use quicdesk_fuzz::{FuzzRng, Reader, Writer, check_candidates, framed, write_seeds_if_asked};
 use proto::AccessCode;
 use proto::limits::Prefix;
-use proto::rendezvous::{self, ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg};
+use proto::rendezvous::{ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg, SourceTag};
+use proto::wire;
+use quicdesk_fuzz::{FuzzRng, Reader, Writer, check_candidates, framed, write_seeds_if_asked};
+use rendezvous::core::{
+    Admit, Core, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX, Now, Ports, PushId, Refusals,
+    SharedRelay, StoreOp, Why,
+};
 use rendezvous::registry::{HostRecord, Quarantined, Registry};
 use rendezvous::relay::{self, Action, AllocError, Limits, Owner, Relay, Ticket};
-use rendezvous::server::{Admit, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX, Policy};
-use proto::wire;
 
 const FORGET_AFTER: u64 = 100;
 const QUARANTINE: u64 = 1000;
 const UNIX0: u64 = 1_700_000_000;
 const KEYS: u8 = 6;
+const STUN_PORT: u16 = 3479;
+const RELAY_PORT: u16 = 3480;
 
-/// The request limits of `server::policy` (its module docs): burst, then rate a second.
+/// The request limits of `rendezvous::core::policy` (its module docs): burst, then rate a
+/// second.
 const RESOLVE_KEY: (f64, f64) = (10.0, 0.5);
 const RESOLVE_PREFIX: (f64, f64) = (30.0, 2.0);
 const REGISTER_KEY: (f64, f64) = (5.0, 0.2);
@@ -99,39 +113,58 @@ struct RelaySession {
     alive: bool,
 }
 
-struct Core {
-    registry: Registry,
-    policy: Policy,
-    relay: Relay,
+fn encodes(msg: &ServerMsg, what: &str) {
+    if let Err(e) = wire::encode(msg, MAX_MSG_LEN) {
+        panic!("{what} does not fit a frame: {e}");
+    }
+}
+
+struct Sim {
+    core: Core,
+    relay: SharedRelay,
+    relay_up: bool,
     t0: Instant,
     now: Instant,
     // The model.
     hosts: HashMap<AccessCode, (Fingerprint, u64)>,
     by_key: HashMap<Fingerprint, AccessCode>,
     quarantine: HashMap<AccessCode, Quarantined>,
-    /// Online hosts: code → id of the registration that is serving it.
-    online: HashMap<AccessCode, u32>,
+    /// Online hosts: code → the registration serving it.
+    online: HashMap<AccessCode, PushId>,
     /// Registrations still open: (code, id).
-    registrations: Vec<(AccessCode, u32)>,
-    next_id: u32,
+    registrations: Vec<(AccessCode, PushId)>,
+    /// What the store holds after every change the core handed out.
+    persisted: HashMap<AccessCode, HostRecord>,
+    persisted_quarantine: HashMap<AccessCode, Quarantined>,
     resolve_key: Budget<Fingerprint>,
     resolve_prefix: Budget<Prefix>,
     register_key: Budget<Fingerprint>,
     new_code_prefix: Budget<Prefix>,
-    connections: HashMap<Prefix, usize>,
+    /// Connections open now, by their source address.
+    connections: Vec<SocketAddr>,
     relay_sessions: Vec<RelaySession>,
+    /// The answer to an unreachable code, with the code taken out: the same for all.
+    unavailable: Option<(Refusal, String)>,
+    /// Source tags handed to hosts, by the controller's prefix.
+    tags: HashMap<Prefix, SourceTag>,
+    refusals: Refusals,
+    registered: u64,
+    resolved: u64,
+    restarts: u64,
 }
 
-impl Core {
+impl Sim {
     fn new() -> Self {
         let t0 = Instant::now();
+        let relay: SharedRelay = Arc::new(Mutex::new(Relay::new(RELAY_LIMITS, t0)));
+        let registry = Registry::new(
+            Duration::from_secs(FORGET_AFTER),
+            Duration::from_secs(QUARANTINE),
+        );
         Self {
-            registry: Registry::new(
-                Duration::from_secs(FORGET_AFTER),
-                Duration::from_secs(QUARANTINE),
-            ),
-            policy: Policy::default(),
-            relay: Relay::new(RELAY_LIMITS, t0),
+            core: Core::new(registry, Some(relay.clone()), [0x5a; 32]),
+            relay,
+            relay_up: true,
             t0,
             now: t0,
             hosts: HashMap::new(),
@@ -139,13 +172,20 @@ impl Core {
             quarantine: HashMap::new(),
             online: HashMap::new(),
             registrations: Vec::new(),
-            next_id: 0,
+            persisted: HashMap::new(),
+            persisted_quarantine: HashMap::new(),
             resolve_key: Budget::default(),
             resolve_prefix: Budget::default(),
             register_key: Budget::default(),
             new_code_prefix: Budget::default(),
-            connections: HashMap::new(),
+            connections: Vec::new(),
             relay_sessions: Vec::new(),
+            unavailable: None,
+            tags: HashMap::new(),
+            refusals: Refusals::default(),
+            registered: 0,
+            resolved: 0,
+            restarts: 0,
         }
     }
 
@@ -153,8 +193,50 @@ impl Core {
         UNIX0 + (self.now - self.t0).as_secs()
     }
 
+    fn at(&self) -> Now {
+        Now {
+            instant: self.now,
+            unix: self.unix(),
+        }
+    }
+
     fn elapsed(&self) -> f64 {
         (self.now - self.t0).as_secs_f64()
+    }
+
+    fn ports(&self) -> Ports {
+        Ports {
+            stun: Some(STUN_PORT),
+            relay: self.relay_up.then_some(RELAY_PORT),
+        }
+    }
+
+    fn relay(&self) -> MutexGuard<'_, Relay> {
+        // A panic while it is held ends the run, so it is never poisoned.
+        self.relay.lock().expect("the relay lock is not poisoned")
+    }
+
+    /// Takes every change the core handed to the store and applies it as `Store` does.
+    fn drain_store(&mut self) -> Vec<StoreOp> {
+        let ops: Vec<StoreOp> = std::iter::from_fn(|| self.core.poll_store()).collect();
+        for op in &ops {
+            match op {
+                StoreOp::Upsert(code, rec) => {
+                    self.persisted.insert(*code, *rec);
+                    self.persisted_quarantine.remove(code);
+                }
+                StoreOp::Expired(expired) => {
+                    for (code, q) in &expired.quarantined {
+                        self.persisted.remove(code);
+                        self.persisted_quarantine.insert(*code, *q);
+                    }
+                    for code in &expired.released {
+                        self.persisted_quarantine.remove(code);
+                    }
+                }
+            }
+        }
+        ops
     }
 
     /// A request from `from` on a connection authenticated with `key`, as the server's stream
@@ -168,11 +250,16 @@ impl Core {
             }
             Ok(None) => panic!("a whole frame reported as incomplete"),
             Err(e) => {
-                let refused = ServerMsg::Refused {
-                    reason: Refusal::BadRequest,
-                    message: e.to_string(),
-                };
-                wire::encode(&refused, MAX_MSG_LEN).expect("a refusal fits");
+                let answer = self.core.bad_request(&e.to_string());
+                assert!(matches!(
+                    answer,
+                    ServerMsg::Refused {
+                        reason: Refusal::BadRequest,
+                        ..
+                    }
+                ));
+                self.refusals.bad_request += 1;
+                encodes(&answer, "a refusal");
                 return;
             }
         };
@@ -183,17 +270,28 @@ impl Core {
                 lan_addrs,
                 relay_only,
             } => self.resolve(key, from, code, &lan_addrs, relay_only),
-            _ => {}
         }
     }
 
     fn register(&mut self, key: Fingerprint, from: SocketAddr, lan: &[SocketAddr], rng: &[u8]) {
         let prefix = Prefix::of(from.ip());
-        let new_code = self.registry.code_of(&key).is_none();
-        assert_eq!(new_code, !self.by_key.contains_key(&key));
-        if !self.policy.allow_register(key, prefix, new_code, self.now) {
-            return;
+        let new_code = !self.by_key.contains_key(&key);
+        assert_eq!(self.core.registry().code_of(&key).is_none(), new_code);
+        let now = self.unix();
+        let ports = self.ports();
+        let got = self
+            .core
+            .register(self.at(), key, from, lan, ports, &mut FuzzRng::new(rng));
+        if let Err(refused) = &got {
+            if refused.why == Why::RegisterRateLimited {
+                assert_eq!(refused.reason, Refusal::RateLimited);
+                self.refusals.register_rate_limited += 1;
+                encodes(&refused.to_msg(), "a refusal");
+                assert!(self.drain_store().is_empty(), "a refusal changed the store");
+                return;
+            }
         }
+        // The limits let it through.
         let elapsed = self.elapsed();
         self.register_key
             .charge(key, REGISTER_KEY, elapsed, "registrations per key");
@@ -201,8 +299,6 @@ impl Core {
             self.new_code_prefix
                 .charge(prefix, NEW_CODE_PREFIX, elapsed, "new codes per prefix");
         }
-        let now = self.unix();
-        let got = self.registry.register(key, now, &mut FuzzRng::new(rng));
         // What it must be: the code the key holds, else its quarantined one, else the first
         // of 64 draws that nobody holds and that is not quarantined.
         let want = if let Some(&code) = self.by_key.get(&key) {
@@ -218,41 +314,65 @@ impl Core {
                 .find(|c| !self.hosts.contains_key(c) && !self.quarantine.contains_key(c))
                 .map(|c| (c, now, true))
         };
-        let reg = match (got, want) {
+        let (reg, last_seen) = match (got, want) {
             (Ok(reg), Some((code, last_seen, new))) => {
+                assert_eq!((reg.code, reg.new), (code, new), "registration");
                 assert_eq!(
-                    (
-                        reg.code,
-                        reg.record.fingerprint,
-                        reg.record.last_seen,
-                        reg.new
-                    ),
-                    (code, key, last_seen, new),
-                    "registration"
+                    self.core.registry().get(&code),
+                    Some(&HostRecord {
+                        fingerprint: key,
+                        last_seen
+                    }),
+                    "registered record"
                 );
-                reg
+                (reg, last_seen)
             }
-            (Err(_), None) => return,
+            (Err(refused), None) => {
+                assert_eq!(
+                    (refused.why, refused.reason),
+                    (Why::NoFreeCode, Refusal::Busy)
+                );
+                self.refusals.no_free_code += 1;
+                encodes(&refused.to_msg(), "a refusal");
+                return;
+            }
             (got, want) => panic!("registration gave {got:?}, expected {want:?}"),
         };
         if let Some(q) = self.quarantine.remove(&reg.code) {
             assert_eq!(q.fingerprint, key, "a quarantined code went to another key");
         }
-        self.hosts.insert(reg.code, (key, reg.record.last_seen));
+        self.hosts.insert(reg.code, (key, last_seen));
         self.by_key.insert(key, reg.code);
-        let id = self.next_id;
-        self.next_id += 1;
-        self.online.insert(reg.code, id);
-        self.registrations.push((reg.code, id));
-        let candidates = proto::candidates(Some(from), lan);
+        assert!(
+            !self.registrations.iter().any(|(_, id)| *id == reg.push),
+            "a push id handed out twice"
+        );
+        let replaced = self.online.insert(reg.code, reg.push);
+        assert_eq!(reg.replaced, replaced, "the registration replaced");
+        self.registrations.push((reg.code, reg.push));
+        self.registered += 1;
+        assert_eq!(
+            self.drain_store(),
+            [StoreOp::Upsert(
+                reg.code,
+                HostRecord {
+                    fingerprint: key,
+                    last_seen
+                }
+            )]
+        );
+        let candidates = proto::rendezvous::candidates(Some(from), lan);
         let given: Vec<SocketAddr> = std::iter::once(from).chain(lan.iter().copied()).collect();
         check_candidates(&candidates, &given, Some(from), &[]);
-        let welcome = ServerMsg::Registered {
-            code: reg.code,
-            observed: from,
-            stun_port: Some(3479),
-        };
-        wire::encode(&welcome, MAX_MSG_LEN).expect("Registered fits");
+        assert_eq!(
+            reg.answer,
+            ServerMsg::Registered {
+                code: reg.code,
+                observed: from,
+                stun_port: Some(STUN_PORT),
+            }
+        );
+        encodes(&reg.answer, "Registered");
     }
 
     /// A registration's stream ends: the host goes offline unless a newer one replaced it.
@@ -263,24 +383,25 @@ impl Core {
         let (code, id) = self
             .registrations
             .remove(usize::from(pick) % self.registrations.len());
-        if self.online.get(&code) != Some(&id) {
+        let current = self.online.get(&code) == Some(&id);
+        assert_eq!(self.core.disconnected(self.at(), code, id), current);
+        let ops = self.drain_store();
+        if !current {
+            assert!(
+                ops.is_empty(),
+                "an old registration's end changed the store"
+            );
             return;
         }
         self.online.remove(&code);
         let now = self.unix();
-        let rec = self
-            .registry
-            .touch(&code, now)
-            .expect("an online host is known");
         let (key, last) = self.hosts.get_mut(&code).expect("model knows it");
         *last = (*last).max(now);
-        assert_eq!(
-            rec,
-            HostRecord {
-                fingerprint: *key,
-                last_seen: *last
-            }
-        );
+        let rec = HostRecord {
+            fingerprint: *key,
+            last_seen: *last,
+        };
+        assert_eq!(ops, [StoreOp::Upsert(code, rec)]);
     }
 
     fn resolve(
@@ -292,28 +413,10 @@ impl Core {
         relay_only: bool,
     ) {
         let prefix = Prefix::of(from.ip());
-        if !self.policy.allow_resolve(controller, prefix, self.now) {
-            return;
-        }
-        let elapsed = self.elapsed();
-        self.resolve_key
-            .charge(controller, RESOLVE_KEY, elapsed, "resolves per key");
-        self.resolve_prefix
-            .charge(prefix, RESOLVE_PREFIX, elapsed, "resolves per prefix");
-        let rec = self.registry.get(&code).copied();
-        assert_eq!(
-            rec.map(|r| (r.fingerprint, r.last_seen)),
-            self.hosts.get(&code).copied()
-        );
-        let (Some(rec), true) = (rec, self.online.contains_key(&code)) else {
-            return;
-        };
-        let owner = Owner {
-            key: controller,
-            prefix,
-        };
+        let ports = self.ports();
+        // What the relay must say, known before the core asks it.
         let alive = || self.relay_sessions.iter().filter(|s| s.alive);
-        let want = if alive().count() >= RELAY_LIMITS.max_sessions {
+        let want_alloc = if alive().count() >= RELAY_LIMITS.max_sessions {
             Err(AllocError::Full)
         } else if alive().filter(|s| s.owner.key == controller).count()
             >= RELAY_LIMITS.max_sessions_per_key
@@ -326,42 +429,143 @@ impl Core {
         } else {
             Ok(())
         };
-        let got = self.relay.allocate(self.now, owner);
-        assert_eq!(got.map(|_| ()), want, "relay allocation");
-        let Ok(tickets) = got else {
+        let r = self
+            .core
+            .resolve(self.at(), controller, from, code, lan, relay_only, ports);
+        encodes(&r.answer, "a look-up's answer");
+        assert!(self.drain_store().is_empty(), "a look-up changed the store");
+        let refused = match &r.answer {
+            ServerMsg::Refused { reason, message } => Some((*reason, message.clone())),
+            _ => None,
+        };
+        if refused.is_some() {
+            assert!(r.push.is_none(), "a refused look-up pushed");
+        }
+        if let Some((Refusal::RateLimited, _)) = refused {
+            self.refusals.resolve_rate_limited += 1;
+            return;
+        }
+        let elapsed = self.elapsed();
+        self.resolve_key
+            .charge(controller, RESOLVE_KEY, elapsed, "resolves per key");
+        self.resolve_prefix
+            .charge(prefix, RESOLVE_PREFIX, elapsed, "resolves per prefix");
+        let rec = self.core.registry().get(&code).copied();
+        assert_eq!(
+            rec.map(|r| (r.fingerprint, r.last_seen)),
+            self.hosts.get(&code).copied()
+        );
+        let (Some(rec), Some(&host_push)) = (rec, self.online.get(&code)) else {
+            // Unknown, forgotten and offline codes answer alike.
+            let (reason, message) = refused.expect("an unreachable code was resolved");
+            let answer = (reason, message.replace(&code.to_string(), "CODE"));
+            assert_eq!(answer.0, Refusal::Unavailable);
+            match &self.unavailable {
+                Some(first) => assert_eq!(*first, answer, "unreachable codes answered apart"),
+                None => self.unavailable = Some(answer),
+            }
+            self.refusals.unavailable += 1;
             return;
         };
-        let ticket = tickets[1];
+        if !self.relay_up {
+            let (reason, _) = refused.expect("a look-up past a relay that is down");
+            assert_eq!(reason, Refusal::Busy);
+            self.refusals.relay_down += 1;
+            return;
+        }
+        if let Err(e) = want_alloc {
+            let (reason, _) = refused.unwrap_or_else(|| panic!("a look-up past {e:?}"));
+            assert_eq!(reason, Refusal::Busy);
+            match e {
+                AllocError::Full => self.refusals.relay_full += 1,
+                AllocError::KeyCap => self.refusals.relay_key_cap += 1,
+                AllocError::PrefixCap => self.refusals.relay_prefix_cap += 1,
+                _ => panic!("an allocation error the model does not know: {e:?}"),
+            }
+            return;
+        }
+        let ServerMsg::Resolved {
+            host,
+            candidates,
+            observed,
+            stun_port,
+            relay: Some(mine),
+        } = r.answer
+        else {
+            panic!("a look-up of an online host gave {:?}", r.answer);
+        };
+        assert_eq!(
+            (host, observed, stun_port, mine.port),
+            (rec.fingerprint, from, Some(STUN_PORT), RELAY_PORT)
+        );
+        assert!(
+            candidates.is_empty(),
+            "a look-up with a relay revealed addresses"
+        );
+        let push = r.push.expect("the host is told");
+        assert_eq!(push.to, host_push, "pushed to another registration");
+        encodes(&push.msg, "ConnectRequest");
+        let ServerMsg::ConnectRequest {
+            controller: who,
+            candidates,
+            relay: Some(theirs),
+            source,
+        } = push.msg
+        else {
+            panic!("pushed {:?}", push.msg);
+        };
+        assert_eq!((who, theirs.port), (controller, RELAY_PORT));
+        assert!(
+            candidates.is_empty(),
+            "a push with a relay revealed addresses"
+        );
+        assert_ne!(theirs.ticket.token, mine.ticket.token);
+        let tag = *self.tags.entry(prefix).or_insert(source);
+        assert_eq!(tag, source, "one prefix, two source tags");
+        assert!(
+            !self.tags.iter().any(|(p, t)| *p != prefix && *t == source),
+            "two prefixes, one source tag"
+        );
+        self.resolved += 1;
         self.relay_sessions.push(RelaySession {
-            owner,
+            owner: Owner {
+                key: controller,
+                prefix,
+            },
             created: self.now,
             last: self.now,
-            sides: tickets.map(|t| (t, None, 0)),
+            sides: [(theirs.ticket, None, 0), (mine.ticket, None, 0)],
             alive: true,
         });
-        let candidates = proto::candidates(Some(from), lan);
+        let candidates = proto::rendezvous::candidates(Some(from), lan);
         let given: Vec<SocketAddr> = std::iter::once(from).chain(lan.iter().copied()).collect();
         check_candidates(&candidates, &given, Some(from), &[]);
-        let answer = ServerMsg::Resolved {
-            host: rec.fingerprint,
-            candidates: if relay_only { Vec::new() } else { candidates },
-            observed: from,
-            stun_port: Some(3479),
-            relay: Some(relay::RelayOffer { port: 3480, ticket }),
-        };
-        wire::encode(&answer, MAX_MSG_LEN).expect("Resolved fits");
     }
 
-    fn expire(&mut self) {
+    /// The core's sweep: online hosts are seen now, then expiry forgets and releases.
+    fn sweep(&mut self) {
         let now = self.unix();
-        let online = self.online.clone();
-        let mut got = self.registry.expire(now, |c| online.contains_key(c));
+        self.core.sweep(self.at());
+        let mut touched: Vec<StoreOp> = Vec::new();
+        let mut online: Vec<AccessCode> = self.online.keys().copied().collect();
+        online.sort();
+        for code in online {
+            let (key, last) = self.hosts.get_mut(&code).expect("an online host is known");
+            *last = (*last).max(now);
+            touched.push(StoreOp::Upsert(
+                code,
+                HostRecord {
+                    fingerprint: *key,
+                    last_seen: *last,
+                },
+            ));
+        }
         let mut quarantined: Vec<(AccessCode, Quarantined)> = Vec::new();
         let forgotten: Vec<AccessCode> = self
             .hosts
             .iter()
             .filter(|(c, (_, last))| {
-                now.saturating_sub(*last) > FORGET_AFTER && !online.contains_key(*c)
+                now.saturating_sub(*last) > FORGET_AFTER && !self.online.contains_key(*c)
             })
             .map(|(c, _)| *c)
             .collect();
@@ -384,44 +588,68 @@ impl Core {
         self.quarantine.retain(|_, q| q.until > now);
         quarantined.sort_by_key(|(c, _)| *c);
         released.sort();
-        got.quarantined.sort_by_key(|(c, _)| *c);
-        got.released.sort();
-        assert_eq!(got.quarantined, quarantined, "codes quarantined");
-        assert_eq!(got.released, released, "codes released");
-        for (c, _) in &got.quarantined {
-            assert!(!online.contains_key(c), "an online host was forgotten");
+        let mut ops = self.drain_store();
+        let expired = match ops.last() {
+            Some(StoreOp::Expired(_)) => match ops.pop() {
+                Some(StoreOp::Expired(e)) => Some(e),
+                _ => None,
+            },
+            _ => None,
+        };
+        assert_eq!(ops, touched, "online hosts marked seen");
+        let (mut got_q, mut got_r) = match expired {
+            Some(e) => {
+                assert!(
+                    !e.quarantined.is_empty() || !e.released.is_empty(),
+                    "an empty expiry was written"
+                );
+                (e.quarantined, e.released)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        got_q.sort_by_key(|(c, _)| *c);
+        got_r.sort();
+        assert_eq!(got_q, quarantined, "codes quarantined");
+        assert_eq!(got_r, released, "codes released");
+        for (c, _) in &got_q {
+            assert!(!self.online.contains_key(c), "an online host was forgotten");
         }
     }
 
-    fn connection(&mut self, prefix: Prefix, validated: bool) {
-        let held = self.connections.get(&prefix).copied().unwrap_or(0);
-        let total: usize = self.connections.values().sum();
-        let at_cap = held >= MAX_CONNECTIONS_PER_PREFIX || total >= MAX_CONNECTIONS;
-        match self.policy.admit(prefix, validated) {
+    fn connection(&mut self, from: SocketAddr, validated: bool) {
+        let prefix = Prefix::of(from.ip());
+        let held = self
+            .connections
+            .iter()
+            .filter(|a| Prefix::of(a.ip()) == prefix)
+            .count();
+        let at_cap =
+            held >= MAX_CONNECTIONS_PER_PREFIX || self.connections.len() >= MAX_CONNECTIONS;
+        match self.core.connection(from, validated) {
             Admit::Accept => {
+                assert!(validated, "an unproven address was accepted");
                 assert!(!at_cap, "a connection over the cap was accepted");
-                self.policy.open(prefix);
-                *self.connections.entry(prefix).or_insert(0) += 1;
+                self.connections.push(from);
             }
-            Admit::Refuse => assert!(at_cap, "a connection under the cap was refused"),
+            Admit::Refuse => {
+                assert!(
+                    validated && at_cap,
+                    "a connection under the cap was refused"
+                );
+                self.refusals.connection_cap += 1;
+            }
             Admit::Retry => assert!(!validated, "a validated address was asked to retry"),
         }
     }
 
     fn close(&mut self, pick: u8) {
-        let mut open: Vec<Prefix> = self
-            .connections
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(p, _)| *p)
-            .collect();
-        if open.is_empty() {
+        if self.connections.is_empty() {
             return;
         }
-        open.sort();
-        let p = open[usize::from(pick) % open.len()];
-        self.policy.close(&p);
-        *self.connections.get_mut(&p).expect("listed") -= 1;
+        let from = self
+            .connections
+            .remove(usize::from(pick) % self.connections.len());
+        self.core.connection_closed(from);
     }
 
     fn relay_sweep(&mut self) {
@@ -434,7 +662,8 @@ impl Core {
                 want += 1;
             }
         }
-        assert_eq!(self.relay.sweep(self.now), want, "relay sessions closed");
+        let now = self.now;
+        assert_eq!(self.relay().sweep(now), want, "relay sessions closed");
     }
 
     /// A datagram to the relay port: a proven bind or data under a session's ticket, or raw
@@ -459,7 +688,8 @@ impl Core {
             _ => r.blob16().to_vec(),
         };
         let len = buf.len();
-        let action = self.relay.on_datagram(self.now, from, &mut buf);
+        let now = self.now;
+        let action = self.relay().on_datagram(now, from, &mut buf);
         if let Action::Send { to, len: sent } = action {
             assert!(sent <= len, "the relay answered {len} bytes with {sent}");
             assert!(to == from || buf[0] == 0x80, "a notice to someone else");
@@ -468,7 +698,6 @@ impl Core {
         if n == 0 || kind == 2 {
             return;
         }
-        let now = self.now;
         let s = &mut self.relay_sessions[pick % n];
         if !s.alive {
             assert_eq!(action, Action::Drop, "a closed session answered");
@@ -508,29 +737,56 @@ impl Core {
         }
     }
 
-    /// The registry as seen through its interface equals the model.
-    fn check(&self) {
-        assert_eq!(self.registry.len(), self.hosts.len());
+    /// The core as seen through its interface (registry, online table, store, snapshot)
+    /// equals the model.
+    fn check(&mut self) {
+        assert!(self.core.poll_store().is_none(), "a change left unwritten");
+        let registry = self.core.registry();
+        assert_eq!(registry.len(), self.hosts.len());
         assert_eq!(self.by_key.len(), self.hosts.len());
         for k in 0..KEYS {
             let key = key(k);
-            assert_eq!(self.registry.code_of(&key), self.by_key.get(&key).copied());
+            assert_eq!(registry.code_of(&key), self.by_key.get(&key).copied());
         }
         for (code, (key, last)) in &self.hosts {
             assert_eq!(self.by_key.get(key), Some(code), "a key with two codes");
-            assert_eq!(
-                self.registry.get(code),
-                Some(&HostRecord {
-                    fingerprint: *key,
-                    last_seen: *last
-                })
-            );
+            let rec = HostRecord {
+                fingerprint: *key,
+                last_seen: *last,
+            };
+            assert_eq!(registry.get(code), Some(&rec));
+            assert_eq!(self.persisted.get(code), Some(&rec), "the store lags");
             assert!(!self.quarantine.contains_key(code));
+            assert_eq!(self.core.online(code), self.online.get(code).copied());
         }
         assert_eq!(
-            self.relay.counters().sessions_active,
-            self.relay_sessions.iter().filter(|s| s.alive).count() as u64
+            self.persisted.len(),
+            self.hosts.len(),
+            "the store holds more"
         );
+        assert_eq!(
+            self.persisted_quarantine, self.quarantine,
+            "the store's quarantine"
+        );
+        let alive = self.relay_sessions.iter().filter(|s| s.alive).count() as u64;
+        assert_eq!(self.relay().counters().sessions_active, alive);
+        let s = self.core.snapshot();
+        assert_eq!(
+            (s.hosts_known, s.hosts_online, s.codes_quarantined),
+            (self.hosts.len(), self.online.len(), self.quarantine.len())
+        );
+        assert_eq!(s.connections, self.connections.len());
+        assert_eq!(
+            (s.registrations, s.resolves, s.service_restarts),
+            (self.registered, self.resolved, self.restarts)
+        );
+        assert_eq!(s.refusals, self.refusals, "refusals by reason");
+        assert_eq!(s.relay.map(|c| c.sessions_active), Some(alive));
+        assert_eq!(s.hosts.len(), self.hosts.len());
+        for row in &s.hosts {
+            assert_eq!(self.hosts.get(&row.code).map(|h| h.0), Some(row.key));
+            assert_eq!(row.online.is_some(), self.online.contains_key(&row.code));
+        }
     }
 
     /// A code to look up: one the registry knows or knew, or any.
@@ -551,7 +807,7 @@ impl Core {
 }
 
 fn run(data: &[u8]) {
-    let mut core = Core::new();
+    let mut sim = Sim::new();
     let mut r = Reader::new(data);
     let mut ops = 0;
     while !r.is_empty() && ops < 300 {
@@ -560,18 +816,18 @@ fn run(data: &[u8]) {
             0 => {
                 let (k, from) = (key(r.u8()), observed(r.u8()));
                 let rng = r.blob8();
-                core.register(k, from, &[], rng);
+                sim.register(k, from, &[], rng);
             }
-            1 => core.disconnect(r.u8()),
+            1 => sim.disconnect(r.u8()),
             2 => {
                 let (k, from) = (key(r.u8()), observed(r.u8()));
-                let code = core.pick_code(&mut r);
-                core.resolve(k, from, code, &[], r.bool());
+                let code = sim.pick_code(&mut r);
+                sim.resolve(k, from, code, &[], r.bool());
             }
-            3 => core.expire(),
+            3 => sim.sweep(),
             4 => {
                 let v = r.u16();
-                core.now += if v < 0x8000 {
+                sim.now += if v < 0x8000 {
                     Duration::from_millis(u64::from(v))
                 } else {
                     Duration::from_secs(u64::from(v - 0x8000))
@@ -579,41 +835,27 @@ fn run(data: &[u8]) {
             }
             5 => {
                 let (from, validated) = (observed(r.u8()), r.bool());
-                core.connection(Prefix::of(from.ip()), validated);
+                sim.connection(from, validated);
             }
-            6 => core.close(r.u8()),
-            7 => core.policy.sweep(core.now),
-            8 => core.relay_sweep(),
+            6 => sim.close(r.u8()),
+            7 => {
+                sim.core.service_restarted();
+                sim.restarts += 1;
+            }
+            8 => sim.relay_sweep(),
+            9 => sim.relay_up = !sim.relay_up,
             11 => {
                 let from = observed(r.u8());
-                core.relay_datagram(from, &mut r);
-            }
-            9 => {
-                let code = core.pick_code(&mut r);
-                let now = core.unix();
-                let got = core.registry.touch(&code, now);
-                match core.hosts.get_mut(&code) {
-                    Some((key, last)) => {
-                        *last = (*last).max(now);
-                        assert_eq!(
-                            got,
-                            Some(HostRecord {
-                                fingerprint: *key,
-                                last_seen: *last
-                            })
-                        );
-                    }
-                    None => assert_eq!(got, None),
-                }
+                sim.relay_datagram(from, &mut r);
             }
             _ => {
                 let (k, from) = (key(r.u8()), observed(r.u8()));
                 let body = r.blob16();
                 let rng = r.blob8();
-                core.message(k, from, body, rng);
+                sim.message(k, from, body, rng);
             }
         }
-        core.check();
+        sim.check();
     }
 }
 
@@ -697,10 +939,17 @@ fn seeds() -> Vec<Vec<u8>> {
     }
     w.u8(6).u8(0).u8(6).u8(1);
     out.push(w.finish());
-    // A draw that collides with a held code, and a generator stuck on one code.
+    // A draw that collides with a held code, and a generator stuck on one code; the key
+    // registers again from elsewhere (the first registration is replaced, its end changes
+    // nothing), and a look-up while the relay is down is refused.
     w.u8(0).u8(0).u8(0).blob8(&[0; 8]);
     w.u8(0).u8(1).u8(0).blob8(&[0; 8]);
-    w.u8(9).u8(0);
+    w.u8(0).u8(0).u8(1).blob8(&[0; 8]);
+    w.u8(1).u8(0);
+    w.u8(9);
+    w.u8(2).u8(2).u8(2).u8(0).bool(false);
+    w.u8(9);
+    w.u8(2).u8(2).u8(2).u8(0).bool(false);
     out.push(w.finish());
     out
 }
