@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use crate::handshake::{ControllerAction, ControllerHandshake};
 use crate::session::{self, MAX_INPUT_LEN};
 use crate::stats::{ClockOffset, PathKind, Report, Stats, Tick};
+use crate::streams::Dispatcher;
 use crate::{Error, net};
 use proto::session::{
     self as msg, ALPN, CONTROL_PRIORITY, ControlMsg, INPUT_PRIORITY, MAX_CONTROL_LEN,
@@ -581,15 +582,18 @@ async fn receive_video(
 ) -> Result<(), Error> {
     // Each group of pictures arrives on a new stream; a newer one supersedes the older.
     let mut current: Option<tokio::task::JoinHandle<()>> = None;
+    let mut dispatcher = Dispatcher::new();
+    let mut streams = dispatcher.route(StreamKind::Video, 4);
+    let accepting = dispatcher.run(conn, "the host");
+    tokio::pin!(accepting);
     loop {
-        let mut recv = conn.accept_uni().await?;
-        let mut kind = [0u8; 1];
-        recv.read_exact(&mut kind).await?;
-        if StreamKind::from_byte(kind[0]) != Some(StreamKind::Video) {
-            warn!(kind = kind[0], "host opened an unknown stream; refusing it");
-            let _ = recv.stop(1u32.into());
-            continue;
-        }
+        let mut recv = tokio::select! {
+            r = &mut accepting => return r,
+            s = streams.recv() => match s {
+                Some(s) => s,
+                None => return Ok(()),
+            },
+        };
         if let Some(old) = current.take() {
             old.abort();
         }

@@ -27,6 +27,7 @@ use crate::guard::GuessGuard;
 use crate::handshake::{HostAction, HostHandshake};
 use crate::password::{Kdf, Stored};
 use crate::session::{self, MAX_INPUT_LEN};
+use crate::streams::Dispatcher;
 use crate::{Error, lock, net};
 use proto::rendezvous::SourceTag;
 use proto::session::{
@@ -766,9 +767,12 @@ async fn serve(
         )?
     };
     let media_cmds = media.commands();
+    let mut dispatcher = Dispatcher::new();
+    let input_streams = dispatcher.route(StreamKind::Input, 4);
     let result = tokio::select! {
         r = send_video(conn, video_rx) => r,
-        r = receive_streams(conn, input_tx) => r,
+        r = dispatcher.run(conn, "the controller") => r,
+        () = receive_input_streams(input_streams, input_tx) => Ok(()),
         r = control_loop(shared, &mut ctl_send, &mut ctl_recv, &media_cmds) => r,
         e = conn.closed() => match e {
             quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
@@ -818,26 +822,13 @@ async fn send_video(
     Ok(())
 }
 
-async fn receive_streams(
-    conn: &quinn::Connection,
+/// Each input stream the controller opens, read on its own task into the input thread.
+async fn receive_input_streams(
+    mut streams: mpsc::Receiver<quinn::RecvStream>,
     input: mpsc::Sender<InputCmd>,
-) -> Result<(), Error> {
-    loop {
-        let mut recv = conn.accept_uni().await?;
-        let mut kind = [0u8; 1];
-        recv.read_exact(&mut kind).await?;
-        match StreamKind::from_byte(kind[0]) {
-            Some(StreamKind::Input) => {
-                tokio::spawn(receive_input(recv, input.clone()));
-            }
-            _ => {
-                warn!(
-                    kind = kind[0],
-                    "controller opened an unknown stream; refusing it"
-                );
-                let _ = recv.stop(1u32.into());
-            }
-        }
+) {
+    while let Some(recv) = streams.recv().await {
+        tokio::spawn(receive_input(recv, input.clone()));
     }
 }
 

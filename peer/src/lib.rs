@@ -27,6 +27,7 @@ pub mod password;
 pub mod script;
 pub mod session;
 pub mod stats;
+pub mod streams;
 pub mod text;
 #[cfg(feature = "viewer")]
 pub mod viewer;

@@ -229,6 +229,44 @@ async fn a_malformed_frame_closes_only_its_stream() {
     host.shutdown().await;
 }
 
+/// Liveness after the proof: a stream that never sends its kind byte (opened implicitly by a
+/// later one) is refused after a short wait instead of holding up the streams behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_its_kind_does_not_hold_up_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rv, host, backend) = setup(dir.path()).await;
+    let (_attacker, conn) = announced(&rv, &host, "127.0.0.9").await;
+    let (_ctl, _r, verdict) = prove(&conn, PASSWORD).await;
+    assert!(
+        matches!(verdict, Some(ControlMsg::Welcome { .. })),
+        "{verdict:?}"
+    );
+    // Opened but silent: the host learns of it when the next stream arrives.
+    let silent = conn.open_uni().await.unwrap();
+    let mut good = conn.open_uni().await.unwrap();
+    let press = InputEvent::Key {
+        key: input::Key::KeyC,
+        pressed: true,
+    };
+    let b = input::encode(&press);
+    good.write_all(&[StreamKind::Input as u8]).await.unwrap();
+    good.write_all(&[&(b.len() as u32).to_be_bytes()[..], &b].concat())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while backend.events().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        backend.events(),
+        [press],
+        "the input stream behind it was never read"
+    );
+    assert!(conn.close_reason().is_none(), "the session survived");
+    drop(silent);
+    host.shutdown().await;
+}
+
 /// The man in the middle: a proxy with its own key, which the controller was told to pin (a
 /// lying rendezvous), relays the password exchange byte for byte to the real host, whose
 /// password the controller knows. The TLS sessions differ, so both ends refuse.
