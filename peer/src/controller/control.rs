@@ -1,0 +1,146 @@
+//! The control side of a running session: writing and reading control messages (candidates,
+//! key-frame requests, clock pings, goodbyes), sending input, and the once-a-second tick.
+
+use super::*;
+
+pub(super) async fn control_writer(
+    send: &mut quinn::SendStream,
+    mut rx: mpsc::UnboundedReceiver<ControlMsg>,
+) -> Result<(), Error> {
+    while let Some(msg) = rx.recv().await {
+        wire::write_msg(send, &msg, MAX_CONTROL_LEN).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn control_reader(
+    recv: &mut quinn::RecvStream,
+    clock: Arc<Mutex<ClockOffset>>,
+    (socket, route, mode, ours, seen_as): (
+        &Arc<net::PeerSocket>,
+        &net::RouteHandle,
+        RelayMode,
+        crate::nat::Mapping,
+        SocketAddr,
+    ),
+) -> Result<(), Error> {
+    // Punching towards the host's addresses, stopped when the session ends.
+    let mut punching = Vec::new();
+    loop {
+        match wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? {
+            Some(ControlMsg::Candidates {
+                addrs,
+                mapping: theirs,
+            }) if mode != RelayMode::Force && punching.is_empty() => {
+                // A hostile host could name anything: only addresses worth punching towards.
+                let addrs = proto::rendezvous::sane_candidates(
+                    &addrs,
+                    Some(seen_as),
+                    &[socket.local_addr()?],
+                );
+                info!(candidates = ?addrs, mapping = %theirs, "the host's addresses");
+                let virtual_addr = route.addr();
+                socket.add_candidates(virtual_addr, &addrs);
+                let socket = socket.clone();
+                punching.push(crate::AbortOnDrop(tokio::spawn(async move {
+                    let birthday = crate::nat::Birthday::for_mappings(ours, theirs);
+                    let punched = punch_host(&socket, virtual_addr, &addrs, birthday).await;
+                    debug!(answered = ?punched.answered, "punch probes to the host done");
+                    // A birthday pool socket that got through carries the direct path.
+                    if punched.pool.is_some() {
+                        std::future::pending::<()>().await;
+                    }
+                })));
+            }
+            None => return Ok(()),
+            Some(ControlMsg::Pong { sent_us, host_us }) => {
+                clock.lock().unwrap_or_else(|p| p.into_inner()).update(
+                    sent_us,
+                    host_us,
+                    session::now_us(),
+                );
+            }
+            Some(ControlMsg::Goodbye { reason }) => {
+                let reason = crate::text::printable(&reason);
+                info!("host ended the session: {reason}");
+                return Ok(());
+            }
+            Some(other) => debug!(?other, "unexpected control message"),
+        }
+    }
+}
+
+pub(super) async fn pinger(ctl: mpsc::UnboundedSender<ControlMsg>) -> Result<(), Error> {
+    // A few quick probes first so latency is known from the first frames on.
+    for i in 0u32.. {
+        if ctl
+            .send(ControlMsg::Ping {
+                sent_us: session::now_us(),
+            })
+            .is_err()
+        {
+            return Ok(());
+        }
+        let wait = if i < 3 {
+            Duration::from_millis(20)
+        } else {
+            PING_EVERY
+        };
+        tokio::time::sleep(wait).await;
+    }
+    Ok(())
+}
+
+pub(super) async fn send_input(
+    conn: &quinn::Connection,
+    events: Option<mpsc::Receiver<InputEvent>>,
+    stats: Arc<Mutex<Stats>>,
+) -> Result<(), Error> {
+    let Some(mut events) = events else {
+        return std::future::pending().await;
+    };
+    let mut stream: Option<quinn::SendStream> = None;
+    while let Some(ev) = events.recv().await {
+        let s = match stream.as_mut() {
+            Some(s) => s,
+            None => {
+                let mut s = conn.open_uni().await?;
+                s.set_priority(INPUT_PRIORITY).ok();
+                s.write_all(&[StreamKind::Input as u8]).await?;
+                stream.insert(s)
+            }
+        };
+        wire::write_frame(s, &input::encode(&ev), MAX_INPUT_LEN).await?;
+        stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .input_events_sent += 1;
+    }
+    if let Some(mut s) = stream {
+        let _ = s.finish();
+    }
+    // The script is done; the session goes on until it ends otherwise.
+    std::future::pending().await
+}
+
+pub(super) async fn ticker(
+    stats: Arc<Mutex<Stats>>,
+    route: &net::RouteHandle,
+    mut hook: Option<TickHook>,
+) -> Result<(), Error> {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let tick = {
+            let mut stats = stats.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(state) = route.state() {
+                stats.set_path(state.path, state.path_changes, state.direct_since);
+            }
+            stats.tick(Instant::now())
+        };
+        if let Some(h) = hook.as_mut() {
+            h(&tick);
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The host's side of the rendezvous: registering (again after every loss of the connection),
+//! answering pushed connect requests by preparing a route (relay binding, punching) for the
+//! announced controller, and replacing one-time passwords when they expire.
+
+use super::*;
+
+pub(super) async fn rendezvous_loop(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    rv_cfg: quinn::ClientConfig,
+) {
+    let rv = shared.cfg.rendezvous;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let conn = endpoint
+                .connect_with(rv_cfg.clone(), rv, "quicdesk.invalid")?
+                .await?;
+            let lan = crate::nat::lan_candidates(endpoint.local_addr()?);
+            let reg = client::register(&conn, lan.clone()).await?;
+            Ok::<_, Error>((conn, reg, lan))
+        };
+        match attempt.await {
+            Ok((_conn, mut reg, lan)) => {
+                backoff = Duration::from_millis(200);
+                let code = reg.code;
+                info!(%code, observed = %reg.observed, "registered with the rendezvous");
+                shared.status.send_modify(|s| {
+                    s.code = Some(code);
+                    s.registrations += 1;
+                    s.observed = Some(reg.observed);
+                });
+                *lock(&shared.candidates) = proto::rendezvous::candidates(Some(reg.observed), &lan);
+                // Discovery runs beside the registration so connect requests are not held up.
+                let discovery = tokio::spawn({
+                    let shared = shared.clone();
+                    let (observed, stun_port) = (reg.observed, reg.stun_port);
+                    async move {
+                        let d = crate::nat::discover(&shared.socket, rv, observed, stun_port).await;
+                        shared.status.send_modify(|s| s.mapping = Some(d.mapping));
+                    }
+                });
+                let _discovery = crate::AbortOnDrop(discovery);
+                loop {
+                    match reg.next().await {
+                        Ok(Some(ServerMsg::ConnectRequest {
+                            controller,
+                            candidates,
+                            relay,
+                            source,
+                        })) => {
+                            let relay = relay.map(|o| (SocketAddr::new(rv.ip(), o.port), o.ticket));
+                            info!(%controller, ?candidates, relay = ?relay.map(|r| r.0), "a controller wants to connect");
+                            tokio::spawn(prepare_route(
+                                shared.clone(),
+                                controller,
+                                candidates,
+                                relay,
+                                source,
+                            ));
+                        }
+                        Ok(Some(other)) => debug!(?other, "ignoring rendezvous message"),
+                        Ok(None) => {
+                            warn!("rendezvous closed the registration");
+                            break;
+                        }
+                        Err(e) => {
+                            warn!("lost the rendezvous: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(Error::Rendezvous(ClientError::Refused {
+                reason: Refusal::RateLimited,
+                message,
+            })) => {
+                backoff = MAX_BACKOFF;
+                warn!(rendezvous = %rv, "registration refused for now ({message}); retrying in {backoff:?}");
+            }
+            Err(e) => warn!(rendezvous = %rv, "cannot register: {e}; retrying in {backoff:?}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Replaces the one-time password when it has lived its lifetime (a session that runs on keeps
+/// running; the next one needs the new password).
+pub(super) async fn expire_passwords(shared: Arc<Shared>) {
+    let HostPassword::OneTime { lifetime } = shared.cfg.password else {
+        return;
+    };
+    let mut status = shared.status.subscribe();
+    loop {
+        let current = status.borrow_and_update().password.clone();
+        tokio::select! {
+            () = tokio::time::sleep(lifetime) => {
+                // Only if it did not change meanwhile (a session's end replaces it too).
+                if shared.status.borrow().password == current {
+                    shared.rotate_password("it expired");
+                }
+            }
+            r = status.wait_for(|s| s.password != current) => if r.is_err() { return },
+        }
+    }
+}
+
+/// Makes the route to a controller the rendezvous announced: binds this side of the relay and
+/// probes the controller's candidates (if the rendezvous gave any), so this side's NAT lets its
+/// packets in. The route carries only the relayed path: when the controller moves to a direct
+/// path, its packets arrive from its own address and quinn migrates the connection there (and
+/// back to the route if the controller returns to the relay). Mapping the controller's
+/// addresses onto the route instead would break a handshake that reached this host directly
+/// before the rendezvous's announcement did. A route no session took within
+/// [`UNUSED_ROUTE_TTL`] is dropped.
+pub(super) async fn prepare_route(
+    shared: Arc<Shared>,
+    controller: certs::Fingerprint,
+    candidates: Vec<SocketAddr>,
+    relay: Option<(SocketAddr, proto::relay::Ticket)>,
+    source: SourceTag,
+) {
+    let socket = &shared.socket;
+    let started = tokio::time::Instant::now();
+    // This controller, and only it, may now complete one handshake, within the window.
+    shared
+        .expected
+        .expect(controller, Instant::now() + UNUSED_ROUTE_TTL);
+    let virtual_addr = relay.map(|relay| {
+        let route = socket.add_route(net::RouteSpec {
+            candidates: Vec::new(),
+            relay: Some(relay),
+            direct_allowed: false,
+            hold_direct: false,
+        });
+        let virtual_addr = route.addr();
+        lock(&shared.routes).insert(
+            virtual_addr,
+            Route {
+                _handle: route,
+                used: false,
+                source,
+            },
+        );
+        virtual_addr
+    });
+    let binding = async {
+        let Some(virtual_addr) = virtual_addr else {
+            return;
+        };
+        match socket.bind_relay(virtual_addr, RELAY_BIND_TIMEOUT).await {
+            Ok(true) => debug!(%controller, "relay bound"),
+            Ok(false) => warn!(%controller, "the relay did not answer"),
+            Err(e) => warn!(%controller, "relay: {e}"),
+        }
+    };
+    // Without a relay (the only case with candidates here) the mappings are not exchanged:
+    // no birthday punching. What the rendezvous passed on from the controller is filtered.
+    let candidates = proto::rendezvous::sane_candidates(
+        &candidates,
+        shared.status.borrow().observed,
+        &[socket.local_addr().unwrap_or(shared.cfg.bind)],
+    );
+    let probing = crate::nat::punch_session(
+        socket,
+        None,
+        &candidates,
+        crate::nat::PUNCH_FOR,
+        crate::nat::Birthday::Off,
+        |_, _| {},
+    );
+    let ((), punched) = tokio::join!(binding, probing);
+    info!(%controller, answered = ?punched.answered, "punch probes done");
+    let Some(virtual_addr) = virtual_addr else {
+        return;
+    };
+    tokio::time::sleep_until(started + UNUSED_ROUTE_TTL).await;
+    let mut routes = lock(&shared.routes);
+    if routes.get(&virtual_addr).is_some_and(|r| !r.used) {
+        routes.remove(&virtual_addr);
+        debug!(%controller, "no session came by this route; dropped it");
+    }
+}
+
+/// How this host's NAT maps ports, as far as discovery found out.
+pub(super) fn own_mapping(shared: &Shared) -> crate::nat::Mapping {
+    shared
+        .status
+        .borrow()
+        .mapping
+        .unwrap_or(crate::nat::Mapping::Unknown)
+}

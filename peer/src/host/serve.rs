@@ -1,0 +1,313 @@
+//! One authenticated session: the media pipeline, the input thread, the streams the controller
+//! opens (routed by kind), the control loop, and an orderly end (queued input dropped, held keys
+//! released, the close sent before the route goes).
+
+use super::*;
+
+/// Opens the capture source for a session, with the screen area it covers.
+pub(super) fn make_source(source: &Source) -> Result<(Box<dyn Capturer>, ScreenArea), Error> {
+    let opened = capture::open(source)?;
+    info!(source = %opened.description, "capturing");
+    Ok((opened.capturer, opened.area))
+}
+
+/// What the input thread is told.
+pub(super) enum InputCmd {
+    Event(input::InputEvent),
+    /// The shared screen changed size.
+    Resize(input::ScreenSize),
+}
+
+/// Performs input on a dedicated thread (injection may block on the display server), in
+/// order; once `ended` is set, drops what is still queued instead of performing it; when every
+/// sender is gone (the session is over) releases whatever is still held.
+pub(super) fn input_loop(
+    mut backend: Box<dyn InputBackend>,
+    mut rx: mpsc::Receiver<InputCmd>,
+    ended: &AtomicBool,
+) {
+    let mut dropped = 0u64;
+    while let Some(cmd) = rx.blocking_recv() {
+        match cmd {
+            InputCmd::Event(_) if ended.load(Ordering::SeqCst) => dropped += 1,
+            InputCmd::Event(event) => {
+                if let Err(e) = backend.inject(&event) {
+                    // The kind only: typed text never reaches a log.
+                    warn!(
+                        kind = event.kind_name(),
+                        "cannot perform an input event: {e}"
+                    );
+                }
+            }
+            InputCmd::Resize(size) => backend.set_screen_size(size),
+        }
+    }
+    if dropped > 0 {
+        debug!(dropped, "input queued at the session's end was dropped");
+    }
+    if let Err(e) = backend.release_all() {
+        warn!("releasing held keys and buttons failed: {e}");
+    }
+}
+
+pub(super) async fn serve(
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+    pre_auth: PreAuth,
+) -> Result<(), Error> {
+    let controller = quic::remote_fingerprint(conn).ok_or(Error::NoPeerKey)?;
+    let remote = conn.remote_address();
+    let (mut ctl_send, mut ctl_recv, confirm) = authenticate(shared, conn, pre_auth.1).await?;
+    drop(pre_auth);
+    quic::widen_after_auth(conn, quic::Role::Host);
+    let Ok(_busy) = shared.busy.try_lock() else {
+        deny(&mut ctl_send, "the host is busy with another session").await;
+        return Err(Error::Denied("host busy".into()));
+    };
+    info!(%remote, %controller, "controller authenticated; session starts");
+    let (capturer, area) = make_source(&shared.cfg.source)?;
+    let (width, height) = capturer.size();
+    let backend = (shared.cfg.input)(&area).unwrap_or_else(|e| {
+        warn!("input is off for this session (view only): {e}");
+        Box::new(DiscardBackend::default())
+    });
+    let (input_tx, input_rx) = mpsc::channel(256);
+    if let Ok(size) = input::ScreenSize::new(width, height) {
+        let _ = input_tx.send(InputCmd::Resize(size)).await;
+    }
+    let ended = Arc::new(AtomicBool::new(false));
+    let input_thread = {
+        let ended = ended.clone();
+        std::thread::Builder::new()
+            .name("quicdesk-input".into())
+            .spawn(move || input_loop(backend, input_rx, &ended))?
+    };
+    let welcome = ControlMsg::Welcome {
+        width,
+        height,
+        confirm,
+    };
+    wire::write_msg(&mut ctl_send, &welcome, MAX_CONTROL_LEN).await?;
+    shared.status.send_modify(|s| s.in_session = true);
+    // Only now, with the password proven, does the controller learn where this host is.
+    let own = lock(&shared.candidates).clone();
+    let mapping = own_mapping(shared);
+    wire::write_msg(
+        &mut ctl_send,
+        &ControlMsg::Candidates {
+            addrs: own,
+            mapping,
+        },
+        MAX_CONTROL_LEN,
+    )
+    .await?;
+
+    let (video_tx, video_rx) = mpsc::channel(2);
+    let media = {
+        let input = input_tx.clone();
+        media::Media::start(
+            capturer,
+            media::MediaConfig {
+                fps: shared.cfg.fps,
+                bitrate_bps: shared.cfg.bitrate_bps,
+                content: shared.cfg.content,
+            },
+            video_tx,
+            move |w, h| {
+                if let Ok(size) = input::ScreenSize::new(w, h) {
+                    let _ = input.blocking_send(InputCmd::Resize(size));
+                }
+            },
+        )?
+    };
+    let media_cmds = media.commands();
+    let mut dispatcher = Dispatcher::new();
+    let input_streams = dispatcher.route(StreamKind::Input, 4);
+    let result = tokio::select! {
+        r = send_video(conn, video_rx) => r,
+        r = dispatcher.run(conn, "the controller") => r,
+        () = receive_input_streams(input_streams, input_tx) => Ok(()),
+        r = control_loop(shared, &mut ctl_send, &mut ctl_recv, &media_cmds) => r,
+        e = conn.closed() => match e {
+            quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
+            e => Err(e.into()),
+        },
+    };
+    // Input still queued when the session ends is dropped, never performed.
+    ended.store(true, Ordering::SeqCst);
+    let (code, reason): (u32, &[u8]) = match &result {
+        Ok(()) => (0, b"session over"),
+        Err(_) => (1, b"session failed"),
+    };
+    quic::close_and_flush(conn, code, reason, Duration::from_millis(500)).await;
+    // The pipeline stops at its next command check; the input tasks end with the connection,
+    // and the input thread then releases whatever is held.
+    let _ = tokio::task::spawn_blocking(move || {
+        media.stop();
+        let _ = input_thread.join();
+    })
+    .await;
+    shared.status.send_modify(|s| s.in_session = false);
+    shared.rotate_password("session ended");
+    result
+}
+
+pub(super) async fn send_video(
+    conn: &quinn::Connection,
+    mut rx: mpsc::Receiver<media::Packet>,
+) -> Result<(), Error> {
+    let mut current: Option<quinn::SendStream> = None;
+    while let Some(p) = rx.recv().await {
+        let stream = match current.as_mut() {
+            Some(s) if !p.header.key_frame => s,
+            _ => {
+                if let Some(mut old) = current.take() {
+                    // A new key frame supersedes whatever of the old group is still in flight.
+                    let _ = old.reset(0u32.into());
+                }
+                let mut s = conn.open_uni().await?;
+                s.write_all(&[StreamKind::Video as u8]).await?;
+                current.insert(s)
+            }
+        };
+        let body = p.header.encode_with(&p.data);
+        wire::write_frame(stream, &body, MAX_VIDEO_FRAME_LEN).await?;
+    }
+    Ok(())
+}
+
+/// Each input stream the controller opens, read on its own task into the input thread.
+pub(super) async fn receive_input_streams(
+    mut streams: mpsc::Receiver<quinn::RecvStream>,
+    input: mpsc::Sender<InputCmd>,
+) {
+    while let Some(recv) = streams.recv().await {
+        tokio::spawn(receive_input(recv, input.clone()));
+    }
+}
+
+pub(super) async fn receive_input(mut recv: quinn::RecvStream, input: mpsc::Sender<InputCmd>) {
+    loop {
+        let frame = match wire::read_frame(&mut recv, MAX_INPUT_LEN).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => {
+                warn!("input stream closed: {e}");
+                let _ = recv.stop(2u32.into());
+                return;
+            }
+        };
+        let event = match input::decode(&frame) {
+            Ok(ev) => ev,
+            Err(e) => {
+                warn!("invalid input event, closing the input stream: {e}");
+                let _ = recv.stop(2u32.into());
+                return;
+            }
+        };
+        if input.send(InputCmd::Event(event)).await.is_err() {
+            return; // the session is over
+        }
+    }
+}
+
+pub(super) async fn control_loop(
+    shared: &Shared,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    media: &std::sync::mpsc::Sender<media::MediaCmd>,
+) -> Result<(), Error> {
+    // Punching towards the controller's addresses, stopped when the session ends.
+    let mut punching = Vec::new();
+    loop {
+        let Some(msg) = wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? else {
+            return Ok(());
+        };
+        match msg {
+            ControlMsg::KeyFrameRequest => {
+                let _ = media.send(media::MediaCmd::KeyFrame);
+            }
+            ControlMsg::Ping { sent_us } => {
+                let pong = ControlMsg::Pong {
+                    sent_us,
+                    host_us: session::now_us(),
+                };
+                wire::write_msg(send, &pong, MAX_CONTROL_LEN).await?;
+            }
+            ControlMsg::Goodbye { reason } => {
+                info!("controller said goodbye: {reason}");
+                return Ok(());
+            }
+            ControlMsg::Candidates { .. } if !punching.is_empty() => {
+                debug!("ignoring a second list of candidates");
+            }
+            ControlMsg::Candidates { addrs, mapping } => {
+                // A hostile controller could name anything: only addresses worth punching to.
+                let seen_as = shared.status.borrow().observed;
+                let own = [shared.socket.local_addr()?];
+                let addrs = proto::rendezvous::sane_candidates(&addrs, seen_as, &own);
+                let birthday = crate::nat::Birthday::for_mappings(own_mapping(shared), mapping);
+                info!(candidates = ?addrs, %mapping, "the controller's addresses");
+                let socket = shared.socket.clone();
+                punching.push(crate::AbortOnDrop(tokio::spawn(async move {
+                    let punched = crate::nat::punch_session(
+                        &socket,
+                        None,
+                        &addrs,
+                        crate::nat::PUNCH_FOR,
+                        birthday,
+                        |_, _| {},
+                    )
+                    .await;
+                    debug!(answered = ?punched.answered, "punch probes to the controller done");
+                    // A birthday pool socket that got through carries the controller's
+                    // direct path (quinn migrates to it): keep it for the session.
+                    if punched.pool.is_some() {
+                        std::future::pending::<()>().await;
+                    }
+                })));
+            }
+            other => {
+                debug!(?other, "unexpected control message");
+                return Err(Error::Unexpected {
+                    expected: "a control message for a running session",
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved(x: u16) -> input::InputEvent {
+        input::InputEvent::MouseMove {
+            pos: input::NormalizedPoint::new(x, x),
+        }
+    }
+
+    #[test]
+    fn input_queued_when_the_session_ends_is_dropped_not_performed() {
+        let backend = input::RecordingBackend::new();
+        let (tx, rx) = mpsc::channel(16);
+        let ended = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (backend, ended) = (backend.clone(), ended.clone());
+            std::thread::spawn(move || input_loop(Box::new(backend), rx, &ended))
+        };
+        tx.blocking_send(InputCmd::Event(moved(1))).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while backend.events().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The session ends with more input still queued.
+        ended.store(true, Ordering::SeqCst);
+        for x in 2..10 {
+            tx.blocking_send(InputCmd::Event(moved(x))).unwrap();
+        }
+        drop(tx);
+        thread.join().unwrap();
+        assert_eq!(backend.events(), vec![moved(1)]);
+    }
+}
