@@ -49,7 +49,8 @@
 //! driver's control messages), and no STUN service for strangers beyond answering Binding
 //! requests it is given, rate-limited.
 //!
-//! Wire formats are today's, unchanged ([`wire`]): punch probes and checks are the peer's
+//! Wire formats are today's, unchanged, and encoded by `proto` (without its `quic` feature,
+//! so the agent links no QUIC, TLS or runtime; [`wire`] adapts them): punch probes and checks are the peer's
 //! padded Binding requests (60 bytes, SOFTWARE pad and FINGERPRINT), answers are never longer
 //! than the request, relay frames are `0x80 data | 0x81 bind | 0x82 bound | 0x83 rebind` with
 //! the same HMAC-SHA256 bind proof. Nothing on the wire had to change. What differs from

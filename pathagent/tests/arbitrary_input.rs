@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use pathagent::wire::{self, Ticket, Token};
+use pathagent::wire::{self, BindKey, Ticket, Token};
 use pathagent::{Agent, Config, Mapping, Via};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -26,7 +26,7 @@ fn feed(seed: u64, rounds: usize) {
     let mut now = t0;
     let ticket = Ticket {
         token: Token([5; 16]),
-        key: [6; 32],
+        key: BindKey([6; 32]),
     };
     let mut agent = Agent::new(
         Config {

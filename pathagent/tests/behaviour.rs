@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use pathagent::wire::{self, Ticket, Token};
+use pathagent::wire::{self, BindKey, Ticket, Token};
 use pathagent::{
     Agent, Config, Event, Input, Mapping, PREDICT_AFTER, Path, Reason, SendPath, Transmit, Via,
 };
@@ -15,7 +15,7 @@ fn addr(s: &str) -> SocketAddr {
 
 const TICKET: Ticket = Ticket {
     token: Token([1; 16]),
-    key: [2; 32],
+    key: BindKey([2; 32]),
 };
 
 fn drain(agent: &mut Agent) -> (Vec<Transmit>, Vec<Event>) {

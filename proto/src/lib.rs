@@ -24,11 +24,14 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "quic")]
 pub mod client;
 pub mod code;
 pub mod limits;
+#[cfg(feature = "quic")]
 pub mod quic;
 pub mod relay;
+#[cfg(feature = "quic")]
 pub mod rendezvous;
 pub mod session;
 pub mod stun;

@@ -42,7 +42,7 @@ pub const REBIND: u8 = 0x83;
 const MAC_LABEL: &[u8] = b"quicdesk relay bind v1";
 
 /// A random token that names one side of one relayed session in every frame.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Token(pub [u8; TOKEN_LEN]);
 
 impl Token {

@@ -106,13 +106,19 @@ pub const MAX_ANSWER_LEN: usize = HEADER_LEN + 24 + 8;
 /// A new Binding request with a random transaction id, padded to [`REQUEST_LEN`].
 pub fn binding_request() -> Result<(TxId, Vec<u8>), StunError> {
     let id: TxId = rand::random();
+    Ok((id, binding_request_with(id)?))
+}
+
+/// A Binding request with this transaction id (a caller with its own, seeded, randomness),
+/// padded to [`REQUEST_LEN`].
+pub fn binding_request_with(id: TxId) -> Result<Vec<u8>, StunError> {
     let pad = Software::new(SOFTWARE_PAD).map_err(|e| StunError::Encode(e.to_string()))?;
     let msg = StunMessageBuilder::new(BINDING, MessageClass::Request)
         .with_transaction_id(TransactionId::from(id))
         .with_attribute(pad)
         .with_attribute(Fingerprint::default())
         .build();
-    Ok((id, encode(&msg)?))
+    encode(&msg)
 }
 
 /// The answer to a Binding request that came from `from`: a success response carrying `from` as

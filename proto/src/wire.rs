@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+#[cfg(feature = "quic")]
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Length of the frame header.
@@ -75,6 +76,7 @@ fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     Ok(msg)
 }
 
+#[cfg(feature = "quic")]
 /// Reads one frame's body as raw bytes. `Ok(None)` on a clean end of stream between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
@@ -105,6 +107,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(body))
 }
 
+#[cfg(feature = "quic")]
 /// Reads one message. `Ok(None)` on a clean end of stream between messages.
 pub async fn read_msg<T: DeserializeOwned, R: AsyncRead + Unpin>(
     r: &mut R,
@@ -116,6 +119,7 @@ pub async fn read_msg<T: DeserializeOwned, R: AsyncRead + Unpin>(
     }
 }
 
+#[cfg(feature = "quic")]
 /// Writes one message.
 pub async fn write_msg<T: Serialize, W: AsyncWrite + Unpin>(
     w: &mut W,
@@ -127,6 +131,7 @@ pub async fn write_msg<T: Serialize, W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+#[cfg(feature = "quic")]
 /// Writes raw bytes as one frame.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     w: &mut W,
@@ -144,7 +149,8 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-#[cfg(test)]
+// The tests frame rendezvous messages and use the async framing.
+#[cfg(all(test, feature = "quic"))]
 mod tests {
     use super::*;
 

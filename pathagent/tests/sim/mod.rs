@@ -24,7 +24,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use pathagent::wire::{Ticket, Token};
+use pathagent::wire::{BindKey, Ticket, Token};
 use pathagent::{Agent, Config, Event, Input, Mapping, Path, SendPath, Via};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -155,7 +155,7 @@ impl Sim {
         let mut rng = StdRng::seed_from_u64(sc.seed);
         let ticket = |rng: &mut StdRng| Ticket {
             token: Token(rng.random()),
-            key: rng.random(),
+            key: BindKey(rng.random()),
         };
         let tickets = [ticket(&mut rng), ticket(&mut rng)];
         let peer = |i: usize, rng: &mut StdRng| {
