@@ -13,6 +13,9 @@
 //!   every answer is no larger than the datagram that caused it;
 //! - caps (total, per key, per prefix) hold; sessions close when idle or unbound in time;
 //! - counters count exactly that.
+//!
+//! Size: over 600 lines because a fuzz target is one file (cargo-fuzz's layout) and this one
+//! carries its own model of the relay's rules to check every datagram against.
 #![no_main]
 
 use std::collections::HashMap;

@@ -20,6 +20,9 @@
 //!   host's current registration; a relay that is down or full refuses, never falls back;
 //! - the snapshot's counts and rows equal the model's;
 //! - every answer the server would write fits the protocol's maximum message size.
+//!
+//! Size: over 600 lines because a fuzz target is one file (cargo-fuzz's layout) and this one
+//! carries its own model of the registry, the limits and the relay to check the core against.
 #![no_main]
 
 use std::collections::HashMap;

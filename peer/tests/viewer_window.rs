@@ -10,6 +10,9 @@
 //! on stdout, one line each prefixed with [`OUT`]: every input event the window forwards,
 //! `stop` when the stop signal fired, `returned …` when `run` returned. The parent looks at the
 //! window with screenshots, drives it with xdotool as a user would, and reads those lines.
+//!
+//! Size: over 600 lines because one real window on Xvfb is set up once and driven through every
+//! check in order (screenshots, xdotool), with the helpers that read it.
 
 #![cfg(all(unix, not(target_os = "macos")))]
 
