@@ -105,7 +105,10 @@ commands:
            host:controller,... (kinds: none, cone, port-restricted, symmetric, symmetric-seq,
            blocked), --seconds N, --netem \"delay 50ms loss 5%\" (on the host's internet link,
            both ways), --cut-direct-after S (drop all traffic between the peers S seconds in),
-           --ci (the pairs and the lossy run the test suite requires)
+           --flush host|controller|both [--flush-at S] (that router forgets every NAT mapping
+           S seconds in, default 3: conntrack -F and the cone map; a packet capture at the
+           controller tells when frames flow again and on which path; fails unless within
+           2 s), --ci (the pairs, the lossy, cut and flush runs the test suite requires)
   fuzz     coverage-guided fuzzing of the targets in fuzz/ (cargo-fuzz on stable, installed
            into ~/.cache/quicdesk): [--minutes N | --seconds N] [--runs N] [--write-seeds]
            [TARGET...]; prints executions, exec/s and coverage per target (fuzz --help)"

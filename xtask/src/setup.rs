@@ -34,6 +34,8 @@ pub const PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
     "ethtool",
+    // The NAT lab's `--flush`: deleting a router's NAT mappings (its conntrack table).
+    "conntrack",
     // The relay test captures the relay's packets to show they carry no plaintext.
     "tcpdump",
 ];

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::Conditions;
+use super::flush::{Measured, flush_router, measure};
 use super::topology::{Nat, RV_IP, Topology, cut_direct, in_ns, path_str};
 use super::wire::Impairment;
 use crate::loopback::{
     code_and_password, give_password, peer_connect, peer_host, rendezvous_fingerprint,
 };
-use crate::proc::{spawn_lines_to, target_dir, wait_line};
+use crate::proc::{Guard, spawn_lines_to, target_dir, wait_line};
 
 /// The input every lab session sends; the host logs what it receives, one event a line.
 pub const LAB_SCRIPT: &str = "wait 300ms\nmove 0.25 0.75\nclick left\nwheel 0 -2\nkey KeyQ\ntext nat lab\nmove 0.5 0.5\nkey KeyW\ntext done\n";
@@ -37,6 +38,8 @@ pub struct Outcome {
     pub frames: u64,
     /// Input events the host received (of [`LAB_EVENTS`]).
     pub input_events: usize,
+    /// What a mapping flush did and when frames flowed again (`--flush`).
+    pub flush: Option<Measured>,
     pub error: Option<String>,
 }
 
@@ -58,13 +61,13 @@ pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, conditions: &Conditions) -> R
     ));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let result = session(&topo, &bin, &work, seconds, conditions.cut_direct_after);
+    let result = session(&topo, &bin, &work, seconds, conditions);
     let input_events = std::fs::read_to_string(work.join("input.log"))
         .map(|log| log.lines().count())
         .unwrap_or(0);
     let conditions = conditions.clone();
     let outcome = match result {
-        Ok(stats) => Outcome {
+        Ok((stats, flush)) => Outcome {
             host,
             controller: ctl,
             conditions,
@@ -76,6 +79,7 @@ pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, conditions: &Conditions) -> R
             time_to_direct_ms: stats["time_to_direct_ms"].as_f64(),
             frames: stats["frames_decoded"].as_u64().unwrap_or(0),
             input_events,
+            flush,
             error: None,
         },
         Err(e) => Outcome {
@@ -90,6 +94,7 @@ pub fn run_pair(host: Nat, ctl: Nat, seconds: u32, conditions: &Conditions) -> R
             time_to_direct_ms: None,
             frames: 0,
             input_events,
+            flush: None,
             error: Some(format!("{e:#}")),
         },
     };
@@ -107,8 +112,8 @@ fn session(
     bin: &Path,
     work: &Path,
     seconds: u32,
-    cut_direct_after: Option<u32>,
-) -> Result<serde_json::Value> {
+    conditions: &Conditions,
+) -> Result<(serde_json::Value, Option<Measured>)> {
     let rv_dir = work.join("rendezvous");
     let fp = rendezvous_fingerprint(bin, &rv_dir)?;
     let rv_addr = format!("{RV_IP}:7700");
@@ -146,9 +151,38 @@ fn session(
     );
     ctl.args(["--headless", "--bind", "0.0.0.0:0", "--input-script"])
         .arg(&script);
+    // With a flush, what reaches and leaves the controller is captured, to see when and on
+    // which path frames flow again.
+    let capture_path = work.join("capture.txt");
+    let capture = match conditions.flush {
+        Some(_) => Some(start_capture(&topo.ns("lan2"), &capture_path)?),
+        None => None,
+    };
     let (mut ctl, _ctl_lines) = spawn_lines_to(ctl, "controller", log("controller")?)?;
     give_password(&mut ctl, &password)?;
-    let cutter = cut_direct_after.map(|after| {
+    let flusher = conditions.flush.map(|f| {
+        let routers: Vec<(String, Nat)> = f
+            .side
+            .routers()
+            .iter()
+            .map(|&n| (topo.ns(&format!("nat{n}")), topo.kinds[usize::from(n) - 1]))
+            .collect();
+        std::thread::spawn(move || -> Result<(f64, Vec<u64>)> {
+            std::thread::sleep(f.at);
+            let at = unix_now();
+            let deleted = routers
+                .iter()
+                .map(|(router, nat)| flush_router(router, *nat))
+                .collect::<Result<Vec<u64>>>()?;
+            eprintln!(
+                "nat-lab:   flushed the mappings of {} at {at:.6} ({:.0} ms), {deleted:?} entries",
+                f.side.name(),
+                (unix_now() - at) * 1000.0
+            );
+            Ok((at, deleted))
+        })
+    });
+    let cutter = conditions.cut_direct_after.map(|after| {
         let router = topo.ns("nat1");
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(u64::from(after)));
@@ -171,6 +205,31 @@ fn session(
             .map_err(|_| anyhow::anyhow!("the path cutter panicked"))?
             .context("cutting the direct path")?;
     }
+    let until = unix_now();
+    let flushed = match flusher {
+        Some(f) => Some(
+            f.join()
+                .map_err(|_| anyhow::anyhow!("the mapping flusher panicked"))?
+                .context("flushing the NAT mappings")?,
+        ),
+        None => None,
+    };
+    if let Some(mut c) = capture {
+        // tcpdump writes each line as it sees the packet (-l); give it a moment for the last.
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = c.0.kill();
+        let _ = c.0.wait();
+    }
+    let measured = match flushed {
+        Some((at, deleted)) => Some(measure(
+            &capture_path,
+            (at, until),
+            deleted,
+            CONTROLLER_IP,
+            &format!("{RV_IP}.7702"),
+        )?),
+        None => None,
+    };
     if !status.success() {
         let tail = std::fs::read_to_string(work.join("controller.log")).unwrap_or_default();
         // anyhow's report: "Error: …", then "Caused by:" and its lines, then a backtrace.
@@ -183,5 +242,31 @@ fn session(
             .collect();
         bail!("controller exited with {status}: {}", why.join(" / "));
     }
-    Ok(serde_json::from_slice(&std::fs::read(&stats_path)?)?)
+    Ok((
+        serde_json::from_slice(&std::fs::read(&stats_path)?)?,
+        measured,
+    ))
+}
+
+/// The controller's address on its LAN (also without a NAT: the LAN is then routed).
+const CONTROLLER_IP: &str = "10.2.0.2";
+
+/// Starts tcpdump on the LAN side of namespace `ns`, every UDP packet one line in `to`.
+fn start_capture(ns: &str, to: &Path) -> Result<Guard> {
+    let out = std::fs::File::create(to)?;
+    let child = in_ns(ns, "tcpdump")
+        .args(["-i", "eth0", "-n", "-tt", "-l", "udp"])
+        .stdout(out)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting tcpdump (cargo xtask setup installs it)")?;
+    // It opens its socket at once; the controller starts only after this.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(Guard(child, "tcpdump"))
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -217,6 +217,8 @@ pub fn delete_stale() {
 pub struct Topology {
     names: Vec<String>,
     wire: Option<std::process::Child>,
+    /// The NAT kinds of router 1 (the host's) and router 2 (the controller's).
+    pub kinds: [Nat; 2],
 }
 
 impl Drop for Topology {
@@ -243,6 +245,7 @@ impl Topology {
         let mut t = Topology {
             names: Vec::new(),
             wire: None,
+            kinds: [host, ctl],
         };
         for role in ["inet", "nat1", "lan1", "nat2", "lan2"] {
             let ns = t.ns(role);
