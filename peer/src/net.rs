@@ -28,10 +28,6 @@
 //! packet always has the 0x40 bit of its first byte set and never looks like STUN, whose first
 //! two bits are zero and which carries the magic cookie.
 //!
-//! Size: this file is well over 600 lines because it still holds the quinn socket adapter, STUN
-//! waiters and responder, relay framing, routes and the birthday pool in one place; issue #12
-//! splits it by concern (a session driver shared by both sides, a sans-IO path agent).
-//!
 //! Size: over 1500 lines because routes, relay framing, STUN waiters, the responder, the
 //! direct-path switch and the birthday pool still live here; issue #12 replaces them with the
 //! sans-IO `pathagent` (see `pathagent/INTEGRATION.md`), leaving the socket driver.
