@@ -5,7 +5,7 @@
 //! ```text
 //!  controller                                   host
 //!  ControllerHandshake::start ── Hello ───────► HostHandshake::on_message → ChargeAttempt
-//!                                               (driver: guard.begin) → challenge(kdf, secret)
+//!                                               (driver: guard.begin) → challenge(kdf, secret, exporter)
 //!  on_message → Derive(kdf) ◄──── Challenge ──── (or refuse(reason) → Denied, end)
 //!  (driver: derive, off the async threads)
 //!  prove(secret) ─────────────── Auth ────────► on_message → Proven{confirm} (driver: Welcome)
@@ -27,10 +27,11 @@ use proto::session::{ControlMsg, Kdf, VERSION};
 use crate::Error;
 use crate::auth::{AuthError, ControllerAuth, ControllerKeys, EXPORTER_LEN, HostAuth};
 
-/// The host's side.
+/// The host's side. The TLS exporter comes with the challenge, not at the start: a QUIC server
+/// may hold the connection before the client's handshake is complete, and the exporter is only
+/// certain once the client's first stream data (its Hello) has arrived.
 #[derive(Debug)]
 pub struct HostHandshake {
-    exporter: [u8; EXPORTER_LEN],
     state: HostState,
 }
 
@@ -55,11 +56,16 @@ pub enum HostAction {
     End(Option<ControlMsg>, Error),
 }
 
+impl Default for HostHandshake {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl HostHandshake {
-    /// A handshake on a connection with this TLS exporter.
-    pub fn new(exporter: [u8; EXPORTER_LEN]) -> Self {
+    /// A handshake waiting for the controller's Hello.
+    pub fn new() -> Self {
         Self {
-            exporter,
             state: HostState::Hello,
         }
     }
@@ -100,18 +106,24 @@ impl HostHandshake {
         }
     }
 
-    /// The attempt is charged: the challenge to send, over the password's `secret` and `kdf`.
+    /// The attempt is charged: the challenge to send, over the password's `secret` and `kdf`,
+    /// bound to the connection's TLS `exporter`.
     ///
     /// # Errors
     ///
     /// [`Error::Unexpected`] when no attempt was being charged.
-    pub fn challenge(&mut self, kdf: Kdf, secret: &[u8]) -> Result<ControlMsg, Error> {
+    pub fn challenge(
+        &mut self,
+        kdf: Kdf,
+        secret: &[u8],
+        exporter: [u8; EXPORTER_LEN],
+    ) -> Result<ControlMsg, Error> {
         let HostState::Charging = self.state else {
             return Err(Error::Unexpected {
                 expected: "a challenge only after Hello",
             });
         };
-        let (auth, spake) = HostAuth::start(secret, self.exporter);
+        let (auth, spake) = HostAuth::start(secret, exporter);
         self.state = HostState::Auth(Box::new(auth));
         Ok(ControlMsg::Challenge { kdf, spake })
     }
@@ -253,10 +265,10 @@ mod tests {
     /// `typed`. The controller's outcome and the host's.
     fn run(host_pw: &str, typed: &str, host_exporter: [u8; EXPORTER_LEN]) -> Outcomes {
         let (mut c, hello) = ControllerHandshake::start(EXPORTER);
-        let mut h = HostHandshake::new(host_exporter);
+        let mut h = HostHandshake::new();
         assert!(matches!(h.on_message(hello), HostAction::ChargeAttempt));
         let secret = derive(&Kdf::OneTime, host_pw).unwrap();
-        let challenge = h.challenge(Kdf::OneTime, &secret).unwrap();
+        let challenge = h.challenge(Kdf::OneTime, &secret, host_exporter).unwrap();
         let ControllerAction::Derive(kdf) = c.on_message(challenge) else {
             panic!("the controller should derive");
         };
@@ -309,13 +321,13 @@ mod tests {
 
     #[test]
     fn the_host_answers_nothing_password_related_out_of_order() {
-        let mut h = HostHandshake::new(EXPORTER);
+        let mut h = HostHandshake::new();
         assert!(matches!(
             h.on_message(ControlMsg::KeyFrameRequest),
             HostAction::End(None, Error::Unexpected { expected: "Hello" })
         ));
         // An old controller gets a reason, nothing else.
-        let mut h = HostHandshake::new(EXPORTER);
+        let mut h = HostHandshake::new();
         let HostAction::End(Some(ControlMsg::Denied { reason }), Error::Denied(_)) =
             h.on_message(ControlMsg::Hello {
                 version: VERSION - 1,
@@ -325,8 +337,8 @@ mod tests {
         };
         assert!(reason.contains("unsupported protocol version"), "{reason}");
         // No challenge without a charged Hello, and nothing accepted while charging.
-        let mut h = HostHandshake::new(EXPORTER);
-        assert!(h.challenge(Kdf::OneTime, b"x").is_err());
+        let mut h = HostHandshake::new();
+        assert!(h.challenge(Kdf::OneTime, b"x", EXPORTER).is_err());
         assert!(matches!(
             h.on_message(ControlMsg::Hello { version: VERSION }),
             HostAction::ChargeAttempt
@@ -336,7 +348,7 @@ mod tests {
             HostAction::End(None, Error::Unexpected { .. })
         ));
         // A refused attempt says why, and ends.
-        let mut h = HostHandshake::new(EXPORTER);
+        let mut h = HostHandshake::new();
         h.on_message(ControlMsg::Hello { version: VERSION });
         let (msg, err) = h.refuse("try again in 4s".into());
         assert!(matches!(msg, ControlMsg::Denied { .. }) && matches!(err, Error::Denied(_)));
@@ -358,10 +370,11 @@ mod tests {
             })
         ));
         let (mut c, hello) = ControllerHandshake::start(EXPORTER);
-        let mut h = HostHandshake::new(EXPORTER);
+        let mut h = HostHandshake::new();
         h.on_message(hello);
         let secret = derive(&Kdf::OneTime, "pw").unwrap();
-        let ControllerAction::Derive(_) = c.on_message(h.challenge(Kdf::OneTime, &secret).unwrap())
+        let ControllerAction::Derive(_) =
+            c.on_message(h.challenge(Kdf::OneTime, &secret, EXPORTER).unwrap())
         else {
             panic!()
         };

@@ -90,7 +90,7 @@ pub(super) async fn authenticate(
         .await
         .map_err(|_| Error::Timeout("controller opened no control stream"))??;
     send.set_priority(CONTROL_PRIORITY).ok();
-    let mut hs = HostHandshake::new(net::exporter(conn)?);
+    let mut hs = HostHandshake::new();
     loop {
         let msg = session::read_control(&mut recv, AUTH_TIMEOUT).await?;
         match hs.on_message(msg) {
@@ -103,7 +103,7 @@ pub(super) async fn authenticate(
                         shared.status.send_modify(|s| s.password_attempts += 1);
                         charged = Some(attempt);
                         let (kdf, secret) = shared.secret();
-                        let challenge = hs.challenge(kdf, &secret)?;
+                        let challenge = hs.challenge(kdf, &secret, net::exporter(conn)?)?;
                         drop(secret);
                         wire::write_msg(&mut send, &challenge, MAX_CONTROL_LEN).await?;
                     }

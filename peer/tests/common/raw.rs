@@ -89,8 +89,12 @@ pub async fn prove(
 ) -> (quinn::SendStream, quinn::RecvStream, Option<ControlMsg>) {
     let (mut s, mut r) = conn.open_bi().await.unwrap();
     send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
-    let Some(ControlMsg::Challenge { kdf, spake }) = read(&mut r).await else {
-        panic!("no challenge");
+    let (kdf, spake) = match read(&mut r).await {
+        Some(ControlMsg::Challenge { kdf, spake }) => (kdf, spake),
+        other => panic!(
+            "no challenge, got {other:?} (connection: {:?})",
+            conn.close_reason()
+        ),
     };
     let exporter = peer::net::exporter(conn).unwrap();
     let secret = peer::password::derive(&kdf, password).unwrap();
