@@ -50,6 +50,17 @@ async fn announced(
     (attacker, conn)
 }
 
+/// Proves the right password on `conn` and checks the host let it in; the control stream, kept
+/// open for the session's life.
+async fn proven(conn: &quinn::Connection) -> (quinn::SendStream, quinn::RecvStream) {
+    let (ctl, r, verdict) = prove(conn, PASSWORD).await;
+    assert!(
+        matches!(verdict, Some(ControlMsg::Welcome { .. })),
+        "{verdict:?}"
+    );
+    (ctl, r)
+}
+
 /// Class 2: a key the rendezvous did not announce gets no handshake, so no password step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_refuses_keys_nobody_announced_before_any_password_step() {
@@ -189,11 +200,7 @@ async fn a_malformed_frame_closes_only_its_stream() {
     let dir = tempfile::tempdir().unwrap();
     let (rv, host, backend) = setup(dir.path()).await;
     let (_attacker, conn) = announced(&rv, &host, "127.0.0.5").await;
-    let (_ctl, _r, verdict) = prove(&conn, PASSWORD).await;
-    assert!(
-        matches!(verdict, Some(ControlMsg::Welcome { .. })),
-        "{verdict:?}"
-    );
+    let _control = proven(&conn).await;
     let press = |key| InputEvent::Key { key, pressed: true };
     let frame = |ev: &InputEvent| {
         let b = input::encode(ev);
@@ -236,11 +243,7 @@ async fn a_stream_without_its_kind_does_not_hold_up_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let (rv, host, backend) = setup(dir.path()).await;
     let (_attacker, conn) = announced(&rv, &host, "127.0.0.9").await;
-    let (_ctl, _r, verdict) = prove(&conn, PASSWORD).await;
-    assert!(
-        matches!(verdict, Some(ControlMsg::Welcome { .. })),
-        "{verdict:?}"
-    );
+    let _control = proven(&conn).await;
     // Opened but silent: the host learns of it when the next stream arrives.
     let silent = conn.open_uni().await.unwrap();
     let mut good = conn.open_uni().await.unwrap();
