@@ -12,7 +12,7 @@ use proto::session::{ALPN, ControlMsg, StreamKind, VERSION};
 use proto::{AccessCode, quic};
 
 mod common;
-use common::raw::{Attacker, prove, read, send};
+use common::raw::{Attacker, input_frame, prove, read, send};
 use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous_relay, synthetic_host};
 
 const PASSWORD: &str = "attack test pass 8642";
@@ -167,10 +167,9 @@ async fn nothing_before_the_password_proof_reaches_the_host() {
     }
     // Input frames pushed down the control stream: the window stops them early, and none is
     // performed.
-    let event = input::encode(&InputEvent::Text {
+    let frame = input_frame(&InputEvent::Text {
         text: input::BoundedText::new("rm -rf ~").unwrap(),
     });
-    let frame = [&(event.len() as u32).to_be_bytes()[..], &event].concat();
     let mut pushed = 0usize;
     let pushing = async {
         loop {
@@ -202,10 +201,7 @@ async fn a_malformed_frame_closes_only_its_stream() {
     let (_attacker, conn) = announced(&rv, &host, "127.0.0.5").await;
     let _control = proven(&conn).await;
     let press = |key| InputEvent::Key { key, pressed: true };
-    let frame = |ev: &InputEvent| {
-        let b = input::encode(ev);
-        [&(b.len() as u32).to_be_bytes()[..], &b].concat()
-    };
+    let frame = input_frame;
     let mut bad = conn.open_uni().await.unwrap();
     bad.write_all(&[StreamKind::Input as u8]).await.unwrap();
     bad.write_all(&frame(&press(input::Key::KeyA)))
@@ -251,11 +247,8 @@ async fn a_stream_without_its_kind_does_not_hold_up_the_others() {
         key: input::Key::KeyC,
         pressed: true,
     };
-    let b = input::encode(&press);
     good.write_all(&[StreamKind::Input as u8]).await.unwrap();
-    good.write_all(&[&(b.len() as u32).to_be_bytes()[..], &b].concat())
-        .await
-        .unwrap();
+    good.write_all(&input_frame(&press)).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
     while backend.events().is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

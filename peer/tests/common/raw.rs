@@ -65,6 +65,13 @@ impl Attacker {
     }
 }
 
+/// One input event as the input stream carries it: a length-prefixed frame of `input`'s
+/// encoding.
+pub fn input_frame(event: &input::InputEvent) -> Vec<u8> {
+    let b = input::encode(event);
+    [&(b.len() as u32).to_be_bytes()[..], &b].concat()
+}
+
 /// Writes one control message; a failed write shows as a missing answer.
 pub async fn send(s: &mut quinn::SendStream, msg: &ControlMsg) {
     let _ = s
