@@ -498,7 +498,7 @@ impl Agent {
         self.path
     }
 
-    /// How often the path changed.
+    /// How often the path moved between the relay and the peer's own addresses.
     pub fn path_changes(&self) -> u32 {
         self.path_changes
     }
@@ -506,6 +506,32 @@ impl Agent {
     /// When the session first went direct.
     pub fn direct_since(&self) -> Option<Instant> {
         self.direct_since
+    }
+
+    /// The relay session's token, once [`Self::set_relay`] was called: the driver routes the
+    /// relay's frames carrying it to this agent.
+    pub fn relay_token(&self) -> Option<crate::Token> {
+        self.relay.as_ref().map(|r| r.ticket.token)
+    }
+
+    /// Whether `addr` is one of the peer's addresses known now (given, learnt, or the direct
+    /// path's): a driver offers the peer's other datagrams (QUIC) only from these.
+    pub fn knows(&self, addr: SocketAddr) -> bool {
+        let addr = canonical(addr);
+        self.remote.contains(&addr)
+            || self.learned.contains(&addr)
+            || self.direct.as_ref().is_some_and(|d| d.to == addr)
+    }
+
+    /// Whether `ip` is one of the peer's IPs (of its candidates, learnt addresses or direct
+    /// path): a driver offers a Binding request to the session whose peer may have sent it.
+    pub fn is_peer_ip(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.remote
+            .iter()
+            .chain(&self.learned)
+            .chain(self.direct.as_ref().map(|d| &d.to))
+            .any(|a| a.ip() == ip)
     }
 
     /// The peer's candidates as known now (given and learnt).

@@ -113,7 +113,10 @@ impl Agent {
             return;
         }
         let from = self.path;
-        if from.is_direct() != to.is_direct() && from != Path::Nowhere {
+        // Between the relay and the peer's own addresses (proven or not) is a change; a route
+        // without a relay that finds its direct path among the candidates did not change.
+        let relayed = |p: Path| matches!(p, Path::Relay(_));
+        if relayed(from) != relayed(to) && from != Path::Nowhere && to != Path::Nowhere {
             self.path_changes += 1;
         }
         self.path = to;

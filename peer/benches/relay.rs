@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use certs::Identity;
-use peer::net::{self, RouteSpec};
+use peer::net;
 use proto::quic;
 use rendezvous::relay::{self, Limits, Relay};
 
@@ -139,26 +139,19 @@ fn main() {
                 prefix: proto::limits::Prefix::of(relay_addr.ip()),
             };
             let [th, tc] = state.lock().unwrap().allocate(Instant::now(), owner).unwrap();
-            let relay_only = |ticket| RouteSpec {
-                candidates: Vec::new(),
-                relay: Some((relay_addr, ticket)),
-                direct_allowed: false,
-                hold_direct: false,
+            let relay_only = |socket: &Arc<net::PeerSocket>, ticket| {
+                let cfg = net::RouteConfig {
+                    direct: false,
+                    ..Default::default()
+                };
+                let route = socket.add_route(cfg, true);
+                route.with(|agent, now| agent.set_relay(now, relay_addr, ticket, net::bind_counter()));
+                route
             };
-            let host_route = p.server_socket.add_route(relay_only(th));
-            assert!(
-                p.server_socket
-                    .bind_relay(host_route.addr(), Duration::from_secs(5))
-                    .await
-                    .unwrap()
-            );
-            let ctl_route = p.client_socket.add_route(relay_only(tc));
-            assert!(
-                p.client_socket
-                    .bind_relay(ctl_route.addr(), Duration::from_secs(5))
-                    .await
-                    .unwrap()
-            );
+            let host_route = relay_only(&p.server_socket, th);
+            assert!(host_route.relay_bound(Duration::from_secs(5)).await);
+            let ctl_route = relay_only(&p.client_socket, tc);
+            assert!(ctl_route.relay_bound(Duration::from_secs(5)).await);
             let r = measure(&p, ctl_route.addr()).await;
             let c = state.lock().unwrap().counters();
             assert!(c.bytes_forwarded as usize >= BYTES, "not relayed: {c:?}");

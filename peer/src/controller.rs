@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::handshake::{ControllerAction, ControllerHandshake};
 use crate::session::{self, MAX_INPUT_LEN};
-use crate::stats::{ClockOffset, PathKind, Report, Stats, Tick};
+use crate::stats::{ClockOffset, Report, Stats, Tick};
 use crate::streams::Dispatcher;
 use crate::{Error, net};
 use proto::session::{
@@ -33,8 +33,8 @@ mod connect;
 mod control;
 mod media;
 
-use connect::{authenticate, connect, punch_host, resolve};
-use control::{control_reader, control_writer, pinger, send_input, ticker};
+use connect::{authenticate, connect, resolve};
+use control::{announce_candidates, control_reader, control_writer, pinger, send_input, ticker};
 use media::{PathChanges, decode_loop, receive_video};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,8 +44,6 @@ const RELAY_BIND_WAIT: Duration = Duration::from_secs(2);
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often to probe the clock offset.
 const PING_EVERY: Duration = Duration::from_secs(1);
-/// How long, after the password proof, the candidates wait for this side's NAT mapping.
-const MAPPING_WAIT: Duration = Duration::from_millis(500);
 
 /// Controller settings.
 #[derive(Debug, Clone)]
@@ -144,14 +142,13 @@ pub struct Target {
     pub candidates: Vec<SocketAddr>,
     /// The relay and this controller's ticket for the session.
     pub relay: Option<(SocketAddr, proto::relay::Ticket)>,
-    /// This controller's own candidates (its address as the rendezvous saw it, then its LAN
-    /// addresses), offered to the host once the password is proven; empty with
-    /// `--force-relay`.
-    pub own_candidates: Vec<SocketAddr>,
-    /// Where to learn how this controller's NAT maps ports (told to the host with the
-    /// candidates, for birthday punching): the rendezvous, the address it observed, and its
-    /// STUN port.
-    pub mapping_probe: Option<(SocketAddr, SocketAddr, u16)>,
+    /// This controller's LAN addresses, offered to the host (after its reflexive address) once
+    /// the password is proven; empty with `--force-relay`.
+    pub lan: Vec<SocketAddr>,
+    /// STUN servers that tell this controller its reflexive address and so its NAT's mapping
+    /// (told to the host with the candidates, for birthday punching): the rendezvous's STUN
+    /// port, if it runs one.
+    pub stun_servers: Vec<SocketAddr>,
     /// This controller's address as the rendezvous saw it.
     pub observed: SocketAddr,
 }
@@ -216,44 +213,20 @@ async fn session(
 ) -> Result<Report, Error> {
     // Connect to the host, pinning the key the rendezvous reported.
     let peer_cfg = quic::client_config(identity, target.host, ALPN, quic::Role::Controller)?;
-    // Learn this side's NAT mapping while the handshake runs (one STUN round trip).
-    let mut mapping = target
-        .mapping_probe
-        .filter(|_| !target.own_candidates.is_empty())
-        .map(|(rendezvous, observed, port)| {
-            let socket = socket.clone();
-            crate::AbortOnDrop(tokio::spawn(async move {
-                crate::nat::discover(&socket, rendezvous, observed, Some(port))
-                    .await
-                    .mapping
-            }))
-        });
-    let (conn, route, _punching) = connect(endpoint, socket, &peer_cfg, &target, cfg.relay).await?;
-    let path = route.state().map_or(PathKind::Direct, |s| s.path);
+    let (conn, route) = connect(endpoint, socket, &peer_cfg, &target, cfg.relay).await?;
+    let path = route.state().path;
     info!(%path, "connected to the host");
 
     // Prove the password.
     let (mut ctl_send, mut ctl_recv, (width, height)) = authenticate(&conn, &cfg.password).await?;
     info!(width, height, "authenticated");
-    // Now that the host holds the same secret, tell it where this side can be reached.
+    // Now that the host holds the same secret, `announce_candidates` tells it where this side
+    // can be reached (again whenever that changes).
 
     // Run the streams.
     let stats = Arc::new(Mutex::new(Stats::new(started, path)));
     let clock = Arc::new(Mutex::new(ClockOffset::default()));
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-    // Discovery is done by now unless the STUN port does not answer: wait a little, then
-    // punch without knowing.
-    let mapping = match mapping.as_mut() {
-        Some(task) => match tokio::time::timeout(MAPPING_WAIT, &mut task.0).await {
-            Ok(Ok(m)) => m,
-            _ => crate::nat::Mapping::Unknown,
-        },
-        None => crate::nat::Mapping::Unknown,
-    };
-    if !target.own_candidates.is_empty() {
-        let addrs = target.own_candidates.clone();
-        let _ = ctl_tx.send(ControlMsg::Candidates { addrs, mapping });
-    }
     let (frames_tx, frames_rx) = mpsc::channel::<(VideoHeader, Vec<u8>)>(16);
     let recorder = match &cfg.record {
         Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
@@ -263,12 +236,8 @@ async fn session(
         let (stats, clock, ctl_tx) = (stats.clone(), clock.clone(), ctl_tx.clone());
         let on_frame = hooks.on_frame;
         let mode = cfg.decoder.clone();
-        let (socket, virtual_addr) = (socket.clone(), route.addr());
-        let path_changes: PathChanges = Box::new(move || {
-            socket
-                .route_state(virtual_addr)
-                .map_or(0, |s| s.path_changes)
-        });
+        let view = route.view();
+        let path_changes: PathChanges = Box::new(move || view.borrow().path_changes);
         std::thread::Builder::new()
             .name("quicdesk-decode".into())
             .spawn(move || {
@@ -287,7 +256,8 @@ async fn session(
         tokio::select! {
             r = receive_video(&conn, frames_tx, stats.clone()) => r,
             r = control_writer(&mut ctl_send, ctl_rx) => r,
-            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, cfg.relay, mapping, target.observed)) => r,
+            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, cfg.relay, target.observed)) => r,
+            () = announce_candidates(route.view(), ctl_tx.clone()) => Ok(()),
             r = pinger(ctl_tx.clone()) => r,
             r = send_input(&conn, hooks.input, stats.clone()) => r,
             r = ticker(stats.clone(), &route, hooks.on_tick) => r,
@@ -314,9 +284,8 @@ async fn session(
     recorded?;
     let report = {
         let mut stats = stats.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(state) = route.state() {
-            stats.set_path(state.path, state.path_changes, state.direct_since);
-        }
+        let state = route.state();
+        stats.set_path(state.path, state.path_changes, state.direct_since);
         stats.report(Instant::now())
     };
     match result {

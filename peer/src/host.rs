@@ -29,7 +29,7 @@ mod register;
 mod serve;
 
 use accept::{PreAuth, accept_loop, authenticate, deny};
-use register::{expire_passwords, own_mapping, rendezvous_loop};
+use register::{expire_passwords, rendezvous_loop};
 use serve::serve;
 
 use crate::guard::GuessGuard;
@@ -219,10 +219,19 @@ impl HostHandle {
 /// A route to a controller the rendezvous announced.
 struct Route {
     _handle: net::RouteHandle,
+    /// The controller it is for.
+    controller: certs::Fingerprint,
     /// Whether a session runs on it.
     used: bool,
     /// The controller's source, as the rendezvous tagged it.
     source: SourceTag,
+}
+
+/// What the last registration told of this host's network.
+#[derive(Debug, Clone, Default)]
+struct Network {
+    lan: Vec<SocketAddr>,
+    stun_servers: Vec<SocketAddr>,
 }
 
 struct Shared {
@@ -236,9 +245,9 @@ struct Shared {
     /// a session runs on one.
     routes: Mutex<HashMap<SocketAddr, Route>>,
     socket: Arc<net::PeerSocket>,
-    /// This host's candidates as of its last registration (reflexive, then LAN), told to a
-    /// controller once it has proven the password.
-    candidates: Mutex<Vec<SocketAddr>>,
+    /// This host's LAN addresses and STUN servers as of its last registration, given to each
+    /// route's agent (which tells a controller the candidates once it has proven the password).
+    network: Mutex<Network>,
 }
 
 impl Shared {
@@ -310,7 +319,7 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
         busy: tokio::sync::Mutex::new(()),
         routes: Mutex::default(),
         socket,
-        candidates: Mutex::default(),
+        network: Mutex::default(),
     });
     let tasks = vec![
         tokio::spawn(rendezvous_loop(shared.clone(), endpoint.clone(), rv_cfg)),

@@ -1,13 +1,14 @@
-//! STUN on the peer's one UDP socket: against a standard STUN server (coturn, installed by
-//! `cargo xtask setup`), against the rendezvous's responder, and between two peers, while the
-//! same socket carries QUIC.
+//! STUN on the peer's one UDP socket: a route's agent discovering its address from a standard
+//! STUN server (coturn, installed by `cargo xtask setup`) and from the rendezvous's responder,
+//! the socket answering other peers, while the same socket carries QUIC. (Birthday pools are
+//! exercised by the path agent's simulated network and by the NAT lab's symmetric pairs.)
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use peer::net::{self, StunClientError, Via};
+use peer::net::{self, PeerSocket};
 
 mod common;
 use common::{LOCAL, start_rendezvous};
@@ -46,6 +47,29 @@ impl Coturn {
     }
 }
 
+/// Asks `server` where `socket` is, the way a session does it: a route's agent discovers its
+/// reflexive address. `None` if nothing answered within `wait`.
+async fn ask(
+    socket: &std::sync::Arc<PeerSocket>,
+    server: SocketAddr,
+    wait: Duration,
+) -> Option<SocketAddr> {
+    let cfg = net::RouteConfig {
+        direct: false,
+        ..Default::default()
+    };
+    let route = socket.add_route(cfg, false);
+    route.with(|agent, now| agent.discover(now, None, &[server]));
+    let mut view = route.view();
+    let local = tokio::time::timeout(wait, view.wait_for(|v| v.local.is_some()))
+        .await
+        .ok()?
+        .ok()?
+        .local
+        .clone()?;
+    local.0.first().copied()
+}
+
 impl Drop for Coturn {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -60,17 +84,14 @@ async fn the_peer_socket_learns_its_address_from_coturn() {
     // coturn takes a moment to listen; a lost request is retransmitted, a late start is retried.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mapped = loop {
-        match socket
-            .stun_binding(coturn.addr, Duration::from_secs(2))
-            .await
-        {
-            Ok(addr) => break addr,
-            Err(e) if Instant::now() < deadline => eprintln!("retrying: {e}"),
-            Err(e) => panic!("coturn never answered: {e}"),
+        match ask(&socket, coturn.addr, Duration::from_secs(4)).await {
+            Some(addr) => break addr,
+            None if Instant::now() < deadline => eprintln!("retrying"),
+            None => panic!("coturn never answered"),
         }
     };
     assert_eq!(mapped, socket.local_addr().unwrap());
-    assert_eq!(socket.counters().stun_responses.load(Ordering::Relaxed), 1);
+    assert!(socket.counters().stun_responses.load(Ordering::Relaxed) >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,13 +115,13 @@ async fn the_rendezvous_responder_and_other_peers_answer_while_quic_runs() {
         .await
         .expect("QUIC to the rendezvous");
     let stun_addr = rv.stun.expect("the test rendezvous runs a STUN responder");
-    let timeout = Duration::from_secs(3);
-    assert_eq!(socket.stun_binding(stun_addr, timeout).await.unwrap(), me);
+    let timeout = Duration::from_secs(4);
+    assert_eq!(ask(&socket, stun_addr, timeout).await, Some(me));
 
     // Another peer's socket answers Binding requests too (the basis of punch probes).
     let (_other_endpoint, other) = net::bind(LOCAL, None).unwrap();
     let other_addr = other.local_addr().unwrap();
-    assert_eq!(socket.stun_binding(other_addr, timeout).await.unwrap(), me);
+    assert_eq!(ask(&socket, other_addr, timeout).await, Some(me));
     assert_eq!(
         other
             .counters()
@@ -108,7 +129,7 @@ async fn the_rendezvous_responder_and_other_peers_answer_while_quic_runs() {
             .load(Ordering::Relaxed),
         1
     );
-    assert_eq!(other.stun_binding(me, timeout).await.unwrap(), other_addr);
+    assert_eq!(ask(&other, me, timeout).await, Some(other_addr));
 
     // A flood of requests gets at most a rate-limited number of answers.
     let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -160,11 +181,7 @@ async fn no_answer_is_a_timeout_and_strangers_cannot_answer() {
     let started = Instant::now();
     let asking = tokio::spawn({
         let socket = socket.clone();
-        async move {
-            socket
-                .stun_binding(silent_addr, Duration::from_millis(800))
-                .await
-        }
+        async move { ask(&socket, silent_addr, Duration::from_millis(1500)).await }
     });
     // The request arrives (retransmitted); a third party answers it with a forged address.
     silent
@@ -179,108 +196,7 @@ async fn no_answer_is_a_timeout_and_strangers_cannot_answer() {
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
     stranger.send_to(&forged, from).unwrap();
     let result = asking.await.unwrap();
-    assert!(
-        matches!(result, Err(StunClientError::Timeout { .. })),
-        "{result:?}"
-    );
-    assert!(started.elapsed() >= Duration::from_millis(800));
+    assert_eq!(result, None, "a stranger's forged answer was taken");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
     assert!(socket.counters().stun_stray.load(Ordering::Relaxed) >= 1);
-}
-
-/// A birthday pool: its sockets answer the peer's STUN (and nobody else's) out of their own
-/// ports, note who reached them, probe out of the socket asked for, and carry quinn's answers
-/// to a peer whose packets came in on one (a QUIC handshake to a pool socket's port completes,
-/// and quinn's client drops packets from any other address than the one it dialled); the
-/// sockets the peer reached are kept, the others close and answer nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_birthday_pool_answers_and_carries_quic_from_its_own_ports() {
-    let dir = tempfile::tempdir().unwrap();
-    let host_id = certs::Identity::load_or_create(dir.path(), "host").unwrap();
-    let ctl_id = certs::Identity::load_or_create(dir.path(), "ctl").unwrap();
-    const ALPN: &[u8] = b"quicdesk-pool-test";
-    let server = proto::quic::server_config(&host_id, &[ALPN], proto::quic::Role::Host).unwrap();
-    let (host_endpoint, host) = net::bind(LOCAL, Some(server)).unwrap();
-    let (client_endpoint, client) = net::bind(LOCAL, None).unwrap();
-    let me = client.local_addr().unwrap();
-    let t = Duration::from_secs(3);
-
-    let mut pool = host.open_pool(8, me.ip()).unwrap();
-    let addrs = pool.local_addrs();
-    assert_eq!(addrs.len(), 8);
-    let main_port = host.local_addr().unwrap().port();
-    assert!(addrs.iter().all(|(_, a)| a.port() != main_port));
-    let (id, pool_addr) = addrs[3];
-
-    // Another IP gets no answer from a pool socket.
-    let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
-    let (_, request) = proto::stun::binding_request().unwrap();
-    stranger.send_to(&request, pool_addr).unwrap();
-    stranger
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    assert!(stranger.recv_from(&mut [0u8; 1500]).is_err());
-    // The peer's probe to one pool socket is answered from its port and noted as a hit.
-    assert_eq!(client.stun_binding(pool_addr, t).await.unwrap(), me);
-    assert_eq!(pool.take_hits(), vec![(id, me)]);
-    assert!(pool.take_hits().is_empty());
-    // The pool socket probes back from its own port.
-    let seen = host
-        .stun_binding_via(Via::Pool(id), me, &net::STUN_RETRIES_MS, t)
-        .await
-        .unwrap();
-    assert_eq!(seen, pool_addr);
-
-    // QUIC dialled to the pool socket's port: the host's answers leave by that socket.
-    let accept = tokio::spawn({
-        // The endpoint must outlive the task: its driver reads the pool too.
-        let host_endpoint = host_endpoint.clone();
-        async move {
-            let conn = host_endpoint.accept().await.unwrap().await.unwrap();
-            let (mut send, mut recv) = conn.accept_bi().await.unwrap();
-            let got = recv.read_to_end(64).await.unwrap();
-            send.write_all(&got).await.unwrap();
-            send.finish().unwrap();
-            let _ = conn.closed().await;
-            conn.remote_address()
-        }
-    });
-    let cfg = proto::quic::client_config(
-        &ctl_id,
-        host_id.fingerprint(),
-        ALPN,
-        proto::quic::Role::Controller,
-    )
-    .unwrap();
-    let conn = tokio::time::timeout(
-        t,
-        client_endpoint
-            .connect_with(cfg, pool_addr, "quicdesk.invalid")
-            .unwrap(),
-    )
-    .await
-    .expect("handshake through the pool socket in time")
-    .expect("handshake through the pool socket");
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    send.write_all(b"through the pool").await.unwrap();
-    send.finish().unwrap();
-    assert_eq!(recv.read_to_end(64).await.unwrap(), b"through the pool");
-    conn.close(0u32.into(), b"done");
-    assert_eq!(net::canonical(accept.await.unwrap()), me);
-
-    // A socket the peer reached but whose hit was not taken yet is kept with those named;
-    // the rest close. Dropping the pool closes what is left.
-    let (other, other_addr) = addrs[0];
-    let (last, last_addr) = addrs[7];
-    assert_eq!(client.stun_binding(last_addr, t).await.unwrap(), me);
-    let mut reached = vec![other];
-    assert!(pool.keep_reached(&mut reached));
-    assert_eq!(reached, vec![other, last]);
-    assert_eq!(pool.ids(), &[other, last]);
-    let short = Duration::from_millis(400);
-    let timed_out =
-        |r: Result<SocketAddr, StunClientError>| matches!(r, Err(StunClientError::Timeout { .. }));
-    assert!(timed_out(client.stun_binding(pool_addr, short).await));
-    assert_eq!(client.stun_binding(other_addr, t).await.unwrap(), me);
-    drop(pool);
-    assert!(timed_out(client.stun_binding(other_addr, short).await));
 }

@@ -49,31 +49,25 @@ pub(super) async fn resolve(
         host: resolved.host,
         candidates,
         relay,
-        own_candidates: if relay_only {
-            Vec::new()
-        } else {
-            proto::rendezvous::candidates(Some(resolved.observed), &lan)
-        },
+        lan,
+        stun_servers: crate::nat::stun_servers(cfg.rendezvous, resolved.stun_port),
         observed: resolved.observed,
-        mapping_probe: resolved
-            .stun_port
-            .map(|port| (cfg.rendezvous, resolved.observed, port)),
     })
 }
 
-/// Connects to the host through a route of the peer socket: by the relay first when there is
-/// one, while punch probes go to every candidate (the host probes back when the rendezvous
-/// tells it about this controller). A candidate that answers becomes the direct path once the
-/// handshake is done, without a reconnect; the probes go on for [`crate::nat::PUNCH_FOR`] in
-/// the background (the returned task) for NATs that open late. Without a relay, every
-/// candidate gets the handshake until one answers.
+/// Connects to the host through a route of the peer socket whose agent starts on the relay
+/// when there is one and punches towards the host's candidates (the host punches back once
+/// it hears of this controller). A probe answered becomes the direct path once the handshake
+/// is done, without a reconnect (the agent holds the move until then: a QUIC server drops
+/// handshake packets from a new address). Without a relay, every candidate gets the handshake
+/// until one answers.
 pub(super) async fn connect(
     endpoint: &quinn::Endpoint,
     socket: &Arc<net::PeerSocket>,
     cfg: &quinn::ClientConfig,
     target: &Target,
     mode: RelayMode,
-) -> Result<(quinn::Connection, net::RouteHandle, crate::AbortOnDrop), Error> {
+) -> Result<(quinn::Connection, net::RouteHandle), Error> {
     let relay = match mode {
         RelayMode::Off => None,
         RelayMode::Auto | RelayMode::Force => target.relay,
@@ -83,10 +77,11 @@ pub(super) async fn connect(
             "--force-relay, but the rendezvous offers no relay".into(),
         ));
     }
-    let candidates = if mode == RelayMode::Force {
-        Vec::new()
-    } else {
+    let direct = mode != RelayMode::Force;
+    let candidates = if direct {
         target.candidates.clone()
+    } else {
+        Vec::new()
     };
     if candidates.is_empty() && relay.is_none() {
         return Err(Error::Unreachable(match (mode, target.relay) {
@@ -99,37 +94,40 @@ pub(super) async fn connect(
             _ => "the rendezvous gave no address and no relay".into(),
         }));
     }
-    let route = socket.add_route(net::RouteSpec {
-        candidates: candidates.clone(),
-        relay,
-        direct_allowed: mode != RelayMode::Force,
-        hold_direct: true,
+    let route = socket.add_route(
+        net::RouteConfig {
+            seed: rand::random(),
+            direct,
+            hold_direct: true,
+            birthday: true,
+        },
+        true,
+    );
+    route.with(|agent, now| {
+        if direct {
+            agent.add_local_candidates(now, &target.lan);
+            agent.discover(now, Some(target.observed), &target.stun_servers);
+        }
+        if let Some((addr, ticket)) = relay {
+            agent.set_relay(now, addr, ticket, net::bind_counter());
+        }
+        if !candidates.is_empty() {
+            agent.set_remote_candidates(now, &candidates, net::Mapping::Unknown);
+        }
+        if direct {
+            agent.start_punching(now);
+        }
     });
-    let virtual_addr = route.addr();
     // The relay forwards only from an address proven by a bind: bind first (one round trip to
     // the rendezvous's machine), then dial.
     if relay.is_some() {
-        match socket.bind_relay(virtual_addr, RELAY_BIND_WAIT).await {
-            Ok(true) => debug!("relay bound"),
-            Ok(false) => warn!("the relay did not answer a bind"),
-            Err(e) => warn!("relay: {e}"),
+        if route.relay_bound(RELAY_BIND_WAIT).await {
+            debug!("relay bound");
+        } else {
+            warn!("the relay did not answer a bind");
         }
     }
-    let punching = {
-        let socket = socket.clone();
-        crate::AbortOnDrop(tokio::spawn(async move {
-            // Mappings are swapped only over the session: no birthday punching here.
-            let punched = punch_host(
-                &socket,
-                virtual_addr,
-                &candidates,
-                crate::nat::Birthday::Off,
-            )
-            .await;
-            debug!(answered = ?punched.answered, "punch probes done");
-        }))
-    };
-    let connecting = endpoint.connect_with(cfg.clone(), virtual_addr, "quicdesk.invalid")?;
+    let connecting = endpoint.connect_with(cfg.clone(), route.addr(), "quicdesk.invalid")?;
     let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(conn)) => conn,
         // A key mismatch is fatal and says so.
@@ -147,30 +145,8 @@ pub(super) async fn connect(
             )));
         }
     };
-    if socket.release_direct(virtual_addr) {
-        debug!("moved to the direct path found during the handshake");
-    }
-    Ok((conn, route, punching))
-}
-
-/// Punches towards the host's `candidates`; each that answers becomes the route's direct path.
-pub(super) async fn punch_host(
-    socket: &Arc<net::PeerSocket>,
-    virtual_addr: SocketAddr,
-    candidates: &[SocketAddr],
-    birthday: crate::nat::Birthday,
-) -> crate::nat::Punched {
-    crate::nat::punch_session(
-        socket,
-        Some(virtual_addr),
-        candidates,
-        crate::nat::PUNCH_FOR,
-        birthday,
-        |addr, via| {
-            socket.set_direct(virtual_addr, addr, via);
-        },
-    )
-    .await
+    route.with(|agent, now| agent.release_direct(now));
+    Ok((conn, route))
 }
 
 pub(super) fn describe(target: &Target, mode: RelayMode) -> String {

@@ -16,41 +16,26 @@ pub(super) async fn control_writer(
 pub(super) async fn control_reader(
     recv: &mut quinn::RecvStream,
     clock: Arc<Mutex<ClockOffset>>,
-    (socket, route, mode, ours, seen_as): (
+    (socket, route, mode, seen_as): (
         &Arc<net::PeerSocket>,
         &net::RouteHandle,
         RelayMode,
-        crate::nat::Mapping,
         SocketAddr,
     ),
 ) -> Result<(), Error> {
-    // Punching towards the host's addresses, stopped when the session ends.
-    let mut punching = Vec::new();
     loop {
         match wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? {
-            Some(ControlMsg::Candidates {
-                addrs,
-                mapping: theirs,
-            }) if mode != RelayMode::Force && punching.is_empty() => {
+            // Again whenever the host's NAT moved it: the agent punches towards the new list.
+            Some(ControlMsg::Candidates { addrs, mapping }) if mode != RelayMode::Force => {
                 // A hostile host could name anything: only addresses worth punching towards.
                 let addrs = proto::rendezvous::sane_candidates(
                     &addrs,
                     Some(seen_as),
                     &[socket.local_addr()?],
                 );
-                info!(candidates = ?addrs, mapping = %theirs, "the host's addresses");
-                let virtual_addr = route.addr();
-                socket.add_candidates(virtual_addr, &addrs);
-                let socket = socket.clone();
-                punching.push(crate::AbortOnDrop(tokio::spawn(async move {
-                    let birthday = crate::nat::Birthday::for_mappings(ours, theirs);
-                    let punched = punch_host(&socket, virtual_addr, &addrs, birthday).await;
-                    debug!(answered = ?punched.answered, "punch probes to the host done");
-                    // A birthday pool socket that got through carries the direct path.
-                    if punched.pool.is_some() {
-                        std::future::pending::<()>().await;
-                    }
-                })));
+                info!(candidates = ?addrs, %mapping, "the host's addresses");
+                let mapping = crate::nat::from_wire(mapping);
+                route.with(|agent, now| agent.set_remote_candidates(now, &addrs, mapping));
             }
             None => return Ok(()),
             Some(ControlMsg::Pong { sent_us, host_us }) => {
@@ -66,6 +51,28 @@ pub(super) async fn control_reader(
                 return Ok(());
             }
             Some(other) => debug!(?other, "unexpected control message"),
+        }
+    }
+}
+
+/// Tells the host this side's candidates and NAT mapping whenever the route's agent reports
+/// them (first after discovery, again when this side's NAT moved it). Never ends by itself.
+pub(super) async fn announce_candidates(
+    mut view: tokio::sync::watch::Receiver<net::RouteView>,
+    ctl: mpsc::UnboundedSender<ControlMsg>,
+) {
+    let mut sent = None;
+    loop {
+        let local = view.borrow_and_update().local.clone();
+        if let Some((addrs, mapping)) = local
+            && sent.as_ref() != Some(&(addrs.clone(), mapping))
+        {
+            sent = Some((addrs.clone(), mapping));
+            let mapping = crate::nat::to_wire(mapping);
+            let _ = ctl.send(ControlMsg::Candidates { addrs, mapping });
+        }
+        if view.changed().await.is_err() {
+            return std::future::pending().await;
         }
     }
 }
@@ -134,9 +141,8 @@ pub(super) async fn ticker(
         every.tick().await;
         let tick = {
             let mut stats = stats.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(state) = route.state() {
-                stats.set_path(state.path, state.path_changes, state.direct_since);
-            }
+            let state = route.state();
+            stats.set_path(state.path, state.path_changes, state.direct_since);
             stats.tick(Instant::now())
         };
         if let Some(h) = hook.as_mut() {

@@ -37,11 +37,11 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) 
                     return;
                 }
             };
-            // A session on a route keeps it until it ends.
-            if let Some(r) = lock(&shared.routes).get_mut(&route_key) {
-                r.used = true;
-            }
-            let result = serve(&shared, &conn, pre_auth).await;
+            // A session on a route keeps it until it ends: the relayed one it came by, else
+            // (no relay: quinn follows the controller's own addresses) the one prepared for
+            // its key.
+            let route_key = take_route(&shared, route_key, &conn);
+            let result = serve(&shared, &conn, pre_auth, route_key).await;
             let peer_closed = matches!(
                 conn.close_reason(),
                 Some(quinn::ConnectionError::ApplicationClosed(_))
@@ -63,9 +63,30 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) 
             };
             // The close must leave while the route it travels on still exists.
             quic::close_and_flush(&conn, code, reason.as_bytes(), Duration::from_millis(500)).await;
-            lock(&shared.routes).remove(&route_key);
+            if let Some(key) = route_key {
+                lock(&shared.routes).remove(&key);
+            }
         });
     }
+}
+
+/// Marks the route a new connection runs on as used and returns its key: the route of its
+/// (virtual) address, else an unused one prepared for the controller's key.
+fn take_route(shared: &Shared, remote: SocketAddr, conn: &quinn::Connection) -> Option<SocketAddr> {
+    let controller = quic::remote_fingerprint(conn);
+    let mut routes = lock(&shared.routes);
+    let key = if routes.contains_key(&remote) {
+        remote
+    } else {
+        *routes
+            .iter()
+            .find(|(_, r)| !r.used && Some(r.controller) == controller)?
+            .0
+    };
+    if let Some(r) = routes.get_mut(&key) {
+        r.used = true;
+    }
+    Some(key)
 }
 
 /// A connection that has not proven the password yet, counted by the guard until dropped.

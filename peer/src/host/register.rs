@@ -30,14 +30,17 @@ pub(super) async fn rendezvous_loop(
                     s.registrations += 1;
                     s.observed = Some(reg.observed);
                 });
-                *lock(&shared.candidates) = proto::rendezvous::candidates(Some(reg.observed), &lan);
+                *lock(&shared.network) = Network {
+                    lan,
+                    stun_servers: crate::nat::stun_servers(rv, reg.stun_port),
+                };
                 // Discovery runs beside the registration so connect requests are not held up.
                 let discovery = tokio::spawn({
                     let shared = shared.clone();
                     let (observed, stun_port) = (reg.observed, reg.stun_port);
                     async move {
-                        let d = crate::nat::discover(&shared.socket, rv, observed, stun_port).await;
-                        shared.status.send_modify(|s| s.mapping = Some(d.mapping));
+                        let m = crate::nat::discover(&shared.socket, rv, observed, stun_port).await;
+                        shared.status.send_modify(|s| s.mapping = Some(m));
                     }
                 });
                 let _discovery = crate::AbortOnDrop(discovery);
@@ -106,14 +109,14 @@ pub(super) async fn expire_passwords(shared: Arc<Shared>) {
     }
 }
 
-/// Makes the route to a controller the rendezvous announced: binds this side of the relay and
-/// probes the controller's candidates (if the rendezvous gave any), so this side's NAT lets its
-/// packets in. The route carries only the relayed path: when the controller moves to a direct
-/// path, its packets arrive from its own address and quinn migrates the connection there (and
-/// back to the route if the controller returns to the relay). Mapping the controller's
-/// addresses onto the route instead would break a handshake that reached this host directly
-/// before the rendezvous's announcement did. A route no session took within
-/// [`UNUSED_ROUTE_TTL`] is dropped.
+/// Makes the route to a controller the rendezvous announced: its agent binds this side of the
+/// relay, discovers this host's reflexive address and mapping (told to the controller once it
+/// has proven the password), and punches towards the controller's candidates when it has some
+/// (from the rendezvous without a relay; over the session otherwise). With a relay the route
+/// carries the session: relayed, then direct once a probe proved a path, and back. Without
+/// one, the controller's packets come from its own addresses and quinn follows them (see
+/// [`net::PeerSocket::add_route`]). A route no session took within [`UNUSED_ROUTE_TTL`] is
+/// dropped.
 pub(super) async fn prepare_route(
     shared: Arc<Shared>,
     controller: certs::Fingerprint,
@@ -127,67 +130,58 @@ pub(super) async fn prepare_route(
     shared
         .expected
         .expect(controller, Instant::now() + UNUSED_ROUTE_TTL);
-    let virtual_addr = relay.map(|relay| {
-        let route = socket.add_route(net::RouteSpec {
-            candidates: Vec::new(),
-            relay: Some(relay),
-            direct_allowed: false,
-            hold_direct: false,
-        });
-        let virtual_addr = route.addr();
-        lock(&shared.routes).insert(
-            virtual_addr,
-            Route {
-                _handle: route,
-                used: false,
-                source,
-            },
-        );
-        virtual_addr
-    });
-    let binding = async {
-        let Some(virtual_addr) = virtual_addr else {
-            return;
-        };
-        match socket.bind_relay(virtual_addr, RELAY_BIND_TIMEOUT).await {
-            Ok(true) => debug!(%controller, "relay bound"),
-            Ok(false) => warn!(%controller, "the relay did not answer"),
-            Err(e) => warn!(%controller, "relay: {e}"),
-        }
-    };
-    // Without a relay (the only case with candidates here) the mappings are not exchanged:
-    // no birthday punching. What the rendezvous passed on from the controller is filtered.
+    // What the rendezvous passed on from the controller is filtered.
+    let observed = shared.status.borrow().observed;
     let candidates = proto::rendezvous::sane_candidates(
         &candidates,
-        shared.status.borrow().observed,
+        observed,
         &[socket.local_addr().unwrap_or(shared.cfg.bind)],
     );
-    let probing = crate::nat::punch_session(
-        socket,
-        None,
-        &candidates,
-        crate::nat::PUNCH_FOR,
-        crate::nat::Birthday::Off,
-        |_, _| {},
+    let network = lock(&shared.network).clone();
+    let route = socket.add_route(
+        net::RouteConfig {
+            seed: rand::random(),
+            direct: true,
+            hold_direct: false,
+            birthday: true,
+        },
+        relay.is_some(),
     );
-    let ((), punched) = tokio::join!(binding, probing);
-    info!(%controller, answered = ?punched.answered, "punch probes done");
-    let Some(virtual_addr) = virtual_addr else {
-        return;
-    };
+    route.with(|agent, now| {
+        agent.add_local_candidates(now, &network.lan);
+        agent.discover(now, observed, &network.stun_servers);
+        if let Some((addr, ticket)) = relay {
+            agent.set_relay(now, addr, ticket, net::bind_counter());
+        }
+        if !candidates.is_empty() {
+            agent.set_remote_candidates(now, &candidates, net::Mapping::Unknown);
+        }
+        agent.start_punching(now);
+    });
+    let virtual_addr = route.addr();
+    let view = route.view();
+    lock(&shared.routes).insert(
+        virtual_addr,
+        Route {
+            _handle: route,
+            controller,
+            used: false,
+            source,
+        },
+    );
+    if relay.is_some() {
+        let mut view = view;
+        let bound =
+            tokio::time::timeout(RELAY_BIND_TIMEOUT, view.wait_for(|v| v.relay_binds > 0)).await;
+        match bound {
+            Ok(Ok(_)) => debug!(%controller, "relay bound"),
+            _ => warn!(%controller, "the relay did not answer"),
+        }
+    }
     tokio::time::sleep_until(started + UNUSED_ROUTE_TTL).await;
     let mut routes = lock(&shared.routes);
     if routes.get(&virtual_addr).is_some_and(|r| !r.used) {
         routes.remove(&virtual_addr);
         debug!(%controller, "no session came by this route; dropped it");
     }
-}
-
-/// How this host's NAT maps ports, as far as discovery found out.
-pub(super) fn own_mapping(shared: &Shared) -> crate::nat::Mapping {
-    shared
-        .status
-        .borrow()
-        .mapping
-        .unwrap_or(crate::nat::Mapping::Unknown)
 }

@@ -54,6 +54,7 @@ pub(super) async fn serve(
     shared: &Arc<Shared>,
     conn: &quinn::Connection,
     pre_auth: PreAuth,
+    route: Option<SocketAddr>,
 ) -> Result<(), Error> {
     let controller = quic::remote_fingerprint(conn).ok_or(Error::NoPeerKey)?;
     let remote = conn.remote_address();
@@ -89,19 +90,6 @@ pub(super) async fn serve(
     };
     wire::write_msg(&mut ctl_send, &welcome, MAX_CONTROL_LEN).await?;
     shared.status.send_modify(|s| s.in_session = true);
-    // Only now, with the password proven, does the controller learn where this host is.
-    let own = lock(&shared.candidates).clone();
-    let mapping = own_mapping(shared);
-    wire::write_msg(
-        &mut ctl_send,
-        &ControlMsg::Candidates {
-            addrs: own,
-            mapping,
-        },
-        MAX_CONTROL_LEN,
-    )
-    .await?;
-
     let (video_tx, video_rx) = mpsc::channel(2);
     let media = {
         let input = input_tx.clone();
@@ -127,7 +115,7 @@ pub(super) async fn serve(
         r = send_video(conn, video_rx) => r,
         r = dispatcher.run(conn, "the controller") => r,
         () = receive_input_streams(input_streams, input_tx) => Ok(()),
-        r = control_loop(shared, &mut ctl_send, &mut ctl_recv, &media_cmds) => r,
+        r = control_loop(shared, (&mut ctl_send, &mut ctl_recv), &media_cmds, route) => r,
         e = conn.closed() => match e {
             quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
             e => Err(e.into()),
@@ -211,17 +199,56 @@ pub(super) async fn receive_input(mut recv: quinn::RecvStream, input: mpsc::Send
     }
 }
 
+/// Reads the controller's control messages and acts on them; tells the controller this host's
+/// candidates once its route's agent has them, and again whenever they change (this side's NAT
+/// moved it). Only now, with the password proven, does the controller learn where this host is.
 pub(super) async fn control_loop(
     shared: &Shared,
-    send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
+    (send, recv): (&mut quinn::SendStream, &mut quinn::RecvStream),
     media: &std::sync::mpsc::Sender<media::MediaCmd>,
+    route: Option<SocketAddr>,
 ) -> Result<(), Error> {
-    // Punching towards the controller's addresses, stopped when the session ends.
-    let mut punching = Vec::new();
+    let mut view = route.and_then(|r| shared.socket.route_view(r));
+    let mut announced = None;
+    // Reading a message is not cancel-safe: one task reads, the loop takes them from a channel.
+    let (msgs_tx, mut msgs) = mpsc::channel::<ControlMsg>(8);
+    let reading = async move {
+        while let Some(msg) = wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? {
+            if msgs_tx.send(msg).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    tokio::pin!(reading);
     loop {
-        let Some(msg) = wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? else {
-            return Ok(());
+        if let Some(v) = view.as_mut() {
+            let local = v.borrow_and_update().local.clone();
+            if let Some((addrs, mapping)) = local
+                && announced.as_ref() != Some(&(addrs.clone(), mapping))
+            {
+                announced = Some((addrs.clone(), mapping));
+                let mapping = crate::nat::to_wire(mapping);
+                let msg = ControlMsg::Candidates { addrs, mapping };
+                wire::write_msg(send, &msg, MAX_CONTROL_LEN).await?;
+            }
+        }
+        let changed = async {
+            if let Some(v) = view.as_mut()
+                && v.changed().await.is_ok()
+            {
+                return;
+            }
+            std::future::pending().await
+        };
+        let msg = tokio::select! {
+            biased;
+            m = msgs.recv() => match m {
+                Some(m) => m,
+                None => return Ok(()),
+            },
+            r = &mut reading => return r,
+            () = changed => continue,
         };
         match msg {
             ControlMsg::KeyFrameRequest => {
@@ -238,34 +265,23 @@ pub(super) async fn control_loop(
                 info!("controller said goodbye: {reason}");
                 return Ok(());
             }
-            ControlMsg::Candidates { .. } if !punching.is_empty() => {
-                debug!("ignoring a second list of candidates");
-            }
+            // Again whenever the controller's NAT moved it: the agent punches towards them.
             ControlMsg::Candidates { addrs, mapping } => {
                 // A hostile controller could name anything: only addresses worth punching to.
                 let seen_as = shared.status.borrow().observed;
                 let own = [shared.socket.local_addr()?];
                 let addrs = proto::rendezvous::sane_candidates(&addrs, seen_as, &own);
-                let birthday = crate::nat::Birthday::for_mappings(own_mapping(shared), mapping);
                 info!(candidates = ?addrs, %mapping, "the controller's addresses");
-                let socket = shared.socket.clone();
-                punching.push(crate::AbortOnDrop(tokio::spawn(async move {
-                    let punched = crate::nat::punch_session(
-                        &socket,
-                        None,
-                        &addrs,
-                        crate::nat::PUNCH_FOR,
-                        birthday,
-                        |_, _| {},
-                    )
-                    .await;
-                    debug!(answered = ?punched.answered, "punch probes to the controller done");
-                    // A birthday pool socket that got through carries the controller's
-                    // direct path (quinn migrates to it): keep it for the session.
-                    if punched.pool.is_some() {
-                        std::future::pending::<()>().await;
-                    }
-                })));
+                let mapping = crate::nat::from_wire(mapping);
+                let punching = route.and_then(|r| {
+                    shared.socket.with_route(r, |agent, now| {
+                        agent.set_remote_candidates(now, &addrs, mapping);
+                        agent.start_punching(now);
+                    })
+                });
+                if punching.is_none() {
+                    debug!("no route for this session: its candidates are not punched");
+                }
             }
             other => {
                 debug!(?other, "unexpected control message");
