@@ -53,8 +53,8 @@
 //! so the agent links no QUIC, TLS or runtime; [`wire`] adapts them): punch probes and checks are the peer's
 //! padded Binding requests (60 bytes, SOFTWARE pad and FINGERPRINT), answers are never longer
 //! than the request, relay frames are `0x80 data | 0x81 bind | 0x82 bound | 0x83 rebind` with
-//! the same HMAC-SHA256 bind proof. Nothing on the wire had to change. What differs from
-//! today's `peer::net`/`peer::nat`, in behaviour only:
+//! the same HMAC-SHA256 bind proof. Nothing on the wire had to change. What changed when it
+//! replaced the path code of `peer::net`/`peer::nat` (its driver now), in behaviour only:
 //! - a birthday pool socket repeats one transaction (same id) at 0, 1 and 2 s, where today it
 //!   sends three fresh ones (one retransmission implementation for everything);
 //! - the relay bind counter starts where the driver says ([`Agent::set_relay`]; today's
@@ -68,8 +68,8 @@
 //! - a candidate list that changes mid-session (the peer's NAT moved it) is punched towards
 //!   at once; today a second `Candidates` message was ignored.
 //!
-//! See `INTEGRATION.md` for how `peer::net`, `peer::nat` and the controller and host become
-//! drivers over this agent.
+//! `peer::net` drives one agent per route; `INTEGRATION.md` records how the old socket code
+//! mapped onto it.
 #![forbid(unsafe_code)]
 
 mod agent;

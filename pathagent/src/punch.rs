@@ -261,8 +261,29 @@ impl Agent {
         if !r.reached.contains(&id) {
             r.reached.push(id);
         }
-        if !r.confirmed {
-            self.round_probe(now, from, Via::Pool(id), &STUN_RETRIES_MS);
+        if r.confirmed {
+            return;
+        }
+        // The pool socket's own probe to the peer (sent at 0, 1 and 2 s) goes out again now,
+        // not at its next scheduled send: the peer's NAT has just let one in from this port,
+        // so its filter is open towards it. (Without this a hit waited up to a second.)
+        let via = Via::Pool(id);
+        let pending = self
+            .txs
+            .find(|tx| {
+                tx.to == from && tx.via == via && matches!(tx.purpose, Purpose::Probe { .. })
+            })
+            .map(|tx| tx.bytes.clone());
+        match pending {
+            Some(bytes) => {
+                self.note_sent(now, via, from);
+                self.transmits.push_back(crate::Transmit {
+                    via,
+                    to: from,
+                    bytes,
+                });
+            }
+            None => self.round_probe(now, from, via, &STUN_RETRIES_MS),
         }
     }
 

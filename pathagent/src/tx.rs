@@ -115,6 +115,11 @@ impl Txs {
         self.by_key.retain(|_, tx| keep(tx));
     }
 
+    /// The first transaction `f` says yes to.
+    pub fn find(&self, mut f: impl FnMut(&Tx) -> bool) -> Option<&Tx> {
+        self.by_key.values().find(|tx| f(tx))
+    }
+
     pub fn any(&self, f: impl FnMut(&Tx) -> bool) -> bool {
         self.by_key.values().any(f)
     }

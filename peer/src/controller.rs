@@ -45,6 +45,19 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often to probe the clock offset.
 const PING_EVERY: Duration = Duration::from_secs(1);
 
+/// How often a refused key is dialled again (see [`key_refused`]).
+const KEY_REFUSED_RETRIES: u64 = 3;
+
+/// Whether the host closed `conn` refusing this controller's certificate (a TLS alert as a QUIC
+/// crypto error): it was not told of this key, or not yet.
+fn key_refused(conn: &quinn::Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ConnectionClosed(c))
+            if (0x100..0x200).contains(&u64::from(c.error_code))
+    )
+}
+
 /// Controller settings.
 #[derive(Debug, Clone)]
 pub struct ConnectConfig {
@@ -213,12 +226,25 @@ async fn session(
 ) -> Result<Report, Error> {
     // Connect to the host, pinning the key the rendezvous reported.
     let peer_cfg = quic::client_config(identity, target.host, ALPN, quic::Role::Controller)?;
-    let (conn, route) = connect(endpoint, socket, &peer_cfg, &target, cfg.relay).await?;
+    // Prove the password. Without a relay the handshake may reach the host before the
+    // rendezvous's announcement of this controller does (the host then refuses the key it
+    // was not told of yet, which a TLS 1.3 client learns only after its handshake): dial again,
+    // a few times, while that is the refusal.
+    let mut refused = 0;
+    let (conn, route, (mut ctl_send, mut ctl_recv, (width, height))) = loop {
+        let (conn, route) = connect(endpoint, socket, &peer_cfg, &target, cfg.relay).await?;
+        info!(path = %route.state().path, "connected to the host");
+        match authenticate(&conn, &cfg.password).await {
+            Ok(auth) => break (conn, route, auth),
+            Err(e) if refused < KEY_REFUSED_RETRIES && key_refused(&conn) => {
+                refused += 1;
+                debug!("the host refused this key ({e}); dialling again");
+                tokio::time::sleep(Duration::from_millis(100 * refused)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let path = route.state().path;
-    info!(%path, "connected to the host");
-
-    // Prove the password.
-    let (mut ctl_send, mut ctl_recv, (width, height)) = authenticate(&conn, &cfg.password).await?;
     info!(width, height, "authenticated");
     // Now that the host holds the same secret, `announce_candidates` tells it where this side
     // can be reached (again whenever that changes).

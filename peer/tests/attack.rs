@@ -102,10 +102,12 @@ async fn every_attempt_counts_and_a_guesser_locks_out_nobody_else() {
     let conn = attacker.dial(fp, addr).await.unwrap();
     let (mut s, mut r) = conn.open_bi().await.unwrap();
     send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
-    assert!(matches!(
-        read(&mut r).await,
-        Some(ControlMsg::Challenge { .. })
-    ));
+    let got = read(&mut r).await;
+    assert!(
+        matches!(got, Some(ControlMsg::Challenge { .. })),
+        "{got:?}, connection: {:?}",
+        conn.close_reason()
+    );
     conn.close(0u32.into(), b"bye"); // learned nothing, hung up
     assert_eq!(
         host.status().password_attempts,

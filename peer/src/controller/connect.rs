@@ -105,8 +105,9 @@ pub(super) async fn connect(
     );
     route.with(|agent, now| {
         if direct {
-            agent.add_local_candidates(now, &target.lan);
+            // Discovery first: the candidates are announced once, with the mapping.
             agent.discover(now, Some(target.observed), &target.stun_servers);
+            agent.add_local_candidates(now, &target.lan);
         }
         if let Some((addr, ticket)) = relay {
             agent.set_relay(now, addr, ticket, net::bind_counter());

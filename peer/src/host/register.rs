@@ -148,8 +148,9 @@ pub(super) async fn prepare_route(
         relay.is_some(),
     );
     route.with(|agent, now| {
-        agent.add_local_candidates(now, &network.lan);
+        // Discovery first: the candidates are announced once, with the mapping.
         agent.discover(now, observed, &network.stun_servers);
+        agent.add_local_candidates(now, &network.lan);
         if let Some((addr, ticket)) = relay {
             agent.set_relay(now, addr, ticket, net::bind_counter());
         }

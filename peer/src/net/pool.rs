@@ -24,6 +24,10 @@ const NONE_BLOCKED: u64 = u64::MAX;
 #[derive(Clone)]
 pub(super) struct PoolSocket {
     pub socket: Arc<dyn AsyncUdpSocket>,
+    /// The same socket for the agent's own datagrams: a plain non-blocking `sendto`. (quinn's
+    /// `try_send` on a socket the reactor has not seen writable yet fails at once, which lost
+    /// every pool socket's first probe.)
+    raw: Arc<std::net::UdpSocket>,
     pub route: SocketAddr,
     pub id: u32,
 }
@@ -72,13 +76,22 @@ impl Pool {
         let mut opened = Vec::with_capacity(ids.len());
         for &id in ids {
             let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
-            opened.push((id, runtime.wrap_udp_socket(std_socket)?));
+            let raw = Arc::new(std_socket.try_clone()?);
+            opened.push((id, runtime.wrap_udp_socket(std_socket)?, raw));
         }
         let mut inner = lock(&self.inner);
-        for (id, socket) in opened {
+        for (id, socket, raw) in opened {
             let gid = inner.next;
             inner.next = inner.next.wrapping_add(1);
-            inner.sockets.insert(gid, PoolSocket { socket, route, id });
+            inner.sockets.insert(
+                gid,
+                PoolSocket {
+                    socket,
+                    raw,
+                    route,
+                    id,
+                },
+            );
             inner.by_route.insert((route, id), gid);
         }
         self.open.store(inner.sockets.len(), Ordering::Relaxed);
@@ -106,6 +119,28 @@ impl Pool {
         let inner = lock(&self.inner);
         let gid = *inner.by_route.get(&(route, id))?;
         Some((gid, inner.sockets.get(&gid)?.socket.clone()))
+    }
+
+    /// Sends one of the agent's datagrams out of `route`'s pool socket `id` (a closed one, or
+    /// a full buffer, is like a lost packet: the agent retransmits what matters).
+    pub fn send_raw(
+        &self,
+        route: SocketAddr,
+        id: u32,
+        to: SocketAddr,
+        bytes: &[u8],
+    ) -> io::Result<()> {
+        let raw = {
+            let inner = lock(&self.inner);
+            let Some(gid) = inner.by_route.get(&(route, id)) else {
+                return Ok(());
+            };
+            inner.sockets.get(gid).map(|s| s.raw.clone())
+        };
+        match raw {
+            Some(raw) => raw.send_to(bytes, to).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     fn by_gid(&self, gid: u32) -> Option<Arc<dyn AsyncUdpSocket>> {

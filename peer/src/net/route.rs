@@ -279,10 +279,14 @@ impl PeerSocket {
         Some(s.view.subscribe())
     }
 
-    /// Does what the agents asked: sends their datagrams, opens and closes pool sockets.
+    /// Does what the agents asked: opens pool sockets, sends their datagrams, closes pool
+    /// sockets, in that order (a pool's first probes come with the request to open it).
     pub(super) fn flush(&self, mut out: Outputs) {
         while !out.is_empty() {
-            for (route, t) in out.transmits.drain(..) {
+            for (route, ids) in std::mem::take(&mut out.open_pool) {
+                self.open_pool(route, &ids, &mut out);
+            }
+            for (route, t) in std::mem::take(&mut out.transmits) {
                 self.send_agent(route, &t);
             }
             for (route, ids) in out.close_pool.drain(..) {
@@ -291,31 +295,34 @@ impl PeerSocket {
             if std::mem::take(&mut out.wake_timer) {
                 self.timer.notify_one();
             }
-            for (route, ids) in std::mem::take(&mut out.open_pool) {
-                let opened = self
-                    .local_addr()
-                    .and_then(|local| self.pool.open(&self.runtime, local.ip(), route, &ids));
-                let mut sessions = self.lock_sessions();
-                match (opened, sessions.by_virtual.get_mut(&route)) {
-                    (Ok(()), Some(_)) => {
-                        debug!(%route, sockets = ids.len(), "birthday pool opened");
-                        drop(sessions);
-                        self.wake_reader();
-                    }
-                    // The route went meanwhile.
-                    (Ok(()), None) => {
-                        drop(sessions);
-                        self.pool.close(route, Some(&ids));
-                    }
-                    (Err(e), Some(s)) => {
-                        warn!(%route, "cannot open a birthday pool: {e}");
-                        self.pool.close(route, Some(&ids));
-                        s.agent.pool_unavailable(Instant::now(), &ids);
-                        sessions.drain(route, &mut out);
-                    }
-                    (Err(_), None) => self.pool.close(route, Some(&ids)),
-                }
+        }
+    }
+
+    /// Opens the pool sockets a route's agent asked for; tells it when that failed.
+    fn open_pool(&self, route: SocketAddr, ids: &[u32], out: &mut Outputs) {
+        let opened = self
+            .local_addr()
+            .and_then(|local| self.pool.open(&self.runtime, local.ip(), route, ids));
+        let mut sessions = self.lock_sessions();
+        match (opened, sessions.by_virtual.get_mut(&route)) {
+            (Ok(()), Some(_)) => {
+                debug!(%route, sockets = ids.len(), "birthday pool opened");
+                drop(sessions);
+                self.wake_reader();
             }
+            // The route went meanwhile.
+            (Ok(()), None) => {
+                drop(sessions);
+                self.pool.close(route, Some(ids));
+            }
+            (Err(e), Some(s)) => {
+                warn!(%route, "cannot open a birthday pool: {e}");
+                self.pool.close(route, Some(ids));
+                s.agent.pool_unavailable(Instant::now(), ids);
+                // Its probes for those sockets are dropped (they do not exist): sent as lost.
+                sessions.drain(route, out);
+            }
+            (Err(_), None) => self.pool.close(route, Some(ids)),
         }
     }
 
@@ -324,9 +331,7 @@ impl PeerSocket {
     fn send_agent(&self, route: Option<SocketAddr>, t: &AgentTransmit) {
         let to = self.present(t.to);
         let sent = match (t.via, route) {
-            (Via::Pool(id), Some(route)) => {
-                self.pool.send(route, id, &super::transmit(to, &t.bytes))
-            }
+            (Via::Pool(id), Some(route)) => self.pool.send_raw(route, id, to, &t.bytes),
             _ => self.inner.try_send(&super::transmit(to, &t.bytes)),
         };
         if let Err(e) = sent {
@@ -482,4 +487,51 @@ pub fn bind_counter() -> u64 {
     NEXT.fetch_max(clock, Ordering::Relaxed);
     // Room for the binds the agent counts on from here.
     NEXT.fetch_add(1 << 20, Ordering::Relaxed) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An agent's first pool probes come in the same batch as its request to open the pool:
+    /// they must leave from the new sockets (once they were sent before the sockets existed
+    /// and were lost, so a birthday punch waited for the pool's second send, a second later).
+    #[tokio::test]
+    async fn a_pools_first_probes_leave_from_its_new_sockets() {
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (_endpoint, socket) = super::super::bind(local, None).unwrap();
+        let route = socket.add_route(pathagent::Config::default(), true);
+        let peer = std::net::UdpSocket::bind(local).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let to = peer.local_addr().unwrap();
+        let mut out = Outputs::default();
+        out.open_pool.push((route.addr(), vec![0, 1]));
+        for id in [0, 1] {
+            out.transmits.push((
+                Some(route.addr()),
+                AgentTransmit {
+                    via: Via::Pool(id),
+                    to,
+                    bytes: vec![id as u8; 20],
+                },
+            ));
+        }
+        socket.flush(out);
+        let main = socket.local_addr().unwrap().port();
+        let mut ports = Vec::new();
+        let mut buf = [0u8; 64];
+        for _ in 0..2 {
+            let (n, from) = peer
+                .recv_from(&mut buf)
+                .expect("each pool socket's probe arrives");
+            assert_eq!(n, 20);
+            assert_ne!(
+                from.port(),
+                main,
+                "sent from the main socket, not the pool's"
+            );
+            ports.push(from.port());
+        }
+        assert_ne!(ports[0], ports[1], "two pool sockets, two ports");
+    }
 }

@@ -57,11 +57,27 @@ impl Attacker {
     ) -> Result<quinn::Connection, String> {
         let cfg = quic::client_config(&self.id, host, ALPN, quic::Role::Controller)
             .map_err(|e| e.to_string())?;
-        self.endpoint
-            .connect_with(cfg, addr, "quicdesk.invalid")
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())
+        // On loopback the dial can beat the rendezvous's announcement to the host, which then
+        // refuses the key it was not told of yet (TLS 1.3: the client learns it after its own
+        // handshake is done). That race is not what these tests are about: dial again a few
+        // times while the refusal is that one.
+        let mut tries = 0;
+        loop {
+            let conn = self
+                .endpoint
+                .connect_with(cfg.clone(), addr, "quicdesk.invalid")
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())?;
+            let refused = tokio::time::timeout(Duration::from_millis(100), conn.closed())
+                .await
+                .is_ok_and(|e| e.to_string().contains("invalid peer certificate"));
+            tries += 1;
+            if !refused || tries == 5 {
+                return Ok(conn);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

@@ -526,6 +526,7 @@ mod tests {
             "h264_decode",
             "session_control",
             "rendezvous_core",
+            "path_agent",
         ] {
             assert!(t.iter().any(|x| x == name), "{name} missing from {t:?}");
         }

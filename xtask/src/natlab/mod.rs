@@ -98,15 +98,20 @@ pub const CI_FLUSH_AT: Duration = Duration::from_secs(3);
 pub const DEFAULT_FLUSH_AT: Duration = Duration::from_secs(3);
 
 /// The flushes CI runs: a router forgets every mapping mid-session and frames must flow again
-/// within 2 s. Only pairs that passed every lab run of 2026-11-26: the controller's filtering
-/// NAT forgets (frames stop until the controller sends again), the controller's symmetric NAT
-/// forgets (its next packet leaves from a new port) and the host's symmetric NAT forgets on a
-/// relayed session (a new port towards the relay, which asks for a new bind). README's NAT lab
-/// lists the pairs that do not pass yet.
+/// within 2 s. The controller's filtering NAT and its symmetric NAT forgetting (the controller's
+/// next packet opens it again, or leaves from a new port); the host's filtering NAT forgetting
+/// (the host's new port is dropped by the controller's NAT: both agents declare the direct path
+/// dead after 1 s and fall back to the relay, then punch again); the host's symmetric NAT
+/// forgetting on a direct session towards a filtering NAT (relay, then birthday punching
+/// again), and on a relayed one (a new port towards the relay, which asks for a new bind); and
+/// both routers at once. Each passed every lab run since the path agent drives the socket.
 pub const CI_FLUSH: &[(Nat, Nat, Side)] = &[
     (Nat::PortRestricted, Nat::PortRestricted, Side::Controller),
     (Nat::FullCone, Nat::Symmetric, Side::Controller),
+    (Nat::PortRestricted, Nat::PortRestricted, Side::Host),
+    (Nat::Symmetric, Nat::PortRestricted, Side::Host),
     (Nat::Symmetric, Nat::Symmetric, Side::Host),
+    (Nat::PortRestricted, Nat::Symmetric, Side::Both),
 ];
 
 /// The lossy path CI runs: a session over it must deliver frames and every input event.
