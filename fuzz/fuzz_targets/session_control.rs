@@ -16,7 +16,8 @@
 //!   skipped;
 //! - remote text goes through `peer::text::printable` as documented (no control or
 //!   bidirectional-control character, cut to `MAX_CHARS` with an ellipsis only when cut);
-//! - remote candidates through `sane_candidates`, `nat::predicted`, `Birthday::for_mappings`;
+//! - remote candidates through `sane_candidates`, `pathagent::predicted` (around the first),
+//!   `pathagent::Birthday::for_mappings` (after the wire's mapping became the agent's);
 //! - every message an end writes fits `MAX_CONTROL_LEN`.
 #![no_main]
 
@@ -25,7 +26,8 @@ use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
 use peer::auth::{ControllerAuth, ControllerKeys, HostAuth};
-use peer::nat::{self, Birthday, Mapping};
+use pathagent::Birthday;
+use peer::nat::{self, Mapping};
 use peer::password::{Cost, Kdf, normalize_one_time};
 use proto::session::{ControlMsg, MAX_CONTROL_LEN, VERSION};
 use peer::text::{MAX_CHARS, printable};
@@ -127,12 +129,13 @@ fn candidates(addrs: &[SocketAddr], mapping: Mapping, own_mapping: Mapping) {
     let own: [SocketAddr; 1] = ["10.0.0.2:4000".parse().expect("address")];
     let sane = proto::rendezvous::sane_candidates(addrs, Some(seen_as), &own);
     check_candidates(&sane, addrs, Some(seen_as), &own);
-    let predicted = nat::predicted(&sane);
-    assert!(predicted.len() <= 2 * usize::from(nat::PREDICT_SPAN) * sane.len());
+    let predicted = sane.first().map(|&c| pathagent::predicted(c)).unwrap_or_default();
+    assert!(predicted.len() <= 2 * usize::from(pathagent::PREDICT_SPAN));
     for (i, p) in predicted.iter().enumerate() {
-        assert!(p.port() >= 1024 && !sane.contains(p) && !predicted[..i].contains(p));
-        assert!(sane.iter().any(|c| c.ip() == p.ip()));
+        assert!(p.port() >= 1024 && !predicted[..i].contains(p));
+        assert!(sane.first().is_some_and(|c| c.ip() == p.ip() && c != p));
     }
+    let (mapping, own_mapping) = (nat::from_wire(mapping), nat::from_wire(own_mapping));
     let b = Birthday::for_mappings(own_mapping, mapping);
     let a = Birthday::for_mappings(mapping, own_mapping);
     // The two ends agree on their roles.

@@ -83,6 +83,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use agent::{Agent, Config};
+pub use punch::{Birthday, predicted};
 pub use wire::{Ticket, Token};
 
 /// Retransmission times of a STUN request, from the first send (ms).
