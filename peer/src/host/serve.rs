@@ -1,8 +1,11 @@
 //! One authenticated session: the media pipeline, the input thread, the streams the controller
-//! opens (routed by kind), the control loop, and an orderly end (queued input dropped, held keys
-//! released, the close sent before the route goes).
+//! opens (routed by kind), the control loop (which also carries monitor switches: the request
+//! to the pipeline, its answer to the controller and the new area to the input thread), and an
+//! orderly end (queued input dropped, held keys released, the close sent before the route
+//! goes).
 
 use super::*;
+use proto::session::{MAX_MONITORS, MAX_REASON_LEN};
 
 /// Opens the capture source for a session, with the screen area it covers.
 pub(super) fn make_source(source: &Source) -> Result<(Box<dyn Capturer>, ScreenArea), Error> {
@@ -16,6 +19,8 @@ pub(super) enum InputCmd {
     Event(input::InputEvent),
     /// The shared screen changed size.
     Resize(input::ScreenSize),
+    /// The session shares another monitor, which covers this part of the desktop.
+    Area(ScreenArea),
 }
 
 /// Performs input on a dedicated thread (injection may block on the display server), in
@@ -40,6 +45,12 @@ pub(super) fn input_loop(
                 }
             }
             InputCmd::Resize(size) => backend.set_screen_size(size),
+            InputCmd::Area(area) => {
+                backend.set_origin(area.x, area.y);
+                if let Ok(size) = input::ScreenSize::new(area.width, area.height) {
+                    backend.set_screen_size(size);
+                }
+            }
         }
     }
     if dropped > 0 {
@@ -103,19 +114,32 @@ pub(super) async fn serve(
     .await?;
 
     let (video_tx, video_rx) = mpsc::channel(2);
+    // The answers to switches, for the control loop: at most one is asked for at a time.
+    let (switched_tx, mut switched) = mpsc::unbounded_channel();
     let media = {
         let input = input_tx.clone();
         media::Media::start(
             capturer,
+            shared.cfg.source.clone(),
             media::MediaConfig {
                 fps: shared.cfg.fps,
                 bitrate_bps: shared.cfg.bitrate_bps,
                 content: shared.cfg.content,
             },
             video_tx,
-            move |w, h| {
-                if let Ok(size) = input::ScreenSize::new(w, h) {
-                    let _ = input.blocking_send(InputCmd::Resize(size));
+            move |event| match event {
+                media::MediaEvent::Resized { width, height } => {
+                    if let Ok(size) = input::ScreenSize::new(width, height) {
+                        let _ = input.blocking_send(InputCmd::Resize(size));
+                    }
+                }
+                media::MediaEvent::Switched { area, .. } => {
+                    // Before the controller hears of it, so its next input lands there.
+                    let _ = input.blocking_send(InputCmd::Area(area));
+                    let _ = switched_tx.send(event);
+                }
+                other => {
+                    let _ = switched_tx.send(other);
                 }
             },
         )?
@@ -127,7 +151,7 @@ pub(super) async fn serve(
         r = send_video(conn, video_rx) => r,
         r = dispatcher.run(conn, "the controller") => r,
         () = receive_input_streams(input_streams, input_tx) => Ok(()),
-        r = control_loop(shared, &mut ctl_send, &mut ctl_recv, &media_cmds) => r,
+        r = control_loop(shared, (&mut ctl_send, &mut ctl_recv), &media_cmds, &mut switched) => r,
         e = conn.closed() => match e {
             quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
             e => Err(e.into()),
@@ -213,19 +237,64 @@ pub(super) async fn receive_input(mut recv: quinn::RecvStream, input: mpsc::Send
 
 pub(super) async fn control_loop(
     shared: &Shared,
-    send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
+    (send, recv): (&mut quinn::SendStream, &mut quinn::RecvStream),
     media: &std::sync::mpsc::Sender<media::MediaCmd>,
+    switched: &mut mpsc::UnboundedReceiver<media::MediaEvent>,
 ) -> Result<(), Error> {
+    // Messages are read apart (a read is not cancel-safe) into a small queue: while an answer
+    // waits for the controller to read, nothing more is read from it.
+    let (msgs_tx, mut msgs) = mpsc::channel(4);
+    let reading = async move {
+        while let Some(msg) = wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? {
+            if msgs_tx.send(msg).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    tokio::pin!(reading);
     // Punching towards the controller's addresses, stopped when the session ends.
     let mut punching = Vec::new();
+    // The monitor switch the pipeline is doing, if any.
+    let mut switching: Option<u32> = None;
     loop {
-        let Some(msg) = wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? else {
-            return Ok(());
+        let msg = tokio::select! {
+            biased;
+            Some(msg) = msgs.recv() => msg,
+            Some(event) = switched.recv() => {
+                if let Some(answer) = switch_answer(event) {
+                    switching = None;
+                    wire::write_msg(send, &answer, MAX_CONTROL_LEN).await?;
+                }
+                continue;
+            }
+            r = &mut reading => return r,
         };
         match msg {
             ControlMsg::KeyFrameRequest => {
                 let _ = media.send(media::MediaCmd::KeyFrame);
+            }
+            ControlMsg::SwitchMonitor { index } => {
+                // A hostile controller could ask anything, as often as it likes: one switch at
+                // a time, and indices no host has are refused before the display is asked.
+                let refusal = if let Some(under_way) = switching {
+                    Some(format!("a switch to monitor {under_way} is under way"))
+                } else if index >= MAX_MONITORS {
+                    Some(format!("no monitor {index}"))
+                } else if media
+                    .send(media::MediaCmd::SwitchMonitor(index as usize))
+                    .is_err()
+                {
+                    Some("the video pipeline has stopped".into())
+                } else {
+                    info!(monitor = index, "the controller asks for another monitor");
+                    switching = Some(index);
+                    None
+                };
+                if let Some(reason) = refusal {
+                    let failed = ControlMsg::SwitchFailed { index, reason };
+                    wire::write_msg(send, &failed, MAX_CONTROL_LEN).await?;
+                }
             }
             ControlMsg::Ping { sent_us } => {
                 let pong = ControlMsg::Pong {
@@ -274,6 +343,38 @@ pub(super) async fn control_loop(
                 });
             }
         }
+    }
+}
+
+/// The controller's answer to a switch the pipeline did or refused (`None` for other events).
+fn switch_answer(event: media::MediaEvent) -> Option<ControlMsg> {
+    let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    match event {
+        media::MediaEvent::Switched {
+            area,
+            monitor,
+            monitors,
+        } => Some(ControlMsg::Screen {
+            width: area.width,
+            height: area.height,
+            // Only indices below MAX_MONITORS are ever asked for.
+            monitor: small(monitor),
+            monitors: small(monitors).min(MAX_MONITORS),
+        }),
+        media::MediaEvent::SwitchFailed { index, mut reason } => {
+            if reason.len() > MAX_REASON_LEN {
+                let mut cut = MAX_REASON_LEN;
+                while !reason.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                reason.truncate(cut);
+            }
+            Some(ControlMsg::SwitchFailed {
+                index: small(index),
+                reason,
+            })
+        }
+        _ => None,
     }
 }
 
