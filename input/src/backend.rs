@@ -19,10 +19,12 @@ pub enum InputError {
 /// Something that performs input events on the host.
 ///
 /// The host owns one backend and drives it in this order: [`set_screen_size`] before the first
-/// event of a session (and again whenever the captured screen changes size), [`inject`] for
-/// each decoded event, [`release_all`] when the session ends, however it ends.
+/// event of a session (and again whenever the captured screen changes size; with
+/// [`set_origin`] when the session moves to another monitor), [`inject`] for each decoded
+/// event, [`release_all`] when the session ends, however it ends.
 ///
 /// [`set_screen_size`]: InputBackend::set_screen_size
+/// [`set_origin`]: InputBackend::set_origin
 /// [`inject`]: InputBackend::inject
 /// [`release_all`]: InputBackend::release_all
 pub trait InputBackend: Send {
@@ -42,6 +44,14 @@ pub trait InputBackend: Send {
     /// the default ignores the size, which suits backends that never map positions.
     fn set_screen_size(&mut self, size: ScreenSize) {
         let _ = size;
+    }
+
+    /// Where the shared area's top-left corner is on the whole desktop (the captured monitor's
+    /// position), so that positions land on that monitor. Starts at `(0, 0)`; the host sets it
+    /// again when the session switches monitors. Backends that place a real pointer override
+    /// this; the default ignores it.
+    fn set_origin(&mut self, x: i32, y: i32) {
+        let _ = (x, y);
     }
 }
 
@@ -115,6 +125,7 @@ struct Record {
     held: HeldInputs,
     screen: Option<ScreenSize>,
     pointer: Option<NormalizedPoint>,
+    origin: (i32, i32),
 }
 
 fn lock(record: &Mutex<Record>) -> MutexGuard<'_, Record> {
@@ -177,6 +188,10 @@ impl InputBackend for RecordingBackend {
     fn set_screen_size(&mut self, size: ScreenSize) {
         lock(&self.record).screen = Some(size);
     }
+
+    fn set_origin(&mut self, x: i32, y: i32) {
+        lock(&self.record).origin = (x, y);
+    }
 }
 
 /// A cloneable, read-only view of a [`RecordingBackend`]'s record, usable from any thread.
@@ -209,6 +224,11 @@ impl RecordingHandle {
     /// The screen size the host last set.
     pub fn screen_size(&self) -> Option<ScreenSize> {
         lock(&self.record).screen
+    }
+
+    /// The origin the host last set (`(0, 0)` until it sets one).
+    pub fn origin(&self) -> (i32, i32) {
+        lock(&self.record).origin
     }
 
     /// Where the pointer is on the screen: the last move, mapped onto the last screen size.

@@ -57,7 +57,8 @@ impl std::fmt::Debug for EnigoBackend {
 
 impl EnigoBackend {
     /// Connects to `display` (`None`: `$DISPLAY`). Pointer positions map onto the area set
-    /// with [`set_screen_size`](InputBackend::set_screen_size) and [`set_origin`](Self::set_origin).
+    /// with [`set_screen_size`](InputBackend::set_screen_size) and
+    /// [`set_origin`](InputBackend::set_origin).
     ///
     /// # Errors
     ///
@@ -88,12 +89,6 @@ impl EnigoBackend {
             held: HeldInputs::new(),
             spares: Spares::default(),
         })
-    }
-
-    /// Where the shared area's top-left corner is on the X screen (the captured monitor's
-    /// position), so positions land on that monitor.
-    pub fn set_origin(&mut self, x: i32, y: i32) {
-        self.origin = (x, y);
     }
 
     fn fail(&self, what: &str, e: impl std::fmt::Display) -> InputError {
@@ -343,6 +338,10 @@ impl InputBackend for EnigoBackend {
 
     fn set_screen_size(&mut self, size: ScreenSize) {
         self.size = Some(size);
+    }
+
+    fn set_origin(&mut self, x: i32, y: i32) {
+        self.origin = (x, y);
     }
 }
 

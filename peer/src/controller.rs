@@ -4,7 +4,7 @@
 //! - this file: configuration, hooks, `run` and the session's outline;
 //! - [`connect`]: look-up, relay, dialling, punching towards the host, the password step;
 //! - [`media`]: video streams and the decode thread;
-//! - [`control`]: control messages, pings, input and the tick.
+//! - [`control`]: control messages (monitor switches among them), pings, input and the tick.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -34,7 +34,9 @@ mod control;
 mod media;
 
 use connect::{authenticate, connect, resolve};
-use control::{announce_candidates, control_reader, control_writer, pinger, send_input, ticker};
+use control::{
+    announce_candidates, control_reader, control_writer, pinger, send_input, send_requests, ticker,
+};
 use media::{PathChanges, decode_loop, receive_video};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -130,6 +132,80 @@ pub struct FrameMeta {
 pub type FrameHook = Box<dyn FnMut(&FrameMeta, &codec::DecodedFrame) + Send>;
 /// A once-per-second stats callback.
 pub type TickHook = Box<dyn FnMut(&Tick) + Send>;
+/// A callback for what the host says about its screen, run on a session task.
+pub type NoticeHook = Box<dyn FnMut(&HostNotice) + Send>;
+
+/// What the user asks of the host during a session (besides input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// Share monitor `index` (as the host's `--list-monitors` counts, from 0) instead. The host
+    /// answers with [`HostNotice::Screen`] or [`HostNotice::SwitchFailed`].
+    SwitchMonitor(u32),
+}
+
+/// What the host told about its screen, checked (a hostile host's impossible values never
+/// reach a hook) and made printable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostNotice {
+    /// Now sharing monitor `monitor` of `monitors`, `width` x `height`; video from the next
+    /// key frame on has that size.
+    Screen {
+        width: u32,
+        height: u32,
+        monitor: u32,
+        monitors: u32,
+    },
+    /// Monitor `index` cannot be shared, and why; the one shared before goes on.
+    SwitchFailed { index: u32, reason: String },
+}
+
+impl HostNotice {
+    /// The notice a control message carries, if it is one and holds possible values.
+    pub fn from_msg(msg: &ControlMsg) -> Option<Self> {
+        if !msg.is_sane() {
+            return None;
+        }
+        match msg {
+            ControlMsg::Screen {
+                width,
+                height,
+                monitor,
+                monitors,
+            } => Some(Self::Screen {
+                width: *width,
+                height: *height,
+                monitor: *monitor,
+                monitors: *monitors,
+            }),
+            ControlMsg::SwitchFailed { index, reason } => Some(Self::SwitchFailed {
+                index: *index,
+                reason: crate::text::printable(reason),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for HostNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Screen {
+                width,
+                height,
+                monitor,
+                monitors,
+            } => write!(
+                f,
+                "the host now shares monitor {monitor} of {monitors} ({width}x{height})"
+            ),
+            Self::SwitchFailed { index, reason } => {
+                write!(f, "the host cannot share monitor {index}: {reason}")
+            }
+        }
+    }
+}
 
 /// Ways for the caller to see and steer the session.
 #[derive(Default)]
@@ -138,6 +214,10 @@ pub struct Hooks {
     pub on_tick: Option<TickHook>,
     /// Input events to send to the host, in order.
     pub input: Option<mpsc::Receiver<InputEvent>>,
+    /// Requests to send to the host (monitor switches), in order.
+    pub requests: Option<mpsc::Receiver<Request>>,
+    /// Hears the host's answers to requests.
+    pub on_notice: Option<NoticeHook>,
     /// Ends the session cleanly (the host is told) when it fires, e.g. on Ctrl-C.
     pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
 }
@@ -282,8 +362,9 @@ async fn session(
         tokio::select! {
             r = receive_video(&conn, frames_tx, stats.clone()) => r,
             r = control_writer(&mut ctl_send, ctl_rx) => r,
-            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, cfg.relay, target.observed)) => r,
+            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, cfg.relay, target.observed), hooks.on_notice) => r,
             () = announce_candidates(route.view(), ctl_tx.clone()) => Ok(()),
+            r = send_requests(hooks.requests, ctl_tx.clone()) => r,
             r = pinger(ctl_tx.clone()) => r,
             r = send_input(&conn, hooks.input, stats.clone()) => r,
             r = ticker(stats.clone(), &route, hooks.on_tick) => r,

@@ -28,6 +28,12 @@ enum Command {
     /// Share this machine: register a code with the rendezvous and accept a controller.
     Host(HostArgs),
     /// View and control a host, given its code.
+    ///
+    /// In the window, Ctrl+Alt+Shift+N (N from 1 to 9) asks the host to share its monitor
+    /// number N-1 in `peer host --list-monitors`; the window takes the new monitor's size, and a
+    /// number the host does not have is refused with a message. That key is not sent to the
+    /// host. With --headless, an input script's `monitor N` line (N as the host numbers it)
+    /// does the same.
     Connect(ConnectArgs),
     /// Set or clear this host's fixed password (unattended access).
     #[command(subcommand)]
@@ -172,7 +178,8 @@ struct ConnectArgs {
     /// Write session statistics as JSON here when the session ends.
     #[arg(long)]
     stats_json: Option<PathBuf>,
-    /// Send the input events in this file (see `peer::script` for the format).
+    /// Send the input events in this file (see `peer::script` for the format; `monitor N`
+    /// switches the host's monitor).
     #[arg(long)]
     input_script: Option<PathBuf>,
     /// Use only the rendezvous's relay: no hole punching on either side (the session is still
@@ -249,6 +256,8 @@ fn run_connect_window(args: ConnectArgs) -> anyhow::Result<()> {
         any_thread: false,
     })?;
     let (input_tx, input_rx) = tokio::sync::mpsc::channel(1024);
+    let (request_tx, request_rx) = tokio::sync::mpsc::channel(16);
+    let viewer = viewer.with_requests(request_tx);
     let (window_stop_tx, window_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let session_thread = {
         let sink = sink.clone();
@@ -275,6 +284,8 @@ fn run_connect_window(args: ConnectArgs) -> anyhow::Result<()> {
                             ticks.tick(t);
                         })),
                         input: Some(input_rx),
+                        requests: Some(request_rx),
+                        on_notice: Some(Box::new(|n| println!("{n}"))),
                         stop: Some(stop_rx),
                     };
                     session(args, password, hooks).await
@@ -502,6 +513,7 @@ async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
     });
     let hooks = controller::Hooks {
         on_tick: Some(Box::new(|t| println!("{t}"))),
+        on_notice: Some(Box::new(|n| println!("{n}"))),
         stop: Some(stop_rx),
         ..Default::default()
     };
@@ -529,8 +541,10 @@ async fn session(
             bail!("--input-script works with --headless only");
         }
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(script.play(tx));
+        let (requests_tx, requests_rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(script.play(tx, requests_tx));
         hooks.input = Some(rx);
+        hooks.requests = Some(requests_rx);
     }
     let report = controller::run(
         controller::ConnectConfig {

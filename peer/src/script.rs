@@ -5,8 +5,12 @@
 //!
 //! ```text
 //! wait 200ms | move X Y (0..=1) | down B | up B | click B (B: left right middle back forward)
-//! wheel DX DY | key NAME | keydown NAME | keyup NAME | text ANYTHING
+//! wheel DX DY | key NAME | keydown NAME | keyup NAME | text ANYTHING | monitor N
 //! ```
+//!
+//! `monitor N` asks the host to share its monitor N (as `peer host --list-monitors` counts,
+//! from 0). It travels on the control stream, apart from the input events: put a `wait` after
+//! it when what follows must land on the new monitor.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +18,8 @@ use std::time::Duration;
 
 use input::{BoundedText, InputBackend, InputError, InputEvent, Key, MouseButton, NormalizedPoint};
 use tokio::sync::mpsc;
+
+use crate::controller::Request;
 
 /// A script line that could not be understood.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +39,7 @@ pub enum ScriptError {
 enum Step {
     Wait(Duration),
     Event(InputEvent),
+    Request(Request),
 }
 
 /// A parsed input script.
@@ -151,6 +158,21 @@ fn parse_line(line: &str) -> Result<Vec<Step>, String> {
                 pressed: cmd == "keydown",
             })]
         }
+        "monitor" => {
+            arity(1)?;
+            let n = args[0]
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| n < proto::session::MAX_MONITORS)
+                .ok_or_else(|| {
+                    format!(
+                        "{:?} is not a monitor number (0 to {})",
+                        args[0],
+                        proto::session::MAX_MONITORS - 1
+                    )
+                })?;
+            vec![Step::Request(Request::SwitchMonitor(n))]
+        }
         "text" => {
             let text = BoundedText::new(rest.trim()).map_err(|e| format!("bad text: {e}"))?;
             vec![ev(InputEvent::Text { text })]
@@ -188,21 +210,36 @@ impl Script {
             .iter()
             .filter_map(|s| match s {
                 Step::Event(e) => Some(e.clone()),
-                Step::Wait(_) => None,
+                Step::Wait(_) | Step::Request(_) => None,
             })
             .collect()
     }
 
-    /// Sends the events in order, pausing at each `wait`.
-    pub async fn play(self, tx: mpsc::Sender<InputEvent>) {
+    /// The requests (monitor switches), without the rest.
+    pub fn requests(&self) -> Vec<Request> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Request(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Sends the events to `input` and the requests to `requests` in order, pausing at each
+    /// `wait`.
+    pub async fn play(self, input: mpsc::Sender<InputEvent>, requests: mpsc::Sender<Request>) {
         for step in self.steps {
-            match step {
-                Step::Wait(d) => tokio::time::sleep(d).await,
-                Step::Event(e) => {
-                    if tx.send(e).await.is_err() {
-                        return;
-                    }
+            let sent = match step {
+                Step::Wait(d) => {
+                    tokio::time::sleep(d).await;
+                    Ok(())
                 }
+                Step::Event(e) => input.send(e).await.map_err(drop),
+                Step::Request(r) => requests.send(r).await.map_err(drop),
+            };
+            if sent.is_err() {
+                return;
             }
         }
     }
@@ -256,9 +293,11 @@ mod tests {
     fn parses_every_command() {
         let s = Script::parse(
             "# comment\nwait 10ms\nmove 0.5 1\nclick left\ndown right\nup right\nwheel 0 -3\n\
-             key KeyA\nkeydown ShiftLeft\nkeyup ShiftLeft\ntext héllo wörld  # typed\n",
+             key KeyA\nkeydown ShiftLeft\nkeyup ShiftLeft\ntext héllo wörld  # typed\n\
+             monitor 1\n",
         )
         .unwrap();
+        assert_eq!(s.requests(), vec![Request::SwitchMonitor(1)]);
         let ev = s.events();
         assert_eq!(ev.len(), 11);
         assert_eq!(
@@ -284,6 +323,9 @@ mod tests {
             ("wait soon", 1),
             ("jump", 1),
             ("wheel 1", 1),
+            ("monitor -1", 1),
+            ("monitor 64", 1),
+            ("monitor", 1),
         ] {
             match Script::parse(bad) {
                 Err(ScriptError::Parse { line: l, .. }) => assert_eq!(l, line, "{bad:?}"),

@@ -2,6 +2,10 @@
 //! forwards the mouse and keyboard while it has the focus, and shows the session's state in its
 //! title.
 //!
+//! Size: just over 600 lines, all of it the event loop's own state and handlers (drawing is in
+//! `gpu`, input translation in `forward`, tests in `tests`); splitting the handlers from the
+//! state they mutate would only add indirection.
+//!
 //! ```text
 //!  decode thread ── ViewerSink::frame ──► one-frame slot ──► wake (coalesced) ──┐
 //!  session tasks ── ViewerSink::tick/state ──► status ─────► wake (coalesced) ──┤
@@ -21,7 +25,8 @@
 //! is larger or smaller than the frame; pointer positions go through the same [`Fit`] backwards.
 //! Keys that type printable text without Ctrl/Alt/Super travel as text, every other key as the
 //! physical key (module `forward`). Whatever the window holds down is released when it loses the
-//! focus or closes.
+//! focus or closes. Ctrl+Alt+Shift+1..9 asks the host for its monitor 0..8 and is not forwarded
+//! ([`Viewer::with_requests`]); the window takes the frames' size again whenever it changes.
 //!
 //! Closing the window fires the session's `stop` and [`Viewer::run`] returns; the session ending
 //! ([`ViewerSink::ended`]) closes the window.
@@ -44,6 +49,7 @@ use winit::event::{Ime, StartCause, WindowEvent};
 use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop, EventLoopProxy};
 use winit::window::{Window, WindowId};
 
+use crate::controller::Request;
 use crate::stats::Tick;
 
 /// Errors of the viewer window.
@@ -261,6 +267,7 @@ pub struct Viewer {
     event_loop: EventLoop<Wake>,
     shared: Arc<Shared>,
     code: String,
+    requests: Option<mpsc::Sender<Request>>,
 }
 
 impl std::fmt::Debug for Viewer {
@@ -307,8 +314,16 @@ impl Viewer {
             event_loop,
             shared,
             code: opts.title,
+            requests: None,
         };
         Ok((viewer, sink))
+    }
+
+    /// Where Ctrl+Alt+Shift+digit's monitor switches go (without it, nowhere).
+    #[must_use]
+    pub fn with_requests(mut self, requests: mpsc::Sender<Request>) -> Self {
+        self.requests = Some(requests);
+        self
     }
 
     /// Opens the window and runs it until it is closed (then `stop` fires) or the sink says the
@@ -331,8 +346,8 @@ impl Viewer {
             window_size: (0, 0),
             gpu: None,
             front: Vec::new(),
-            sized_to_frame: false,
-            forward: forward::Forwarder::new(input),
+            sized_for: None,
+            forward: forward::Forwarder::new(input, self.requests),
             stop: Some(stop),
             error: None,
             shown_title: String::new(),
@@ -360,7 +375,8 @@ struct App {
     gpu: Option<gpu::Renderer>,
     /// The frame being shown, swapped with the slot's buffer.
     front: Vec<u8>,
-    sized_to_frame: bool,
+    /// The frame size the window was last sized for (another size: resized again).
+    sized_for: Option<(u32, u32)>,
     forward: forward::Forwarder,
     stop: Option<oneshot::Sender<()>>,
     error: Option<ViewerError>,
@@ -445,10 +461,10 @@ impl App {
         if let Some((w, h)) = fresh {
             match gpu.upload(w, h, &self.front) {
                 Ok(()) => {
-                    if !self.sized_to_frame
+                    if self.sized_for != Some((w, h))
                         && let Some(window) = &self.window
                     {
-                        self.sized_to_frame = true;
+                        self.sized_for = Some((w, h));
                         let monitor = window
                             .current_monitor()
                             .map(|m| (m.size().width, m.size().height));

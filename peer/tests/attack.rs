@@ -12,7 +12,7 @@ use proto::session::{ALPN, ControlMsg, StreamKind, VERSION};
 use proto::{AccessCode, quic};
 
 mod common;
-use common::raw::{Attacker, input_frame, prove, read, send};
+use common::raw::{Attacker, input_frame, prove, read, read_video, send};
 use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous_relay, synthetic_host};
 
 const PASSWORD: &str = "attack test pass 8642";
@@ -229,6 +229,82 @@ async fn a_malformed_frame_closes_only_its_stream() {
     assert_eq!(
         backend.events()[..2],
         [press(input::Key::KeyA), press(input::Key::KeyB)]
+    );
+    assert!(conn.close_reason().is_none(), "the session survived");
+    host.shutdown().await;
+}
+
+/// Class 2 and liveness: a monitor switch is a request the host checks, never obeys blindly.
+/// Before the proof it ends the connection; after it, an impossible index and a flood of
+/// switches each get a refusal, and the session (control and video) goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_switches_are_refused_before_the_proof_and_checked_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rv, host, _backend) = setup(dir.path()).await;
+    let (_early, conn) = announced(&rv, &host, "127.0.0.9").await;
+    let (mut ctl, mut r) = conn.open_bi().await.unwrap();
+    send(&mut ctl, &ControlMsg::Hello { version: VERSION }).await;
+    assert!(matches!(
+        read(&mut r).await,
+        Some(ControlMsg::Challenge { .. })
+    ));
+    send(&mut ctl, &ControlMsg::SwitchMonitor { index: 0 }).await;
+    assert_eq!(read(&mut r).await, None, "no answer but the end");
+    tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .expect("the host closes a connection that asks before the proof");
+
+    let (_attacker, conn) = announced(&rv, &host, "127.0.0.10").await;
+    let (mut ctl, mut r) = proven(&conn).await;
+    // Take and read the video as a controller would, so that only the switches could hold
+    // anything up.
+    quic::widen_after_auth(&conn, quic::Role::Controller);
+    let (frames, _video) = read_video(&conn);
+    const FLOOD: u32 = 40;
+    send(&mut ctl, &ControlMsg::SwitchMonitor { index: u32::MAX }).await;
+    for _ in 0..FLOOD {
+        send(&mut ctl, &ControlMsg::SwitchMonitor { index: 1 }).await;
+    }
+    let mut refusals = Vec::new();
+    while refusals.len() < FLOOD as usize + 1 {
+        match read(&mut r).await {
+            Some(ControlMsg::SwitchFailed { index, reason }) => refusals.push((index, reason)),
+            Some(ControlMsg::Candidates { .. }) => {}
+            other => panic!("after {} refusals: {other:?}", refusals.len()),
+        }
+    }
+    assert_eq!(refusals[0].0, u32::MAX);
+    assert!(refusals[0].1.contains("no monitor"), "{:?}", refusals[0]);
+    // A synthetic host has no monitors; those asked while one was under way were refused at
+    // once: either way, one answer each.
+    assert!(refusals[1..].iter().all(|(i, _)| *i == 1), "{refusals:?}");
+    send(&mut ctl, &ControlMsg::Ping { sent_us: 7 }).await;
+    assert!(matches!(
+        read(&mut r).await,
+        Some(ControlMsg::Pong { sent_us: 7, .. })
+    ));
+    // Video still flows: frames captured after the last refusal arrive.
+    let after = peer::session::now_us();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !frames
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|h| h.captured_at_us > after)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no frame captured after the flood within 5 s: {:?}",
+            frames.lock().unwrap().last().copied()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        frames
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|h| (h.width, h.height) == (320, 240))
     );
     assert!(conn.close_reason().is_none(), "the session survived");
     host.shutdown().await;

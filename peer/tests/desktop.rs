@@ -1,4 +1,5 @@
-//! The real desktop: a host sharing a private Xvfb display, a controller on loopback.
+//! The real desktop: a host sharing a private Xvfb display, a controller on loopback; switching
+//! between two RandR monitors mid-session.
 
 #![cfg(all(unix, not(target_os = "macos")))]
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use capture::xvfb::{VirtualDisplay, XevWindow};
 use input::{BoundedText, InputEvent, Key, MouseButton, NormalizedPoint};
-use peer::controller::{self, FrameMeta, Hooks};
+use peer::controller::{self, FrameMeta, Hooks, HostNotice, Request};
 
 mod common;
 use common::desktop::{BLUE, RED, discard, enigo, hex, paint_halves, screen_host, xvfb};
@@ -241,5 +242,176 @@ async fn the_controllers_pointer_clicks_and_typing_reach_the_x_server() {
         "every key released at the end:\n{}",
         log.0
     );
+    host.shutdown().await;
+}
+
+/// Waits until `done` holds, polling; panics with `what` after `within`.
+async fn until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_switches_monitors_and_video_and_input_follow() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,peer=debug")
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let d = xvfb(1280, 720);
+    // Two RandR monitors of different sizes side by side.
+    x_run(
+        &d,
+        "xrandr",
+        &["--setmonitor", "big", "800/200x600/150+0+0", "none"],
+    );
+    x_run(
+        &d,
+        "xrandr",
+        &["--setmonitor", "small", "480/120x360/90+800+0", "none"],
+    );
+    let all = capture::monitors(&capture::ScreenSpec {
+        display: Some(d.name().to_owned()),
+        ..Default::default()
+    })
+    .unwrap();
+    let index = |name: &str| {
+        all.iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no monitor {name} in {all:?}"))
+            .index
+    };
+    let (big, small) = (index("big"), index("small"));
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let mut cfg = screen_host(&rv, &dir.path().join("host"), &d, PASSWORD, enigo(&d));
+    cfg.source = peer::host::Source::Screen(capture::ScreenSpec {
+        display: Some(d.name().to_owned()),
+        monitor: Some(big),
+        cursor: true,
+    });
+    let host = start_host(cfg).await;
+
+    // Size and key flag of each decoded frame, in order.
+    let frames: Arc<Mutex<Vec<(u32, u32, bool)>>> = Arc::default();
+    let notices: Arc<Mutex<Vec<HostNotice>>> = Arc::default();
+    let (requests, requests_rx) = tokio::sync::mpsc::channel(4);
+    let (input, input_rx) = tokio::sync::mpsc::channel(4);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let hooks = {
+        let (frames, notices) = (frames.clone(), notices.clone());
+        Hooks {
+            on_frame: Some(Box::new(
+                move |meta: &FrameMeta, f: &codec::DecodedFrame| {
+                    frames
+                        .lock()
+                        .unwrap()
+                        .push((f.width, f.height, meta.key_frame));
+                },
+            )),
+            on_notice: Some(Box::new(move |n: &HostNotice| {
+                notices.lock().unwrap().push(n.clone());
+            })),
+            requests: Some(requests_rx),
+            input: Some(input_rx),
+            stop: Some(stop_rx),
+            ..Default::default()
+        }
+    };
+    let cfg = connect_config(
+        &rv,
+        host.status().code.expect("registered"),
+        PASSWORD,
+        &dir.path().join("ctl"),
+    );
+    let session = tokio::spawn(controller::run(cfg, hooks));
+    let seen = |w, h| frames.lock().unwrap().iter().any(|f| (f.0, f.1) == (w, h));
+    until(
+        "a frame of the big monitor",
+        Duration::from_secs(10),
+        || seen(800, 600),
+    )
+    .await;
+
+    requests
+        .send(Request::SwitchMonitor(small as u32))
+        .await
+        .unwrap();
+    until(
+        "a frame of the small monitor",
+        Duration::from_secs(10),
+        || seen(480, 360),
+    )
+    .await;
+    let want = HostNotice::Screen {
+        width: 480,
+        height: 360,
+        monitor: small as u32,
+        monitors: all.len() as u32,
+    };
+    until("the host's notice", Duration::from_secs(5), || {
+        notices.lock().unwrap().contains(&want)
+    })
+    .await;
+    {
+        let frames = frames.lock().unwrap();
+        let first_small = frames
+            .iter()
+            .position(|f| (f.0, f.1) == (480, 360))
+            .unwrap();
+        assert!(
+            frames[first_small].2,
+            "the new monitor starts with a key frame"
+        );
+        assert!(
+            frames[first_small..]
+                .iter()
+                .all(|f| (f.0, f.1) == (480, 360)),
+            "{frames:?}"
+        );
+    }
+    // Input follows: the middle of the small monitor's picture is its middle on the desktop.
+    input
+        .send(InputEvent::MouseMove {
+            pos: NormalizedPoint::from_frame(240.0, 180.0, 480, 360),
+        })
+        .await
+        .unwrap();
+    until(
+        "the pointer at the small monitor's middle",
+        Duration::from_secs(8),
+        || d.pointer().unwrap() == (800 + 240, 180),
+    )
+    .await;
+
+    // An index the host does not have: an error for the user, and the stream goes on.
+    let bad = all.len() as u32;
+    requests.send(Request::SwitchMonitor(bad)).await.unwrap();
+    until("the refusal", Duration::from_secs(5), || {
+        notices.lock().unwrap().iter().any(|n| {
+            matches!(n, HostNotice::SwitchFailed { index, reason }
+                if *index == bad && reason.contains(&format!("no monitor {bad}")))
+        })
+    })
+    .await;
+    let before = frames.lock().unwrap().len();
+    x_run(&d, "xsetroot", &["-solid", &hex(GREEN)]);
+    until("a frame after the refusal", Duration::from_secs(5), || {
+        frames.lock().unwrap().len() > before
+    })
+    .await;
+    assert_eq!(
+        frames.lock().unwrap().last().map(|f| (f.0, f.1)),
+        Some((480, 360)),
+        "still the small monitor"
+    );
+    stop_tx.send(()).unwrap();
+    let report = session.await.unwrap().expect("session runs");
+    assert_eq!(report.decode_errors, 0, "{report:?}");
     host.shutdown().await;
 }

@@ -2,8 +2,8 @@
 //!
 //! Streams:
 //! - **control** (bidirectional, opened first by the controller): authentication, then
-//!   key-frame requests, clock pings and goodbyes, as [`ControlMsg`] in [`crate::wire`]
-//!   frames.
+//!   key-frame requests, clock pings, monitor switches and goodbyes, as [`ControlMsg`] in
+//!   [`crate::wire`] frames.
 //! - **video** (unidirectional host → controller, one per group of pictures): a
 //!   [`StreamKind::Video`] tag byte, then frames, each a wire frame holding a [`VideoHeader`] and
 //!   Annex-B H.264. A new key frame opens a new stream and resets the previous one, so stale
@@ -25,6 +25,12 @@ pub const MAX_VIDEO_FRAME_LEN: usize = 8 * 1024 * 1024;
 pub const INPUT_PRIORITY: i32 = 100;
 /// Priority of the control stream.
 pub const CONTROL_PRIORITY: i32 = 50;
+/// Largest picture side a host may announce or send, in pixels.
+pub const MAX_SCREEN_SIDE: u32 = 16384;
+/// Most monitors a host may announce ([`ControlMsg::Screen`]).
+pub const MAX_MONITORS: u32 = 64;
+/// Longest reason in [`ControlMsg::SwitchFailed`], in bytes.
+pub const MAX_REASON_LEN: usize = 256;
 
 /// The first byte of every unidirectional stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +89,44 @@ pub enum ControlMsg {
         addrs: Vec<std::net::SocketAddr>,
         mapping: Mapping,
     },
+    /// Controller → host, after `Welcome`: share monitor `index` (as the host's
+    /// `--list-monitors` counts) instead. Answered by exactly one `Screen` or `SwitchFailed`.
+    SwitchMonitor { index: u32 },
+    /// Host → controller: the switch is done; video from the next key frame on has this size.
+    /// `monitor` is the index now shared, `monitors` how many there are (at most
+    /// [`MAX_MONITORS`]).
+    Screen {
+        width: u32,
+        height: u32,
+        monitor: u32,
+        monitors: u32,
+    },
+    /// Host → controller: monitor `index` could not be shared, and why (at most
+    /// [`MAX_REASON_LEN`] bytes); the monitor shared before goes on.
+    SwitchFailed { index: u32, reason: String },
+}
+
+impl ControlMsg {
+    /// Whether a `Screen` message holds what a host may say: both sides in
+    /// `1..=`[`MAX_SCREEN_SIDE`], `monitor < monitors <= `[`MAX_MONITORS`]. Other messages
+    /// pass.
+    pub fn is_sane(&self) -> bool {
+        match self {
+            Self::Screen {
+                width,
+                height,
+                monitor,
+                monitors,
+            } => {
+                (1..=MAX_SCREEN_SIDE).contains(width)
+                    && (1..=MAX_SCREEN_SIDE).contains(height)
+                    && monitor < monitors
+                    && *monitors <= MAX_MONITORS
+            }
+            Self::SwitchFailed { reason, .. } => reason.len() <= MAX_REASON_LEN,
+            _ => true,
+        }
+    }
 }
 
 /// Length of an encoded [`VideoHeader`].
@@ -140,7 +184,7 @@ impl VideoHeader {
             u32::from_be_bytes(b)
         };
         let (width, height) = (u32_at(16), u32_at(20));
-        if width == 0 || height == 0 || width > 16384 || height > 16384 {
+        if width == 0 || height == 0 || width > MAX_SCREEN_SIDE || height > MAX_SCREEN_SIDE {
             return Err(VideoError::Size(width, height));
         }
         let key_frame = match buf[24] {
@@ -232,6 +276,39 @@ mod tests {
             VideoHeader::decode(&zero),
             Err(VideoError::Size(..))
         ));
+    }
+
+    #[test]
+    fn older_messages_keep_their_encoding_and_screen_messages_are_checked() {
+        // Appended variants must not renumber the older ones (postcard encodes the index).
+        let old = crate::wire::encode(&ControlMsg::KeyFrameRequest, MAX_CONTROL_LEN).unwrap();
+        assert_eq!(&old[4..], &[6]);
+        let switch = ControlMsg::SwitchMonitor { index: 3 };
+        let frame = crate::wire::encode(&switch, MAX_CONTROL_LEN).unwrap();
+        assert_eq!(&frame[4..], &[11, 3]);
+        assert_eq!(
+            crate::wire::decode::<ControlMsg>(&frame, MAX_CONTROL_LEN).unwrap(),
+            Some((switch, frame.len()))
+        );
+        let screen = |width, height, monitor, monitors| ControlMsg::Screen {
+            width,
+            height,
+            monitor,
+            monitors,
+        };
+        assert!(screen(1920, 1080, 1, 2).is_sane());
+        for bad in [
+            screen(0, 1080, 0, 1),
+            screen(1920, MAX_SCREEN_SIDE + 1, 0, 1),
+            screen(1920, 1080, 2, 2),
+            screen(1920, 1080, 0, MAX_MONITORS + 1),
+            ControlMsg::SwitchFailed {
+                index: 0,
+                reason: "x".repeat(MAX_REASON_LEN + 1),
+            },
+        ] {
+            assert!(!bad.is_sane(), "{bad:?}");
+        }
     }
 
     #[test]

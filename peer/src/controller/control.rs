@@ -1,5 +1,6 @@
 //! The control side of a running session: writing and reading control messages (candidates,
-//! key-frame requests, clock pings, goodbyes), sending input, and the once-a-second tick.
+//! key-frame requests, clock pings, monitor switches and the host's answers, goodbyes), sending
+//! input, and the once-a-second tick.
 
 use super::*;
 
@@ -22,6 +23,7 @@ pub(super) async fn control_reader(
         RelayMode,
         SocketAddr,
     ),
+    mut on_notice: Option<NoticeHook>,
 ) -> Result<(), Error> {
     loop {
         match wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? {
@@ -50,6 +52,20 @@ pub(super) async fn control_reader(
                 info!("host ended the session: {reason}");
                 return Ok(());
             }
+            Some(msg @ (ControlMsg::Screen { .. } | ControlMsg::SwitchFailed { .. })) => {
+                // A hostile host could say anything: impossible values are dropped here.
+                let Some(notice) = HostNotice::from_msg(&msg) else {
+                    warn!("the host sent an impossible screen message; ignored");
+                    continue;
+                };
+                match &notice {
+                    HostNotice::Screen { .. } => info!("{notice}"),
+                    _ => warn!("{notice}"),
+                }
+                if let Some(hook) = on_notice.as_mut() {
+                    hook(&notice);
+                }
+            }
             Some(other) => debug!(?other, "unexpected control message"),
         }
     }
@@ -75,6 +91,28 @@ pub(super) async fn announce_candidates(
             return std::future::pending().await;
         }
     }
+}
+
+/// The user's requests, as control messages.
+pub(super) async fn send_requests(
+    requests: Option<mpsc::Receiver<Request>>,
+    ctl: mpsc::UnboundedSender<ControlMsg>,
+) -> Result<(), Error> {
+    if let Some(mut requests) = requests {
+        while let Some(request) = requests.recv().await {
+            let msg = match request {
+                Request::SwitchMonitor(index) => {
+                    info!(monitor = index, "asking the host for another monitor");
+                    ControlMsg::SwitchMonitor { index }
+                }
+            };
+            if ctl.send(msg).is_err() {
+                break;
+            }
+        }
+    }
+    // No more requests; the session goes on until it ends otherwise.
+    std::future::pending().await
 }
 
 pub(super) async fn pinger(ctl: mpsc::UnboundedSender<ControlMsg>) -> Result<(), Error> {

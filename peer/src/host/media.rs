@@ -1,11 +1,14 @@
 //! The host's media pipeline: capture → encode → [`Packet`]s, on a dedicated thread (capture
-//! may block), steered by [`MediaCmd`]s.
+//! may block), steered by [`MediaCmd`]s, telling what changed as [`MediaEvent`]s.
 //!
 //! ```text
-//!  control loop ── MediaCmd (KeyFrame, SetBitrate, SetFps, Stop) ──┐
-//!                                                                  ▼
+//!  control loop ── MediaCmd (KeyFrame, SetBitrate, SetFps, Stop, SwitchMonitor) ──┐
+//!                                                                                 ▼
 //!  Capturer::capture ──► codec::Encoder ──► Packet ──► (bounded channel) ──► video streams
-//!        └─ size change: new encoder (a key frame), on_resize(w, h) ──► input thread
+//!        ├─ size change: new encoder (a key frame), MediaEvent::Resized ──► input thread
+//!        └─ SwitchMonitor(i): capture::open on monitor i, new encoder (a key frame first),
+//!           MediaEvent::Switched (area, monitor, count) ──► input thread, control loop;
+//!           a bad index or a failed open: MediaEvent::SwitchFailed, the old monitor goes on
 //! ```
 //!
 //! Paced to `fps`: between ticks the thread waits on its command channel, so a command (and
@@ -13,16 +16,23 @@
 //! when the network is slower, so each captured frame is as fresh as the network allows; a still
 //! screen gives no frames and costs next to nothing.
 //!
+//! Switching monitors reopens the source (`capture::open` with the new monitor of the same
+//! [`SourceSpec`]) before anything of the old one is let go: the new capturer and its encoder
+//! replace the old ones only once both exist, so a switch that fails leaves the stream as it
+//! was. Each `SwitchMonitor` gets exactly one event, `Switched` or `SwitchFailed`, sent before
+//! the next frame is captured; the first frame of the new monitor is a key frame (a new
+//! encoder's first frame always is, and it is forced even on a still screen). Synthetic content
+//! has no monitors: every switch fails.
+//!
 //! This is where a rate controller plugs in: whatever watches the transport (quinn's path
 //! statistics) steers the pipeline with `SetBitrate`/`SetFps`. None is written yet; today the
-//! bitrate and frame rate are the host's configuration. Switching monitors mid-session is not
-//! here yet either (it needs the input backend to follow the new area).
+//! bitrate and frame rate are the host's configuration.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use capture::Capturer;
+use capture::{Capturer, SourceSpec};
 use proto::session::VideoHeader;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -47,6 +57,26 @@ pub enum MediaCmd {
     SetFps(u32),
     /// End the pipeline.
     Stop,
+    /// Share monitor `index` (as [`capture::monitors`] counts) from now on; answered by
+    /// [`MediaEvent::Switched`] or [`MediaEvent::SwitchFailed`].
+    SwitchMonitor(usize),
+}
+
+/// What the pipeline tells its owner (from its own thread, before the next frame).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MediaEvent {
+    /// The shared monitor changed size: frames have this size from now on.
+    Resized { width: u32, height: u32 },
+    /// Now sharing monitor `monitor` of `monitors`, which covers `area` of the desktop; frames
+    /// have its size from the next one on, which is a key frame.
+    Switched {
+        area: capture::Area,
+        monitor: usize,
+        monitors: usize,
+    },
+    /// Monitor `index` cannot be shared, and why; the monitor shared before goes on.
+    SwitchFailed { index: usize, reason: String },
 }
 
 /// One encoded frame on its way from the pipeline to the network.
@@ -73,17 +103,19 @@ pub struct Media {
 }
 
 impl Media {
-    /// Starts the pipeline thread over `capturer`. `on_resize` hears every new captured size.
+    /// Starts the pipeline thread over `capturer`, which was opened from `spec` (reopened on
+    /// another monitor by [`MediaCmd::SwitchMonitor`]). `on_event` hears every [`MediaEvent`].
     pub fn start(
         capturer: Box<dyn Capturer>,
+        spec: SourceSpec,
         config: MediaConfig,
         video: mpsc::Sender<Packet>,
-        on_resize: impl Fn(u32, u32) + Send + 'static,
+        on_event: impl Fn(MediaEvent) + Send + 'static,
     ) -> std::io::Result<Self> {
         let (commands, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("quicdesk-encode".into())
-            .spawn(move || run(capturer, config, &rx, &video, &on_resize))?;
+            .spawn(move || run(capturer, spec, config, &rx, &video, &on_event))?;
         Ok(Self {
             commands,
             thread: Some(thread),
@@ -159,6 +191,8 @@ impl State {
                 }
             }
             MediaCmd::Stop => return Ok(false),
+            // The pipeline's (`run`), since it replaces the capturer.
+            MediaCmd::SwitchMonitor(_) => {}
         }
         Ok(true)
     }
@@ -171,10 +205,11 @@ impl State {
 
 fn run(
     mut capturer: Box<dyn Capturer>,
+    mut spec: SourceSpec,
     config: MediaConfig,
     rx: &Receiver<MediaCmd>,
     video: &mpsc::Sender<Packet>,
-    on_resize: &dyn Fn(u32, u32),
+    on_event: &dyn Fn(MediaEvent),
 ) {
     let (width, height) = capturer.size();
     let mut st = match State::new(config, width, height) {
@@ -202,6 +237,10 @@ fn run(
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             };
+            if let MediaCmd::SwitchMonitor(index) = cmd {
+                on_event(switch(&mut st, &mut capturer, &mut spec, index));
+                continue;
+            }
             match st.apply(cmd) {
                 Ok(true) => {}
                 Ok(false) => return,
@@ -211,7 +250,7 @@ fn run(
                 }
             }
         }
-        if !tick(&mut st, capturer.as_mut(), video, on_resize) {
+        if !tick(&mut st, capturer.as_mut(), video, on_event) {
             return;
         }
         next += st.interval;
@@ -222,12 +261,72 @@ fn run(
     }
 }
 
+/// Moves the pipeline to monitor `index` of `spec`'s desktop: the new capturer and encoder
+/// replace the old ones only once both exist (a key frame comes first); otherwise nothing
+/// changes. The event says which.
+fn switch(
+    st: &mut State,
+    capturer: &mut Box<dyn Capturer>,
+    spec: &mut SourceSpec,
+    index: usize,
+) -> MediaEvent {
+    let opened = open_monitor(spec, index).and_then(|(new_spec, opened, monitors)| {
+        let (w, h) = opened.capturer.size();
+        let state = State::new(st.config, w, h)
+            .map_err(|e| format!("cannot encode monitor {index} ({w}x{h}): {e}"))?;
+        Ok((new_spec, opened, monitors, state))
+    });
+    match opened {
+        Ok((new_spec, opened, monitors, state)) => {
+            info!(monitor = index, source = %opened.description, "switched monitors");
+            *st = state;
+            st.key_frame = true; // even if the new monitor is still
+            *capturer = opened.capturer;
+            *spec = new_spec;
+            MediaEvent::Switched {
+                area: opened.area,
+                monitor: index,
+                monitors,
+            }
+        }
+        Err(reason) => {
+            warn!(monitor = index, "cannot switch monitors: {reason}");
+            MediaEvent::SwitchFailed { index, reason }
+        }
+    }
+}
+
+/// Opens monitor `index` of the desktop `spec` names: its spec, the opened source and how many
+/// monitors there are; or why not, as text for the controller.
+fn open_monitor(
+    spec: &SourceSpec,
+    index: usize,
+) -> Result<(SourceSpec, capture::Opened, usize), String> {
+    let SourceSpec::Screen(screen) = spec else {
+        return Err("this host shares synthetic content, which has no monitors".into());
+    };
+    let monitors = capture::monitors(screen).map_err(|e| e.to_string())?;
+    if index >= monitors.len() {
+        return Err(format!(
+            "no monitor {index}: the host has {} (0 to {})",
+            monitors.len(),
+            monitors.len().saturating_sub(1)
+        ));
+    }
+    let spec = SourceSpec::Screen(capture::ScreenSpec {
+        monitor: Some(index),
+        ..screen.clone()
+    });
+    let opened = capture::open(&spec).map_err(|e| e.to_string())?;
+    Ok((spec, opened, monitors.len()))
+}
+
 /// One capture and encode; false when the pipeline must end.
 fn tick(
     st: &mut State,
     capturer: &mut dyn Capturer,
     video: &mpsc::Sender<Packet>,
-    on_resize: &dyn Fn(u32, u32),
+    on_event: &dyn Fn(MediaEvent),
 ) -> bool {
     if st.key_frame {
         capturer.refresh(); // a key frame even if the screen is still
@@ -251,7 +350,10 @@ fn tick(
             warn!("cannot create the encoder: {e}");
             return false;
         }
-        on_resize(frame.width, frame.height);
+        on_event(MediaEvent::Resized {
+            width: frame.width,
+            height: frame.height,
+        });
     }
     let force = std::mem::take(&mut st.key_frame);
     let encoded = st.encoder.encode(&frame.data, frame.stride, force);
@@ -284,95 +386,4 @@ fn tick(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn start(fps: u32) -> (Media, mpsc::Receiver<Packet>) {
-        let (tx, rx) = mpsc::channel(64);
-        let source = capture::SyntheticSource::new(320, 240).unwrap();
-        let media = Media::start(
-            Box::new(source),
-            MediaConfig {
-                fps,
-                bitrate_bps: 1_000_000,
-                content: None,
-            },
-            tx,
-            |_, _| {},
-        )
-        .unwrap();
-        (media, rx)
-    }
-
-    fn next(rx: &mut mpsc::Receiver<Packet>) -> Packet {
-        for _ in 0..500 {
-            match rx.try_recv() {
-                Ok(p) => return p,
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
-        panic!("no packet within 5 s");
-    }
-
-    /// Packets until (and including) the first key frame after `cmd`; how many came before it.
-    fn frames_to_key_after(media: &Media, rx: &mut mpsc::Receiver<Packet>, cmd: MediaCmd) -> usize {
-        // Drain, then steer: a key frame must follow within a few frames.
-        while rx.try_recv().is_ok() {}
-        media.commands().send(cmd).unwrap();
-        (0..10)
-            .position(|_| next(rx).header.key_frame)
-            .unwrap_or_else(|| panic!("no key frame within 10 frames after {cmd:?}"))
-    }
-
-    #[test]
-    fn commands_steer_the_running_pipeline() {
-        let (media, mut rx) = start(30);
-        assert!(
-            next(&mut rx).header.key_frame,
-            "the first frame is a key frame"
-        );
-        for _ in 0..3 {
-            assert!(!next(&mut rx).header.key_frame, "then predicted frames");
-        }
-        for cmd in [
-            MediaCmd::KeyFrame,
-            MediaCmd::SetBitrate(2_000_000),
-            MediaCmd::SetFps(20),
-        ] {
-            assert!(frames_to_key_after(&media, &mut rx, cmd) <= 3, "{cmd:?}");
-        }
-        media.stop();
-    }
-
-    #[test]
-    fn stop_is_taken_at_once_even_at_one_frame_a_second() {
-        let (media, mut rx) = start(1);
-        let _ = next(&mut rx);
-        let t = Instant::now();
-        media.stop();
-        assert!(
-            t.elapsed() < Duration::from_millis(500),
-            "stopping took {:?}",
-            t.elapsed()
-        );
-    }
-
-    #[test]
-    fn out_of_range_settings_are_clamped() {
-        let mut st = State::new(
-            MediaConfig {
-                fps: 30,
-                bitrate_bps: 1_000_000,
-                content: None,
-            },
-            320,
-            240,
-        )
-        .unwrap();
-        assert!(st.apply(MediaCmd::SetFps(0)).unwrap());
-        assert_eq!(st.config.fps, 1);
-        assert!(st.apply(MediaCmd::SetBitrate(u32::MAX)).unwrap());
-        assert_eq!(st.config.bitrate_bps, BITRATE_RANGE.1);
-        assert!(!st.apply(MediaCmd::Stop).unwrap());
-    }
-}
+mod tests;

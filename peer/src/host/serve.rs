@@ -1,8 +1,11 @@
 //! One authenticated session: the media pipeline, the input thread, the streams the controller
-//! opens (routed by kind), the control loop, and an orderly end (queued input dropped, held keys
-//! released, the close sent before the route goes).
+//! opens (routed by kind), the control loop (which also carries monitor switches: the request
+//! to the pipeline, its answer to the controller and the new area to the input thread), and an
+//! orderly end (queued input dropped, held keys released, the close sent before the route
+//! goes).
 
 use super::*;
+use proto::session::{MAX_MONITORS, MAX_REASON_LEN};
 
 /// Opens the capture source for a session, with the screen area it covers.
 pub(super) fn make_source(source: &Source) -> Result<(Box<dyn Capturer>, ScreenArea), Error> {
@@ -16,6 +19,8 @@ pub(super) enum InputCmd {
     Event(input::InputEvent),
     /// The shared screen changed size.
     Resize(input::ScreenSize),
+    /// The session shares another monitor, which covers this part of the desktop.
+    Area(ScreenArea),
 }
 
 /// Performs input on a dedicated thread (injection may block on the display server), in
@@ -40,6 +45,12 @@ pub(super) fn input_loop(
                 }
             }
             InputCmd::Resize(size) => backend.set_screen_size(size),
+            InputCmd::Area(area) => {
+                backend.set_origin(area.x, area.y);
+                if let Ok(size) = input::ScreenSize::new(area.width, area.height) {
+                    backend.set_screen_size(size);
+                }
+            }
         }
     }
     if dropped > 0 {
@@ -91,19 +102,32 @@ pub(super) async fn serve(
     wire::write_msg(&mut ctl_send, &welcome, MAX_CONTROL_LEN).await?;
     shared.status.send_modify(|s| s.in_session = true);
     let (video_tx, video_rx) = mpsc::channel(2);
+    // The answers to switches, for the control loop: at most one is asked for at a time.
+    let (switched_tx, mut switched) = mpsc::unbounded_channel();
     let media = {
         let input = input_tx.clone();
         media::Media::start(
             capturer,
+            shared.cfg.source.clone(),
             media::MediaConfig {
                 fps: shared.cfg.fps,
                 bitrate_bps: shared.cfg.bitrate_bps,
                 content: shared.cfg.content,
             },
             video_tx,
-            move |w, h| {
-                if let Ok(size) = input::ScreenSize::new(w, h) {
-                    let _ = input.blocking_send(InputCmd::Resize(size));
+            move |event| match event {
+                media::MediaEvent::Resized { width, height } => {
+                    if let Ok(size) = input::ScreenSize::new(width, height) {
+                        let _ = input.blocking_send(InputCmd::Resize(size));
+                    }
+                }
+                media::MediaEvent::Switched { area, .. } => {
+                    // Before the controller hears of it, so its next input lands there.
+                    let _ = input.blocking_send(InputCmd::Area(area));
+                    let _ = switched_tx.send(event);
+                }
+                other => {
+                    let _ = switched_tx.send(other);
                 }
             },
         )?
@@ -115,7 +139,7 @@ pub(super) async fn serve(
         r = send_video(conn, video_rx) => r,
         r = dispatcher.run(conn, "the controller") => r,
         () = receive_input_streams(input_streams, input_tx) => Ok(()),
-        r = control_loop(shared, (&mut ctl_send, &mut ctl_recv), &media_cmds, route) => r,
+        r = control_loop(shared, (&mut ctl_send, &mut ctl_recv), &media_cmds, route, &mut switched) => r,
         e = conn.closed() => match e {
             quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
             e => Err(e.into()),
@@ -207,11 +231,13 @@ pub(super) async fn control_loop(
     (send, recv): (&mut quinn::SendStream, &mut quinn::RecvStream),
     media: &std::sync::mpsc::Sender<media::MediaCmd>,
     route: Option<SocketAddr>,
+    switched: &mut mpsc::UnboundedReceiver<media::MediaEvent>,
 ) -> Result<(), Error> {
     let mut view = route.and_then(|r| shared.socket.route_view(r));
     let mut announced = None;
-    // Reading a message is not cancel-safe: one task reads, the loop takes them from a channel.
-    let (msgs_tx, mut msgs) = mpsc::channel::<ControlMsg>(8);
+    // Messages are read apart (a read is not cancel-safe) into a small queue: while an answer
+    // waits for the controller to read, nothing more is read from it.
+    let (msgs_tx, mut msgs) = mpsc::channel::<ControlMsg>(4);
     let reading = async move {
         while let Some(msg) = wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? {
             if msgs_tx.send(msg).await.is_err() {
@@ -221,7 +247,10 @@ pub(super) async fn control_loop(
         Ok::<(), Error>(())
     };
     tokio::pin!(reading);
+    // The monitor switch the pipeline is doing, if any.
+    let mut switching: Option<u32> = None;
     loop {
+        // This host's candidates, once its route's agent has them and again when they change.
         if let Some(v) = view.as_mut() {
             let local = v.borrow_and_update().local.clone();
             if let Some((addrs, mapping)) = local
@@ -247,12 +276,41 @@ pub(super) async fn control_loop(
                 Some(m) => m,
                 None => return Ok(()),
             },
+            Some(event) = switched.recv() => {
+                if let Some(answer) = switch_answer(event) {
+                    switching = None;
+                    wire::write_msg(send, &answer, MAX_CONTROL_LEN).await?;
+                }
+                continue;
+            }
             r = &mut reading => return r,
             () = changed => continue,
         };
         match msg {
             ControlMsg::KeyFrameRequest => {
                 let _ = media.send(media::MediaCmd::KeyFrame);
+            }
+            ControlMsg::SwitchMonitor { index } => {
+                // A hostile controller could ask anything, as often as it likes: one switch at
+                // a time, and indices no host has are refused before the display is asked.
+                let refusal = if let Some(under_way) = switching {
+                    Some(format!("a switch to monitor {under_way} is under way"))
+                } else if index >= MAX_MONITORS {
+                    Some(format!("no monitor {index}"))
+                } else if media
+                    .send(media::MediaCmd::SwitchMonitor(index as usize))
+                    .is_err()
+                {
+                    Some("the video pipeline has stopped".into())
+                } else {
+                    info!(monitor = index, "the controller asks for another monitor");
+                    switching = Some(index);
+                    None
+                };
+                if let Some(reason) = refusal {
+                    let failed = ControlMsg::SwitchFailed { index, reason };
+                    wire::write_msg(send, &failed, MAX_CONTROL_LEN).await?;
+                }
             }
             ControlMsg::Ping { sent_us } => {
                 let pong = ControlMsg::Pong {
@@ -290,6 +348,38 @@ pub(super) async fn control_loop(
                 });
             }
         }
+    }
+}
+
+/// The controller's answer to a switch the pipeline did or refused (`None` for other events).
+fn switch_answer(event: media::MediaEvent) -> Option<ControlMsg> {
+    let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    match event {
+        media::MediaEvent::Switched {
+            area,
+            monitor,
+            monitors,
+        } => Some(ControlMsg::Screen {
+            width: area.width,
+            height: area.height,
+            // Only indices below MAX_MONITORS are ever asked for.
+            monitor: small(monitor),
+            monitors: small(monitors).min(MAX_MONITORS),
+        }),
+        media::MediaEvent::SwitchFailed { index, mut reason } => {
+            if reason.len() > MAX_REASON_LEN {
+                let mut cut = MAX_REASON_LEN;
+                while !reason.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                reason.truncate(cut);
+            }
+            Some(ControlMsg::SwitchFailed {
+                index: small(index),
+                reason,
+            })
+        }
+        _ => None,
     }
 }
 

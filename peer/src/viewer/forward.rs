@@ -8,6 +8,7 @@ use winit::event::{ElementState, KeyEvent, MouseScrollDelta};
 use winit::keyboard::{KeyCode, ModifiersState, PhysicalKey};
 
 use super::Fit;
+use crate::controller::Request;
 
 /// Smooth-scrolling pixels that make one wheel notch.
 pub(super) const PIXELS_PER_NOTCH: f64 = 40.0;
@@ -27,10 +28,15 @@ pub(super) struct Forwarder {
     /// The buttons held (bit = index in [`MouseButton::ALL`]); `held` has them too, but cannot
     /// be asked about buttons.
     buttons: u8,
+    /// Where the viewer's own keys (monitor switches) go.
+    requests: Option<mpsc::Sender<Request>>,
 }
 
 impl Forwarder {
-    pub(super) fn new(tx: mpsc::Sender<InputEvent>) -> Self {
+    pub(super) fn new(
+        tx: mpsc::Sender<InputEvent>,
+        requests: Option<mpsc::Sender<Request>>,
+    ) -> Self {
         Self {
             tx,
             held: HeldInputs::new(),
@@ -40,6 +46,7 @@ impl Forwarder {
             last_pointer: None,
             backlog: Vec::new(),
             buttons: 0,
+            requests,
         }
     }
 
@@ -151,6 +158,18 @@ impl Forwarder {
         if pressed && !self.focused {
             return;
         }
+        if let (true, Some(requests), Some(monitor)) = (
+            pressed,
+            &self.requests,
+            monitor_key(self.modifiers, event.physical_key),
+        ) {
+            // The viewer's own key: never forwarded (its release finds it not held).
+            if !event.repeat {
+                debug!(monitor, "asking for another monitor");
+                let _ = requests.try_send(Request::SwitchMonitor(monitor));
+            }
+            return;
+        }
         let action = key_action(
             key,
             pressed,
@@ -203,6 +222,33 @@ fn is_release(event: &InputEvent) -> bool {
 /// among them: it types characters.
 pub(super) fn is_shortcut(modifiers: ModifiersState) -> bool {
     modifiers.control_key() || modifiers.alt_key() || modifiers.super_key()
+}
+
+/// The monitor (0..=8) that Ctrl+Alt+Shift+1..9 asks for; `None` for any other key or
+/// modifiers (Super must not be held).
+pub(super) fn monitor_key(modifiers: ModifiersState, key: PhysicalKey) -> Option<u32> {
+    let wanted = ModifiersState::CONTROL | ModifiersState::ALT | ModifiersState::SHIFT;
+    if modifiers != wanted {
+        return None;
+    }
+    let digits = [
+        KeyCode::Digit1,
+        KeyCode::Digit2,
+        KeyCode::Digit3,
+        KeyCode::Digit4,
+        KeyCode::Digit5,
+        KeyCode::Digit6,
+        KeyCode::Digit7,
+        KeyCode::Digit8,
+        KeyCode::Digit9,
+    ];
+    match key {
+        PhysicalKey::Code(code) => digits
+            .iter()
+            .position(|&d| d == code)
+            .and_then(|i| u32::try_from(i).ok()),
+        PhysicalKey::Unidentified(_) => None,
+    }
 }
 
 /// What a key event becomes.

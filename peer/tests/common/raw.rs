@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use certs::{Fingerprint, Identity};
-use proto::session::{ALPN, ControlMsg, MAX_CONTROL_LEN, VERSION};
+use proto::session::{
+    ALPN, ControlMsg, MAX_CONTROL_LEN, MAX_VIDEO_FRAME_LEN, StreamKind, VERSION, VideoHeader,
+};
 use proto::{AccessCode, quic, wire};
 
 /// A hostile controller: its own key, its own socket on `source`.
@@ -157,4 +159,33 @@ pub async fn guess(conn: &quinn::Connection, password: &str) -> Result<ControlMs
     };
     send(&mut s, &auth).await;
     read(&mut r).await.ok_or_else(|| "no verdict".into())
+}
+
+/// Accepts the host's video streams on `conn` (after `quic::widen_after_auth`) and reads them
+/// as a controller would, collecting each frame's header; stops with the connection.
+pub fn read_video(
+    conn: &quinn::Connection,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<VideoHeader>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let frames = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (conn, seen) = (conn.clone(), frames.clone());
+    let task = tokio::spawn(async move {
+        while let Ok(mut video) = conn.accept_uni().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut kind = [0u8; 1];
+                if video.read_exact(&mut kind).await.is_err() {
+                    return; // a group of pictures superseded before it began
+                }
+                assert_eq!(kind[0], StreamKind::Video as u8);
+                while let Ok(Some(body)) = wire::read_frame(&mut video, MAX_VIDEO_FRAME_LEN).await {
+                    let header = VideoHeader::decode(&body).expect("the host's header").0;
+                    seen.lock().unwrap().push(header);
+                }
+            });
+        }
+    });
+    (frames, task)
 }

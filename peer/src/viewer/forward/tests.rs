@@ -203,7 +203,7 @@ fn wheel_turns_into_whole_notches_the_right_way_round() {
 
 fn forwarder(capacity: usize) -> (Forwarder, mpsc::Receiver<InputEvent>) {
     let (tx, rx) = mpsc::channel(capacity);
-    let mut f = Forwarder::new(tx);
+    let mut f = Forwarder::new(tx, None);
     f.set_focused(true);
     (f, rx)
 }
@@ -266,4 +266,29 @@ fn releases_wait_for_room_when_the_queue_is_full() {
     f.flush();
     assert_eq!(drain(&mut rx), [key(false)]);
     assert!(f.backlog.is_empty() && f.held.is_empty());
+}
+
+#[test]
+fn ctrl_alt_shift_digits_ask_for_monitors_and_nothing_else_does() {
+    let all = ModifiersState::CONTROL | ModifiersState::ALT | ModifiersState::SHIFT;
+    let code = PhysicalKey::Code;
+    assert_eq!(monitor_key(all, code(KeyCode::Digit1)), Some(0));
+    assert_eq!(monitor_key(all, code(KeyCode::Digit9)), Some(8));
+    for (modifiers, key) in [
+        (all, KeyCode::Digit0),
+        (all, KeyCode::KeyA),
+        (all, KeyCode::Numpad1),
+        (
+            ModifiersState::CONTROL | ModifiersState::ALT,
+            KeyCode::Digit1,
+        ),
+        (ModifiersState::SHIFT, KeyCode::Digit1),
+        (all | ModifiersState::SUPER, KeyCode::Digit1),
+    ] {
+        assert_eq!(
+            monitor_key(modifiers, code(key)),
+            None,
+            "{modifiers:?} {key:?}"
+        );
+    }
 }
