@@ -14,7 +14,8 @@ use crate::punch::Round;
 use crate::tx::{Due, Key, Purpose, Txs};
 use crate::wire::{self, RelayFrame, StunKind, Ticket};
 use crate::{
-    Event, Input, MAX_CANDIDATES, MAX_LEARNED, Mapping, Path, STUN_ANSWERS_PER_SEC, Transmit, Via,
+    Event, Input, MAX_CANDIDATES, MAX_LEARNED, MAX_REQUESTERS, Mapping, Path, STUN_ANSWERS_PER_SEC,
+    Transmit, Via,
 };
 
 /// How an agent behaves.
@@ -89,6 +90,11 @@ pub struct Agent {
     pub(crate) remote: Vec<SocketAddr>,
     pub(crate) remote_mapping: Mapping,
     pub(crate) learned: Vec<SocketAddr>,
+    /// Addresses at the peer's IPs whose Binding requests this agent answered (most recent
+    /// last, at most [`MAX_REQUESTERS`]): having answered, it takes the peer's packets from
+    /// them, since the peer may adopt that path on the answer (a birthday pool's many sockets
+    /// probe at once, more than [`MAX_LEARNED`]).
+    pub(crate) requesters: VecDeque<SocketAddr>,
     // Paths.
     pub(crate) relay: Option<RelayState>,
     pub(crate) direct: Option<Direct>,
@@ -130,6 +136,7 @@ impl Agent {
             remote: Vec::new(),
             remote_mapping: Mapping::Unknown,
             learned: Vec::new(),
+            requesters: VecDeque::new(),
             relay: None,
             direct: None,
             pending_direct: None,
@@ -285,7 +292,15 @@ impl Agent {
         }
         match via {
             Via::Pool(id) => self.pool_hit(now, id, from),
-            Via::Main => self.maybe_learn(now, from),
+            Via::Main => {
+                if self.is_peer_ip(from.ip()) && !self.requesters.contains(&from) {
+                    if self.requesters.len() == MAX_REQUESTERS {
+                        self.requesters.pop_front();
+                    }
+                    self.requesters.push_back(from);
+                }
+                self.maybe_learn(now, from);
+            }
         }
         Input::Consumed
     }
@@ -354,6 +369,7 @@ impl Agent {
         self.heard_from(now, from, via);
         let known = self.remote.contains(&from)
             || self.learned.contains(&from)
+            || self.requesters.contains(&from)
             || self.direct.as_ref().is_some_and(|d| d.to == from)
             || matches!(via, Via::Pool(_));
         if known {
@@ -520,6 +536,7 @@ impl Agent {
         let addr = canonical(addr);
         self.remote.contains(&addr)
             || self.learned.contains(&addr)
+            || self.requesters.contains(&addr)
             || self.direct.as_ref().is_some_and(|d| d.to == addr)
     }
 

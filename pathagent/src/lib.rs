@@ -126,6 +126,9 @@ pub const REDISCOVER_EVERY: Duration = Duration::from_secs(1);
 pub const STUN_ANSWERS_PER_SEC: u32 = 200;
 /// Peer-reflexive candidates kept.
 pub const MAX_LEARNED: usize = 8;
+/// Addresses at the peer's IPs whose Binding requests were answered, kept so that the peer's
+/// packets from them are taken (as many as a birthday pool has sockets).
+pub const MAX_REQUESTERS: usize = POOL_SIZE as usize;
 /// Remote candidates kept (the rendezvous's limit).
 pub const MAX_CANDIDATES: usize = 16;
 /// Local LAN candidates offered.

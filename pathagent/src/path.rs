@@ -297,6 +297,7 @@ impl Agent {
         };
         // Stale after a NAT moved the peer; learnt again from its probes.
         self.learned.clear();
+        self.requesters.clear();
         let fallback = match self.relay.as_ref() {
             Some(r) => Path::Relay(r.addr),
             None if !self.remote.is_empty() => Path::Candidates,

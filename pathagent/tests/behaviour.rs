@@ -250,3 +250,43 @@ fn a_spray_probe_reaching_a_pool_socket_is_answered_and_probed_back_at_once() {
     a.handle_datagram(at, peer, hit, &back);
     assert_eq!(a.path(), Path::Direct { to: peer, via: hit });
 }
+
+/// A birthday pool on the other side probes from many ports at once, more than the agent
+/// learns as candidates; the other side adopts whichever socket's probe was answered first.
+/// Having answered a probe, the agent takes the peer's packets from that address (and probes it
+/// to go direct itself); once, the host went direct out of a pool socket whose address the
+/// controller had not kept, and its video was dropped for the rest of the session.
+#[test]
+fn packets_from_any_address_whose_probe_was_answered_reach_the_session() {
+    let t0 = Instant::now();
+    let mut a = punching(Config::default(), t0);
+    drain(&mut a);
+    let port = |i: u16| addr(&format!("198.51.100.12:{}", 30000 + i));
+    for i in 0..40u16 {
+        let probe = wire::binding_request([i as u8; 12]).unwrap();
+        assert_eq!(
+            a.handle_datagram(t0, port(i), Via::Main, &probe),
+            Input::Consumed
+        );
+    }
+    let (sent, _) = drain(&mut a);
+    let answered: Vec<SocketAddr> = sent
+        .iter()
+        .filter(|t| wire::stun_kind(&t.bytes) == wire::StunKind::BindingResponse)
+        .map(|t| t.to)
+        .collect();
+    assert_eq!(answered.len(), 40, "every probe answered");
+    // QUIC from the 40th (far past the learnt candidates) is the peer's.
+    let quic = [0x40u8, 1, 2, 3, 4, 5, 6, 7];
+    assert_eq!(
+        a.handle_datagram(t0, port(39), Via::Main, &quic),
+        Input::PeerData { offset: 0 }
+    );
+    assert!(a.knows(port(39)));
+    // A stranger on another IP is not.
+    let stranger = addr("203.0.113.7:30039");
+    assert_eq!(
+        a.handle_datagram(t0, stranger, Via::Main, &quic),
+        Input::NotMine
+    );
+}

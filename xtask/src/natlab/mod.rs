@@ -331,6 +331,17 @@ pub fn nat_lab(rest: &[String]) -> Result<()> {
                     fl.side.name()
                 )),
             }
+            // ...and to the end: a flush may cost 2 s, the rest must come at 25 of 30 fps
+            // (once a session resumed on the relay, then lost its video when one side went
+            // direct on a path the other did not take packets from).
+            let want = u64::from(secs.saturating_sub(2)) * 25;
+            if o.frames < want {
+                flush_failures.push(format!(
+                    "{pair}: only {} frames in the session after the {} flush (want {want})",
+                    o.frames,
+                    fl.side.name()
+                ));
+            }
         }
         outcomes.push(o);
     }
