@@ -62,6 +62,8 @@ pub(super) struct Session {
     /// (`false`: as is, and quinn's migration follows the peer; see [`PeerSocket::add_route`]).
     pub claims_quic: bool,
     view: watch::Sender<RouteView>,
+    /// The path fields last put in the view (compared per packet without the view's lock).
+    shown: (PathKind, u32, Option<Instant>),
 }
 
 #[derive(Default)]
@@ -129,17 +131,17 @@ impl Sessions {
                 Event::CandidateLearned(a) => debug!(route = %v, %a, "peer-reflexive candidate"),
             }
         }
-        let (path, path_changes, direct_since) = (
+        let now_shown = (
             kind(s.agent.path()),
             s.agent.path_changes(),
             s.agent.direct_since(),
         );
-        s.view.send_if_modified(|view| {
-            let changed = (view.path, view.path_changes, view.direct_since)
-                != (path, path_changes, direct_since);
-            (view.path, view.path_changes, view.direct_since) = (path, path_changes, direct_since);
-            changed
-        });
+        if now_shown != s.shown {
+            s.shown = now_shown;
+            s.view.send_modify(|view| {
+                (view.path, view.path_changes, view.direct_since) = now_shown;
+            });
+        }
         if let Some(t) = s.agent.poll_timeout()
             && self.armed.is_none_or(|armed| t < armed)
         {
@@ -229,6 +231,7 @@ impl PeerSocket {
                 agent: Agent::new(cfg, Instant::now()),
                 claims_quic,
                 view: tx,
+                shown: (PathKind::Direct, 0, None),
             },
         );
         debug!(%virtual_addr, ?cfg, "route added");

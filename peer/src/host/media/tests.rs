@@ -1,24 +1,42 @@
 use super::*;
 
 fn start(fps: u32) -> (Media, mpsc::Receiver<Packet>) {
-    let (tx, rx) = mpsc::channel(64);
     let source = capture::SyntheticSource::new(320, 240).unwrap();
+    let spec = SourceSpec::Synthetic {
+        width: 320,
+        height: 240,
+    };
+    let (media, rx, _events) = start_on(Box::new(source), spec, fps);
+    (media, rx)
+}
+
+/// A pipeline on `capturer`, its packets and its events.
+fn start_on(
+    capturer: Box<dyn capture::Capturer>,
+    spec: SourceSpec,
+    fps: u32,
+) -> (
+    Media,
+    mpsc::Receiver<Packet>,
+    std::sync::mpsc::Receiver<MediaEvent>,
+) {
+    let (tx, rx) = mpsc::channel(64);
+    let (events_tx, events) = std::sync::mpsc::channel();
     let media = Media::start(
-        Box::new(source),
-        SourceSpec::Synthetic {
-            width: 320,
-            height: 240,
-        },
+        capturer,
+        spec,
         MediaConfig {
             fps,
             bitrate_bps: 1_000_000,
             content: None,
         },
         tx,
-        |_| {},
+        move |e| {
+            let _ = events_tx.send(e);
+        },
     )
     .unwrap();
-    (media, rx)
+    (media, rx, events)
 }
 
 fn next(rx: &mut mpsc::Receiver<Packet>) -> Packet {
@@ -96,25 +114,12 @@ fn out_of_range_settings_are_clamped() {
 /// A synthetic source has no monitors: a switch fails, says so, and the stream goes on.
 #[test]
 fn a_switch_on_synthetic_content_fails_and_the_stream_goes_on() {
-    let (tx, mut rx) = mpsc::channel(64);
-    let (events_tx, events) = std::sync::mpsc::channel();
-    let media = Media::start(
-        Box::new(capture::SyntheticSource::new(320, 240).unwrap()),
-        SourceSpec::Synthetic {
-            width: 320,
-            height: 240,
-        },
-        MediaConfig {
-            fps: 30,
-            bitrate_bps: 1_000_000,
-            content: None,
-        },
-        tx,
-        move |e| {
-            let _ = events_tx.send(e);
-        },
-    )
-    .unwrap();
+    let source = Box::new(capture::SyntheticSource::new(320, 240).unwrap());
+    let spec = SourceSpec::Synthetic {
+        width: 320,
+        height: 240,
+    };
+    let (media, mut rx, events) = start_on(source, spec, 30);
     let _ = next(&mut rx);
     media.commands().send(MediaCmd::SwitchMonitor(1)).unwrap();
     match events.recv_timeout(Duration::from_secs(5)) {
@@ -166,22 +171,7 @@ fn switching_monitors_changes_the_frame_size_and_starts_with_a_key_frame() {
         ..screen
     });
     let opened = capture::open(&spec).unwrap();
-    let (tx, mut rx) = mpsc::channel(64);
-    let (events_tx, events) = std::sync::mpsc::channel();
-    let media = Media::start(
-        opened.capturer,
-        spec,
-        MediaConfig {
-            fps: 30,
-            bitrate_bps: 1_000_000,
-            content: None,
-        },
-        tx,
-        move |e| {
-            let _ = events_tx.send(e);
-        },
-    )
-    .unwrap();
+    let (media, mut rx, events) = start_on(opened.capturer, spec, 30);
     let first = next(&mut rx);
     assert!(first.header.key_frame);
     assert_eq!((first.header.width, first.header.height), (800, 600));
