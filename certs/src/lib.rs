@@ -403,10 +403,7 @@ impl ServerCertVerifier for PinnedServerVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // Configs are TLS 1.3 only; refuse rather than accept.
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        refuse_tls12()
     }
 
     fn verify_tls13_signature(
@@ -421,6 +418,13 @@ impl ServerCertVerifier for PinnedServerVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
+}
+
+/// Every config is TLS 1.3 only: a TLS 1.2 signature is refused rather than checked.
+fn refuse_tls12() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::PeerIncompatible(
+        rustls::PeerIncompatible::Tls13RequiredForQuic,
+    ))
 }
 
 /// Requires a client certificate and a valid TLS 1.3 signature with its key (proof of
@@ -467,9 +471,7 @@ impl ClientCertVerifier for ProofOfKeyClientVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        refuse_tls12()
     }
 
     fn verify_tls13_signature(

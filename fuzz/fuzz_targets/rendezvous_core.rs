@@ -38,7 +38,7 @@ use proto::rendezvous::{ClientMsg, MAX_MSG_LEN, Refusal, ServerMsg, SourceTag};
 use proto::wire;
 use quicdesk_fuzz::{FuzzRng, Reader, Writer, check_candidates, framed, write_seeds_if_asked};
 use rendezvous::core::{
-    Admit, Core, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX, Now, Ports, PushId, Refusals,
+    Admit, Core, Lookup, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX, Now, Ports, PushId, Refusals,
     SharedRelay, StoreOp, Why,
 };
 use rendezvous::registry::{HostRecord, Quarantined, Registry};
@@ -432,9 +432,14 @@ impl Sim {
         } else {
             Ok(())
         };
-        let r = self
-            .core
-            .resolve(self.at(), controller, from, code, lan, relay_only, ports);
+        let lookup = Lookup {
+            key: controller,
+            source: from,
+            code,
+            lan_addrs: lan,
+            relay_only,
+        };
+        let r = self.core.resolve(self.at(), lookup, ports);
         encodes(&r.answer, "a look-up's answer");
         assert!(self.drain_store().is_empty(), "a look-up changed the store");
         let refused = match &r.answer {

@@ -168,6 +168,17 @@ pub struct Push {
     pub msg: ServerMsg,
 }
 
+/// A controller's look-up, as it comes off the wire: who asks (`key`, connected from
+/// `source`), for which `code`, with which LAN addresses, and whether it wants the relay only.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'a> {
+    pub key: Fingerprint,
+    pub source: SocketAddr,
+    pub code: AccessCode,
+    pub lan_addrs: &'a [SocketAddr],
+    pub relay_only: bool,
+}
+
 /// What a look-up gives: the controller's answer and, when it succeeded, the host's push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolution {
@@ -351,7 +362,7 @@ impl Core {
         true
     }
 
-    /// A controller with `key`, connected from `source`, looks `code` up.
+    /// A controller looks a code up ([`Lookup`]).
     ///
     /// An unknown, forgotten or offline code gets one and the same answer. Each look-up of an
     /// online host opens one relay session: the host's ticket goes with the push, the
@@ -359,18 +370,8 @@ impl Core {
     /// a refusal: addresses are never handed out instead. Only a rendezvous without a relay
     /// (and a controller that did not ask for `relay_only`) gives each side the other's
     /// addresses.
-    #[allow(clippy::too_many_arguments)] // the request's fields, as they come off the wire
-    pub fn resolve(
-        &mut self,
-        now: Now,
-        key: Fingerprint,
-        source: SocketAddr,
-        code: AccessCode,
-        lan_addrs: &[SocketAddr],
-        relay_only: bool,
-        ports: Ports,
-    ) -> Resolution {
-        match self.try_resolve(now, key, source, code, lan_addrs, relay_only, ports) {
+    pub fn resolve(&mut self, now: Now, lookup: Lookup<'_>, ports: Ports) -> Resolution {
+        match self.try_resolve(now, lookup, ports) {
             Ok(resolution) => {
                 self.counts.resolves += 1;
                 resolution
@@ -385,17 +386,19 @@ impl Core {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn try_resolve(
         &mut self,
         now: Now,
-        key: Fingerprint,
-        source: SocketAddr,
-        code: AccessCode,
-        lan_addrs: &[SocketAddr],
-        relay_only: bool,
+        lookup: Lookup<'_>,
         ports: Ports,
     ) -> Result<Resolution, Refused> {
+        let Lookup {
+            key,
+            source,
+            code,
+            lan_addrs,
+            relay_only,
+        } = lookup;
         let prefix = Prefix::of(source.ip());
         if !self.policy.allow_resolve(key, prefix, now.instant) {
             warn!(%code, controller = %key, %source, "resolve refused: over the rate limit");

@@ -59,9 +59,25 @@ fn register(core: &mut Core, now: Now, k: u8, at: u8) -> Result<Registered, Refu
     core.register(now, key(k), from(at), &[], PORTS, &mut rng(u64::from(k)))
 }
 
+fn lookup(
+    k: u8,
+    at: u8,
+    code: AccessCode,
+    lan_addrs: &[SocketAddr],
+    relay_only: bool,
+) -> Lookup<'_> {
+    Lookup {
+        key: key(k),
+        source: from(at),
+        code,
+        lan_addrs,
+        relay_only,
+    }
+}
+
 fn resolve(core: &mut Core, now: Now, k: u8, at: u8, code: AccessCode) -> Resolution {
     let lan: [SocketAddr; 1] = ["10.0.0.9:4000".parse().unwrap()];
-    core.resolve(now, key(k), from(at), code, &lan, false, PORTS)
+    core.resolve(now, lookup(k, at, code, &lan, false), PORTS)
 }
 
 fn refusal(answer: &ServerMsg) -> Option<Refusal> {
@@ -323,7 +339,7 @@ fn without_a_relay_addresses_are_handed_out_unless_relay_only() {
         panic!();
     };
     assert_eq!((candidates, relay), (vec![from(1), lan], None));
-    let r = c.resolve(clock.at(1.0), key(2), from(2), host.code, &[], true, PORTS);
+    let r = c.resolve(clock.at(1.0), lookup(2, 2, host.code, &[], true), PORTS);
     assert!(matches!(r.answer, ServerMsg::Resolved { candidates, .. } if candidates.is_empty()));
     assert!(matches!(
         r.push.unwrap().msg,
@@ -362,11 +378,7 @@ fn relay_caps_and_a_relay_that_is_down_refuse_look_ups() {
     assert!(busy(&resolve(&mut c, t, 6, 6, host.code)), "full");
     let down = c.resolve(
         t,
-        key(7),
-        from(7),
-        host.code,
-        &[],
-        false,
+        lookup(7, 7, host.code, &[], false),
         Ports {
             relay: None,
             ..PORTS

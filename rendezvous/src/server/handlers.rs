@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::State;
-use crate::core::{Admit, Now};
+use crate::core::{Admit, Lookup, Now};
 use proto::rendezvous::{ClientMsg, MAX_MSG_LEN, ServerMsg};
 use proto::{quic, wire};
 
@@ -121,15 +121,14 @@ async fn handle_stream(
         } => {
             let ports = state.ports();
             let answer = state.with(|s| {
-                let resolution = s.core.resolve(
-                    Now::system(),
-                    fp,
-                    remote,
+                let lookup = Lookup {
+                    key: fp,
+                    source: remote,
                     code,
-                    &lan_addrs,
+                    lan_addrs: &lan_addrs,
                     relay_only,
-                    ports,
-                );
+                };
+                let resolution = s.core.resolve(Now::system(), lookup, ports);
                 if let Some(push) = resolution.push {
                     let delivered = s
                         .pushes
