@@ -26,7 +26,8 @@
 //! Keys that type printable text without Ctrl/Alt/Super travel as text, every other key as the
 //! physical key (module `forward`). Whatever the window holds down is released when it loses the
 //! focus or closes. Ctrl+Alt+Shift+1..9 asks the host for its monitor 0..8 and is not forwarded
-//! ([`Viewer::with_requests`]); the window takes the frames' size again whenever it changes.
+//! ([`Viewer::with_requests`]); the window is sized for the first frame only, later sizes (another
+//! monitor) are fitted into it.
 //!
 //! Closing the window fires the session's `stop` and [`Viewer::run`] returns; the session ending
 //! ([`ViewerSink::ended`]) closes the window.
@@ -346,7 +347,7 @@ impl Viewer {
             window_size: (0, 0),
             gpu: None,
             front: Vec::new(),
-            sized_for: None,
+            sized_to_frame: false,
             forward: forward::Forwarder::new(input, self.requests),
             stop: Some(stop),
             error: None,
@@ -375,8 +376,8 @@ struct App {
     gpu: Option<gpu::Renderer>,
     /// The frame being shown, swapped with the slot's buffer.
     front: Vec<u8>,
-    /// The frame size the window was last sized for (another size: resized again).
-    sized_for: Option<(u32, u32)>,
+    /// Whether the window was sized for the first frame.
+    sized_to_frame: bool,
     forward: forward::Forwarder,
     stop: Option<oneshot::Sender<()>>,
     error: Option<ViewerError>,
@@ -461,10 +462,13 @@ impl App {
         if let Some((w, h)) = fresh {
             match gpu.upload(w, h, &self.front) {
                 Ok(()) => {
-                    if self.sized_for != Some((w, h))
+                    // Sized for the first frame only: a frame of another size (another monitor,
+                    // another resolution) is fitted into the window as it is, whose size stays
+                    // the user's.
+                    if !self.sized_to_frame
                         && let Some(window) = &self.window
                     {
-                        self.sized_for = Some((w, h));
+                        self.sized_to_frame = true;
                         let monitor = window
                             .current_monitor()
                             .map(|m| (m.size().width, m.size().height));
