@@ -84,7 +84,7 @@ pub enum ControlMsg {
     Goodbye { reason: String },
     /// Either side, after `Welcome`: addresses where the sender may be reached directly, for
     /// hole punching (sent only to a peer that has proven the password), and how the
-    /// sender's NAT maps ports (which decides birthday punching, `peer::nat::Birthday`).
+    /// sender's NAT maps ports (which decides birthday punching, `pathagent::Birthday`).
     Candidates {
         addrs: Vec<std::net::SocketAddr>,
         mapping: Mapping,
