@@ -293,7 +293,10 @@ impl Agent {
         match via {
             Via::Pool(id) => self.pool_hit(now, id, from),
             Via::Main => {
-                if self.is_peer_ip(from.ip()) && !self.requesters.contains(&from) {
+                // Before the peer's candidates arrive, the driver gives this agent only the
+                // requests that can be nobody else's (see `peer::net`).
+                let peers = self.is_peer_ip(from.ip()) || self.remote.is_empty();
+                if peers && !self.requesters.contains(&from) {
                     if self.requesters.len() == MAX_REQUESTERS {
                         self.requesters.pop_front();
                     }

@@ -290,3 +290,34 @@ fn packets_from_any_address_whose_probe_was_answered_reach_the_session() {
         Input::NotMine
     );
 }
+
+/// Before the peer's candidates arrive (they travel over the relay, the peer's probes straight),
+/// a probe the driver gives this agent is answered and its sender's packets are taken: the
+/// peer adopts the path on that answer. Once the host went direct on an answer from the
+/// controller's socket, whose agent did not know the host yet: every packet of the host was
+/// dropped, its candidates too, for the whole session.
+#[test]
+fn a_probe_answered_before_the_peers_candidates_arrive_opens_its_path_both_ways() {
+    let t0 = Instant::now();
+    let mut a = Agent::new(Config::default(), t0);
+    a.set_relay(t0, addr("198.51.100.1:7702"), TICKET, 10);
+    a.start_punching(t0);
+    drain(&mut a);
+    let host = addr("198.51.100.11:5000");
+    let probe = wire::binding_request([4; 12]).unwrap();
+    assert_eq!(
+        a.handle_datagram(t0, host, Via::Main, &probe),
+        Input::Consumed
+    );
+    let (sent, _) = drain(&mut a);
+    assert!(
+        sent.iter()
+            .any(|t| t.to == host && wire::stun_kind(&t.bytes) == wire::StunKind::BindingResponse),
+        "answered"
+    );
+    let quic = [0x40u8, 9, 9, 9];
+    assert_eq!(
+        a.handle_datagram(t0, host, Via::Main, &quic),
+        Input::PeerData { offset: 0 }
+    );
+}

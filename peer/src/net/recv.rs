@@ -120,6 +120,16 @@ impl PeerSocket {
                 stun::Kind::BindingRequest => {
                     // The session of the sender's address, else of its IP, answers (and may
                     // learn a peer-reflexive candidate); else the socket does.
+                    // With a single session the request is its peer's even from an address it
+                    // was not told yet (the peer's candidates may still be on their way over
+                    // the relay): its agent answers and takes that address's packets, so the
+                    // peer never adopts a path whose packets this side would drop.
+                    let claiming: Vec<SocketAddr> = sessions
+                        .by_virtual
+                        .iter()
+                        .filter(|(_, s)| s.claims_quic)
+                        .map(|(v, _)| *v)
+                        .collect();
                     let claim = sessions
                         .by_virtual
                         .iter()
@@ -130,7 +140,11 @@ impl PeerSocket {
                                 .iter()
                                 .find(|(_, s)| s.agent.is_peer_ip(peer.ip()))
                         })
-                        .map(|(v, _)| *v);
+                        .map(|(v, _)| *v)
+                        .or(match claiming[..] {
+                            [only] => Some(only),
+                            _ => None,
+                        });
                     match claim.and_then(|v| Some((v, sessions.by_virtual.get_mut(&v)?))) {
                         Some((v, s)) => {
                             s.agent.handle_datagram(now, peer, Via::Main, seg);
