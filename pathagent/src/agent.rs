@@ -370,11 +370,7 @@ impl Agent {
     /// Anything else (QUIC): the peer's if it comes from one of its known addresses.
     fn on_other(&mut self, now: Instant, from: SocketAddr, via: Via) -> Input {
         self.heard_from(now, from, via);
-        let known = self.remote.contains(&from)
-            || self.learned.contains(&from)
-            || self.requesters.contains(&from)
-            || self.direct.as_ref().is_some_and(|d| d.to == from)
-            || matches!(via, Via::Pool(_));
+        let known = self.knows(from) || matches!(via, Via::Pool(_));
         if known {
             // Data straight from the peer: the path may work both ways; a probe proves it.
             if self.cfg.direct && !self.direct_healthy(now) && !self.is_direct_to(from, via) {
@@ -537,10 +533,11 @@ impl Agent {
     /// path's): a driver offers the peer's other datagrams (QUIC) only from these.
     pub fn knows(&self, addr: SocketAddr) -> bool {
         let addr = canonical(addr);
-        self.remote.contains(&addr)
+        // The direct path first: it is every packet of a direct session.
+        self.direct.as_ref().is_some_and(|d| d.to == addr)
+            || self.remote.contains(&addr)
             || self.learned.contains(&addr)
             || self.requesters.contains(&addr)
-            || self.direct.as_ref().is_some_and(|d| d.to == addr)
     }
 
     /// Whether `ip` is one of the peer's IPs (of its candidates, learnt addresses or direct

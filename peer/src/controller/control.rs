@@ -77,15 +77,11 @@ pub(super) async fn announce_candidates(
     mut view: tokio::sync::watch::Receiver<net::RouteView>,
     ctl: mpsc::UnboundedSender<ControlMsg>,
 ) {
-    let mut sent = None;
+    let mut announcer = crate::nat::Announcer::default();
     loop {
-        let local = view.borrow_and_update().local.clone();
-        if let Some((addrs, mapping)) = local
-            && sent.as_ref() != Some(&(addrs.clone(), mapping))
-        {
-            sent = Some((addrs.clone(), mapping));
-            let mapping = crate::nat::to_wire(mapping);
-            let _ = ctl.send(ControlMsg::Candidates { addrs, mapping });
+        let msg = announcer.next(&view.borrow_and_update());
+        if let Some(msg) = msg {
+            let _ = ctl.send(msg);
         }
         if view.changed().await.is_err() {
             return std::future::pending().await;

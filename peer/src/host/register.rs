@@ -171,12 +171,10 @@ pub(super) async fn prepare_route(
         },
     );
     if relay.is_some() {
-        let mut view = view;
-        let bound =
-            tokio::time::timeout(RELAY_BIND_TIMEOUT, view.wait_for(|v| v.relay_binds > 0)).await;
-        match bound {
-            Ok(Ok(_)) => debug!(%controller, "relay bound"),
-            _ => warn!(%controller, "the relay did not answer"),
+        if net::relay_bound(view, RELAY_BIND_TIMEOUT).await {
+            debug!(%controller, "relay bound");
+        } else {
+            warn!(%controller, "the relay did not answer");
         }
     }
     tokio::time::sleep_until(started + UNUSED_ROUTE_TTL).await;

@@ -234,7 +234,7 @@ pub(super) async fn control_loop(
     switched: &mut mpsc::UnboundedReceiver<media::MediaEvent>,
 ) -> Result<(), Error> {
     let mut view = route.and_then(|r| shared.socket.route_view(r));
-    let mut announced = None;
+    let mut announcer = crate::nat::Announcer::default();
     // Messages are read apart (a read is not cancel-safe) into a small queue: while an answer
     // waits for the controller to read, nothing more is read from it.
     let (msgs_tx, mut msgs) = mpsc::channel::<ControlMsg>(4);
@@ -251,16 +251,11 @@ pub(super) async fn control_loop(
     let mut switching: Option<u32> = None;
     loop {
         // This host's candidates, once its route's agent has them and again when they change.
-        if let Some(v) = view.as_mut() {
-            let local = v.borrow_and_update().local.clone();
-            if let Some((addrs, mapping)) = local
-                && announced.as_ref() != Some(&(addrs.clone(), mapping))
-            {
-                announced = Some((addrs.clone(), mapping));
-                let mapping = crate::nat::to_wire(mapping);
-                let msg = ControlMsg::Candidates { addrs, mapping };
-                wire::write_msg(send, &msg, MAX_CONTROL_LEN).await?;
-            }
+        let msg = view
+            .as_mut()
+            .and_then(|v| announcer.next(&v.borrow_and_update()));
+        if let Some(msg) = msg {
+            wire::write_msg(send, &msg, MAX_CONTROL_LEN).await?;
         }
         let changed = async {
             if let Some(v) = view.as_mut()

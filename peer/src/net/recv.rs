@@ -43,6 +43,15 @@ enum Dest {
     Nowhere,
 }
 
+/// The one session that claims QUIC, if there is exactly one.
+fn only_claiming(sessions: &Sessions) -> Option<SocketAddr> {
+    let mut claiming = sessions.by_virtual.iter().filter(|(_, s)| s.claims_quic);
+    match (claiming.next(), claiming.next()) {
+        (Some((v, _)), None) => Some(*v),
+        _ => None,
+    }
+}
+
 impl PeerSocket {
     /// Decides where one segment from `from` goes, handing it to the agent it belongs to.
     fn dest(
@@ -124,12 +133,6 @@ impl PeerSocket {
                     // was not told yet (the peer's candidates may still be on their way over
                     // the relay): its agent answers and takes that address's packets, so the
                     // peer never adopts a path whose packets this side would drop.
-                    let claiming: Vec<SocketAddr> = sessions
-                        .by_virtual
-                        .iter()
-                        .filter(|(_, s)| s.claims_quic)
-                        .map(|(v, _)| *v)
-                        .collect();
                     let claim = sessions
                         .by_virtual
                         .iter()
@@ -141,10 +144,7 @@ impl PeerSocket {
                                 .find(|(_, s)| s.agent.is_peer_ip(peer.ip()))
                         })
                         .map(|(v, _)| *v)
-                        .or(match claiming[..] {
-                            [only] => Some(only),
-                            _ => None,
-                        });
+                        .or_else(|| only_claiming(sessions));
                     match claim.and_then(|v| Some((v, sessions.by_virtual.get_mut(&v)?))) {
                         Some((v, s)) => {
                             s.agent.handle_datagram(now, peer, Via::Main, seg);

@@ -48,6 +48,15 @@ impl Default for RouteView {
     }
 }
 
+/// Waits until the route of `view` had a bind accepted by the relay, at most `timeout`
+/// (also for a route whose handle is held elsewhere); whether it did.
+pub async fn relay_bound(mut view: watch::Receiver<RouteView>, timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, view.wait_for(|v| v.relay_binds > 0)).await,
+        Ok(Ok(_))
+    )
+}
+
 /// Where a route's packets go now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteState {
@@ -188,11 +197,7 @@ impl RouteHandle {
 
     /// Waits until the relay accepted a bind, at most `timeout`; whether it did.
     pub async fn relay_bound(&self, timeout: Duration) -> bool {
-        let mut view = self.view.clone();
-        matches!(
-            tokio::time::timeout(timeout, view.wait_for(|v| v.relay_binds > 0)).await,
-            Ok(Ok(_))
-        )
+        relay_bound(self.view(), timeout).await
     }
 }
 
