@@ -18,7 +18,7 @@ use proto::{AccessCode, client, quic, wire};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::handshake::{ControllerAction, ControllerHandshake};
+use crate::handshake::{CandidateExchange, ControllerAction, ControllerHandshake};
 use crate::session::{self, MAX_INPUT_LEN};
 use crate::stats::{ClockOffset, Report, Stats, Tick};
 use crate::streams::Dispatcher;
@@ -34,9 +34,7 @@ mod control;
 mod media;
 
 use connect::{authenticate, connect, resolve};
-use control::{
-    announce_candidates, control_reader, control_writer, pinger, send_input, send_requests, ticker,
-};
+use control::{control_reader, control_writer, pinger, send_input, send_requests, ticker};
 use media::{PathChanges, decode_loop, receive_video};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -311,7 +309,7 @@ async fn session(
     // was not told of yet, which a TLS 1.3 client learns only after its handshake): dial again,
     // a few times, while that is the refusal.
     let mut refused = 0;
-    let (conn, route, (mut ctl_send, mut ctl_recv, (width, height))) = loop {
+    let (conn, route, (mut ctl_send, mut ctl_recv, (width, height), candidates)) = loop {
         let (conn, route) = connect(endpoint, socket, &peer_cfg, &target, cfg.relay).await?;
         info!(path = %route.state().path, "connected to the host");
         match authenticate(&conn, &cfg.password).await {
@@ -326,8 +324,12 @@ async fn session(
     };
     let path = route.state().path;
     info!(width, height, "authenticated");
-    // Now that the host holds the same secret, `announce_candidates` tells it where this side
+    // Now that the host holds the same secret, the candidates step tells it where this side
     // can be reached (again whenever that changes).
+    let candidates = match cfg.relay {
+        RelayMode::Force => candidates.relay_only(),
+        _ => candidates,
+    };
 
     // Run the streams.
     let stats = Arc::new(Mutex::new(Stats::new(started, path)));
@@ -362,8 +364,7 @@ async fn session(
         tokio::select! {
             r = receive_video(&conn, frames_tx, stats.clone()) => r,
             r = control_writer(&mut ctl_send, ctl_rx) => r,
-            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, cfg.relay, target.observed), hooks.on_notice) => r,
-            () = announce_candidates(route.view(), ctl_tx.clone()) => Ok(()),
+            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, target.observed), (candidates, ctl_tx.clone()), hooks.on_notice) => r,
             r = send_requests(hooks.requests, ctl_tx.clone()) => r,
             r = pinger(ctl_tx.clone()) => r,
             r = send_input(&conn, hooks.input, stats.clone()) => r,

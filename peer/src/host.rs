@@ -33,7 +33,7 @@ use register::{expire_passwords, rendezvous_loop};
 use serve::serve;
 
 use crate::guard::GuessGuard;
-use crate::handshake::{HostAction, HostHandshake};
+use crate::handshake::{CandidateExchange, HostAction, HostHandshake};
 use crate::password::{Kdf, Stored};
 use crate::session::{self, MAX_INPUT_LEN};
 use crate::streams::Dispatcher;

@@ -45,28 +45,6 @@ pub fn from_wire(m: Mapping) -> pathagent::Mapping {
     }
 }
 
-/// Turns a route's candidates into `Candidates` messages, each list once: first after discovery,
-/// again when the agent reports new ones (this side's NAT moved it).
-#[derive(Debug, Default)]
-pub struct Announcer {
-    sent: Option<(Vec<SocketAddr>, pathagent::Mapping)>,
-}
-
-impl Announcer {
-    /// The message to send for `view`, if its candidates are new.
-    pub fn next(&mut self, view: &crate::net::RouteView) -> Option<proto::session::ControlMsg> {
-        let local = view.local.as_ref()?;
-        if self.sent.as_ref() == Some(local) {
-            return None;
-        }
-        self.sent = Some(local.clone());
-        Some(proto::session::ControlMsg::Candidates {
-            addrs: local.0.clone(),
-            mapping: to_wire(local.1),
-        })
-    }
-}
-
 /// The STUN servers a peer asks: the rendezvous's STUN port, if it runs one.
 pub fn stun_servers(rendezvous: SocketAddr, stun_port: Option<u16>) -> Vec<SocketAddr> {
     stun_port

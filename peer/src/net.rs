@@ -54,7 +54,7 @@ use tokio::sync::Notify;
 use crate::lock;
 
 pub use pathagent::{Config as RouteConfig, Mapping, Via};
-pub use route::{RouteHandle, RouteState, RouteView, bind_counter, relay_bound};
+pub use route::{RouteHandle, RouteState, RouteView, bind_counter, relay_bound, view_changed};
 
 /// Binding requests no route claims answered per second at most: an answer is about twice its
 /// request's size, so this bounds what forged requests can reflect off a peer.

@@ -1,5 +1,6 @@
-//! The peer's side of `proto::session`: reading control messages with a deadline, the
-//! wall clock the latency measurement uses, and the input limit (`input`'s encoding).
+//! The peer's side of `proto::session`: reading control messages (with a deadline during
+//! authentication, apart from the loop that acts on them afterwards), the wall clock the
+//! latency measurement uses, and the input limit (`input`'s encoding).
 
 /// Largest input message.
 pub const MAX_INPUT_LEN: usize = input::MAX_EVENT_LEN;
@@ -18,6 +19,34 @@ pub(crate) async fn read_control(
         .await
         .map_err(|_| crate::Error::Timeout("authentication"))??
         .ok_or(crate::Error::Closed("control stream during authentication"))
+}
+
+/// A running session's control messages, read apart from the loop that acts on them (a read is
+/// not cancel-safe, and that loop waits on other things too): the reading future, which the
+/// loop polls alongside and which ends with the stream (or its error), and the messages, taken
+/// one at a time. At most a few wait: while the loop's answer waits for the other side to read
+/// it, nothing more is read from that side.
+pub(crate) fn control_inbox(
+    recv: &mut quinn::RecvStream,
+) -> (
+    impl std::future::Future<Output = Result<(), crate::Error>> + '_,
+    tokio::sync::mpsc::Receiver<proto::session::ControlMsg>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let reading = async move {
+        while let Some(msg) = proto::wire::read_msg::<proto::session::ControlMsg, _>(
+            recv,
+            proto::session::MAX_CONTROL_LEN,
+        )
+        .await?
+        {
+            if tx.send(msg).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    };
+    (reading, rx)
 }
 
 /// Microseconds since the Unix epoch on this machine's clock.

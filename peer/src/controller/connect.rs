@@ -162,7 +162,15 @@ pub(super) fn describe(target: &Target, mode: RelayMode) -> String {
 pub(super) async fn authenticate(
     conn: &quinn::Connection,
     password: &str,
-) -> Result<(quinn::SendStream, quinn::RecvStream, (u32, u32)), Error> {
+) -> Result<
+    (
+        quinn::SendStream,
+        quinn::RecvStream,
+        (u32, u32),
+        CandidateExchange,
+    ),
+    Error,
+> {
     let (mut send, mut recv) = conn.open_bi().await?;
     send.set_priority(CONTROL_PRIORITY).ok();
     let (mut hs, hello) = ControllerHandshake::start(net::exporter(conn)?);
@@ -180,9 +188,13 @@ pub(super) async fn authenticate(
                 let auth = hs.prove(&secret)?;
                 wire::write_msg(&mut send, &auth, MAX_CONTROL_LEN).await?;
             }
-            ControllerAction::Done { width, height } => {
+            ControllerAction::Done {
+                width,
+                height,
+                candidates,
+            } => {
                 quic::widen_after_auth(conn, quic::Role::Controller);
-                return Ok((send, recv, (width, height)));
+                return Ok((send, recv, (width, height), candidates));
             }
             ControllerAction::End(e) => return Err(e),
         }

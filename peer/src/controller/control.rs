@@ -14,45 +14,57 @@ pub(super) async fn control_writer(
     Ok(())
 }
 
+/// Reads the host's control messages and acts on them; tells the host this side's candidates
+/// whenever the route's agent reports new ones (first after discovery, again when this side's
+/// NAT moved it) through `candidates`, the handshake's last step.
 pub(super) async fn control_reader(
     recv: &mut quinn::RecvStream,
     clock: Arc<Mutex<ClockOffset>>,
-    (socket, route, mode, seen_as): (
-        &Arc<net::PeerSocket>,
-        &net::RouteHandle,
-        RelayMode,
-        SocketAddr,
-    ),
+    (socket, route, seen_as): (&Arc<net::PeerSocket>, &net::RouteHandle, SocketAddr),
+    (mut candidates, ctl): (CandidateExchange, mpsc::UnboundedSender<ControlMsg>),
     mut on_notice: Option<NoticeHook>,
 ) -> Result<(), Error> {
+    let mut view = Some(route.view());
+    let (reading, mut msgs) = session::control_inbox(recv);
+    tokio::pin!(reading);
     loop {
-        match wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? {
+        let local = view
+            .as_mut()
+            .and_then(|v| v.borrow_and_update().local.clone());
+        if let Some(msg) = candidates.announce(local.as_ref()) {
+            let _ = ctl.send(msg);
+        }
+        let msg = tokio::select! {
+            biased;
+            m = msgs.recv() => match m {
+                Some(m) => m,
+                None => return Ok(()),
+            },
+            r = &mut reading => return r,
+            () = net::view_changed(&mut view) => continue,
+        };
+        match msg {
             // Again whenever the host's NAT moved it: the agent punches towards the new list.
-            Some(ControlMsg::Candidates { addrs, mapping }) if mode != RelayMode::Force => {
-                // A hostile host could name anything: only addresses worth punching towards.
-                let addrs = proto::rendezvous::sane_candidates(
-                    &addrs,
-                    Some(seen_as),
-                    &[socket.local_addr()?],
-                );
-                info!(candidates = ?addrs, %mapping, "the host's addresses");
-                let mapping = crate::nat::from_wire(mapping);
-                route.with(|agent, now| agent.set_remote_candidates(now, &addrs, mapping));
+            ControlMsg::Candidates { addrs, mapping } => {
+                let own = [socket.local_addr()?];
+                if let Some(punch) = candidates.on_remote(&addrs, mapping, Some(seen_as), &own) {
+                    info!(candidates = ?punch.addrs, %mapping, "the host's addresses");
+                    route.with(|agent, now| punch.apply(agent, now));
+                }
             }
-            None => return Ok(()),
-            Some(ControlMsg::Pong { sent_us, host_us }) => {
+            ControlMsg::Pong { sent_us, host_us } => {
                 clock.lock().unwrap_or_else(|p| p.into_inner()).update(
                     sent_us,
                     host_us,
                     session::now_us(),
                 );
             }
-            Some(ControlMsg::Goodbye { reason }) => {
+            ControlMsg::Goodbye { reason } => {
                 let reason = crate::text::printable(&reason);
                 info!("host ended the session: {reason}");
                 return Ok(());
             }
-            Some(msg @ (ControlMsg::Screen { .. } | ControlMsg::SwitchFailed { .. })) => {
+            msg @ (ControlMsg::Screen { .. } | ControlMsg::SwitchFailed { .. }) => {
                 // A hostile host could say anything: impossible values are dropped here.
                 let Some(notice) = HostNotice::from_msg(&msg) else {
                     warn!("the host sent an impossible screen message; ignored");
@@ -66,25 +78,7 @@ pub(super) async fn control_reader(
                     hook(&notice);
                 }
             }
-            Some(other) => debug!(?other, "unexpected control message"),
-        }
-    }
-}
-
-/// Tells the host this side's candidates and NAT mapping whenever the route's agent reports
-/// them (first after discovery, again when this side's NAT moved it). Never ends by itself.
-pub(super) async fn announce_candidates(
-    mut view: tokio::sync::watch::Receiver<net::RouteView>,
-    ctl: mpsc::UnboundedSender<ControlMsg>,
-) {
-    let mut announcer = crate::nat::Announcer::default();
-    loop {
-        let msg = announcer.next(&view.borrow_and_update());
-        if let Some(msg) = msg {
-            let _ = ctl.send(msg);
-        }
-        if view.changed().await.is_err() {
-            return std::future::pending().await;
+            other => debug!(?other, "unexpected control message"),
         }
     }
 }

@@ -98,12 +98,21 @@ impl Drop for PreAuth {
     }
 }
 
-/// Authenticates a controller; returns the control stream and the host's key confirmation.
+/// Authenticates a controller; returns the control stream, the host's key confirmation and the
+/// session's candidates step.
 pub(super) async fn authenticate(
     shared: &Shared,
     conn: &quinn::Connection,
     source: SourceTag,
-) -> Result<(quinn::SendStream, quinn::RecvStream, [u8; 32]), Error> {
+) -> Result<
+    (
+        quinn::SendStream,
+        quinn::RecvStream,
+        [u8; 32],
+        CandidateExchange,
+    ),
+    Error,
+> {
     let controller = quic::remote_fingerprint(conn).ok_or(Error::NoPeerKey)?;
     let remote = conn.remote_address();
     let mut charged = None;
@@ -136,11 +145,14 @@ pub(super) async fn authenticate(
                     }
                 }
             }
-            HostAction::Proven { confirm } => {
+            HostAction::Proven {
+                confirm,
+                candidates,
+            } => {
                 if let Some(attempt) = charged.take() {
                     lock(&shared.guard).succeeded(attempt);
                 }
-                return Ok((send, recv, confirm));
+                return Ok((send, recv, confirm, candidates));
             }
             HostAction::End(last, err) => {
                 if matches!(last, Some(ControlMsg::WrongPassword)) {

@@ -69,7 +69,8 @@ pub(super) async fn serve(
 ) -> Result<(), Error> {
     let controller = quic::remote_fingerprint(conn).ok_or(Error::NoPeerKey)?;
     let remote = conn.remote_address();
-    let (mut ctl_send, mut ctl_recv, confirm) = authenticate(shared, conn, pre_auth.1).await?;
+    let (mut ctl_send, mut ctl_recv, confirm, candidates) =
+        authenticate(shared, conn, pre_auth.1).await?;
     drop(pre_auth);
     quic::widen_after_auth(conn, quic::Role::Host);
     let Ok(_busy) = shared.busy.try_lock() else {
@@ -139,7 +140,7 @@ pub(super) async fn serve(
         r = send_video(conn, video_rx) => r,
         r = dispatcher.run(conn, "the controller") => r,
         () = receive_input_streams(input_streams, input_tx) => Ok(()),
-        r = control_loop(shared, (&mut ctl_send, &mut ctl_recv), &media_cmds, route, &mut switched) => r,
+        r = control_loop(shared, (&mut ctl_send, &mut ctl_recv), &media_cmds, (route, candidates), &mut switched) => r,
         e = conn.closed() => match e {
             quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
             e => Err(e.into()),
@@ -230,41 +231,22 @@ pub(super) async fn control_loop(
     shared: &Shared,
     (send, recv): (&mut quinn::SendStream, &mut quinn::RecvStream),
     media: &std::sync::mpsc::Sender<media::MediaCmd>,
-    route: Option<SocketAddr>,
+    (route, mut candidates): (Option<SocketAddr>, CandidateExchange),
     switched: &mut mpsc::UnboundedReceiver<media::MediaEvent>,
 ) -> Result<(), Error> {
     let mut view = route.and_then(|r| shared.socket.route_view(r));
-    let mut announcer = crate::nat::Announcer::default();
-    // Messages are read apart (a read is not cancel-safe) into a small queue: while an answer
-    // waits for the controller to read, nothing more is read from it.
-    let (msgs_tx, mut msgs) = mpsc::channel::<ControlMsg>(4);
-    let reading = async move {
-        while let Some(msg) = wire::read_msg::<ControlMsg, _>(recv, MAX_CONTROL_LEN).await? {
-            if msgs_tx.send(msg).await.is_err() {
-                break;
-            }
-        }
-        Ok::<(), Error>(())
-    };
+    let (reading, mut msgs) = session::control_inbox(recv);
     tokio::pin!(reading);
     // The monitor switch the pipeline is doing, if any.
     let mut switching: Option<u32> = None;
     loop {
         // This host's candidates, once its route's agent has them and again when they change.
-        let msg = view
+        let local = view
             .as_mut()
-            .and_then(|v| announcer.next(&v.borrow_and_update()));
-        if let Some(msg) = msg {
+            .and_then(|v| v.borrow_and_update().local.clone());
+        if let Some(msg) = candidates.announce(local.as_ref()) {
             wire::write_msg(send, &msg, MAX_CONTROL_LEN).await?;
         }
-        let changed = async {
-            if let Some(v) = view.as_mut()
-                && v.changed().await.is_ok()
-            {
-                return;
-            }
-            std::future::pending().await
-        };
         let msg = tokio::select! {
             biased;
             m = msgs.recv() => match m {
@@ -279,7 +261,7 @@ pub(super) async fn control_loop(
                 continue;
             }
             r = &mut reading => return r,
-            () = changed => continue,
+            () = net::view_changed(&mut view) => continue,
         };
         match msg {
             ControlMsg::KeyFrameRequest => {
@@ -320,17 +302,16 @@ pub(super) async fn control_loop(
             }
             // Again whenever the controller's NAT moved it: the agent punches towards them.
             ControlMsg::Candidates { addrs, mapping } => {
-                // A hostile controller could name anything: only addresses worth punching to.
                 let seen_as = shared.status.borrow().observed;
                 let own = [shared.socket.local_addr()?];
-                let addrs = proto::rendezvous::sane_candidates(&addrs, seen_as, &own);
-                info!(candidates = ?addrs, %mapping, "the controller's addresses");
-                let mapping = crate::nat::from_wire(mapping);
+                let Some(punch) = candidates.on_remote(&addrs, mapping, seen_as, &own) else {
+                    continue;
+                };
+                info!(candidates = ?punch.addrs, %mapping, "the controller's addresses");
                 let punching = route.and_then(|r| {
-                    shared.socket.with_route(r, |agent, now| {
-                        agent.set_remote_candidates(now, &addrs, mapping);
-                        agent.start_punching(now);
-                    })
+                    shared
+                        .socket
+                        .with_route(r, |agent, now| punch.apply(agent, now))
                 });
                 if punching.is_none() {
                     debug!("no route for this session: its candidates are not punched");

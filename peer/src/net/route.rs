@@ -48,6 +48,18 @@ impl Default for RouteView {
     }
 }
 
+/// Returns when `view` changes; never while it is `None`, and it becomes `None` once its route
+/// is gone (so a loop that waits on it alongside other things does not spin).
+pub async fn view_changed(view: &mut Option<watch::Receiver<RouteView>>) {
+    if let Some(v) = view.as_mut() {
+        if v.changed().await.is_ok() {
+            return;
+        }
+        *view = None;
+    }
+    std::future::pending().await
+}
+
 /// Waits until the route of `view` had a bind accepted by the relay, at most `timeout`
 /// (also for a route whose handle is held elsewhere); whether it did.
 pub async fn relay_bound(mut view: watch::Receiver<RouteView>, timeout: Duration) -> bool {

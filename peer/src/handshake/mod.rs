@@ -1,6 +1,7 @@
 //! A session's opening, sans-IO, for both sides: which control message comes next, what it
 //! means and what to answer. The drivers (`host::authenticate`, `controller::authenticate`)
-//! only move messages between a QUIC control stream and these machines, with deadlines.
+//! only move messages between a QUIC control stream and these machines, with deadlines; then
+//! their control loops (`host::serve`, `controller::control`) move the candidates.
 //!
 //! ```text
 //!  controller                                   host
@@ -11,12 +12,17 @@
 //!  prove(secret) ─────────────── Auth ────────► on_message → Proven{confirm} (driver: Welcome)
 //!                                               (or WrongPassword, end)
 //!  on_message → Done{size} ◄────── Welcome ─────
+//!  Done{candidates}                             Proven{candidates}
+//!  CandidateExchange ◄───────── Candidates ───► CandidateExchange   (either side, any time,
+//!                                                                    again when its NAT moves it)
 //! ```
 //!
 //! What the machines guarantee: the host sends nothing that depends on the password before the
 //! controller's proof (its challenge element says nothing about it, see [`crate::auth`]), and
 //! asks its driver to charge the attempt before that challenge; the controller accepts the
-//! session only with the host's own confirmation. Text from the host is made printable here.
+//! session only with the host's own confirmation. The candidates step ([`candidates`]) exists
+//! only on a proven session: neither side learns where the other may be reached before. Text
+//! from the host is made printable here.
 //!
 //! What they do not do: I/O, deadlines, the guessing limits (the driver's [`crate::guard`]),
 //! or the password derivation itself (argon2id takes a moment: the driver runs it off the
@@ -25,7 +31,10 @@
 use proto::session::{ControlMsg, Kdf, VERSION};
 
 use crate::Error;
+
+pub mod candidates;
 use crate::auth::{AuthError, ControllerAuth, ControllerKeys, EXPORTER_LEN, HostAuth};
+pub use candidates::{CandidateExchange, Punch};
 
 /// The host's side. The TLS exporter comes with the challenge, not at the start: a QUIC server
 /// may hold the connection before the client's handshake is complete, and the exporter is only
@@ -50,8 +59,12 @@ pub enum HostAction {
     /// Charge a password attempt for this controller, then call [`HostHandshake::challenge`]
     /// with the password's derivation and secret, or [`HostHandshake::refuse`].
     ChargeAttempt,
-    /// The controller proved the password: `confirm` goes into `Welcome`.
-    Proven { confirm: [u8; 32] },
+    /// The controller proved the password: `confirm` goes into `Welcome`, and the session's
+    /// candidates step opens.
+    Proven {
+        confirm: [u8; 32],
+        candidates: CandidateExchange,
+    },
     /// Write this last message (if any), finish the stream, and end with this error.
     End(Option<ControlMsg>, Error),
 }
@@ -90,7 +103,10 @@ impl HostHandshake {
             (HostState::Hello, _) => HostAction::End(None, Error::Unexpected { expected: "Hello" }),
             (HostState::Auth(auth), ControlMsg::Auth { spake, confirm }) => {
                 match auth.finish(&spake, &confirm) {
-                    Ok(confirm) => HostAction::Proven { confirm },
+                    Ok(confirm) => HostAction::Proven {
+                        confirm,
+                        candidates: CandidateExchange::new(),
+                    },
                     Err(e) => HostAction::End(Some(ControlMsg::WrongPassword), e.into()),
                 }
             }
@@ -163,8 +179,13 @@ pub enum ControllerAction {
     /// ([`crate::password::derive`], off the async threads), then call
     /// [`ControllerHandshake::prove`].
     Derive(Kdf),
-    /// The host is who we meant and let us in: the shared screen's size.
-    Done { width: u32, height: u32 },
+    /// The host is who we meant and let us in: the shared screen's size, and the session's
+    /// candidates step.
+    Done {
+        width: u32,
+        height: u32,
+        candidates: CandidateExchange,
+    },
     /// The session cannot start.
     End(Error),
 }
@@ -207,7 +228,11 @@ impl ControllerHandshake {
                 },
             ) => match keys.verify_host(&confirm) {
                 // The host must prove the password too, or it is not the host we meant.
-                Ok(()) => ControllerAction::Done { width, height },
+                Ok(()) => ControllerAction::Done {
+                    width,
+                    height,
+                    candidates: CandidateExchange::new(),
+                },
                 Err(e) => ControllerAction::End(e.into()),
             },
             (ControllerState::Welcome(_), ControlMsg::WrongPassword) => {
@@ -274,14 +299,16 @@ mod tests {
         };
         let auth = c.prove(&derive(&kdf, typed).unwrap()).unwrap();
         match h.on_message(auth) {
-            HostAction::Proven { confirm } => {
+            HostAction::Proven { confirm, .. } => {
                 let welcome = ControlMsg::Welcome {
                     width: 1280,
                     height: 720,
                     confirm,
                 };
                 match c.on_message(welcome) {
-                    ControllerAction::Done { width, height } => (Ok((width, height)), Ok(confirm)),
+                    ControllerAction::Done { width, height, .. } => {
+                        (Ok((width, height)), Ok(confirm))
+                    }
                     ControllerAction::End(e) => (Err(e), Ok(confirm)),
                     other => panic!("{other:?}"),
                 }
