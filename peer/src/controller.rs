@@ -147,14 +147,8 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HostNotice {
-    /// Now sharing monitor `monitor` of `monitors`, `width` x `height`; video from the next
-    /// key frame on has that size.
-    Screen {
-        width: u32,
-        height: u32,
-        monitor: u32,
-        monitors: u32,
-    },
+    /// Now sharing this monitor; video from the next key frame on has its size.
+    Screen(msg::Screen),
     /// Monitor `index` cannot be shared, and why; the one shared before goes on.
     SwitchFailed { index: u32, reason: String },
 }
@@ -166,17 +160,7 @@ impl HostNotice {
             return None;
         }
         match msg {
-            ControlMsg::Screen {
-                width,
-                height,
-                monitor,
-                monitors,
-            } => Some(Self::Screen {
-                width: *width,
-                height: *height,
-                monitor: *monitor,
-                monitors: *monitors,
-            }),
+            ControlMsg::Screen(screen) => Some(Self::Screen(*screen)),
             ControlMsg::SwitchFailed { index, reason } => Some(Self::SwitchFailed {
                 index: *index,
                 reason: crate::text::printable(reason),
@@ -189,15 +173,7 @@ impl HostNotice {
 impl std::fmt::Display for HostNotice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Screen {
-                width,
-                height,
-                monitor,
-                monitors,
-            } => write!(
-                f,
-                "the host now shares monitor {monitor} of {monitors} ({width}x{height})"
-            ),
+            Self::Screen(screen) => write!(f, "the host now shares {screen}"),
             Self::SwitchFailed { index, reason } => {
                 write!(f, "the host cannot share monitor {index}: {reason}")
             }

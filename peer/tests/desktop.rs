@@ -348,12 +348,12 @@ async fn the_controller_switches_monitors_and_video_and_input_follow() {
         || seen(480, 360),
     )
     .await;
-    let want = HostNotice::Screen {
+    let want = HostNotice::Screen(proto::session::Screen {
         width: 480,
         height: 360,
         monitor: small as u32,
         monitors: all.len() as u32,
-    };
+    });
     until("the host's notice", Duration::from_secs(5), || {
         notices.lock().unwrap().contains(&want)
     })

@@ -93,36 +93,53 @@ pub enum ControlMsg {
     /// `--list-monitors` counts) instead. Answered by exactly one `Screen` or `SwitchFailed`.
     SwitchMonitor { index: u32 },
     /// Host → controller: the switch is done; video from the next key frame on has this size.
-    /// `monitor` is the index now shared, `monitors` how many there are (at most
-    /// [`MAX_MONITORS`]).
-    Screen {
-        width: u32,
-        height: u32,
-        monitor: u32,
-        monitors: u32,
-    },
+    Screen(Screen),
     /// Host → controller: monitor `index` could not be shared, and why (at most
     /// [`MAX_REASON_LEN`] bytes); the monitor shared before goes on.
     SwitchFailed { index: u32, reason: String },
 }
 
+/// The monitor a host shares (in [`ControlMsg::Screen`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Screen {
+    pub width: u32,
+    pub height: u32,
+    /// The index now shared, as the host's `--list-monitors` counts.
+    pub monitor: u32,
+    /// How many monitors the host has (at most [`MAX_MONITORS`]).
+    pub monitors: u32,
+}
+
+impl Screen {
+    /// Whether this is what a host may say: both sides in `1..=`[`MAX_SCREEN_SIDE`],
+    /// `monitor < monitors <= `[`MAX_MONITORS`].
+    pub fn is_sane(&self) -> bool {
+        (1..=MAX_SCREEN_SIDE).contains(&self.width)
+            && (1..=MAX_SCREEN_SIDE).contains(&self.height)
+            && self.monitor < self.monitors
+            && self.monitors <= MAX_MONITORS
+    }
+}
+
+impl std::fmt::Display for Screen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            width,
+            height,
+            monitor,
+            monitors,
+        } = self;
+        write!(f, "monitor {monitor} of {monitors} ({width}x{height})")
+    }
+}
+
 impl ControlMsg {
-    /// Whether a `Screen` message holds what a host may say: both sides in
-    /// `1..=`[`MAX_SCREEN_SIDE`], `monitor < monitors <= `[`MAX_MONITORS`]. Other messages
+    /// Whether a `Screen` or `SwitchFailed` message holds what a host may say
+    /// ([`Screen::is_sane`], a reason of at most [`MAX_REASON_LEN`] bytes). Other messages
     /// pass.
     pub fn is_sane(&self) -> bool {
         match self {
-            Self::Screen {
-                width,
-                height,
-                monitor,
-                monitors,
-            } => {
-                (1..=MAX_SCREEN_SIDE).contains(width)
-                    && (1..=MAX_SCREEN_SIDE).contains(height)
-                    && monitor < monitors
-                    && *monitors <= MAX_MONITORS
-            }
+            Self::Screen(screen) => screen.is_sane(),
             Self::SwitchFailed { reason, .. } => reason.len() <= MAX_REASON_LEN,
             _ => true,
         }
@@ -290,13 +307,18 @@ mod tests {
             crate::wire::decode::<ControlMsg>(&frame, MAX_CONTROL_LEN).unwrap(),
             Some((switch, frame.len()))
         );
-        let screen = |width, height, monitor, monitors| ControlMsg::Screen {
-            width,
-            height,
-            monitor,
-            monitors,
+        let screen = |width, height, monitor, monitors| {
+            ControlMsg::Screen(Screen {
+                width,
+                height,
+                monitor,
+                monitors,
+            })
         };
         assert!(screen(1920, 1080, 1, 2).is_sane());
+        // The same bytes as when `Screen` was a variant with its own fields.
+        let frame = crate::wire::encode(&screen(1920, 1080, 1, 2), MAX_CONTROL_LEN).unwrap();
+        assert_eq!(&frame[4..], &[12, 0x80, 0x0f, 0xb8, 0x08, 1, 2]);
         for bad in [
             screen(0, 1080, 0, 1),
             screen(1920, MAX_SCREEN_SIDE + 1, 0, 1),

@@ -64,14 +64,14 @@ pub(super) async fn control_reader(
                 info!("host ended the session: {reason}");
                 return Ok(());
             }
-            msg @ (ControlMsg::Screen { .. } | ControlMsg::SwitchFailed { .. }) => {
+            msg @ (ControlMsg::Screen(_) | ControlMsg::SwitchFailed { .. }) => {
                 // A hostile host could say anything: impossible values are dropped here.
                 let Some(notice) = HostNotice::from_msg(&msg) else {
                     warn!("the host sent an impossible screen message; ignored");
                     continue;
                 };
                 match &notice {
-                    HostNotice::Screen { .. } => info!("{notice}"),
+                    HostNotice::Screen(_) => info!("{notice}"),
                     _ => warn!("{notice}"),
                 }
                 if let Some(hook) = on_notice.as_mut() {

@@ -327,7 +327,7 @@ pub(super) async fn control_loop(
     }
 }
 
-/// The controller's answer to a switch the pipeline did or refused (`None` for other events).
+/// The host's answer to a switch the pipeline did or refused (`None` for other events).
 fn switch_answer(event: media::MediaEvent) -> Option<ControlMsg> {
     let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     match event {
@@ -335,13 +335,13 @@ fn switch_answer(event: media::MediaEvent) -> Option<ControlMsg> {
             area,
             monitor,
             monitors,
-        } => Some(ControlMsg::Screen {
+        } => Some(ControlMsg::Screen(proto::session::Screen {
             width: area.width,
             height: area.height,
             // Only indices below MAX_MONITORS are ever asked for.
             monitor: small(monitor),
             monitors: small(monitors).min(MAX_MONITORS),
-        }),
+        })),
         media::MediaEvent::SwitchFailed { index, mut reason } => {
             if reason.len() > MAX_REASON_LEN {
                 let mut cut = MAX_REASON_LEN;
