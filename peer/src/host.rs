@@ -5,7 +5,8 @@
 //! - [`register`]: the rendezvous connection, connect requests, routes, password expiry;
 //! - [`accept`]: admitting controllers and the password step;
 //! - [`serve`]: one authenticated session's streams, input thread and control loop;
-//! - [`media`]: the capture/encode pipeline.
+//! - [`media`]: the capture/encode pipeline;
+//! - [`rate`]: the rate controller steering the pipeline's bitrate from the path's statistics.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tracing::{debug, info, warn};
 
 mod accept;
 pub mod media;
+pub mod rate;
 mod register;
 mod serve;
 

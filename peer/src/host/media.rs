@@ -24,9 +24,9 @@
 //! encoder's first frame always is, and it is forced even on a still screen). Synthetic content
 //! has no monitors: every switch fails.
 //!
-//! This is where a rate controller plugs in: whatever watches the transport (quinn's path
-//! statistics) steers the pipeline with `SetBitrate`/`SetFps`. None is written yet; today the
-//! bitrate and frame rate are the host's configuration.
+//! The rate controller (`host::rate`) watches the transport (quinn's path statistics) and steers
+//! the pipeline with `SetBitrate`; the configured bitrate is its ceiling, and the frame rate
+//! stays the host's configuration.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;

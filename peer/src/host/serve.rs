@@ -134,6 +134,12 @@ pub(super) async fn serve(
         )?
     };
     let media_cmds = media.commands();
+    // The rate controller watches the path and steers the pipeline's bitrate.
+    let path_changes = {
+        let view = route.and_then(|r| shared.socket.route_view(r));
+        move || view.as_ref().map_or(0, |v| v.borrow().path_changes)
+    };
+    let adapting = rate::adapt(conn, &media_cmds, shared.cfg.bitrate_bps, path_changes);
     let mut dispatcher = Dispatcher::new();
     let input_streams = dispatcher.route(StreamKind::Input, 4);
     let result = tokio::select! {
@@ -141,6 +147,7 @@ pub(super) async fn serve(
         r = dispatcher.run(conn, "the controller") => r,
         () = receive_input_streams(input_streams, input_tx) => Ok(()),
         r = control_loop(shared, (&mut ctl_send, &mut ctl_recv), &media_cmds, (route, candidates), &mut switched) => r,
+        () = adapting => Ok(()),
         e = conn.closed() => match e {
             quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
             e => Err(e.into()),
