@@ -161,6 +161,8 @@ impl fmt::Debug for EncodedFrame {
 /// with an older picture: after a drop, the caller must encode the current picture again at the
 /// next tick even if capture reports no change.
 ///
+/// [`Encoder::set_bitrate`] changes the target of a running encoder without a key frame.
+///
 /// # Key frames
 ///
 /// The first frame is a key frame, and so is every frame encoded with `force_key_frame` (a
@@ -233,6 +235,65 @@ impl Encoder {
         &self.config
     }
 
+    /// Changes the target bitrate from the next frame on, keeping the encoder's reference
+    /// pictures: no key frame, unlike a new encoder (the rate controller's steps would otherwise
+    /// each cost a key frame's burst on the very link that is short of capacity).
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError::InvalidBitrate`] outside [`MIN_BITRATE_BPS`]..=[`MAX_BITRATE_BPS`] (the
+    /// encoder keeps its old target); [`CodecError::Encoder`] if OpenH264 refuses it.
+    pub fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), CodecError> {
+        let mut config = self.config;
+        config.bitrate_bps = bitrate_bps;
+        config.validate()?;
+        if self.frames_in == 0 {
+            // OpenH264 is set up at the first frame, from the configuration: make it anew.
+            *self = Self::new(config)?;
+            return Ok(());
+        }
+        let bps =
+            i32::try_from(bitrate_bps).map_err(|_| CodecError::InvalidBitrate { bitrate_bps })?;
+        // The target is for the whole stream, the ceiling for its one spatial layer (OpenH264
+        // refuses a layer's target above the layer's ceiling): raising, the ceiling first;
+        // lowering, the target first.
+        let target = (
+            openh264_sys2::ENCODER_OPTION_BITRATE,
+            openh264_sys2::SPATIAL_LAYER_ALL,
+        );
+        let ceiling = (
+            openh264_sys2::ENCODER_OPTION_MAX_BITRATE,
+            openh264_sys2::SPATIAL_LAYER_0,
+        );
+        let steps = if bitrate_bps > self.config.bitrate_bps {
+            [ceiling, target]
+        } else {
+            [target, ceiling]
+        };
+        for (option, layer) in steps {
+            let mut info = openh264_sys2::SBitrateInfo {
+                iLayer: layer,
+                iBitrate: bps,
+            };
+            // SAFETY: the encoder is initialised (a frame went in), `info` is the struct both
+            // options take, lives across the call, and OpenH264 only reads it. Neither option
+            // changes anything the `openh264` crate relies on (picture size, format, layers).
+            #[allow(unsafe_code)]
+            let rc = unsafe {
+                self.inner
+                    .raw_api()
+                    .set_option(option, std::ptr::from_mut(&mut info).cast())
+            };
+            if rc != 0 {
+                return Err(CodecError::Encoder(format!(
+                    "OpenH264 refused bitrate {bitrate_bps} (option {option}: {rc})"
+                )));
+            }
+        }
+        self.config = config;
+        Ok(())
+    }
+
     /// Encodes one BGRA picture of the configured size (`stride` bytes per row, alpha ignored).
     ///
     /// With `force_key_frame`, the result is a key frame. The result may be a dropped frame (empty
@@ -302,6 +363,86 @@ mod tests {
 
     fn grey(width: u32, height: u32) -> Vec<u8> {
         vec![128; width as usize * height as usize * 4]
+    }
+
+    /// A still picture in which one 96x96 square of noise is drawn anew every frame: costly,
+    /// but never a scene cut (which would make OpenH264 add key frames of its own).
+    struct Busy {
+        bgra: Vec<u8>,
+        row: usize,
+        seed: u32,
+    }
+
+    impl Busy {
+        fn new(enc: &Encoder) -> Self {
+            let (w, h) = (enc.config().width as usize, enc.config().height as usize);
+            Self {
+                bgra: vec![90; w * 4 * h],
+                row: w * 4,
+                seed: 7,
+            }
+        }
+
+        /// `n` frames into `enc`: the bytes out, and whether any was a key frame.
+        fn encode(&mut self, enc: &mut Encoder, n: usize) -> (usize, bool) {
+            let (mut bytes, mut key) = (0, false);
+            for _ in 0..n {
+                for y in 32..128 {
+                    let line = &mut self.bgra[y * self.row + 64 * 4..y * self.row + 160 * 4];
+                    for px in line.chunks_exact_mut(4) {
+                        self.seed = self
+                            .seed
+                            .wrapping_mul(1_664_525)
+                            .wrapping_add(1_013_904_223);
+                        px[..3].copy_from_slice(&self.seed.to_le_bytes()[1..]);
+                    }
+                }
+                let out = enc.encode(&self.bgra, self.row, false).unwrap();
+                bytes += out.data.len();
+                key |= out.is_key_frame;
+            }
+            (bytes, key)
+        }
+    }
+
+    #[test]
+    fn a_running_encoder_takes_a_new_bitrate_without_a_key_frame() {
+        let mut cfg = EncoderConfig::new(320, 192);
+        cfg.bitrate_bps = 4_000_000;
+        let mut enc = Encoder::new(cfg).unwrap();
+        let mut content = Busy::new(&enc);
+        content.encode(&mut enc, 30);
+        let (high, key) = content.encode(&mut enc, 60);
+        assert!(!key, "the content itself makes no key frames");
+        enc.set_bitrate(400_000).unwrap();
+        assert_eq!(enc.config().bitrate_bps, 400_000);
+        let (low, key) = content.encode(&mut enc, 60);
+        assert!(!key, "no key frame for a lower bitrate");
+        // 60 frames at 30 a second: 2 s of 400 kbit/s are 100 kB; some slack for the step.
+        assert!(low < 150_000, "{low} bytes in 2 s at 400 kbit/s");
+        assert!(
+            low * 2 < high,
+            "{low} bytes at 400 kbit/s vs {high} at 4 Mbit/s"
+        );
+        // Back up, and above where it started: OpenH264's ceiling moves along.
+        enc.set_bitrate(8_000_000).unwrap();
+        let (back, key) = content.encode(&mut enc, 60);
+        assert!(!key, "no key frame for a higher bitrate");
+        assert!(
+            back > low * 2,
+            "{back} bytes at 8 Mbit/s vs {low} at 400 kbit/s"
+        );
+        // A bitrate out of range changes nothing.
+        assert!(matches!(
+            enc.set_bitrate(1),
+            Err(CodecError::InvalidBitrate { .. })
+        ));
+        assert_eq!(enc.config().bitrate_bps, 8_000_000);
+        // Before the first frame it simply starts at the new bitrate, with its key frame.
+        let mut fresh = Encoder::new(cfg).unwrap();
+        fresh.set_bitrate(500_000).unwrap();
+        assert!(Busy::new(&fresh).encode(&mut fresh, 1).1);
+        assert_eq!(fresh.config().bitrate_bps, 500_000);
     }
 
     #[test]

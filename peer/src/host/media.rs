@@ -50,8 +50,8 @@ pub const FPS_RANGE: (u32, u32) = (1, 120);
 pub enum MediaCmd {
     /// The next frame is a key frame, even on a still screen.
     KeyFrame,
-    /// Encode at this many bit/s from now on (clamped to [`BITRATE_RANGE`]; a new encoder, so
-    /// a key frame).
+    /// Encode at this many bit/s from now on (clamped to [`BITRATE_RANGE`]; the running encoder
+    /// takes it, without a key frame).
     SetBitrate(u32),
     /// Capture at most this many frames a second (clamped to [`FPS_RANGE`]).
     SetFps(u32),
@@ -178,8 +178,10 @@ impl State {
                 let b = b.clamp(BITRATE_RANGE.0, BITRATE_RANGE.1);
                 if b != self.config.bitrate_bps {
                     info!(bitrate_bps = b, "new bitrate");
+                    // The running encoder takes it: no key frame.
+                    self.encoder.set_bitrate(b)?;
                     self.config.bitrate_bps = b;
-                    self.rebuild(self.encoder_config.width, self.encoder_config.height)?;
+                    self.encoder_config.bitrate_bps = b;
                 }
             }
             MediaCmd::SetFps(f) => {

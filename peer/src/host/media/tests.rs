@@ -69,12 +69,23 @@ fn commands_steer_the_running_pipeline() {
     for _ in 0..3 {
         assert!(!next(&mut rx).header.key_frame, "then predicted frames");
     }
-    for cmd in [
-        MediaCmd::KeyFrame,
-        MediaCmd::SetBitrate(2_000_000),
-        MediaCmd::SetFps(20),
-    ] {
+    for cmd in [MediaCmd::KeyFrame, MediaCmd::SetFps(20)] {
         assert!(frames_to_key_after(&media, &mut rx, cmd) <= 3, "{cmd:?}");
+    }
+    // A new bitrate goes to the running encoder: the stream goes on without a key frame (the
+    // rate controller's steps would otherwise each cost a burst on a link short of capacity).
+    for bitrate in [300_000, 6_000_000] {
+        while rx.try_recv().is_ok() {}
+        media
+            .commands()
+            .send(MediaCmd::SetBitrate(bitrate))
+            .unwrap();
+        for _ in 0..10 {
+            assert!(
+                !next(&mut rx).header.key_frame,
+                "a key frame after {bitrate}"
+            );
+        }
     }
     media.stop();
 }
