@@ -23,8 +23,9 @@
 //!   path in quinn) start a new baseline; a path move (relay ↔ direct) forgets the base RTT,
 //!   since the new path has its own.
 //!
-//! Each change makes a new encoder, so a key frame: the holds keep changes rare. What it does not
-//! do: change the frame rate (a slow link already gets fewer frames, since sending blocks the
+//! The running encoder takes each change without a key frame (`codec::Encoder::set_bitrate`);
+//! the holds keep changes rare all the same, since OpenH264's rate control takes a moment to
+//! settle on a new target. What it does not do: change the frame rate (a slow link already gets fewer frames, since sending blocks the
 //! pipeline), or probe for capacity above the configured bitrate.
 
 use std::collections::VecDeque;
