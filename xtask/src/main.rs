@@ -103,7 +103,7 @@ commands:
   nat-lab  setup + rendezvous, host and controller behind nftables NATs in network namespaces
            (root), for every pair of NAT kinds; prints the matrix. Options: --pairs
            host:controller,... (kinds: none, cone, port-restricted, symmetric, symmetric-seq,
-           blocked), --seconds N, --netem \"delay 50ms loss 5%\" (on the host's internet link,
+           blocked), --seconds N, --netem \"delay 50ms loss 5% rate 2mbit\" (on the host's internet link,
            both ways), --cut-direct-after S (drop all traffic between the peers S seconds in),
            --flush host|controller|both [--flush-at S] (that router forgets every NAT mapping
            S seconds in, default 3: conntrack -F and the cone map; a packet capture at the

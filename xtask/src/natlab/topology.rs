@@ -373,11 +373,7 @@ fn start_wire(
         .context("reading the router's MAC")?;
     let mac = String::from_utf8(out.stdout)?.trim().to_owned();
     let exe = std::env::current_exe().context("locating xtask")?;
-    let netem = format!(
-        "delay {}ms loss {}%",
-        imp.delay.as_millis(),
-        imp.loss * 100.0
-    );
+    let netem = imp.to_string();
     let mut child = in_ns(inet, &path_str(&exe))
         .args(["netem-wire", up_if, "w1", &mac, &netem])
         .stdout(Stdio::null())

@@ -1,5 +1,8 @@
 //! The NAT lab's delay-and-loss wire: it joins two network interfaces and copies every Ethernet
-//! frame read from one onto the other after a fixed delay, dropping a share of them at random.
+//! frame read from one onto the other after a fixed delay, dropping a share of them at random,
+//! and optionally through a bottleneck of a given rate (frames leave one after another at that
+//! rate from a queue of [`QUEUE_LIMIT`]; what would wait longer is dropped, as a router's
+//! tail-drop queue does).
 //!
 //! It stands in for `tc qdisc … netem`, which this kernel lacks (`CONFIG_NET_SCH_NETEM` is not
 //! set: `tc` answers "Specified qdisc kind is unknown"). It runs as `xtask netem-wire` inside the
@@ -30,14 +33,37 @@ pub struct Impairment {
     pub delay: Duration,
     /// Share of frames dropped, each direction (0..1).
     pub loss: f64,
+    /// Bottleneck rate in bit/s, each direction, if any.
+    pub rate_bps: Option<u64>,
+}
+
+/// Longest a frame waits in the bottleneck's queue before it is dropped instead.
+pub const QUEUE_LIMIT: Duration = Duration::from_millis(100);
+
+impl std::fmt::Display for Impairment {
+    /// The arguments [`Impairment::parse`] reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "delay {}ms loss {}%",
+            self.delay.as_millis(),
+            self.loss * 100.0
+        )?;
+        if let Some(r) = self.rate_bps {
+            write!(f, " rate {}kbit", r / 1000)?;
+        }
+        Ok(())
+    }
 }
 
 impl Impairment {
-    /// Reads netem-style arguments: `delay 50ms loss 5%` (either part may be left out).
+    /// Reads netem-style arguments: `delay 50ms loss 5% rate 2mbit` (any part may be left
+    /// out; rates in `kbit` or `mbit`).
     pub fn parse(s: &str) -> Result<Self> {
         let mut imp = Impairment {
             delay: Duration::ZERO,
             loss: 0.0,
+            rate_bps: None,
         };
         let mut words = s.split_whitespace();
         while let Some(w) = words.next() {
@@ -61,7 +87,21 @@ impl Impairment {
                     }
                     imp.loss = pct / 100.0;
                 }
-                other => bail!("unknown impairment {other:?} (delay, loss)"),
+                "rate" => {
+                    let (n, unit) = if let Some(n) = value.strip_suffix("mbit") {
+                        (n, 1_000_000)
+                    } else if let Some(n) = value.strip_suffix("kbit") {
+                        (n, 1_000)
+                    } else {
+                        bail!("rate {value:?}: give kbit or mbit, e.g. 2mbit");
+                    };
+                    let n: u64 = n.parse().with_context(|| format!("rate {value:?}"))?;
+                    if !(64_000..=10_000_000_000).contains(&(n * unit)) {
+                        bail!("rate {value:?} must be from 64kbit to 10000mbit");
+                    }
+                    imp.rate_bps = Some(n * unit);
+                }
+                other => bail!("unknown impairment {other:?} (delay, loss, rate)"),
             }
         }
         Ok(imp)
@@ -131,6 +171,8 @@ fn direction(
 ) {
     let random = RandomState::new();
     let mut n = 0u64;
+    // When the bottleneck is next free to send.
+    let mut free_at = Instant::now();
     while let Ok(frame) = rx.next() {
         if frame.len() < 14 {
             continue;
@@ -143,10 +185,18 @@ fn direction(
         if imp.loss > 0.0 && uniform(&random, n) < imp.loss {
             continue;
         }
-        if queue
-            .send((Instant::now() + imp.delay, frame.to_vec()))
-            .is_err()
-        {
+        let now = Instant::now();
+        let mut leaves = now;
+        if let Some(rate) = imp.rate_bps {
+            let start = free_at.max(now);
+            if start - now > QUEUE_LIMIT {
+                continue; // the queue is full
+            }
+            let bits = frame.len() as u64 * 8;
+            leaves = start + Duration::from_nanos(bits * 1_000_000_000 / rate);
+            free_at = leaves;
+        }
+        if queue.send((leaves + imp.delay, frame.to_vec())).is_err() {
             return;
         }
     }
@@ -178,6 +228,16 @@ mod tests {
         assert!(Impairment::parse("delay 50").is_err());
         assert!(Impairment::parse("loss 100%").is_err());
         assert!(Impairment::parse("jitter 5ms").is_err());
+        let r = Impairment::parse("rate 2mbit delay 10ms").unwrap();
+        assert_eq!(r.rate_bps, Some(2_000_000));
+        assert_eq!(Impairment::parse(&r.to_string()).unwrap(), r);
+        assert_eq!(
+            Impairment::parse("rate 500kbit").unwrap().rate_bps,
+            Some(500_000)
+        );
+        assert!(Impairment::parse("rate 2gbit").is_err());
+        assert!(Impairment::parse("rate 1kbit").is_err());
+        assert!(Impairment::parse("rate mbit").is_err());
         assert!(Impairment::parse("delay").is_err());
     }
 
