@@ -138,7 +138,8 @@ struct HostArgs {
     /// Frames per second to capture and send at most.
     #[arg(long, default_value_t = 30)]
     fps: u32,
-    /// Target video bitrate in kbit/s.
+    /// Highest video bitrate in kbit/s. The host lowers it while the path loses packets or
+    /// builds a queue, and raises it back as the path clears.
     #[arg(long, default_value_t = 4000)]
     bitrate_kbps: u32,
     /// Encoder mode.
