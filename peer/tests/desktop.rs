@@ -266,28 +266,13 @@ async fn the_controller_switches_monitors_and_video_and_input_follow() {
     let dir = tempfile::tempdir().unwrap();
     let d = xvfb(1280, 720);
     // Two RandR monitors of different sizes side by side.
-    x_run(
-        &d,
-        "xrandr",
-        &["--setmonitor", "big", "800/200x600/150+0+0", "none"],
-    );
-    x_run(
-        &d,
-        "xrandr",
-        &["--setmonitor", "small", "480/120x360/90+800+0", "none"],
-    );
-    let all = capture::monitors(&capture::ScreenSpec {
-        display: Some(d.name().to_owned()),
-        ..Default::default()
-    })
-    .unwrap();
-    let index = |name: &str| {
-        all.iter()
-            .find(|m| m.name == name)
-            .unwrap_or_else(|| panic!("no monitor {name} in {all:?}"))
-            .index
-    };
-    let (big, small) = (index("big"), index("small"));
+    let (all, [big, small]) = d
+        .set_monitors([
+            ("big", "800/200x600/150+0+0"),
+            ("small", "480/120x360/90+800+0"),
+        ])
+        .unwrap_or_else(|e| panic!("xrandr (run `cargo xtask setup`): {e}"));
+    let (big, small) = (big.index, small.index);
     let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
     let mut cfg = screen_host(&rv, &dir.path().join("host"), &d, PASSWORD, enigo(&d));
     cfg.source = peer::host::Source::Screen(capture::ScreenSpec {
