@@ -1,6 +1,6 @@
 //! A private virtual X display (Xvfb) for tests and tools: started on a free display number,
-//! stopped when dropped; plus the probes tests use on it (pointer position, an `xev` window
-//! that records what it receives).
+//! stopped when dropped, its screen split into RandR monitors on request; plus the probes tests
+//! use on it (pointer position, an `xev` window that records what it receives).
 
 use std::io::Read;
 use std::path::Path;
@@ -153,6 +153,39 @@ impl VirtualDisplay {
             )));
         }
         Ok((dims.0, dims.1, out.stdout))
+    }
+
+    /// Splits the screen into RandR monitors, `(name, geometry)` each, the geometry as
+    /// `xrandr --setmonitor` takes it (`W/MMxH/MM+X+Y`: pixels/millimetres, then the offset).
+    /// Returns every monitor the display lists afterwards, and the new ones in the order asked.
+    pub fn set_monitors<const N: usize>(
+        &self,
+        split: [(&str, &str); N],
+    ) -> std::io::Result<(Vec<crate::Monitor>, [crate::Monitor; N])> {
+        for (name, geometry) in split {
+            let out = self
+                .command("xrandr")
+                .args(["--setmonitor", name, geometry, "none"])
+                .output()?;
+            if !out.status.success() {
+                return Err(std::io::Error::other(format!(
+                    "xrandr --setmonitor {name} {geometry}: {out:?}"
+                )));
+            }
+        }
+        let all = crate::x11::list_monitors(Some(&self.name)).map_err(std::io::Error::other)?;
+        let named = |name: &str| {
+            all.iter()
+                .find(|m| m.name == name)
+                .cloned()
+                .ok_or_else(|| std::io::Error::other(format!("no monitor {name} in {all:?}")))
+        };
+        let mut new = Vec::with_capacity(N);
+        for (name, _) in split {
+            new.push(named(name)?);
+        }
+        let new = new.try_into().expect("one monitor per name");
+        Ok((all, new))
     }
 
     /// The character of the first keysym bound to each keycode (`xmodmap -pk`), for keysyms

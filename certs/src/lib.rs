@@ -368,6 +368,50 @@ pub fn peer_fingerprint(chain: &[CertificateDer<'_>]) -> Result<Fingerprint, Err
     Fingerprint::of_certificate(leaf)
 }
 
+/// The handshake-signature methods both verifiers share (the server and client verifier traits
+/// declare the same three): every config is TLS 1.3 only, so a TLS 1.2 signature is refused
+/// rather than checked; a TLS 1.3 signature is verified with `self.algorithms`, the ring
+/// provider's.
+macro_rules! tls13_signatures_only {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            _message: &[u8],
+            _cert: &CertificateDer<'_>,
+            _dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::PeerIncompatible(
+                rustls::PeerIncompatible::Tls13RequiredForQuic,
+            ))
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    };
+}
+
+/// The fingerprint of a certificate presented in a handshake; an unparsable one is a bad
+/// encoding.
+fn presented_fingerprint(end_entity: &CertificateDer<'_>) -> Result<Fingerprint, rustls::Error> {
+    Fingerprint::of_certificate(end_entity)
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))
+}
+
+/// The refusal of a well-formed certificate whose key is not the one wanted.
+fn unwanted_key() -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
+}
+
 /// Accepts exactly one server key; checks the handshake signature with that key.
 #[derive(Debug)]
 struct PinnedServerVerifier {
@@ -384,47 +428,16 @@ impl ServerCertVerifier for PinnedServerVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let seen = Fingerprint::of_certificate(end_entity).map_err(|_| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        })?;
+        let seen = presented_fingerprint(end_entity)?;
         if seen == self.pinned {
             Ok(ServerCertVerified::assertion())
         } else {
             tracing::warn!(expected = %self.pinned, seen = %seen, "server key does not match the pinned fingerprint");
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
+            Err(unwanted_key())
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        refuse_tls12()
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// Every config is TLS 1.3 only: a TLS 1.2 signature is refused rather than checked.
-fn refuse_tls12() -> Result<HandshakeSignatureValid, rustls::Error> {
-    Err(rustls::Error::PeerIncompatible(
-        rustls::PeerIncompatible::Tls13RequiredForQuic,
-    ))
+    tls13_signatures_only!();
 }
 
 /// Requires a client certificate and a valid TLS 1.3 signature with its key (proof of
@@ -450,42 +463,18 @@ impl ClientCertVerifier for ProofOfKeyClientVerifier {
         // Parsing proves it is a well-formed certificate with a key we can verify with.
         ParsedCertificate::try_from(end_entity)?;
         if let Some(expected) = &self.expected {
-            let seen = Fingerprint::of_certificate(end_entity).map_err(|_| {
-                rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-            })?;
+            let seen = presented_fingerprint(end_entity)?;
             // The handshake signature is checked after this, with the same key: a client that
             // presents an expected certificate without its key still fails.
             if !expected.take(&seen) {
                 tracing::debug!(client = %seen, "refused a client key nobody announced");
-                return Err(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::ApplicationVerificationFailure,
-                ));
+                return Err(unwanted_key());
             }
         }
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        refuse_tls12()
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    tls13_signatures_only!();
 }
 
 #[cfg(test)]

@@ -19,7 +19,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use capture::render_synthetic;
-use codec::{ContentType, DecodedFrame, Decoder, Encoder, EncoderConfig, I420Buffer, bgra_to_i420};
+use codec::{
+    ContentType, Decode, DecodedFrame, Decoder, Encoder, EncoderConfig, I420Buffer, bgra_to_i420,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const SIZES: [(&str, u32, u32); 2] = [("720p", 1280, 720), ("1080p", 1920, 1080)];

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use capture::render_synthetic;
 use codec::isolated::IsolatedDecoder;
-use codec::{DecodedFrame, Decoder, Encoder, EncoderConfig};
+use codec::{Decode, DecodedFrame, Decoder, Encoder, EncoderConfig};
 use criterion::Criterion;
 
 const WIDTH: u32 = 1920;
@@ -45,23 +45,6 @@ fn encode_sequence() -> (Vec<u8>, Vec<Vec<u8>>) {
     (key.data, p_frames)
 }
 
-/// Either decoder, behind one call.
-trait Decode {
-    fn decode_into(&mut self, annexb: &[u8], out: &mut DecodedFrame) -> bool;
-}
-
-impl Decode for Decoder {
-    fn decode_into(&mut self, annexb: &[u8], out: &mut DecodedFrame) -> bool {
-        Decoder::decode_into(self, annexb, out).unwrap()
-    }
-}
-
-impl Decode for IsolatedDecoder {
-    fn decode_into(&mut self, annexb: &[u8], out: &mut DecodedFrame) -> bool {
-        IsolatedDecoder::decode_into(self, annexb, out).unwrap()
-    }
-}
-
 /// A decoder walking the sequence: `next` decodes the next P-frame and returns its time.
 struct Player<D> {
     decoder: D,
@@ -80,13 +63,14 @@ impl<D: Decode> Player<D> {
 
     fn next(&mut self, key: &[u8], p_frames: &[Vec<u8>]) -> Duration {
         if self.at == p_frames.len() {
-            assert!(self.decoder.decode_into(key, &mut self.out));
+            assert!(self.decoder.decode_into(key, &mut self.out).unwrap());
             self.at = 0;
         }
         let start = Instant::now();
         let got = self
             .decoder
-            .decode_into(black_box(&p_frames[self.at]), &mut self.out);
+            .decode_into(black_box(&p_frames[self.at]), &mut self.out)
+            .unwrap();
         let took = start.elapsed();
         assert!(got, "P-frame {} gave no picture", self.at);
         self.at += 1;

@@ -70,32 +70,38 @@ impl Decoder {
             sequence: SequenceGuard::default(),
         })
     }
+}
 
-    /// Decodes one encoded frame. Returns `None` when the input completed no picture (for example
-    /// only parameter sets, or an empty slice).
+/// What both H.264 decoders do with untrusted bytes: [`Decoder`] in this process,
+/// [`IsolatedDecoder`](crate::isolated::IsolatedDecoder) in a sandboxed worker; the same limits,
+/// results and errors, and the same effect on the output.
+pub trait Decode {
+    /// Decodes one encoded frame into `out`, reusing its buffer: a viewer that keeps one
+    /// `DecodedFrame` allocates nothing per frame. Returns whether a picture was written; if
+    /// not, `out` is unchanged, and after an error it is empty (0x0).
     ///
     /// # Errors
     ///
-    /// [`CodecError::InputTooLarge`] above [`MAX_ENCODED_FRAME_LEN`]; [`CodecError::Decoder`] for a
-    /// corrupt or undecodable stream; [`CodecError::DecodedTooLarge`] above
-    /// [`MAX_DECODED_PIXELS`].
-    pub fn decode(&mut self, annexb: &[u8]) -> Result<Option<DecodedFrame>, CodecError> {
+    /// [`CodecError::InputTooLarge`] above [`MAX_ENCODED_FRAME_LEN`]; [`CodecError::Decoder`]
+    /// for a corrupt or undecodable stream; [`CodecError::DecodedTooLarge`] above
+    /// [`MAX_DECODED_PIXELS`]; and whatever else the implementation names.
+    fn decode_into(&mut self, annexb: &[u8], out: &mut DecodedFrame) -> Result<bool, CodecError>;
+
+    /// Like [`decode_into`](Self::decode_into), into a new picture. Returns `None` when the
+    /// input completed no picture (for example only parameter sets, or an empty slice).
+    ///
+    /// # Errors
+    ///
+    /// As [`decode_into`](Self::decode_into).
+    fn decode(&mut self, annexb: &[u8]) -> Result<Option<DecodedFrame>, CodecError> {
         let mut frame = DecodedFrame::default();
         Ok(self.decode_into(annexb, &mut frame)?.then_some(frame))
     }
+}
 
-    /// Like [`decode`](Self::decode), but writes the picture into `out`, reusing its buffer: a
-    /// viewer that keeps one `DecodedFrame` allocates nothing per frame. Returns whether a picture
-    /// was written; if not, `out` is unchanged, and after an error it is empty (0x0).
-    ///
-    /// # Errors
-    ///
-    /// As for [`decode`](Self::decode).
-    pub fn decode_into(
-        &mut self,
-        annexb: &[u8],
-        out: &mut DecodedFrame,
-    ) -> Result<bool, CodecError> {
+/// [`Decode::decode_into`]'s errors are exactly the ones it names.
+impl Decode for Decoder {
+    fn decode_into(&mut self, annexb: &[u8], out: &mut DecodedFrame) -> Result<bool, CodecError> {
         if !check_input(annexb)? {
             return Ok(false);
         }

@@ -24,6 +24,7 @@
 //!   through shared memory: a bug in the C decoder that a hostile stream triggers then reaches
 //!   nothing of the viewer. The application provides the child by re-executing itself
 //!   ([`isolated::run_worker_if_requested`]).
+//! * Both decoders are [`Decode`]: `decode_into` a reused picture, or `decode` into a new one.
 //!
 //! What this crate does **not** do: it knows nothing about sockets, QUIC, sessions or pacing. It
 //! does not decide when to send a key frame (the session asks for one), nor how to split the
@@ -42,7 +43,7 @@ mod encoder;
 pub mod isolated;
 
 pub use convert::{I420Buffer, bgra_to_i420};
-pub use decoder::{DecodedFrame, Decoder, MAX_DECODED_PIXELS, MAX_ENCODED_FRAME_LEN};
+pub use decoder::{Decode, DecodedFrame, Decoder, MAX_DECODED_PIXELS, MAX_ENCODED_FRAME_LEN};
 pub use encoder::{
     ContentType, DEFAULT_BITRATE_BPS, DEFAULT_MAX_FPS, EncodedFrame, Encoder, EncoderConfig,
     MAX_BITRATE_BPS, MAX_ENCODE_HEIGHT, MAX_ENCODE_WIDTH, MIN_BITRATE_BPS, MIN_ENCODE_DIMENSION,

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use codec::isolated::{FRAME_TIMEOUT, IsolatedDecoder};
-use codec::{CodecError, DecodedFrame, Decoder, EncodedFrame, MAX_ENCODED_FRAME_LEN};
+use codec::{CodecError, Decode, DecodedFrame, Decoder, EncodedFrame, MAX_ENCODED_FRAME_LEN};
 use common::{Rng, config, decoded_marker, encode_synthetic, stamp};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_quicdesk-decoder");

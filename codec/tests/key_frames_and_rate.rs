@@ -3,7 +3,7 @@
 mod common;
 
 use capture::render_synthetic;
-use codec::{Decoder, Encoder};
+use codec::{Decode, Decoder, Encoder};
 use common::{Rng, config, decoded_marker, stamp};
 
 #[test]

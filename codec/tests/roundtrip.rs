@@ -3,7 +3,7 @@
 mod common;
 
 use capture::mean_abs_diff;
-use codec::Decoder;
+use codec::{Decode, Decoder};
 use common::{config, decoded_marker, encode_synthetic};
 
 /// Mean absolute difference per colour sample allowed between source and decoded picture.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use codec::{Decoder, EncodedFrame};
+use codec::{Decode, Decoder, EncodedFrame};
 use common::{Rng, config, decoded_marker, encode_synthetic, stamp};
 
 fn stream(width: u32, height: u32, count: u64) -> Vec<EncodedFrame> {

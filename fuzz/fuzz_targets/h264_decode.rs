@@ -2,6 +2,7 @@
 //! decodes stays within the decoder's size limit.
 #![no_main]
 
+use codec::Decode;
 use libfuzzer_sys::fuzz_target;
 use quicdesk_fuzz::{remember_input, write_seeds_if_asked};
 

@@ -468,21 +468,17 @@ mod tests {
     #[test]
     fn birthday_roles_follow_both_mappings() {
         use Mapping::*;
-        assert_eq!(
-            Birthday::for_mappings(EndpointDependent, EndpointIndependent),
-            Birthday::Pool
-        );
-        assert_eq!(
-            Birthday::for_mappings(EndpointIndependent, EndpointDependent),
-            Birthday::Spray
-        );
-        assert_eq!(
-            Birthday::for_mappings(EndpointDependent, EndpointDependent),
-            Birthday::Off
-        );
-        assert_eq!(
-            Birthday::for_mappings(Unknown, EndpointDependent),
-            Birthday::Off
-        );
+        for (ours, theirs, role) in [
+            (EndpointDependent, EndpointIndependent, Birthday::Pool),
+            (EndpointIndependent, EndpointDependent, Birthday::Spray),
+            (EndpointDependent, EndpointDependent, Birthday::Off),
+            (Unknown, EndpointDependent, Birthday::Off),
+        ] {
+            assert_eq!(
+                Birthday::for_mappings(ours, theirs),
+                role,
+                "ours {ours:?}, theirs {theirs:?}"
+            );
+        }
     }
 }

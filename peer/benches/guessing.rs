@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::raw::{Attacker, guess};
-use common::{LOCAL, start_host, start_rendezvous_relay, synthetic_host};
+use common::{start_host, start_rendezvous_without_relay, synthetic_host};
 use proto::session::ControlMsg;
 
 const TASKS: usize = 16;
@@ -46,12 +46,7 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
-        let rv = start_rendezvous_relay(
-            &dir.path().join("rv"),
-            LOCAL,
-            Duration::from_secs(3600),
-            false,
-        );
+        let rv = start_rendezvous_without_relay(dir.path());
         let mut cfg = synthetic_host(
             &rv,
             &dir.path().join("host"),

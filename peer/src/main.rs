@@ -224,14 +224,7 @@ async fn resolve_addr(s: &str) -> anyhow::Result<SocketAddr> {
 fn main() -> anyhow::Result<()> {
     // The sandboxed H.264 decoder is this program started again: it must not get further.
     codec::isolated::run_worker_if_requested();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    proto::logging::init();
     let cli = Cli::parse();
     let rt = || tokio::runtime::Runtime::new().context("starting the async runtime");
     match cli.command {

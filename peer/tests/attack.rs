@@ -7,20 +7,24 @@ use std::time::Duration;
 
 use certs::Identity;
 use input::{InputEvent, RecordingBackend};
-use peer::controller::{self, Hooks, Target};
-use proto::session::{ALPN, ControlMsg, StreamKind, VERSION};
+use peer::controller::{self, Hooks};
+use proto::session::{ALPN, ControlMsg, StreamKind};
 use proto::{AccessCode, quic};
 
 mod common;
-use common::raw::{Attacker, input_frame, prove, read, read_video, send};
-use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous_relay, synthetic_host};
+use common::raw::{Attacker, hello, host_endpoint, input_frame, prove, read, read_video, send};
+use common::rss::rss_kib;
+use common::{
+    LOCAL, Rv, connect_config, direct_target, start_host, start_rendezvous_without_relay,
+    synthetic_host,
+};
 
 const PASSWORD: &str = "attack test pass 8642";
 
 /// A rendezvous without a relay (so the host's address is handed out at look-up and a raw
 /// client can dial it) and a host on it recording the input it performs.
 async fn setup(dir: &std::path::Path) -> (Rv, peer::host::HostHandle, RecordingBackend) {
-    let rv = start_rendezvous_relay(&dir.join("rv"), LOCAL, Duration::from_secs(3600), false);
+    let rv = start_rendezvous_without_relay(dir);
     let backend = RecordingBackend::new();
     let host = start_host(synthetic_host(
         &rv,
@@ -42,11 +46,10 @@ async fn announced(
 ) -> (Attacker, quinn::Connection) {
     let code = host.status().code.expect("registered");
     let attacker = Attacker::new(source);
-    let (fp, addr) = attacker
-        .look_up((rv.addr, rv.fingerprint), code)
+    let conn = attacker
+        .reach((rv.addr, rv.fingerprint), code)
         .await
         .unwrap();
-    let conn = attacker.dial(fp, addr).await.unwrap();
     (attacker, conn)
 }
 
@@ -95,13 +98,11 @@ async fn every_attempt_counts_and_a_guesser_locks_out_nobody_else() {
     let code = host.status().code.expect("registered");
     let password_before = host.status().password.clone();
     let attacker = Attacker::new("127.0.0.2");
-    let (fp, addr) = attacker
-        .look_up((rv.addr, rv.fingerprint), code)
+    let conn = attacker
+        .reach((rv.addr, rv.fingerprint), code)
         .await
         .unwrap();
-    let conn = attacker.dial(fp, addr).await.unwrap();
-    let (mut s, mut r) = conn.open_bi().await.unwrap();
-    send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
+    let (_s, mut r) = hello(&conn).await.unwrap();
     let got = read(&mut r).await;
     assert!(
         matches!(got, Some(ControlMsg::Challenge { .. })),
@@ -116,13 +117,11 @@ async fn every_attempt_counts_and_a_guesser_locks_out_nobody_else() {
     );
 
     // Straight back: announced again, but over the back-off.
-    let (fp, addr) = attacker
-        .look_up((rv.addr, rv.fingerprint), code)
+    let conn = attacker
+        .reach((rv.addr, rv.fingerprint), code)
         .await
         .unwrap();
-    let conn = attacker.dial(fp, addr).await.unwrap();
-    let (mut s, mut r) = conn.open_bi().await.unwrap();
-    send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
+    let (_s, mut r) = hello(&conn).await.unwrap();
     match read(&mut r).await {
         Some(ControlMsg::Denied { reason }) => {
             assert!(reason.contains("try again in"), "{reason}")
@@ -152,8 +151,7 @@ async fn nothing_before_the_password_proof_reaches_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let (rv, host, backend) = setup(dir.path()).await;
     let (_attacker, conn) = announced(&rv, &host, "127.0.0.4").await;
-    let (mut ctl, _r) = conn.open_bi().await.unwrap();
-    send(&mut ctl, &ControlMsg::Hello { version: VERSION }).await;
+    let (mut ctl, _r) = hello(&conn).await.unwrap();
     // No input stream, no second control stream.
     // (Blocked on stream credit is right; opened is the hole; an error means the host closed
     // the connection, which this test must not mistake for either.)
@@ -242,8 +240,7 @@ async fn monitor_switches_are_refused_before_the_proof_and_checked_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let (rv, host, _backend) = setup(dir.path()).await;
     let (_early, conn) = announced(&rv, &host, "127.0.0.9").await;
-    let (mut ctl, mut r) = conn.open_bi().await.unwrap();
-    send(&mut ctl, &ControlMsg::Hello { version: VERSION }).await;
+    let (mut ctl, mut r) = hello(&conn).await.unwrap();
     assert!(matches!(
         read(&mut r).await,
         Some(ControlMsg::Challenge { .. })
@@ -352,8 +349,7 @@ async fn a_man_in_the_middle_relaying_the_exchange_is_refused_by_both_sides() {
 
     // The proxy: a QUIC server with its own key, and a client towards the real host.
     let proxy_id = Identity::ephemeral().unwrap();
-    let server_cfg = quic::server_config(&proxy_id, &[ALPN], quic::Role::Host).unwrap();
-    let proxy_server = quinn::Endpoint::server(server_cfg, LOCAL).unwrap();
+    let proxy_server = host_endpoint(&proxy_id);
     let proxy_addr = proxy_server.local_addr().unwrap();
     let upstream = Attacker {
         id: proxy_id,
@@ -380,20 +376,9 @@ async fn a_man_in_the_middle_relaying_the_exchange_is_refused_by_both_sides() {
     });
     let mut cfg = connect_config(&rv, code, PASSWORD, &dir.path().join("victim"));
     cfg.duration = Some(Duration::from_secs(1));
-    let err = controller::run_to(
-        cfg,
-        Target {
-            host: proxy_fp,
-            candidates: vec![proxy_addr],
-            relay: None,
-            lan: Vec::new(),
-            stun_servers: Vec::new(),
-            observed: LOCAL,
-        },
-        Hooks::default(),
-    )
-    .await
-    .expect_err("the controller must refuse");
+    let err = controller::run_to(cfg, direct_target(proxy_fp, proxy_addr), Hooks::default())
+        .await
+        .expect_err("the controller must refuse");
     // The host refused the proof (the exporters differ) and said so; the controller reports
     // exactly that.
     assert!(
@@ -412,19 +397,10 @@ async fn a_man_in_the_middle_relaying_the_exchange_is_refused_by_both_sides() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_hosts_text_is_made_printable() {
     let dir = tempfile::tempdir().unwrap();
-    let rv = start_rendezvous_relay(
-        &dir.path().join("rv"),
-        LOCAL,
-        Duration::from_secs(3600),
-        false,
-    );
+    let rv = start_rendezvous_without_relay(dir.path());
     let evil = Identity::ephemeral().unwrap();
     let evil_fp = evil.fingerprint();
-    let server = quinn::Endpoint::server(
-        quic::server_config(&evil, &[ALPN], quic::Role::Host).unwrap(),
-        LOCAL,
-    )
-    .unwrap();
+    let server = host_endpoint(&evil);
     let evil_addr = server.local_addr().unwrap();
     tokio::spawn(async move {
         let conn = server.accept().await.unwrap().await.unwrap();
@@ -441,20 +417,9 @@ async fn a_hostile_hosts_text_is_made_printable() {
         PASSWORD,
         &dir.path().join("ctl"),
     );
-    let err = controller::run_to(
-        cfg,
-        Target {
-            host: evil_fp,
-            candidates: vec![evil_addr],
-            relay: None,
-            lan: Vec::new(),
-            stun_servers: Vec::new(),
-            observed: LOCAL,
-        },
-        Hooks::default(),
-    )
-    .await
-    .expect_err("denied");
+    let err = controller::run_to(cfg, direct_target(evil_fp, evil_addr), Hooks::default())
+        .await
+        .expect_err("denied");
     let text = err.to_string();
     assert!(text.contains("go away"), "{text}");
     assert!(
@@ -472,12 +437,7 @@ async fn a_pre_auth_flood_keeps_the_host_process_small() {
     const ATTACKERS: usize = 48;
     const BOUND_KIB: u64 = 24 * 1024;
     let dir = tempfile::tempdir().unwrap();
-    let rv = start_rendezvous_relay(
-        &dir.path().join("rv"),
-        LOCAL,
-        Duration::from_secs(3600),
-        false,
-    );
+    let rv = start_rendezvous_without_relay(dir.path());
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_peer"))
         .args(["host", "--source", "synthetic", "--size", "320x240"])
         .args([
@@ -518,33 +478,20 @@ async fn a_pre_auth_flood_keeps_the_host_process_small() {
         .expect("the host prints its code within 20 s")
         .parse()
         .unwrap();
-    let rss = || -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let before = rss();
+    let before = rss_kib(pid);
 
     let mut held = Vec::new();
     let (mut admitted, mut challenged, mut refused, mut pushed_total) = (0usize, 0, 0, 0usize);
     for i in 0..ATTACKERS {
         let attacker = Attacker::new(&format!("127.0.{}.{}", 1 + i / 200, 10 + i % 200));
-        let Ok((fp, addr)) = attacker.look_up((rv.addr, rv.fingerprint), code).await else {
+        let Ok(conn) = attacker.reach((rv.addr, rv.fingerprint), code).await else {
             refused += 1;
             continue;
         };
-        let Ok(conn) = attacker.dial(fp, addr).await else {
+        let Ok((mut ctl, mut r)) = hello(&conn).await else {
             refused += 1;
             continue;
         };
-        let Ok((mut ctl, mut r)) = conn.open_bi().await else {
-            refused += 1;
-            continue;
-        };
-        send(&mut ctl, &ControlMsg::Hello { version: VERSION }).await;
         match tokio::time::timeout(Duration::from_secs(2), read(&mut r)).await {
             Ok(Some(ControlMsg::Challenge { .. })) => challenged += 1,
             _ => refused += 1,
@@ -563,7 +510,7 @@ async fn a_pre_auth_flood_keeps_the_host_process_small() {
         pushed_total += pushed;
         held.push((attacker, conn, ctl, r, uni));
     }
-    let after = rss();
+    let after = rss_kib(pid);
     eprintln!(
         "pre-auth flood: {ATTACKERS} announced controllers, {admitted} connected, {challenged} got \
          to the password step, {refused} were refused; {} KiB pushed in all; `peer host` RSS \

@@ -3,16 +3,18 @@
 
 #![cfg(all(unix, not(target_os = "macos")))]
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use capture::xvfb::{VirtualDisplay, XevWindow};
 use input::{BoundedText, InputEvent, Key, MouseButton, NormalizedPoint};
-use peer::controller::{self, FrameMeta, Hooks, HostNotice, Request};
+use peer::controller::{self, ConnectConfig, FrameMeta, Hooks, HostNotice, Request};
+use peer::host::{HostHandle, InputFactory, Source};
 
 mod common;
 use common::desktop::{BLUE, RED, discard, enigo, hex, paint_halves, screen_host, xvfb};
-use common::{LOCAL, connect_config, start_host, start_rendezvous};
+use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous};
 
 const PASSWORD: &str = "desktop pass 135790";
 const GREEN: [u8; 3] = [40, 200, 60];
@@ -34,6 +36,34 @@ fn rgb(f: &codec::DecodedFrame, x: u32, y: u32) -> [u8; 3] {
     [f.rgba[at], f.rgba[at + 1], f.rgba[at + 2]]
 }
 
+/// A rendezvous in `dir` and a host on it sharing `d` (the whole screen, or one `monitor` of
+/// it) with [`PASSWORD`], performing the input it gets with `input`; and the settings of a
+/// controller of that host, its data in `dir`/ctl.
+async fn share(
+    dir: &Path,
+    d: &VirtualDisplay,
+    monitor: Option<usize>,
+    input: InputFactory,
+) -> (Rv, HostHandle, ConnectConfig) {
+    let rv = start_rendezvous(&dir.join("rv"), LOCAL, Duration::from_secs(3600));
+    let mut cfg = screen_host(&rv, &dir.join("host"), d, PASSWORD, input);
+    if let Source::Screen(screen) = &mut cfg.source {
+        screen.monitor = monitor;
+    }
+    let host = start_host(cfg).await;
+    let code = host.status().code.expect("registered");
+    let ctl = connect_config(&rv, code, PASSWORD, &dir.join("ctl"));
+    (rv, host, ctl)
+}
+
+/// The session's logs, in the test's output: shown only when the test fails.
+fn show_logs_on_failure() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,peer=debug")
+        .with_test_writer()
+        .try_init();
+}
+
 fn close(a: [u8; 3], b: [u8; 3]) -> bool {
     a.iter().zip(b).all(|(&x, y)| x.abs_diff(y) <= 12)
 }
@@ -43,15 +73,7 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = xvfb(1280, 720);
     paint_halves(&d, dir.path(), 1280, 720);
-    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
-    let host = start_host(screen_host(
-        &rv,
-        &dir.path().join("host"),
-        &d,
-        PASSWORD,
-        discard(),
-    ))
-    .await;
+    let (_rv, host, mut cfg) = share(dir.path(), &d, None, discard()).await;
 
     /// Frame number, left sample, right sample.
     type Seen = (u64, [u8; 3], [u8; 3]);
@@ -65,12 +87,6 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
                 .push((meta.frame_no, rgb(f, 300, 500), rgb(f, 1000, 500)));
         }
     };
-    let mut cfg = connect_config(
-        &rv,
-        host.status().code.expect("registered"),
-        PASSWORD,
-        &dir.path().join("ctl"),
-    );
     cfg.duration = Some(Duration::from_secs(4));
     let session = tokio::spawn(controller::run(
         cfg,
@@ -81,14 +97,10 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
     ));
     // The first frame, then two seconds of a still screen (a measuring window, not a wait for
     // something to happen), then a change.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while seen.lock().unwrap().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no frame decoded within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("a decoded frame", Duration::from_secs(10), || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let still_frames = seen.lock().unwrap().len();
     x_run(&d, "xsetroot", &["-solid", &hex(GREEN)]);
@@ -119,31 +131,13 @@ async fn the_controller_sees_the_x_screen_and_a_still_screen_costs_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controllers_pointer_clicks_and_typing_reach_the_x_server() {
-    // Shown only when the test fails.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("info,peer=debug")
-        .with_test_writer()
-        .try_init();
+    show_logs_on_failure();
     let dir = tempfile::tempdir().unwrap();
     let d = xvfb(1280, 720);
     let xev = XevWindow::start(&d, "600x400+0+0").expect("xev (cargo xtask setup, x11-utils)");
-    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
-    let host = start_host(screen_host(
-        &rv,
-        &dir.path().join("host"),
-        &d,
-        PASSWORD,
-        enigo(&d),
-    ))
-    .await;
+    let (_rv, host, mut cfg) = share(dir.path(), &d, None, enigo(&d)).await;
 
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let mut cfg = connect_config(
-        &rv,
-        host.status().code.expect("registered"),
-        PASSWORD,
-        &dir.path().join("ctl"),
-    );
     cfg.duration = Some(Duration::from_secs(10));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let session = tokio::spawn(controller::run(
@@ -259,43 +253,18 @@ async fn until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_switches_monitors_and_video_and_input_follow() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("info,peer=debug")
-        .with_test_writer()
-        .try_init();
+    show_logs_on_failure();
     let dir = tempfile::tempdir().unwrap();
     let d = xvfb(1280, 720);
     // Two RandR monitors of different sizes side by side.
-    x_run(
-        &d,
-        "xrandr",
-        &["--setmonitor", "big", "800/200x600/150+0+0", "none"],
-    );
-    x_run(
-        &d,
-        "xrandr",
-        &["--setmonitor", "small", "480/120x360/90+800+0", "none"],
-    );
-    let all = capture::monitors(&capture::ScreenSpec {
-        display: Some(d.name().to_owned()),
-        ..Default::default()
-    })
-    .unwrap();
-    let index = |name: &str| {
-        all.iter()
-            .find(|m| m.name == name)
-            .unwrap_or_else(|| panic!("no monitor {name} in {all:?}"))
-            .index
-    };
-    let (big, small) = (index("big"), index("small"));
-    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
-    let mut cfg = screen_host(&rv, &dir.path().join("host"), &d, PASSWORD, enigo(&d));
-    cfg.source = peer::host::Source::Screen(capture::ScreenSpec {
-        display: Some(d.name().to_owned()),
-        monitor: Some(big),
-        cursor: true,
-    });
-    let host = start_host(cfg).await;
+    let (all, [big, small]) = d
+        .set_monitors([
+            ("big", "800/200x600/150+0+0"),
+            ("small", "480/120x360/90+800+0"),
+        ])
+        .unwrap_or_else(|e| panic!("xrandr (run `cargo xtask setup`): {e}"));
+    let (big, small) = (big.index, small.index);
+    let (_rv, host, cfg) = share(dir.path(), &d, Some(big), enigo(&d)).await;
 
     // Size and key flag of each decoded frame, in order.
     let frames: Arc<Mutex<Vec<(u32, u32, bool)>>> = Arc::default();
@@ -323,12 +292,6 @@ async fn the_controller_switches_monitors_and_video_and_input_follow() {
             ..Default::default()
         }
     };
-    let cfg = connect_config(
-        &rv,
-        host.status().code.expect("registered"),
-        PASSWORD,
-        &dir.path().join("ctl"),
-    );
     let session = tokio::spawn(controller::run(cfg, hooks));
     let seen = |w, h| frames.lock().unwrap().iter().any(|f| (f.0, f.1) == (w, h));
     until(

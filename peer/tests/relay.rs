@@ -11,8 +11,9 @@ use peer::host::HostConfig;
 use peer::stats::{PathKind, Report};
 
 mod common;
+use common::raw::Attacker;
 use common::{
-    LOCAL, Rv, connect_config, need, start_host, start_rendezvous, start_rendezvous_relay,
+    LOCAL, Rv, connect_config, need, start_host, start_rendezvous, start_rendezvous_without_relay,
     synthetic_host,
 };
 
@@ -207,26 +208,12 @@ async fn with_a_relay_a_look_up_reveals_no_address_and_no_relay_is_refused_clear
 
     // A controller that knows the code but not the password learns the host's key and a
     // relay token, not where the host is.
-    let id = certs::Identity::load_or_create(&dir.path().join("nosy"), "controller").unwrap();
-    let endpoint = peer::net::endpoint(LOCAL, None).unwrap();
-    let cfg = proto::quic::client_config(
-        &id,
-        rv.fingerprint,
-        proto::rendezvous::ALPN,
-        proto::quic::Role::RendezvousClient,
-    )
-    .unwrap();
-    let conn = endpoint
-        .connect_with(cfg, rv.addr, "quicdesk.invalid")
-        .unwrap()
-        .await
-        .unwrap();
-    let resolved = proto::client::resolve(&conn, code, Vec::new(), false)
+    let resolved = Attacker::new("127.0.0.1")
+        .resolve((rv.addr, rv.fingerprint), code)
         .await
         .unwrap();
     assert!(resolved.candidates.is_empty(), "{resolved:?}");
     assert!(resolved.relay.is_some());
-    conn.close(0u32.into(), b"");
 
     // So --no-relay cannot work here, and says why.
     let mut cfg = connect_config(&rv, code, "relay pass 135790", &dir.path().join("ctl"));
@@ -239,12 +226,7 @@ async fn with_a_relay_a_look_up_reveals_no_address_and_no_relay_is_refused_clear
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_relay_the_session_goes_direct_with_no_relay() {
     let dir = tempfile::tempdir().unwrap();
-    let rv = start_rendezvous_relay(
-        &dir.path().join("rv"),
-        LOCAL,
-        Duration::from_secs(3600),
-        false,
-    );
+    let rv = start_rendezvous_without_relay(dir.path());
     assert!(rv.relay.is_none());
     let (report, got) = session(&rv, dir.path(), RelayMode::Off).await;
     assert_eq!(report.path, PathKind::Direct, "{report:?}");

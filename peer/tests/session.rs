@@ -6,13 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use input::{InputEvent, RecordingBackend};
-use peer::controller::{self, FrameMeta, Hooks, Target};
+use peer::controller::{self, FrameMeta, Hooks};
 use peer::host::{self, HostConfig};
 use peer::stats::PathKind;
 use rendezvous::server::{self, Server};
 
 mod common;
-use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous, synthetic_host};
+use common::{
+    LOCAL, Rv, connect_config, direct_target, start_host, start_rendezvous, synthetic_host,
+};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 360;
@@ -296,14 +298,7 @@ async fn wrong_host_fingerprint_is_refused() {
             "session pass 424242",
             &dir.path().join("ctl"),
         ),
-        Target {
-            host: impostor,
-            candidates: vec![host.local_addr],
-            relay: None,
-            lan: Vec::new(),
-            stun_servers: Vec::new(),
-            observed: LOCAL,
-        },
+        direct_target(impostor, host.local_addr),
         Hooks::default(),
     )
     .await

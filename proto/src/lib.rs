@@ -18,6 +18,9 @@
 //! - [`quic`]: the quinn and rustls settings every endpoint uses, per role.
 //! - [`limits`]: token buckets, source prefixes and caps that the servers use against floods.
 //!
+//! One thing beside the protocol, because both programs link this crate: `logging` (feature
+//! `logging`, off by default), the programs' shared tracing set-up.
+//!
 //! What it does **not** do: it owns no socket and runs no server; the registry, the relay's
 //! session table and the STUN responder are the `rendezvous` crate's, the session's media and
 //! path logic the `peer` crate's.
@@ -28,6 +31,8 @@
 pub mod client;
 pub mod code;
 pub mod limits;
+#[cfg(feature = "logging")]
+pub mod logging;
 #[cfg(feature = "quic")]
 pub mod quic;
 pub mod relay;

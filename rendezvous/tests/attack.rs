@@ -15,6 +15,9 @@ use proto::{AccessCode, quic, stun, wire};
 use rendezvous::relay::{self, Limits, Ticket};
 use rendezvous::server::{self, Server};
 
+mod common;
+use common::rss_kib;
+
 struct Running {
     addr: SocketAddr,
     stun: Option<SocketAddr>,
@@ -516,15 +519,7 @@ async fn a_flood_of_unread_streams_stays_under_the_memory_bound() {
         .await
         .expect("the rendezvous starts")
         .unwrap();
-    let rss = || -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let before = rss();
+    let before = rss_kib(pid);
     // 100 connections from each of 3 addresses (the per-address cap is 64), each opening every
     // stream it may and writing as much as flow control lets it, never finishing a message.
     let mut held: Vec<(quinn::Endpoint, quinn::Connection, Vec<quinn::SendStream>)> = Vec::new();
@@ -578,7 +573,7 @@ async fn a_flood_of_unread_streams_stays_under_the_memory_bound() {
         .filter(|(_, c, _)| c.close_reason().is_none())
         .count();
     let streams: usize = held.iter().map(|(_, _, s)| s.len()).sum();
-    let after = rss();
+    let after = rss_kib(pid);
     let _ = child.kill();
     let _ = child.wait();
     eprintln!(

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::process::Command;
 
-use crate::{CodecError, DecodedFrame};
+use crate::{CodecError, Decode, DecodedFrame};
 
 const UNSUPPORTED: &str = "the sandboxed decoder process is only built for Linux";
 
@@ -25,30 +25,15 @@ impl IsolatedDecoder {
     }
 
     /// Cannot be called: no value of this type exists here.
-    ///
-    /// # Errors
-    ///
-    /// None.
-    pub fn decode(&mut self, _annexb: &[u8]) -> Result<Option<DecodedFrame>, CodecError> {
-        match self.never {}
-    }
-
-    /// Cannot be called: no value of this type exists here.
-    ///
-    /// # Errors
-    ///
-    /// None.
-    pub fn decode_into(
-        &mut self,
-        _annexb: &[u8],
-        _out: &mut DecodedFrame,
-    ) -> Result<bool, CodecError> {
-        match self.never {}
-    }
-
-    /// Cannot be called: no value of this type exists here.
     #[must_use]
     pub fn pid(&self) -> Option<u32> {
+        match self.never {}
+    }
+}
+
+/// Cannot be called: no value of this type exists here.
+impl Decode for IsolatedDecoder {
+    fn decode_into(&mut self, _annexb: &[u8], _out: &mut DecodedFrame) -> Result<bool, CodecError> {
         match self.never {}
     }
 }

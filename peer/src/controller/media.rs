@@ -4,34 +4,16 @@
 
 use super::*;
 
-/// Either decoder, behind one call.
-pub(super) enum AnyDecoder {
-    InProcess(codec::Decoder),
-    Isolated(codec::isolated::IsolatedDecoder),
-}
-
-impl AnyDecoder {
-    fn new(mode: &DecoderMode) -> Result<Self, Error> {
-        Ok(match mode {
-            DecoderMode::InProcess => Self::InProcess(codec::Decoder::new()?),
-            DecoderMode::Isolated { program } => {
-                let mut cmd = std::process::Command::new(program);
-                cmd.arg(codec::isolated::WORKER_ARG).env_clear();
-                Self::Isolated(codec::isolated::IsolatedDecoder::spawn(cmd)?)
-            }
-        })
-    }
-
-    fn decode_into(
-        &mut self,
-        annexb: &[u8],
-        out: &mut codec::DecodedFrame,
-    ) -> Result<bool, codec::CodecError> {
-        match self {
-            Self::InProcess(d) => d.decode_into(annexb, out),
-            Self::Isolated(d) => d.decode_into(annexb, out),
+/// Either decoder, as `mode` says.
+fn new_decoder(mode: &DecoderMode) -> Result<Box<dyn codec::Decode>, Error> {
+    Ok(match mode {
+        DecoderMode::InProcess => Box::new(codec::Decoder::new()?),
+        DecoderMode::Isolated { program } => {
+            let mut cmd = std::process::Command::new(program);
+            cmd.arg(codec::isolated::WORKER_ARG).env_clear();
+            Box::new(codec::isolated::IsolatedDecoder::spawn(cmd)?)
         }
-    }
+    })
 }
 
 pub(super) async fn receive_video(
@@ -101,7 +83,7 @@ pub(super) fn decode_loop(
     (decoder_mode, path_changes): (DecoderMode, PathChanges),
 ) -> Result<(), Error> {
     // Spawned here: the worker lives as long as the thread that started it.
-    let mut decoder = AnyDecoder::new(&decoder_mode)?;
+    let mut decoder = new_decoder(&decoder_mode)?;
     // One picture buffer for the whole session: decoding allocates nothing per frame.
     let mut frame = codec::DecodedFrame::default();
     let mut synced = false; // have we decoded a key frame since the last error?
@@ -153,7 +135,7 @@ pub(super) fn decode_loop(
                         | codec::CodecError::WorkerTimeout(_)
                         | codec::CodecError::WorkerProtocol(_)
                 ) {
-                    decoder = AnyDecoder::new(&decoder_mode)?;
+                    decoder = new_decoder(&decoder_mode)?;
                 }
                 stats
                     .lock()

@@ -1,14 +1,17 @@
-//! Shared by the end-to-end tests: an in-process rendezvous, host start-up, controller settings.
+//! Shared by the end-to-end tests: an in-process rendezvous, host start-up, controller settings;
+//! and, for the attack suite, the resident-memory reader of the rendezvous's attack suite.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod raw;
+#[path = "../../../rendezvous/tests/common/mod.rs"]
+pub mod rss;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use peer::controller::ConnectConfig;
+use peer::controller::{ConnectConfig, Target};
 use peer::host::{self, HostConfig, HostHandle};
 use proto::AccessCode;
 use rendezvous::server::{self, Closer, Server};
@@ -27,6 +30,12 @@ pub struct Rv {
 
 pub fn start_rendezvous(dir: &Path, listen: SocketAddr, forget_after: Duration) -> Rv {
     start_rendezvous_relay(dir, listen, forget_after, true)
+}
+
+/// A rendezvous in `dir`/rv on 127.0.0.1 that forgets no host during a test, without a relay:
+/// so a look-up hands out the host's address, and a raw client can dial it.
+pub fn start_rendezvous_without_relay(dir: &Path) -> Rv {
+    start_rendezvous_relay(&dir.join("rv"), LOCAL, Duration::from_secs(3600), false)
 }
 
 /// [`start_rendezvous`], with or without a relay.
@@ -120,6 +129,19 @@ pub fn connect_config(rv: &Rv, code: AccessCode, password: &str, dir: &Path) -> 
         decoder: peer::controller::DecoderMode::Isolated {
             program: env!("CARGO_BIN_EXE_peer").into(),
         },
+    }
+}
+
+/// Where a controller dials a host directly, bypassing the rendezvous's look-up: the host's
+/// key and one address, no relay, no LAN or STUN addresses.
+pub fn direct_target(host: certs::Fingerprint, addr: SocketAddr) -> Target {
+    Target {
+        host,
+        candidates: vec![addr],
+        relay: None,
+        lan: Vec::new(),
+        stun_servers: Vec::new(),
+        observed: LOCAL,
     }
 }
 

@@ -1,6 +1,7 @@
 //! A hostile controller written by hand: quinn with its own key, the session's frames encoded
-//! one by one, the password proof done with the protocol's public algorithm. Used by the attack
-//! suite and the guessing benchmark.
+//! one by one, the password proof done with the protocol's public algorithm; and a hostile
+//! host's raw QUIC server. Used by the attack suite, the relay suite's look-up by a stranger and
+//! the guessing benchmark.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,13 +26,13 @@ impl Attacker {
         }
     }
 
-    /// Looks `code` up (so the rendezvous announces this key to the host); returns the host's
-    /// key and address (the rendezvous must run without a relay, so that it hands them out).
-    pub async fn look_up(
+    /// Looks `code` up as a controller does (so the rendezvous announces this key to the host):
+    /// what the rendezvous answers.
+    pub async fn resolve(
         &self,
         rv: (SocketAddr, Fingerprint),
         code: AccessCode,
-    ) -> Result<(Fingerprint, SocketAddr), String> {
+    ) -> Result<proto::client::Resolved, String> {
         let cfg = quic::client_config(
             &self.id,
             rv.1,
@@ -47,9 +48,29 @@ impl Attacker {
             .map_err(|e| e.to_string())?;
         let r = proto::client::resolve(&conn, code, Vec::new(), false).await;
         conn.close(0u32.into(), b"");
-        let r = r.map_err(|e| e.to_string())?;
+        r.map_err(|e| e.to_string())
+    }
+
+    /// [`Self::resolve`], then the host's key and address (the rendezvous must run without a
+    /// relay, so that it hands them out).
+    pub async fn look_up(
+        &self,
+        rv: (SocketAddr, Fingerprint),
+        code: AccessCode,
+    ) -> Result<(Fingerprint, SocketAddr), String> {
+        let r = self.resolve(rv, code).await?;
         let addr = *r.candidates.first().ok_or("no address handed out")?;
         Ok((r.host, addr))
+    }
+
+    /// [`Self::look_up`], then [`Self::dial`] the host: a connection the host expects.
+    pub async fn reach(
+        &self,
+        rv: (SocketAddr, Fingerprint),
+        code: AccessCode,
+    ) -> Result<quinn::Connection, String> {
+        let (host, addr) = self.look_up(rv, code).await?;
+        self.dial(host, addr).await
     }
 
     pub async fn dial(
@@ -90,6 +111,22 @@ pub fn input_frame(event: &input::InputEvent) -> Vec<u8> {
     [&(b.len() as u32).to_be_bytes()[..], &b].concat()
 }
 
+/// A hostile host: a raw QUIC server on 127.0.0.1 with the key `id`, speaking the session's
+/// protocol as a host does.
+pub fn host_endpoint(id: &Identity) -> quinn::Endpoint {
+    let cfg = quic::server_config(id, &[ALPN], quic::Role::Host).unwrap();
+    quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().unwrap()).unwrap()
+}
+
+/// Opens the control stream and says Hello, as every controller begins.
+pub async fn hello(
+    conn: &quinn::Connection,
+) -> Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError> {
+    let (mut s, r) = conn.open_bi().await?;
+    send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
+    Ok((s, r))
+}
+
 /// Writes one control message; a failed write shows as a missing answer.
 pub async fn send(s: &mut quinn::SendStream, msg: &ControlMsg) {
     let _ = s
@@ -112,8 +149,7 @@ pub async fn prove(
     conn: &quinn::Connection,
     password: &str,
 ) -> (quinn::SendStream, quinn::RecvStream, Option<ControlMsg>) {
-    let (mut s, mut r) = conn.open_bi().await.unwrap();
-    send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
+    let (mut s, mut r) = hello(conn).await.unwrap();
     let (kdf, spake) = match read(&mut r).await {
         Some(ControlMsg::Challenge { kdf, spake }) => (kdf, spake),
         other => panic!(
@@ -141,8 +177,7 @@ pub async fn prove(
 /// One password attempt on a fresh connection: the host's answer (a denial before the
 /// challenge, or its verdict on the proof), or why there was none.
 pub async fn guess(conn: &quinn::Connection, password: &str) -> Result<ControlMsg, String> {
-    let (mut s, mut r) = conn.open_bi().await.map_err(|e| e.to_string())?;
-    send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
+    let (mut s, mut r) = hello(conn).await.map_err(|e| e.to_string())?;
     let (kdf, spake) = match read(&mut r).await {
         Some(ControlMsg::Challenge { kdf, spake }) => (kdf, spake),
         Some(other) => return Ok(other),

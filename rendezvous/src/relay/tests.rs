@@ -16,6 +16,14 @@ fn owner(n: u8) -> Owner {
     }
 }
 
+/// A bound or rebind notice back to `to`: a header only, no larger than what it answers.
+fn notice(to: SocketAddr) -> Action {
+    Action::Send {
+        to,
+        len: HEADER_LEN,
+    }
+}
+
 /// Binds `ticket` from `from` with a fresh counter; returns the relay's action.
 fn bind(r: &mut Relay, now: Instant, from: SocketAddr, ticket: &Ticket, counter: u64) -> Action {
     r.on_datagram(now, from, &mut bind_frame(ticket, counter))
@@ -89,23 +97,11 @@ fn forwards_between_the_two_proven_sides_only_with_the_receivers_token() {
     let (pa, pb) = (addr("192.0.2.1:1000"), addr("198.51.100.7:2000"));
 
     // A binds and sends before B bound: held, then released to B with B's token when B binds.
-    assert_eq!(
-        bind(&mut r, t0, pa, &a, 1),
-        Action::Send {
-            to: pa,
-            len: HEADER_LEN
-        }
-    );
+    assert_eq!(bind(&mut r, t0, pa, &a, 1), notice(pa));
     let mut first = data(a.token, b"hello");
     assert_eq!(r.on_datagram(t0, pa, &mut first), Action::Drop);
     let mut bf = bind_frame(&b, 1);
-    assert_eq!(
-        r.on_datagram(t0, pb, &mut bf),
-        Action::Send {
-            to: pb,
-            len: HEADER_LEN
-        }
-    );
+    assert_eq!(r.on_datagram(t0, pb, &mut bf), notice(pb));
     assert_eq!(
         parse(&bf[..HEADER_LEN]),
         Ok(Frame::Bound { token: b.token })
@@ -166,13 +162,7 @@ fn only_a_proven_bind_moves_a_side_and_replays_are_refused() {
     // more bytes than it sent, at most once per interval.
     let mut d = data(b.token, b"1");
     let len = d.len();
-    assert_eq!(
-        r.on_datagram(t0, evil, &mut d),
-        Action::Send {
-            to: evil,
-            len: HEADER_LEN
-        }
-    );
+    assert_eq!(r.on_datagram(t0, evil, &mut d), notice(evil));
     assert!(HEADER_LEN <= len);
     assert_eq!(
         parse(&d[..HEADER_LEN]),
@@ -200,13 +190,7 @@ fn only_a_proven_bind_moves_a_side_and_replays_are_refused() {
 
     // B's NAT really moved it: B binds from the new port with a fresh counter, and A's data
     // follows.
-    assert_eq!(
-        bind(&mut r, t0, pb2, &b, 11),
-        Action::Send {
-            to: pb2,
-            len: HEADER_LEN
-        }
-    );
+    assert_eq!(bind(&mut r, t0, pb2, &b, 11), notice(pb2));
     let mut d = data(a.token, b"4");
     assert!(matches!(r.on_datagram(t0, pa, &mut d), Action::Send { to, .. } if to == pb2));
 }

@@ -23,6 +23,7 @@ use super::protocol::{
     ANSWER_LEN, Answer, Init, Layout, REQUEST_HEADER_LEN, RequestHeader, SHM_LEN, parse_answer,
 };
 use super::{FRAME_TIMEOUT, SPAWN_TIMEOUT};
+use crate::Decode;
 use crate::convert::PlanesRef;
 use crate::decoder::{check_input, write_picture};
 use crate::{CodecError, DecodedFrame};
@@ -116,81 +117,6 @@ impl IsolatedDecoder {
                 Err(CodecError::WorkerSpawn(e.to_string()))
             }
             Err(failure) => Err(CodecError::WorkerSpawn(this.stop(failure).to_string())),
-        }
-    }
-
-    /// Decodes one encoded frame. Returns `None` when the input completed no picture.
-    ///
-    /// # Errors
-    ///
-    /// As [`decode_into`](Self::decode_into).
-    pub fn decode(&mut self, annexb: &[u8]) -> Result<Option<DecodedFrame>, CodecError> {
-        let mut frame = DecodedFrame::default();
-        Ok(self.decode_into(annexb, &mut frame)?.then_some(frame))
-    }
-
-    /// Decodes one encoded frame into `out` exactly as [`Decoder::decode_into`](crate::Decoder::decode_into)
-    /// does (same limits, results and errors, same effect on `out`), the decoding itself done by
-    /// the worker. At most 2 s per frame.
-    ///
-    /// # Errors
-    ///
-    /// As [`Decoder::decode_into`](crate::Decoder::decode_into), and when the worker fails:
-    /// [`CodecError::WorkerExited`] (it died, or it was stopped earlier),
-    /// [`CodecError::WorkerTimeout`], [`CodecError::WorkerProtocol`]. After these the worker is
-    /// gone (killed and reaped) and every later call fails: spawn a new decoder, and ask the
-    /// sender for a key frame. `out` is then empty (0x0).
-    pub fn decode_into(
-        &mut self,
-        annexb: &[u8],
-        out: &mut DecodedFrame,
-    ) -> Result<bool, CodecError> {
-        if !check_input(annexb)? {
-            return Ok(false);
-        }
-        let answer = match self.exchange(annexb) {
-            Ok(answer) => answer,
-            Err(failure) => {
-                *out = DecodedFrame::default();
-                return Err(self.stop(failure));
-            }
-        };
-        match answer {
-            Answer::NoPicture => Ok(false),
-            Answer::DecoderError(message) => Err(CodecError::Decoder(message)),
-            Answer::ConversionError(message) => {
-                *out = DecodedFrame::default();
-                Err(CodecError::Conversion(message))
-            }
-            Answer::Picture { width, height } => {
-                let shm = &self.shm[..];
-                let result = write_picture(
-                    width as usize,
-                    height as usize,
-                    |width, height| {
-                        let Some(l) = Layout::new(width, height, shm.len()) else {
-                            return Err(CodecError::WorkerProtocol(format!(
-                                "a {width}x{height} picture does not fit the shared memory"
-                            )));
-                        };
-                        Ok(PlanesRef {
-                            width,
-                            height,
-                            y: &shm[l.y],
-                            u: &shm[l.u],
-                            v: &shm[l.v],
-                            y_stride: l.y_stride,
-                            uv_stride: l.uv_stride,
-                        })
-                    },
-                    out,
-                );
-                if let Err(CodecError::WorkerProtocol(why)) = result {
-                    return Err(self.stop(Failure::Protocol(why)));
-                }
-                result
-            }
-            Answer::Ready => Err(self.stop(Failure::Protocol("a second ready answer".into()))),
         }
     }
 
@@ -306,6 +232,69 @@ impl IsolatedDecoder {
         };
         self.state = State::Stopped(error.to_string());
         error
+    }
+}
+
+impl Decode for IsolatedDecoder {
+    /// Decodes one encoded frame into `out` exactly as the in-process [`Decoder`](crate::Decoder)
+    /// does (same limits, results and errors, same effect on `out`), the decoding itself done by
+    /// the worker. At most 2 s per frame.
+    ///
+    /// # Errors
+    ///
+    /// As [`Decoder`](crate::Decoder)'s, and when the worker fails:
+    /// [`CodecError::WorkerExited`] (it died, or it was stopped earlier),
+    /// [`CodecError::WorkerTimeout`], [`CodecError::WorkerProtocol`]. After these the worker is
+    /// gone (killed and reaped) and every later call fails: spawn a new decoder, and ask the
+    /// sender for a key frame. `out` is then empty (0x0).
+    fn decode_into(&mut self, annexb: &[u8], out: &mut DecodedFrame) -> Result<bool, CodecError> {
+        if !check_input(annexb)? {
+            return Ok(false);
+        }
+        let answer = match self.exchange(annexb) {
+            Ok(answer) => answer,
+            Err(failure) => {
+                *out = DecodedFrame::default();
+                return Err(self.stop(failure));
+            }
+        };
+        match answer {
+            Answer::NoPicture => Ok(false),
+            Answer::DecoderError(message) => Err(CodecError::Decoder(message)),
+            Answer::ConversionError(message) => {
+                *out = DecodedFrame::default();
+                Err(CodecError::Conversion(message))
+            }
+            Answer::Picture { width, height } => {
+                let shm = &self.shm[..];
+                let result = write_picture(
+                    width as usize,
+                    height as usize,
+                    |width, height| {
+                        let Some(l) = Layout::new(width, height, shm.len()) else {
+                            return Err(CodecError::WorkerProtocol(format!(
+                                "a {width}x{height} picture does not fit the shared memory"
+                            )));
+                        };
+                        Ok(PlanesRef {
+                            width,
+                            height,
+                            y: &shm[l.y],
+                            u: &shm[l.u],
+                            v: &shm[l.v],
+                            y_stride: l.y_stride,
+                            uv_stride: l.uv_stride,
+                        })
+                    },
+                    out,
+                );
+                if let Err(CodecError::WorkerProtocol(why)) = result {
+                    return Err(self.stop(Failure::Protocol(why)));
+                }
+                result
+            }
+            Answer::Ready => Err(self.stop(Failure::Protocol("a second ready answer".into()))),
+        }
     }
 }
 

@@ -153,30 +153,18 @@ fn switching_monitors_changes_the_frame_size_and_starts_with_a_key_frame() {
     use capture::xvfb::VirtualDisplay;
     let d = VirtualDisplay::start(1280, 720)
         .unwrap_or_else(|e| panic!("this test needs Xvfb (run `cargo xtask setup`): {e}"));
-    for (name, geometry) in [
-        ("big", "800/200x600/150+0+0"),
-        ("small", "480/120x360/90+800+0"),
-    ] {
-        let out = d
-            .command("xrandr")
-            .args(["--setmonitor", name, geometry, "none"])
-            .output()
-            .expect("xrandr is missing (run `cargo xtask setup`)");
-        assert!(out.status.success(), "xrandr: {out:?}");
-    }
+    let (all, [big, small]) = d
+        .set_monitors([
+            ("big", "800/200x600/150+0+0"),
+            ("small", "480/120x360/90+800+0"),
+        ])
+        .unwrap_or_else(|e| panic!("xrandr (run `cargo xtask setup`): {e}"));
+    let (big, small) = (big.index, small.index);
     let screen = capture::ScreenSpec {
         display: Some(d.name().to_owned()),
         monitor: None,
         cursor: false,
     };
-    let all = capture::monitors(&screen).unwrap();
-    let index = |name: &str| {
-        all.iter()
-            .find(|m| m.name == name)
-            .unwrap_or_else(|| panic!("no monitor {name} in {all:?}"))
-            .index
-    };
-    let (big, small) = (index("big"), index("small"));
     let spec = SourceSpec::Screen(capture::ScreenSpec {
         monitor: Some(big),
         ..screen
