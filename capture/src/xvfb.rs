@@ -155,6 +155,14 @@ impl VirtualDisplay {
         Ok((dims.0, dims.1, out.stdout))
     }
 
+    /// The two-monitor layout the monitor-switching tests share, for [`Self::set_monitors`] on
+    /// a screen of at least 1280x600: `big`, 800x600 at the origin, and `small`, 480x360 to its
+    /// right.
+    pub const TWO_MONITORS: [(&'static str, &'static str); 2] = [
+        ("big", "800/200x600/150+0+0"),
+        ("small", "480/120x360/90+800+0"),
+    ];
+
     /// Splits the screen into RandR monitors, `(name, geometry)` each, the geometry as
     /// `xrandr --setmonitor` takes it (`W/MMxH/MM+X+Y`: pixels/millimetres, then the offset).
     /// Returns every monitor the display lists afterwards, and the new ones in the order asked.

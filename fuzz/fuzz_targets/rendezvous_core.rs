@@ -285,14 +285,14 @@ impl Sim {
         let got = self
             .core
             .register(self.at(), key, from, lan, ports, &mut FuzzRng::new(rng));
-        if let Err(refused) = &got {
-            if refused.why == Why::RegisterRateLimited {
-                assert_eq!(refused.reason, Refusal::RateLimited);
-                self.refusals.register_rate_limited += 1;
-                encodes(&refused.to_msg(), "a refusal");
-                assert!(self.drain_store().is_empty(), "a refusal changed the store");
-                return;
-            }
+        if let Err(refused) = &got
+            && refused.why == Why::RegisterRateLimited
+        {
+            assert_eq!(refused.reason, Refusal::RateLimited);
+            self.refusals.register_rate_limited += 1;
+            encodes(&refused.to_msg(), "a refusal");
+            assert!(self.drain_store().is_empty(), "a refusal changed the store");
+            return;
         }
         // The limits let it through.
         let elapsed = self.elapsed();

@@ -258,10 +258,7 @@ async fn the_controller_switches_monitors_and_video_and_input_follow() {
     let d = xvfb(1280, 720);
     // Two RandR monitors of different sizes side by side.
     let (all, [big, small]) = d
-        .set_monitors([
-            ("big", "800/200x600/150+0+0"),
-            ("small", "480/120x360/90+800+0"),
-        ])
+        .set_monitors(VirtualDisplay::TWO_MONITORS)
         .unwrap_or_else(|e| panic!("xrandr (run `cargo xtask setup`): {e}"));
     let (big, small) = (big.index, small.index);
     let (_rv, host, cfg) = share(dir.path(), &d, Some(big), enigo(&d)).await;

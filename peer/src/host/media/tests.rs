@@ -154,10 +154,7 @@ fn switching_monitors_changes_the_frame_size_and_starts_with_a_key_frame() {
     let d = VirtualDisplay::start(1280, 720)
         .unwrap_or_else(|e| panic!("this test needs Xvfb (run `cargo xtask setup`): {e}"));
     let (all, [big, small]) = d
-        .set_monitors([
-            ("big", "800/200x600/150+0+0"),
-            ("small", "480/120x360/90+800+0"),
-        ])
+        .set_monitors(VirtualDisplay::TWO_MONITORS)
         .unwrap_or_else(|e| panic!("xrandr (run `cargo xtask setup`): {e}"));
     let (big, small) = (big.index, small.index);
     let screen = capture::ScreenSpec {
