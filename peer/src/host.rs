@@ -47,8 +47,16 @@ use proto::session::{
 
 /// How long a controller has to authenticate.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait between attempts to reach the rendezvous.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest wait between attempts to reach the rendezvous (each attempt waits at most
+/// [`REGISTER_TIMEOUT`]), so a host is back within a few seconds of its rendezvous.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Wait after the rendezvous refused a registration for now (its rate limits).
+const REFUSED_BACKOFF: Duration = Duration::from_secs(5);
+/// How long one attempt to connect and register may take.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(3);
+/// A registration whose rendezvous acknowledged nothing for this long (keep-alives go out every
+/// `proto::quic::RENDEZVOUS_KEEP_ALIVE`) is given up for a new one.
+const SILENCE: Duration = Duration::from_secs(6);
 /// How long the relay may take to answer a bind.
 const RELAY_BIND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a route announced by the rendezvous waits for its session.

@@ -8,6 +8,12 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 /// Keep-alive interval: below the usual 30 s UDP timeout of NATs, so mappings stay open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Keep-alive of a peer's connection to the rendezvous, shorter than [`KEEP_ALIVE`]: a
+/// rendezvous that crashed and came back (no close was ever sent) answers the next keep-alive
+/// with a stateless reset, so a host notices within this long and registers again; and a
+/// silent rendezvous is noticed soon after (a live one acknowledges every keep-alive). It costs
+/// a live rendezvous one small packet each way per host this often.
+pub const RENDEZVOUS_KEEP_ALIVE: Duration = Duration::from_secs(4);
 /// A connection silent for this long is considered dead.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 
@@ -44,7 +50,10 @@ const KIB: u32 = 1024;
 
 fn transport(role: Role) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.keep_alive_interval(Some(match role {
+        Role::RendezvousClient => RENDEZVOUS_KEEP_ALIVE,
+        _ => KEEP_ALIVE,
+    }));
     // IDLE_TIMEOUT is a small constant that fits the VarInt range
     t.max_idle_timeout(Some(
         IDLE_TIMEOUT.try_into().expect("idle timeout in range"),
@@ -131,12 +140,20 @@ pub fn endpoint_config() -> quinn::EndpointConfig {
     cfg
 }
 
-/// Like [`endpoint_config`], with a stateless-reset key that survives restarts: after a server
-/// restart, peers still holding a connection to the old process get a valid stateless reset at
-/// their next packet and reconnect at once, instead of waiting for the idle timeout.
+/// Like [`endpoint_config`], with a stateless-reset key and connection IDs that survive
+/// restarts: after a server restart, peers still holding a connection to the old process get a
+/// valid stateless reset at their next packet and reconnect at once, instead of waiting for the
+/// idle timeout. Both come from `secret`: the reset tokens (HMAC-SHA256 of the connection ID),
+/// and the key of quinn's connection-ID check, without which the new process would take the old
+/// IDs for garbage and drop the packets unanswered.
 pub fn endpoint_config_with_reset_key(secret: &[u8; 32]) -> quinn::EndpointConfig {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let cid_key = ring::hmac::sign(&key, b"quicdesk connection-id key");
+    let cid_key = u64::from_le_bytes(cid_key.as_ref()[..8].try_into().unwrap_or([0; 8]));
     let mut cfg = quinn::EndpointConfig::new(std::sync::Arc::new(key));
+    cfg.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
     cfg.grease_quic_bit(false);
     cfg
 }

@@ -1,6 +1,13 @@
 //! The host's side of the rendezvous: registering (again after every loss of the connection),
 //! answering pushed connect requests by preparing a route (relay binding, punching) for the
 //! announced controller, and replacing one-time passwords when they expire.
+//!
+//! A rendezvous that crashes sends no close. If it comes back at once, its stateless reset
+//! answers the host's next keep-alive (every `RENDEZVOUS_KEEP_ALIVE`); if it stays away, the
+//! host notices the silence ([`Silence`]: no acknowledgement for [`SILENCE`]) and dials again
+//! every [`MAX_BACKOFF`] at most, each attempt bounded by [`REGISTER_TIMEOUT`]: either way the
+//! host is registered again within a few seconds of the rendezvous being back, not after the
+//! idle timeout.
 
 use super::*;
 
@@ -12,16 +19,19 @@ pub(super) async fn rendezvous_loop(
     let rv = shared.cfg.rendezvous;
     let mut backoff = Duration::from_millis(200);
     loop {
-        let attempt = async {
+        let attempt = tokio::time::timeout(REGISTER_TIMEOUT, async {
             let conn = endpoint
                 .connect_with(rv_cfg.clone(), rv, "quicdesk.invalid")?
                 .await?;
             let lan = crate::nat::lan_candidates(endpoint.local_addr()?);
             let reg = client::register(&conn, lan.clone()).await?;
             Ok::<_, Error>((conn, reg, lan))
-        };
-        match attempt.await {
-            Ok((_conn, mut reg, lan)) => {
+        });
+        let attempt = attempt
+            .await
+            .unwrap_or(Err(Error::Timeout("the rendezvous did not answer")));
+        match attempt {
+            Ok((conn, mut reg, lan)) => {
                 backoff = Duration::from_millis(200);
                 let code = reg.code;
                 info!(%code, observed = %reg.observed, "registered with the rendezvous");
@@ -45,7 +55,14 @@ pub(super) async fn rendezvous_loop(
                 });
                 let _discovery = crate::AbortOnDrop(discovery);
                 loop {
-                    match reg.next().await {
+                    let next = tokio::select! {
+                        next = reg.next() => next,
+                        () = silent(&conn) => {
+                            warn!(rendezvous = %rv, "the rendezvous acknowledged nothing for {SILENCE:?}; registering again");
+                            break;
+                        }
+                    };
+                    match next {
                         Ok(Some(ServerMsg::ConnectRequest {
                             controller,
                             candidates,
@@ -78,13 +95,49 @@ pub(super) async fn rendezvous_loop(
                 reason: Refusal::RateLimited,
                 message,
             })) => {
-                backoff = MAX_BACKOFF;
+                backoff = REFUSED_BACKOFF;
                 warn!(rendezvous = %rv, "registration refused for now ({message}); retrying in {backoff:?}");
             }
             Err(e) => warn!(rendezvous = %rv, "cannot register: {e}; retrying in {backoff:?}"),
         }
-        tokio::time::sleep(backoff).await;
+        // Jittered, so that hosts do not all come back in the same instant.
+        tokio::time::sleep(backoff.mul_f64(rand::random_range(0.5..=1.0))).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Whether a connection is still heard from: it counts the acknowledgements the rendezvous
+/// sent, sampled now and then.
+#[derive(Debug)]
+pub(super) struct Silence {
+    acks: u64,
+    heard: Instant,
+}
+
+impl Silence {
+    pub(super) fn new(now: Instant, acks: u64) -> Self {
+        Self { acks, heard: now }
+    }
+
+    /// Takes a sample of the acknowledgement count; true once none came for [`SILENCE`].
+    pub(super) fn is_silent(&mut self, now: Instant, acks: u64) -> bool {
+        if acks != self.acks {
+            self.acks = acks;
+            self.heard = now;
+        }
+        now.saturating_duration_since(self.heard) >= SILENCE
+    }
+}
+
+/// Returns once `conn`'s peer has acknowledged nothing for [`SILENCE`].
+async fn silent(conn: &quinn::Connection) {
+    let mut silence = Silence::new(Instant::now(), conn.stats().frame_rx.acks);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        if silence.is_silent(Instant::now(), conn.stats().frame_rx.acks) {
+            return;
+        }
     }
 }
 
@@ -182,5 +235,29 @@ pub(super) async fn prepare_route(
     if routes.get(&virtual_addr).is_some_and(|r| !r.used) {
         routes.remove(&virtual_addr);
         debug!(%controller, "no session came by this route; dropped it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_is_no_acknowledgement_for_a_while() {
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        let mut s = Silence::new(t0, 10);
+        // Keep-alives acknowledged every 4 s: never silent.
+        for i in 1..=20u32 {
+            let t = f64::from(i) * 4.0;
+            assert!(!s.is_silent(at(t - 0.5), 10 + u64::from(i) - 1));
+            assert!(!s.is_silent(at(t), 10 + u64::from(i)));
+        }
+        // Then nothing: silent once SILENCE has passed since the last one, not before.
+        let last = 80.0;
+        assert!(!s.is_silent(at(last + SILENCE.as_secs_f64() - 0.1), 30));
+        assert!(s.is_silent(at(last + SILENCE.as_secs_f64()), 30));
+        // A counter that moves (even backwards: another connection's) is something heard.
+        assert!(!s.is_silent(at(last + 30.0), 3));
     }
 }
