@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod config;
 pub mod controller;
 pub mod guard;
 pub mod handshake;

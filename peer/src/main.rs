@@ -1,225 +1,15 @@
 //! `peer`: share this screen (`peer host`) or view and control another (`peer connect CODE`).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use certs::Fingerprint;
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use peer::{controller, host};
 use proto::AccessCode;
 
-/// quicdesk peer: a remote desktop over QUIC, end-to-end encrypted.
-///
-/// On the machine to be controlled run `peer host`; it prints a code and a one-time password.
-/// On the controlling machine run `peer connect CODE` and give that password. For unattended
-/// access set a fixed password once with `peer password set`.
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Share this machine: register a code with the rendezvous and accept a controller.
-    Host(HostArgs),
-    /// View and control a host, given its code.
-    ///
-    /// In the window, Ctrl+Alt+Shift+N (N from 1 to 9) asks the host to share its monitor
-    /// number N-1 in `peer host --list-monitors`; the window takes the new monitor's size, and a
-    /// number the host does not have is refused with a message. That key is not sent to the
-    /// host. With --headless, an input script's `monitor N` line (N as the host numbers it)
-    /// does the same.
-    Connect(ConnectArgs),
-    /// Set or clear this host's fixed password (unattended access).
-    #[command(subcommand)]
-    Password(PasswordCommand),
-}
-
-#[derive(Subcommand, Debug)]
-enum PasswordCommand {
-    /// Set a fixed password: `peer host` then asks for it instead of one-time passwords. It is
-    /// read without echo (twice) and stored only as an argon2id hash (`password.json`, mode
-    /// 0600, in the data directory). At least 12 characters, and not guessable.
-    Set {
-        /// Where the host keeps its key and state.
-        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
-        data_dir: PathBuf,
-        /// Read the password from the first line of standard input (scripts) instead of the
-        /// terminal.
-        #[arg(long)]
-        stdin: bool,
-    },
-    /// Remove the fixed password: `peer host` goes back to one-time passwords.
-    Clear {
-        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
-        data_dir: PathBuf,
-    },
-}
-
-#[derive(Args, Debug)]
-struct Common {
-    /// Rendezvous server address, host:port or ip:port (required).
-    #[arg(long, env = "QUICDESK_RENDEZVOUS")]
-    rendezvous: Option<String>,
-    /// The rendezvous server's fingerprint, as printed by `rendezvous fingerprint` (required).
-    #[arg(long, env = "QUICDESK_RENDEZVOUS_FINGERPRINT")]
-    rendezvous_fingerprint: Option<Fingerprint>,
-    /// Where this peer keeps its key (mode 0600) and state.
-    #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
-    data_dir: PathBuf,
-    /// Local address of this peer's UDP socket.
-    #[arg(long, default_value = "0.0.0.0:0")]
-    bind: SocketAddr,
-}
-
-impl Common {
-    /// The rendezvous address and fingerprint, which every command but `--list-monitors` needs.
-    async fn rendezvous(&self) -> anyhow::Result<(SocketAddr, Fingerprint)> {
-        let Some(addr) = self.rendezvous.as_deref() else {
-            bail!(
-                "missing --rendezvous ADDR (or QUICDESK_RENDEZVOUS): the rendezvous server to use"
-            );
-        };
-        let Some(fp) = self.rendezvous_fingerprint else {
-            bail!(
-                "missing --rendezvous-fingerprint FP (or QUICDESK_RENDEZVOUS_FINGERPRINT): \
-                 the server's key, as `rendezvous fingerprint` prints it on the server"
-            );
-        };
-        Ok((resolve_addr(addr).await?, fp))
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum SourceKind {
-    /// This machine's screen (X11: `--display`, `--monitor`).
-    Screen,
-    /// Moving test content with frame numbers and timestamps drawn in (`--size`).
-    Synthetic,
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum ContentKind {
-    /// Screen-content tools up to 720p, camera mode above (fast enough for 1080p on 2 cores).
-    Auto,
-    /// OpenH264 screen-content mode: about half the bandwidth, about twice the encode time.
-    Screen,
-    /// Camera mode: fastest encode.
-    Camera,
-}
-
-#[derive(Args, Debug)]
-struct HostArgs {
-    #[command(flatten)]
-    common: Common,
-    /// What to share.
-    #[arg(long, value_enum, default_value = "screen")]
-    source: SourceKind,
-    /// X display to share, e.g. :0 (default: $DISPLAY).
-    #[arg(long)]
-    display: Option<String>,
-    /// Monitor to share, by its number in `--list-monitors` (default: the primary one).
-    #[arg(long)]
-    monitor: Option<usize>,
-    /// Print the display's monitors with their numbers, and exit.
-    #[arg(long)]
-    list_monitors: bool,
-    /// Do not draw the pointer into the shared picture.
-    #[arg(long)]
-    hide_cursor: bool,
-    /// Size of the synthetic screen, WIDTHxHEIGHT.
-    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
-    size: (u32, u32),
-    /// Frames per second to capture and send at most.
-    #[arg(long, default_value_t = 30)]
-    fps: u32,
-    /// Highest video bitrate in kbit/s. The host lowers it while the path loses packets or
-    /// builds a queue, and raises it back as the path clears.
-    #[arg(long, default_value_t = 4000)]
-    bitrate_kbps: u32,
-    /// Encoder mode.
-    #[arg(long, value_enum, default_value = "auto")]
-    content: ContentKind,
-    /// How long each one-time password lasts before a new one replaces it (it is also
-    /// replaced after every session). Ignored with a fixed password (`peer password set`).
-    #[arg(long, default_value = "10min", value_parser = humantime::parse_duration)]
-    password_lifetime: Duration,
-    /// Write every input event received to this file, one per line, instead of performing it
-    /// (tests, auditing).
-    #[arg(long)]
-    input_log: Option<PathBuf>,
-}
-
-#[derive(Args, Debug)]
-struct ConnectArgs {
-    /// The host's code, e.g. ISR-48213370.
-    code: AccessCode,
-    #[command(flatten)]
-    common: Common,
-    /// Read the host's password from the first line of standard input (scripts). Without it
-    /// the password is asked for on the terminal, without echo. It is never taken from the
-    /// command line, where other users of the machine could see it.
-    #[arg(long)]
-    password_stdin: bool,
-    /// No window: print stats each second (the only mode of a build without the `viewer`
-    /// feature).
-    #[arg(long)]
-    headless: bool,
-    /// End the session after this many seconds.
-    #[arg(long)]
-    duration: Option<f64>,
-    /// Write the received video as an Annex-B H.264 file (ffprobe/ffplay read it).
-    #[arg(long)]
-    record: Option<PathBuf>,
-    /// Write session statistics as JSON here when the session ends.
-    #[arg(long)]
-    stats_json: Option<PathBuf>,
-    /// Send the input events in this file (see `peer::script` for the format; `monitor N`
-    /// switches the host's monitor).
-    #[arg(long)]
-    input_script: Option<PathBuf>,
-    /// Use only the rendezvous's relay: no hole punching on either side (the session is still
-    /// end-to-end encrypted; the relay sees only ciphertext).
-    #[arg(long, conflicts_with = "no_relay")]
-    force_relay: bool,
-    /// Never use the relay: connect directly or fail. Works only with a rendezvous that runs no
-    /// relay: one that does keeps hosts' addresses for controllers that proved the password
-    /// over it.
-    #[arg(long)]
-    no_relay: bool,
-}
-
-fn default_data_dir() -> PathBuf {
-    dirs::data_local_dir()
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("quicdesk")
-        .join("peer")
-}
-
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| "expected WIDTHxHEIGHT, e.g. 1280x720".to_string())?;
-    let w: u32 = w.trim().parse().map_err(|_| format!("bad width {w:?}"))?;
-    let h: u32 = h.trim().parse().map_err(|_| format!("bad height {h:?}"))?;
-    Ok((w, h))
-}
-
-async fn resolve_addr(s: &str) -> anyhow::Result<SocketAddr> {
-    if let Ok(a) = s.parse() {
-        return Ok(a);
-    }
-    tokio::net::lookup_host(s)
-        .await
-        .with_context(|| format!("cannot resolve rendezvous address {s:?}"))?
-        .next()
-        .with_context(|| format!("rendezvous address {s:?} resolves to nothing"))
-}
+mod cli_args;
+use cli_args::*;
 
 fn main() -> anyhow::Result<()> {
     // The sandboxed H.264 decoder is this program started again: it must not get further.
@@ -237,7 +27,54 @@ fn main() -> anyhow::Result<()> {
             "this peer was built without its viewer window (feature `viewer`): use --headless"
         ),
         Command::Password(cmd) => password_command(cmd),
+        Command::Join {
+            invite,
+            data_dir,
+            config,
+            no_check,
+        } => rt()?.block_on(join(
+            &invite,
+            &peer::config::path(config.as_deref(), &data_dir),
+            no_check,
+        )),
     }
+}
+
+/// `peer join`: checks the invite's rendezvous answers with its key, then saves it.
+async fn join(invite: &str, path: &std::path::Path, no_check: bool) -> anyhow::Result<()> {
+    let invite: proto::invite::Invite = invite.parse()?;
+    if !no_check {
+        let mut answered = None;
+        for a in &invite.addresses {
+            let checked = match resolve_addr(a).await {
+                Ok(addr) => peer::config::check_rendezvous(addr, invite.fingerprint)
+                    .await
+                    .map(|()| addr)
+                    .with_context(|| format!("rendezvous {a}")),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(addr) => {
+                    answered = Some(addr);
+                    break;
+                }
+                Err(e) => eprintln!("{e:#}"),
+            }
+        }
+        let Some(addr) = answered else {
+            bail!(
+                "no address of the invite answered with its key: nothing saved \
+                 (--no-check saves it anyway)"
+            );
+        };
+        eprintln!("the rendezvous at {addr} answered with the invite's key");
+    }
+    peer::config::join(path, &invite)?;
+    eprintln!(
+        "saved in {}: `peer host` and `peer connect CODE` now use this rendezvous",
+        path.display()
+    );
+    Ok(())
 }
 
 #[cfg(feature = "viewer")]
@@ -308,11 +145,16 @@ fn list_monitors(display: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_host(args: HostArgs) -> anyhow::Result<()> {
+async fn run_host(mut args: HostArgs) -> anyhow::Result<()> {
+    let file = args.common.config()?;
+    args.display = args.display.or(file.host.display.clone());
+    args.monitor = args.monitor.or(file.host.monitor);
     if args.list_monitors {
         return list_monitors(args.display.as_deref());
     }
-    let (rendezvous, rendezvous_fingerprint) = args.common.rendezvous().await?;
+    let fps = args.fps.or(file.host.fps).unwrap_or(30);
+    let bitrate_kbps = args.bitrate_kbps.or(file.host.bitrate_kbps).unwrap_or(4000);
+    let (rendezvous, rendezvous_fingerprint) = args.common.rendezvous(&file).await?;
     let (width, height) = args.size;
     let source = match args.source {
         SourceKind::Synthetic => host::Source::Synthetic { width, height },
@@ -369,8 +211,8 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         bind: args.common.bind,
         source,
         password,
-        fps: args.fps,
-        bitrate_bps: args.bitrate_kbps.saturating_mul(1000),
+        fps,
+        bitrate_bps: bitrate_kbps.saturating_mul(1000),
         content: match args.content {
             ContentKind::Auto => None,
             ContentKind::Screen => Some(codec::ContentType::Screen),
@@ -521,7 +363,8 @@ async fn session(
     password: String,
     mut hooks: controller::Hooks,
 ) -> anyhow::Result<()> {
-    let (rendezvous, rendezvous_fingerprint) = args.common.rendezvous().await?;
+    let (rendezvous, rendezvous_fingerprint) =
+        args.common.rendezvous(&args.common.config()?).await?;
     let duration = match args.duration {
         Some(d) if !(d.is_finite() && d > 0.0) => {
             bail!("--duration must be a positive number of seconds")

@@ -1,7 +1,13 @@
-//! The `peer` program as a user runs it: setting a fixed password.
+//! The `peer` program as a user runs it: setting a fixed password; joining a rendezvous with
+//! an invite, after which the host needs no rendezvous flags.
 
-use std::io::Write;
+mod common;
+
+use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
 
 fn set_password(dir: &std::path::Path, input: &str) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_peer"))
@@ -60,4 +66,86 @@ fn a_fixed_password_is_checked_and_stored_only_as_a_private_hash() {
         "{}",
         String::from_utf8_lossy(&flag.stderr)
     );
+}
+
+fn peer(args: &[&str], data: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("QUICDESK_RENDEZVOUS")
+        .env_remove("QUICDESK_RENDEZVOUS_FINGERPRINT")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_joining_with_an_invite_the_host_needs_no_rendezvous_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let data = dir.path().join("host");
+    let config = data.join(peer::config::FILE_NAME);
+    let invite = proto::invite::Invite::new(vec![rv.addr.to_string()], rv.fingerprint)
+        .unwrap()
+        .to_string();
+    let join = |invite: String| {
+        let data = data.clone();
+        tokio::task::spawn_blocking(move || peer(&["join", &invite], &data))
+    };
+
+    // Before joining, the host says what to do.
+    let lost = peer(&["host", "--source", "synthetic"], &data);
+    assert!(!lost.status.success());
+    let why = String::from_utf8_lossy(&lost.stderr);
+    assert!(why.contains("peer join"), "{why}");
+
+    // Not an invite, or another key than the rendezvous holds: refused, nothing saved.
+    let garbage = join("ISR-12345678".into()).await.unwrap();
+    assert!(!garbage.status.success());
+    assert!(String::from_utf8_lossy(&garbage.stderr).contains("qd1:"));
+    let other_key = invite.replace(&rv.fingerprint.to_string(), &"ab".repeat(32));
+    let forged = join(other_key).await.unwrap();
+    assert!(
+        !forged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forged.stdout)
+    );
+    assert!(!config.exists(), "a refused invite was saved");
+
+    // The operator's invite: checked against the rendezvous, saved.
+    let joined = join(invite.clone()).await.unwrap();
+    assert!(
+        joined.status.success(),
+        "{}",
+        String::from_utf8_lossy(&joined.stderr)
+    );
+    let saved = peer::config::load(&config).unwrap().rendezvous.unwrap();
+    assert_eq!(saved.fingerprint, rv.fingerprint);
+    assert_eq!(saved.addresses, [rv.addr.to_string()]);
+
+    // Now `peer host` with nothing but its data directory registers and prints its code.
+    let mut host = Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args(["host", "--source", "synthetic", "--data-dir"])
+        .arg(&data)
+        .env_remove("QUICDESK_RENDEZVOUS")
+        .env_remove("QUICDESK_RENDEZVOUS_FINGERPRINT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = host.stdout.take().unwrap();
+    let code = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("code: ").map(str::to_owned))
+    });
+    let code = tokio::time::timeout(Duration::from_secs(15), code).await;
+    let _ = host.kill();
+    let _ = host.wait();
+    let code = code
+        .expect("the host printed no code within 15 s")
+        .unwrap()
+        .expect("the host ended without a code");
+    assert!(code.parse::<proto::AccessCode>().is_ok(), "{code}");
 }

@@ -13,6 +13,8 @@
 //! - [`session`]: messages between the two peers of a session (control, video frame header,
 //!   stream kinds).
 //! - [`code`]: access codes (`ISR-` + 8 digits).
+//! - [`invite`]: the invite string (`rendezvous invite` → `peer join`): the rendezvous's
+//!   addresses and key fingerprint.
 //! - [`relay`]: relay frames, tickets and bind proofs.
 //! - [`stun`]: STUN Binding requests and answers (RFC 8489, through stun-rs).
 //! - [`quic`]: the quinn and rustls settings every endpoint uses, per role.
@@ -30,6 +32,8 @@
 #[cfg(feature = "quic")]
 pub mod client;
 pub mod code;
+#[cfg(feature = "quic")]
+pub mod invite;
 pub mod limits;
 #[cfg(feature = "logging")]
 pub mod logging;

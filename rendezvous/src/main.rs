@@ -29,6 +29,17 @@ enum Command {
         #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
     },
+    /// Print an invite: one string with this server's addresses and key that a peer takes with
+    /// `peer join INVITE`, after which `peer host` and `peer connect CODE` need no rendezvous
+    /// flags. It holds no secret (peers pin the key it names).
+    Invite {
+        /// Address peers reach this server's QUIC port at, host:port (a DNS name, an IPv4
+        /// address or [IPv6]); repeat for up to 4, tried in order.
+        #[arg(long = "address", required = true, value_name = "HOST:PORT")]
+        addresses: Vec<String>,
+        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +111,17 @@ fn main() -> anyhow::Result<()> {
             let id = server::identity(&data_dir)
                 .with_context(|| format!("loading identity from {}", data_dir.display()))?;
             println!("{}", id.fingerprint());
+            Ok(())
+        }
+        Some(Command::Invite {
+            addresses,
+            data_dir,
+        }) => {
+            let id = server::identity(&data_dir)
+                .with_context(|| format!("loading identity from {}", data_dir.display()))?;
+            let invite = proto::invite::Invite::new(addresses, id.fingerprint())?;
+            eprintln!("Give peers this invite; each runs `peer join INVITE` once:");
+            println!("{invite}");
             Ok(())
         }
         Some(Command::Run(args)) => run(args),
