@@ -76,7 +76,7 @@ pub fn loopback_session(
     let port = free_udp_port()?;
     let rv_addr = format!("127.0.0.1:{port}");
 
-    let fp = rendezvous_fingerprint(&bin, &rv_dir)?;
+    let invite = rendezvous_invite(&bin, &rv_dir, &rv_addr)?;
 
     let mut rv = Command::new(bin.join("rendezvous"));
     rv.args(["--listen", &rv_addr, "--data-dir"]).arg(&rv_dir);
@@ -87,8 +87,12 @@ pub fn loopback_session(
         Duration::from_secs(10),
     )?;
 
+    // Each peer joins with the operator's invite, then needs no rendezvous flags.
+    let (host_dir, ctl_dir) = (work.join("host"), work.join("controller"));
+    peer_join(Command::new(bin.join("peer")), &invite, &host_dir)?;
+    peer_join(Command::new(bin.join("peer")), &invite, &ctl_dir)?;
     let mut host = Command::new(bin.join("peer"));
-    peer_host(&mut host, (&rv_addr, &fp), &work.join("host"));
+    peer_host(&mut host, &host_dir);
     match plan.share {
         Share::Synthetic(size) => {
             host.args(["--source", "synthetic", "--size", size])
@@ -104,14 +108,7 @@ pub fn loopback_session(
 
     let stats_path = work.join("stats.json");
     let mut ctl = Command::new(bin.join("peer"));
-    peer_connect(
-        &mut ctl,
-        &code,
-        (&rv_addr, &fp),
-        plan.seconds,
-        &stats_path,
-        &work.join("controller"),
-    );
+    peer_connect(&mut ctl, &code, plan.seconds, &stats_path, &ctl_dir);
     ctl.args(["--record"]).arg(work.join("session.h264"));
     match plan.view {
         View::Headless => {
@@ -143,48 +140,46 @@ pub fn loopback_session(
 }
 
 /// The fingerprint of the rendezvous whose data dir is `rv_dir` (its key is made if needed).
-pub fn rendezvous_fingerprint(bin: &Path, rv_dir: &Path) -> Result<String> {
+pub fn rendezvous_invite(bin: &Path, rv_dir: &Path, rv_addr: &str) -> Result<String> {
     let out = Command::new(bin.join("rendezvous"))
-        .args(["fingerprint", "--data-dir"])
+        .args(["invite", "--address", rv_addr, "--data-dir"])
         .arg(rv_dir)
         .output()
-        .context("running rendezvous fingerprint")?;
+        .context("running rendezvous invite")?;
     if !out.status.success() {
         bail!(
-            "rendezvous fingerprint failed: {}",
+            "rendezvous invite failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
-/// Adds `host`, the rendezvous `(address, fingerprint)` and the data dir to a `peer` command.
-pub fn peer_host(cmd: &mut Command, (rv_addr, fp): (&str, &str), data_dir: &Path) {
-    cmd.args([
-        "host",
-        "--rendezvous",
-        rv_addr,
-        "--rendezvous-fingerprint",
-        fp,
-    ])
-    .arg("--data-dir")
-    .arg(data_dir);
+/// Runs `cmd` (a `peer` program, perhaps inside a namespace) as `peer join INVITE` for the
+/// data directory `data_dir`, as a user does once before anything else.
+pub fn peer_join(mut cmd: Command, invite: &str, data_dir: &Path) -> Result<()> {
+    let out = cmd
+        .args(["join", invite, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .context("running peer join")?;
+    if !out.status.success() {
+        bail!("peer join failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
-/// Adds `connect` for `code`, the rendezvous, a duration, the stats file and the data dir to a
-/// `peer` command, which reads its password from standard input: once started, hand it over
-/// with [`give_password`] (a password never goes on a command line).
-pub fn peer_connect(
-    cmd: &mut Command,
-    code: &str,
-    (rv_addr, fp): (&str, &str),
-    seconds: u32,
-    stats: &Path,
-    data_dir: &Path,
-) {
+/// Adds `host` and the data dir (which `peer join` gave its rendezvous) to a `peer` command.
+pub fn peer_host(cmd: &mut Command, data_dir: &Path) {
+    cmd.arg("host").arg("--data-dir").arg(data_dir);
+}
+
+/// Adds `connect` for `code`, a duration, the stats file and the data dir (which `peer join`
+/// gave its rendezvous) to a `peer` command, which reads its password from standard input: once
+/// started, hand it over with [`give_password`] (a password never goes on a command line).
+pub fn peer_connect(cmd: &mut Command, code: &str, seconds: u32, stats: &Path, data_dir: &Path) {
     cmd.args(["connect", code, "--password-stdin"])
         .stdin(Stdio::piped())
-        .args(["--rendezvous", rv_addr, "--rendezvous-fingerprint", fp])
         .args(["--duration", &seconds.to_string(), "--stats-json"])
         .arg(stats)
         .arg("--data-dir")

@@ -13,7 +13,7 @@ use super::flush::{Measured, flush_router, measure};
 use super::topology::{Nat, RV_IP, Topology, cut_direct, in_ns, path_str};
 use super::wire::Impairment;
 use crate::loopback::{
-    code_and_password, give_password, peer_connect, peer_host, rendezvous_fingerprint,
+    code_and_password, give_password, peer_connect, peer_host, peer_join, rendezvous_invite,
 };
 use crate::proc::{Guard, spawn_lines_to, target_dir, wait_line};
 
@@ -115,8 +115,8 @@ fn session(
     conditions: &Conditions,
 ) -> Result<(serde_json::Value, Option<Measured>)> {
     let rv_dir = work.join("rendezvous");
-    let fp = rendezvous_fingerprint(bin, &rv_dir)?;
     let rv_addr = format!("{RV_IP}:7700");
+    let invite = rendezvous_invite(bin, &rv_dir, &rv_addr)?;
     let log = |name: &str| -> Result<Stdio> {
         Ok(std::fs::File::create(work.join(format!("{name}.log")))?.into())
     };
@@ -129,8 +129,15 @@ fn session(
         Duration::from_secs(10),
     )?;
 
-    let mut host = in_ns(&topo.ns("lan1"), &path_str(&bin.join("peer")));
-    peer_host(&mut host, (&rv_addr, &fp), &work.join("host"));
+    // The whole first-run flow: each peer joins from a fresh data directory with the
+    // operator's invite (checked against the rendezvous through its NAT), then runs with no
+    // rendezvous flags.
+    let (host_dir, ctl_dir) = (work.join("host"), work.join("controller"));
+    let peer = |lan: &str| in_ns(&topo.ns(lan), &path_str(&bin.join("peer")));
+    peer_join(peer("lan1"), &invite, &host_dir)?;
+    peer_join(peer("lan2"), &invite, &ctl_dir)?;
+    let mut host = peer("lan1");
+    peer_host(&mut host, &host_dir);
     host.args(["--bind", "0.0.0.0:0", "--source", "synthetic"])
         .args(["--size", "640x360", "--input-log"])
         .arg(work.join("input.log"));
@@ -140,15 +147,8 @@ fn session(
     let stats_path = work.join("stats.json");
     let script = work.join("input.script");
     std::fs::write(&script, LAB_SCRIPT)?;
-    let mut ctl = in_ns(&topo.ns("lan2"), &path_str(&bin.join("peer")));
-    peer_connect(
-        &mut ctl,
-        &code,
-        (&rv_addr, &fp),
-        seconds,
-        &stats_path,
-        &work.join("controller"),
-    );
+    let mut ctl = peer("lan2");
+    peer_connect(&mut ctl, &code, seconds, &stats_path, &ctl_dir);
     ctl.args(["--headless", "--bind", "0.0.0.0:0", "--input-script"])
         .arg(&script);
     // With a flush, what reaches and leaves the controller is captured, to see when and on
