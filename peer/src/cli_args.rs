@@ -245,6 +245,10 @@ pub struct ConnectArgs {
     /// end-to-end encrypted; the relay sees only ciphertext).
     #[arg(long, conflicts_with = "no_relay")]
     pub force_relay: bool,
+    /// Connect even though the host now holds another key than when this controller last
+    /// connected to its code (its owner reinstalled it); the new key is remembered.
+    #[arg(long)]
+    pub accept_new_key: bool,
     /// Never use the relay: connect directly or fail. Works only with a rendezvous that runs no
     /// relay: one that does keeps hosts' addresses for controllers that proved the password
     /// over it.

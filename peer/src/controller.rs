@@ -4,7 +4,8 @@
 //! - this file: configuration, hooks, `run` and the session's outline;
 //! - [`connect`]: look-up, relay, dialling, punching towards the host, the password step;
 //! - [`media`]: video streams and the decode thread;
-//! - [`control`]: control messages (monitor switches among them), pings, input and the tick.
+//! - [`control`]: control messages (monitor switches among them), pings, input and the tick;
+//! - [`known`]: the known hosts, each code's key (trust on first use).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use proto::session::{
 /// How long to wait for any candidate address of the host to answer.
 mod connect;
 mod control;
+pub mod known;
 mod media;
 
 use connect::{authenticate, connect, resolve};
@@ -75,6 +77,8 @@ pub struct ConnectConfig {
     pub relay: RelayMode,
     /// Where the H.264 decoder runs.
     pub decoder: DecoderMode,
+    /// Connect even if the code's host holds another key than last time (see [`known`]).
+    pub accept_new_key: bool,
 }
 
 /// Where the controller decodes the host's video. The decoder is C code fed by the other side,
@@ -236,18 +240,25 @@ async fn run_with(
     hooks: Hooks,
 ) -> Result<Report, Error> {
     let (identity, (endpoint, socket), started) = open(&cfg)?;
+    let mut known = known::KnownHosts::load(&cfg.data_dir)?;
     let result = async {
         let target = match target {
             Some(t) => t,
             None => resolve(&cfg, &identity, &endpoint).await?,
         };
+        // Before anything is sent to the host.
+        if let known::Seen::Changed { was } =
+            known::check(&known, cfg.code, target.host, cfg.accept_new_key)?
+        {
+            warn!(code = %cfg.code, %was, now = %target.host, "accepting the host's new key");
+        }
         session(
             &cfg,
             hooks,
             &identity,
             (&endpoint, &socket),
             started,
-            target,
+            (target, &mut known),
         )
         .await
     }
@@ -276,7 +287,7 @@ async fn session(
     identity: &Identity,
     (endpoint, socket): (&quinn::Endpoint, &Arc<net::PeerSocket>),
     started: Instant,
-    target: Target,
+    (target, known): (Target, &mut known::KnownHosts),
 ) -> Result<Report, Error> {
     // Connect to the host, pinning the key the rendezvous reported.
     let peer_cfg = quic::client_config(identity, target.host, ALPN, quic::Role::Controller)?;
@@ -300,6 +311,13 @@ async fn session(
     };
     let path = route.state().path;
     info!(width, height, "authenticated");
+    // The host proved the password with this key: it is the one to expect next time.
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Err(e) = known.remember(cfg.code, target.host, now_unix) {
+        warn!("cannot remember the host's key: {e}");
+    }
     // Now that the host holds the same secret, the candidates step tells it where this side
     // can be reached (again whenever that changes).
     let candidates = match cfg.relay {

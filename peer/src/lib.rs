@@ -90,6 +90,18 @@ pub enum Error {
     Timeout(&'static str),
     #[error("no candidate address of the host answered ({0})")]
     Unreachable(String),
+    /// A known code's host holds another key than when this controller last connected to it
+    /// (`controller::known`).
+    #[error(
+        "the host {code} now has another key than when you last connected (was {was}, now \
+         {now}): if its owner reinstalled or reset it, connect again with --accept-new-key; \
+         otherwise someone may be impersonating it (nothing was sent to it)"
+    )]
+    HostKeyChanged {
+        code: proto::AccessCode,
+        was: Box<certs::Fingerprint>,
+        now: Box<certs::Fingerprint>,
+    },
 }
 
 /// Locks a mutex of plain data: a panic elsewhere while it was held leaves data that is still

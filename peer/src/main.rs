@@ -399,6 +399,7 @@ async fn session(
                 _ => controller::RelayMode::Auto,
             },
             decoder: controller::DecoderMode::this_program(),
+            accept_new_key: args.accept_new_key,
         },
         hooks,
     )

@@ -311,6 +311,60 @@ async fn wrong_host_fingerprint_is_refused() {
     host.shutdown().await;
 }
 
+/// A rendezvous that hands out another host's key for a code this controller knows (as a hostile
+/// or fooled one would) is caught before anything reaches that host; the user can accept the
+/// new key, which is then remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_code_with_another_key_is_refused_before_any_password_is_tried() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let real = start_host(host_config(&rv, &dir.path().join("real"), None)).await;
+    let other = start_host(host_config(&rv, &dir.path().join("other"), None)).await;
+    let code = real.status().code.expect("registered");
+    let ctl = dir.path().join("ctl");
+    let mut cfg = connect_config(&rv, code, "session pass 424242", &ctl);
+    cfg.duration = Some(Duration::from_millis(500));
+    controller::run(cfg.clone(), Hooks::default())
+        .await
+        .unwrap();
+    let known = controller::known::KnownHosts::load(&ctl).unwrap();
+    assert_eq!(
+        known.seen(code, real.fingerprint),
+        controller::known::Seen::Same
+    );
+
+    // The same code, now with the other host's key and address.
+    let swapped = direct_target(other.fingerprint, other.local_addr);
+    let err = controller::run_to(cfg.clone(), swapped.clone(), Hooks::default())
+        .await
+        .expect_err("another key for a known code must be refused");
+    assert!(
+        matches!(err, peer::Error::HostKeyChanged { .. }),
+        "unexpected error: {err}"
+    );
+    assert!(err.to_string().contains("--accept-new-key"), "{err}");
+    // Refused before anything was sent: the other host saw no attempt.
+    assert_eq!(other.status().password_attempts, 0);
+
+    // Accepted on purpose, the controller goes ahead (here the other host refuses it, since no
+    // rendezvous announced it): the new key is remembered only once a session is authenticated.
+    cfg.accept_new_key = true;
+    let err = controller::run_to(cfg, swapped, Hooks::default())
+        .await
+        .expect_err("the other host was not told of this controller");
+    assert!(
+        !matches!(err, peer::Error::HostKeyChanged { .. }),
+        "unexpected error: {err}"
+    );
+    let known = controller::known::KnownHosts::load(&ctl).unwrap();
+    assert_eq!(
+        known.seen(code, real.fingerprint),
+        controller::known::Seen::Same
+    );
+    real.shutdown().await;
+    other.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rendezvous_assigns_one_code_per_key() {
     let dir = tempfile::tempdir().unwrap();

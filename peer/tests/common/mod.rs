@@ -129,6 +129,7 @@ pub fn connect_config(rv: &Rv, code: AccessCode, password: &str, dir: &Path) -> 
         decoder: peer::controller::DecoderMode::Isolated {
             program: env!("CARGO_BIN_EXE_peer").into(),
         },
+        accept_new_key: false,
     }
 }
 
