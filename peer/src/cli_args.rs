@@ -43,6 +43,10 @@ pub enum Command {
     /// Set or clear this host's fixed password (unattended access).
     #[command(subcommand)]
     Password(PasswordCommand),
+    /// Run the host as a systemd user service, for unattended access to this desktop (needs
+    /// `peer join` and `peer password set` first).
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Take an invite from the rendezvous's operator (`rendezvous invite` prints it): its
     /// addresses and key go into the configuration file, so that `peer host` and `peer
     /// connect CODE` need no rendezvous flags. Checks first that the rendezvous answers with
@@ -58,6 +62,34 @@ pub enum Command {
         /// Save the invite without checking that the rendezvous answers (e.g. offline).
         #[arg(long)]
         no_check: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Write ~/.config/systemd/user/quicdesk-host.service (starts `peer host` with the desktop
+    /// session, restarts it on failure, logs to the journal), then enable and start it.
+    Install {
+        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+        /// The configuration file (default: config.toml in the data directory).
+        #[arg(long, env = "QUICDESK_CONFIG")]
+        config: Option<PathBuf>,
+        /// Write the unit below this directory and run no systemctl (packaging, tests).
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// Stop and disable the service, and remove its unit file.
+    Uninstall {
+        /// As for install.
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// Whether the service is installed and running.
+    Status {
+        /// As for install.
+        #[arg(long)]
+        root: Option<PathBuf>,
     },
 }
 

@@ -26,6 +26,7 @@ pub mod nat;
 pub mod net;
 pub mod password;
 pub mod script;
+pub mod service;
 pub mod session;
 pub mod stats;
 pub mod streams;

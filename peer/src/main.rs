@@ -27,6 +27,7 @@ fn main() -> anyhow::Result<()> {
             "this peer was built without its viewer window (feature `viewer`): use --headless"
         ),
         Command::Password(cmd) => password_command(cmd),
+        Command::Service(cmd) => service_command(cmd),
         Command::Join {
             invite,
             data_dir,
@@ -37,6 +38,36 @@ fn main() -> anyhow::Result<()> {
             &peer::config::path(config.as_deref(), &data_dir),
             no_check,
         )),
+    }
+}
+
+/// `peer service`: the host as a systemd user service.
+fn service_command(cmd: ServiceCommand) -> anyhow::Result<()> {
+    use peer::service;
+    let home = dirs::home_dir().context("no home directory (HOME is unset)")?;
+    let said = match cmd {
+        ServiceCommand::Install {
+            data_dir,
+            config,
+            root,
+        } => service::install(&service::Install {
+            program: std::env::current_exe()
+                .and_then(std::fs::canonicalize)
+                .context("locating this program")?,
+            config: peer::config::path(config.as_deref(), &data_dir),
+            data_dir: std::path::absolute(&data_dir).context("the data directory")?,
+            home,
+            root,
+        }),
+        ServiceCommand::Uninstall { root } => service::uninstall(root.as_deref(), &home),
+        ServiceCommand::Status { root } => Ok(service::status(root.as_deref(), &home)),
+    };
+    match said {
+        Ok(said) => {
+            println!("{said}");
+            Ok(())
+        }
+        Err(why) => bail!("{why}"),
     }
 }
 

@@ -149,3 +149,77 @@ async fn after_joining_with_an_invite_the_host_needs_no_rendezvous_flags() {
         .expect("the host ended without a code");
     assert!(code.parse::<proto::AccessCode>().is_ok(), "{code}");
 }
+
+/// `peer service` as a user runs it, with `--root` so that nothing outside the scratch
+/// directory is touched and no systemctl runs: refused until the host is joined and has a
+/// fixed password, then a unit that systemd's own checker accepts.
+#[test]
+fn the_service_unit_needs_a_joined_host_with_a_fixed_password_and_systemd_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, root, home) = (
+        dir.path().join("host"),
+        dir.path().join("root"),
+        dir.path().join("home"),
+    );
+    let service = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_peer"))
+            .arg("service")
+            .args(args)
+            .arg("--root")
+            .arg(&root)
+            .env("HOME", &home)
+            .env("QUICDESK_DATA_DIR", &data)
+            .env_remove("QUICDESK_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let unit = root
+        .join(home.strip_prefix("/").unwrap())
+        .join(".config/systemd/user/quicdesk-host.service");
+
+    let no_rv = service(&["install"]);
+    assert!(!no_rv.status.success());
+    assert!(stderr(&no_rv).contains("peer join"), "{}", stderr(&no_rv));
+    let fp = "ab".repeat(32);
+    let joined = peer(
+        &[
+            "join",
+            &format!("qd1:rv.example.com:7700/{fp}"),
+            "--no-check",
+        ],
+        &data,
+    );
+    assert!(joined.status.success(), "{}", stderr(&joined));
+    let no_pw = service(&["install"]);
+    assert!(!no_pw.status.success());
+    assert!(
+        stderr(&no_pw).contains("peer password set"),
+        "{}",
+        stderr(&no_pw)
+    );
+    assert!(!unit.exists());
+
+    assert!(set_password(&data, "kq8v-2mzx-77ta-pw\n").status.success());
+    let installed = service(&["install"]);
+    assert!(installed.status.success(), "{}", stderr(&installed));
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains(" host --data-dir "), "{text}");
+    // systemd's own checker takes it (the program it names exists).
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; `cargo xtask setup` installs it)");
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify: {}",
+        stderr(&verify)
+    );
+    let status = service(&["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("installed at"));
+    assert!(service(&["uninstall"]).status.success());
+    assert!(!unit.exists());
+    let status = service(&["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("not installed"));
+}

@@ -38,6 +38,8 @@ pub const PACKAGES: &[&str] = &[
     "conntrack",
     // The relay test captures the relay's packets to show they carry no plaintext.
     "tcpdump",
+    // `systemd-analyze verify` checks the unit `peer service install` writes.
+    "systemd",
 ];
 
 fn installed(pkg: &str) -> bool {
