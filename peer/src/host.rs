@@ -6,6 +6,7 @@
 //! - [`accept`]: admitting controllers and the password step;
 //! - [`serve`]: one authenticated session's streams, input thread and control loop;
 //! - [`media`]: the capture/encode pipeline;
+//! - [`audit`]: the log of every controller connection (`audit.jsonl`);
 //! - [`rate`]: the rate controller steering the pipeline's bitrate from the path's statistics.
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 mod accept;
+pub mod audit;
 pub mod media;
 pub mod rate;
 mod register;

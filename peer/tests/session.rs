@@ -214,6 +214,35 @@ async fn wrong_password_is_refused() {
     let report = controller::run(cfg, Hooks::default()).await.unwrap();
     assert!(report.frames_decoded > 0);
     host.shutdown().await;
+
+    // The host's audit log has each of the three, in order, with the controller's key.
+    let ctl_key = certs::Identity::load_or_create(&dir.path().join("ctl"), "controller")
+        .unwrap()
+        .fingerprint()
+        .to_string();
+    let log =
+        std::fs::read_to_string(dir.path().join("host").join(host::audit::FILE_NAME)).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(
+        lines.iter().all(|l| l["controller"] == ctl_key.as_str()),
+        "{log}"
+    );
+    let ended: Vec<&str> = lines.iter().map(|l| l["ended"].as_str().unwrap()).collect();
+    assert!(ended[0].contains("password"), "{log}");
+    assert!(ended[1].contains("try again"), "{log}");
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["authenticated"].as_bool().unwrap())
+            .collect::<Vec<_>>(),
+        [false, false, true],
+        "{log}"
+    );
+    assert!(lines[2]["seconds"].as_f64().unwrap() > 0.5, "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,7 +41,9 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) 
             // (no relay: quinn follows the controller's own addresses) the one prepared for
             // its key.
             let route_key = take_route(&shared, route_key, &conn);
-            let result = serve(&shared, &conn, pre_auth, route_key).await;
+            let started = (std::time::SystemTime::now(), Instant::now());
+            let mut authenticated = false;
+            let result = serve(&shared, &conn, pre_auth, route_key, &mut authenticated).await;
             let peer_closed = matches!(
                 conn.close_reason(),
                 Some(quinn::ConnectionError::ApplicationClosed(_))
@@ -61,6 +63,29 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) 
                     (1, e.to_string())
                 }
             };
+            let path = route_key
+                .and_then(|r| shared.socket.route_view(r))
+                .map_or(crate::stats::PathKind::Direct, |v| v.borrow().path);
+            let record = super::audit::Record {
+                start: started
+                    .0
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                seconds: started.1.elapsed().as_secs_f64(),
+                controller: quic::remote_fingerprint(&conn)
+                    .map_or_else(String::new, |f| f.to_string()),
+                from: Some(remote).filter(|a| !net::is_virtual(*a)),
+                path,
+                authenticated,
+                ended: if peer_closed && result.is_err() {
+                    "ended by the controller".to_owned()
+                } else {
+                    reason.clone()
+                },
+            };
+            if let Err(e) = super::audit::append(&shared.cfg.data_dir, &record) {
+                warn!("cannot write the audit log: {e}");
+            }
             // The close must leave while the route it travels on still exists.
             quic::close_and_flush(&conn, code, reason.as_bytes(), Duration::from_millis(500)).await;
             if let Some(key) = route_key {

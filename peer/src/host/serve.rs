@@ -66,11 +66,13 @@ pub(super) async fn serve(
     conn: &quinn::Connection,
     pre_auth: PreAuth,
     route: Option<SocketAddr>,
+    authenticated: &mut bool,
 ) -> Result<(), Error> {
     let controller = quic::remote_fingerprint(conn).ok_or(Error::NoPeerKey)?;
     let remote = conn.remote_address();
     let (mut ctl_send, mut ctl_recv, confirm, candidates) =
         authenticate(shared, conn, pre_auth.1).await?;
+    *authenticated = true;
     drop(pre_auth);
     quic::widen_after_auth(conn, quic::Role::Host);
     let Ok(_busy) = shared.busy.try_lock() else {
