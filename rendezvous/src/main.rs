@@ -5,14 +5,24 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use rendezvous::server::{self, Server};
+
+mod cli_config;
 
 /// quicdesk rendezvous server: registers host codes, tells controllers how to reach hosts.
 ///
 /// Peers pin this server's fingerprint, printed at start (and by `rendezvous fingerprint`).
+/// Give them `rendezvous invite --address HOST:PORT` to join. Settings come from the command
+/// line, then environment variables, then a TOML file (`--config FILE`, one key per flag:
+/// `listen = "0.0.0.0:7700"`, `relay-idle = "60s"`, `no-stun = true`), then defaults;
+/// `rendezvous check-config` shows what would be used.
 #[derive(Parser, Debug)]
-#[command(version, args_conflicts_with_subcommands = true)]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -23,7 +33,12 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server (the default).
+    #[command(args_override_self = true)]
     Run(RunArgs),
+    /// Check the settings (command line, environment, --config file) without starting: print
+    /// what `run` would use, or what is wrong.
+    #[command(args_override_self = true)]
+    CheckConfig(RunArgs),
     /// Print this server's fingerprint (creating its key if needed) and exit.
     Fingerprint {
         #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
@@ -44,6 +59,9 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct RunArgs {
+    /// A TOML file of settings, one key per flag (see `rendezvous --help`).
+    #[arg(long, env = "QUICDESK_RV_CONFIG")]
+    config: Option<PathBuf>,
     /// UDP address for QUIC.
     #[arg(long, default_value = "0.0.0.0:7700")]
     listen: SocketAddr,
@@ -103,9 +121,34 @@ fn default_data_dir() -> PathBuf {
         .join("rendezvous")
 }
 
+/// The command line with the `--config` file's settings merged in (see `cli_config`).
+fn arguments() -> anyhow::Result<Vec<std::ffi::OsString>> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut path = std::env::var_os("QUICDESK_RV_CONFIG").map(PathBuf::from);
+    for (i, a) in argv.iter().enumerate() {
+        match a.to_str() {
+            Some("--config") => path = argv.get(i + 1).map(PathBuf::from),
+            Some(a) if a.starts_with("--config=") => path = Some(a["--config=".len()..].into()),
+            _ => {}
+        }
+    }
+    let Some(path) = path else {
+        return Ok(argv);
+    };
+    let cli = Cli::command();
+    let sub = argv.get(1).and_then(|a| a.to_str());
+    let cmd = match sub.and_then(|s| cli.find_subcommand(s)) {
+        Some(sub) if matches!(sub.get_name(), "run" | "check-config") => sub.clone(),
+        Some(_) => return Ok(argv),
+        None => cli,
+    };
+    let file = cli_config::load(&path).map_err(anyhow::Error::msg)?;
+    cli_config::merge(&cmd, &file, argv).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 fn main() -> anyhow::Result<()> {
     proto::logging::init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(arguments()?);
     match cli.command {
         Some(Command::Fingerprint { data_dir }) => {
             let id = server::identity(&data_dir)
@@ -125,46 +168,113 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Run(args)) => run(args),
+        Some(Command::CheckConfig(args)) => check_config(&args),
         None => run(cli.run),
     }
+}
+
+/// `rendezvous check-config`: the settings `run` would use, checked as far as can be without
+/// starting (addresses, the data directory's ownership and mode).
+fn check_config(args: &RunArgs) -> anyhow::Result<()> {
+    let cfg = server_config(args)?;
+    if cfg.data_dir.exists() {
+        certs::check_private_dir(&cfg.data_dir)
+            .with_context(|| format!("data directory {}", cfg.data_dir.display()))?;
+    }
+    let ports: Vec<SocketAddr> = [
+        Some(cfg.listen),
+        cfg.stun_listen,
+        cfg.relay.as_ref().map(|r| r.listen),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for (i, a) in ports.iter().enumerate() {
+        if a.port() != 0 && ports[..i].contains(a) {
+            anyhow::bail!("two services would listen on {a}");
+        }
+    }
+    let off = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    println!("listen = {}", cfg.listen);
+    println!("stun-listen = {}", off(cfg.stun_listen));
+    println!(
+        "relay-listen = {}",
+        off(cfg.relay.as_ref().map(|r| r.listen))
+    );
+    if let Some(r) = &cfg.relay {
+        println!(
+            "relay-session-rate = {} B/s",
+            r.limits.session_bytes_per_sec
+        );
+        println!("relay-total-rate = {} B/s", r.limits.total_bytes_per_sec);
+        println!("relay-idle = {}", human(r.limits.idle));
+        println!("relay-max-sessions = {}", r.limits.max_sessions);
+        println!("relay-sessions-per-key = {}", r.limits.max_sessions_per_key);
+        println!(
+            "relay-sessions-per-address = {}",
+            r.limits.max_sessions_per_prefix
+        );
+    }
+    println!("data-dir = {}", cfg.data_dir.display());
+    println!("forget-after = {}", human(cfg.forget_after));
+    println!("quarantine = {}", human(cfg.quarantine));
+    eprintln!("the configuration is valid");
+    Ok(())
+}
+
+/// A duration as the flags take it: whole days as days (humantime would say "2months 29days
+/// 2h 52m 48s" for 90 days), else humantime's form.
+fn human(d: Duration) -> String {
+    const DAY: u64 = 86_400;
+    if d.as_secs() >= DAY && d.as_secs().is_multiple_of(DAY) && d.subsec_nanos() == 0 {
+        format!("{}days", d.as_secs() / DAY)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
+/// The server's configuration from the settings.
+fn server_config(args: &RunArgs) -> anyhow::Result<server::Config> {
+    Ok(server::Config {
+        listen: args.listen,
+        stun_listen: next_port(
+            &args.listen,
+            args.no_stun,
+            args.stun_listen,
+            1,
+            "--stun-listen",
+        )?,
+        relay: next_port(
+            &args.listen,
+            args.no_relay,
+            args.relay_listen,
+            2,
+            "--relay-listen",
+        )?
+        .map(|listen| server::RelayConfig {
+            listen,
+            limits: rendezvous::relay::Limits {
+                session_bytes_per_sec: args.relay_session_rate,
+                total_bytes_per_sec: args.relay_total_rate,
+                idle: args.relay_idle,
+                max_sessions: args.relay_max_sessions,
+                max_sessions_per_key: args.relay_sessions_per_key,
+                max_sessions_per_prefix: args.relay_sessions_per_address,
+                ..rendezvous::relay::Limits::default()
+            },
+        }),
+        data_dir: args.data_dir.clone(),
+        forget_after: args.forget_after,
+        quarantine: args.quarantine,
+    })
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
-        let server = Server::bind(&server::Config {
-            listen: args.listen,
-            stun_listen: next_port(
-                &args.listen,
-                args.no_stun,
-                args.stun_listen,
-                1,
-                "--stun-listen",
-            )?,
-            relay: next_port(
-                &args.listen,
-                args.no_relay,
-                args.relay_listen,
-                2,
-                "--relay-listen",
-            )?
-            .map(|listen| server::RelayConfig {
-                listen,
-                limits: rendezvous::relay::Limits {
-                    session_bytes_per_sec: args.relay_session_rate,
-                    total_bytes_per_sec: args.relay_total_rate,
-                    idle: args.relay_idle,
-                    max_sessions: args.relay_max_sessions,
-                    max_sessions_per_key: args.relay_sessions_per_key,
-                    max_sessions_per_prefix: args.relay_sessions_per_address,
-                    ..rendezvous::relay::Limits::default()
-                },
-            }),
-            data_dir: args.data_dir.clone(),
-            forget_after: args.forget_after,
-            quarantine: args.quarantine,
-        })
-        .with_context(|| format!("starting rendezvous (data dir {})", args.data_dir.display()))?;
+        let server = Server::bind(&server_config(&args)?).with_context(|| {
+            format!("starting rendezvous (data dir {})", args.data_dir.display())
+        })?;
         let addr = server.local_addr()?;
         println!("rendezvous listening on {addr}");
         if let Some(stun) = server.stun_addr() {

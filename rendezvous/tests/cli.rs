@@ -52,3 +52,148 @@ fn an_invite_names_the_addresses_given_and_this_servers_key() {
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("--address"));
 }
+
+fn check_config(args: &[&str], env: &[(&str, &std::path::Path)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rendezvous"));
+    c.arg("check-config").args(args);
+    c.env_remove("QUICDESK_DATA_DIR")
+        .env_remove("QUICDESK_RV_CONFIG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn settings_come_from_the_command_line_then_the_environment_then_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/rendezvous.toml");
+    let file = dir.path().join("rv.toml");
+    let data_in_file = dir.path().join("from-file");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\ndata-dir = {:?}\nrelay_idle = \"5m\"\n",
+            std::fs::read_to_string(shipped).unwrap(),
+            data_in_file
+        ),
+    )
+    .unwrap();
+    let out = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // The shipped example is valid as it is.
+    let fresh = dir.path().join("fresh");
+    let fresh = fresh.to_str().unwrap();
+    let example = check_config(&["--config", shipped, "--data-dir", fresh], &[]);
+    assert!(example.status.success(), "{}", err(&example));
+
+    let c = file.to_str().unwrap();
+    let from_file = check_config(&["--config", c], &[]);
+    assert!(from_file.status.success(), "{}", err(&from_file));
+    let text = out(&from_file);
+    assert!(text.contains("relay-idle = 5m"), "{text}");
+    assert!(
+        text.contains(&format!("data-dir = {}", data_in_file.display())),
+        "{text}"
+    );
+    assert!(text.contains("stun-listen = 0.0.0.0:7701"), "{text}");
+
+    // The environment beats the file; the command line beats both.
+    let data_in_env = dir.path().join("from-env");
+    let env = [("QUICDESK_DATA_DIR", data_in_env.as_path())];
+    let text = out(&check_config(&["--config", c], &env));
+    assert!(
+        text.contains(&format!("data-dir = {}", data_in_env.display())),
+        "{text}"
+    );
+    let text = out(&check_config(
+        &[
+            "--config",
+            c,
+            "--listen",
+            "127.0.0.1:9000",
+            "--relay-idle=10s",
+        ],
+        &env,
+    ));
+    assert!(text.contains("listen = 127.0.0.1:9000"), "{text}");
+    assert!(text.contains("relay-idle = 10s"), "{text}");
+    // The file through the environment, too.
+    let text = out(&check_config(
+        &[],
+        &[("QUICDESK_RV_CONFIG", file.as_path())],
+    ));
+    assert!(text.contains("relay-idle = 5m"), "{text}");
+
+    // A typo is an error naming the known keys; so is a bad value, and a port clash.
+    std::fs::write(&file, "lisen = \"0.0.0.0:1\"\n").unwrap();
+    let typo = check_config(&["--config", c], &[]);
+    assert!(!typo.status.success());
+    assert!(
+        err(&typo).contains("lisen") && err(&typo).contains("listen"),
+        "{}",
+        err(&typo)
+    );
+    std::fs::write(&file, "relay-idle = \"soon\"\n").unwrap();
+    assert!(!check_config(&["--config", c], &[]).status.success());
+    let clash = check_config(
+        &[
+            "--listen",
+            "127.0.0.1:7000",
+            "--stun-listen",
+            "127.0.0.1:7000",
+            "--data-dir",
+            fresh,
+        ],
+        &[],
+    );
+    assert!(err(&clash).contains("two services"), "{}", err(&clash));
+}
+
+/// The shipped unit, pointed at the program just built, passes systemd's checker, and its
+/// sandboxing scores as systemd's own security analysis rates it (printed; asserted "OK" or
+/// better, i.e. an exposure of at most 2.0 out of 10).
+#[test]
+fn the_shipped_systemd_unit_verifies_and_is_sandboxed() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = include_str!("../dist/quicdesk-rendezvous.service");
+    let unit = dir.path().join("quicdesk-rendezvous.service");
+    std::fs::write(
+        &unit,
+        shipped.replace(
+            "/usr/local/bin/rendezvous",
+            env!("CARGO_BIN_EXE_rendezvous"),
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new("systemd-analyze")
+            .args(args)
+            .arg(&unit)
+            .output()
+            .expect("systemd-analyze (Debian's systemd package; `cargo xtask setup` installs it)")
+    };
+    let verify = run(&["verify", "--man=no"]);
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = run(&["security", "--offline=true", "--no-pager"]);
+    let report = String::from_utf8_lossy(&security.stdout);
+    let score: f64 = report
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for").nth(1))
+        .and_then(|rest| rest.split(':').nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure level in: {report}{}",
+                String::from_utf8_lossy(&security.stderr)
+            )
+        });
+    eprintln!("systemd-analyze security: exposure {score}");
+    assert!(score <= 2.0, "exposure {score}:\n{report}");
+}
