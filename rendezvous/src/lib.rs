@@ -13,7 +13,8 @@
 //! STUN, QUIC settings, rate limits) is the `proto` crate's, which peers link instead of this
 //! one; this crate is the server: [`core`] (every decision, sans IO: registrations, look-ups,
 //! limits and caps, relay allocation, snapshots), [`registry`] (the codes and their SQLite
-//! store), [`relay`], [`responder`] (STUN) and [`server`] (the tokio front-end around them).
+//! store), [`relay`], [`responder`] (STUN), [`server`] (the tokio front-end around them) and
+//! [`metrics`] (Prometheus text at `/metrics`, over HTTP, when asked for).
 //! The server authenticates every peer by its certificate key and assigns each key its code.
 //!
 //! What this crate does **not** do: it never sees a peer session's plaintext. Peers connect to each
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod core;
+pub mod metrics;
 pub mod registry;
 pub mod relay;
 pub mod responder;

@@ -108,6 +108,10 @@ struct RunArgs {
     /// quarantined (see --quarantine); the host gets it back if it returns meanwhile.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     forget_after: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics (counts only: hosts, registrations,
+    /// look-ups, refusals, STUN, relay). Off by default; use a private address or a firewall.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// How long a forgotten host's code is kept from every other host key, so someone who was
     /// told the old code cannot be led to a stranger's machine.
     #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
@@ -285,11 +289,33 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         println!("fingerprint: {}", server.fingerprint());
         let closer = server.closer();
+        let metrics = match args.metrics_listen {
+            Some(listen) => {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("metrics: cannot listen on {listen}"))?;
+                println!("metrics on http://{}/metrics", listener.local_addr()?);
+                let (snapshots, stun) = (server.snapshots(), server.stun_counters());
+                let mut closed = closer.subscribe();
+                Some(tokio::spawn(rendezvous::metrics::serve(
+                    listener,
+                    snapshots,
+                    stun,
+                    async move {
+                        let _ = closed.wait_for(|c| *c).await;
+                    },
+                )))
+            }
+            None => None,
+        };
         let serving = tokio::spawn(server.run());
         shutdown_signal().await;
         tracing::info!("shutting down");
         closer.close();
         serving.await.context("server task")?;
+        if let Some(m) = metrics {
+            m.await.context("metrics task")??;
+        }
         Ok(())
     })
 }

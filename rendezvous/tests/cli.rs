@@ -197,3 +197,83 @@ fn the_shipped_systemd_unit_verifies_and_is_sandboxed() {
     eprintln!("systemd-analyze security: exposure {score}");
     assert!(score <= 2.0, "exposure {score}:\n{report}");
 }
+
+/// `--metrics-listen`: Prometheus text at /metrics from the running server, counting what it
+/// did (here a STUN request), and nothing else served.
+#[test]
+fn the_running_server_serves_its_metrics() {
+    use std::io::{BufRead, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rendezvous"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut metrics, mut stun) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(a) = line.strip_prefix("metrics on http://") {
+            metrics = Some(a.trim_end_matches("/metrics").to_owned());
+        } else if let Some(a) = line.strip_prefix("stun responder on ") {
+            stun = Some(a.to_owned());
+        }
+        if metrics.is_some() && stun.is_some() {
+            break;
+        }
+    }
+    let (metrics, stun) = (
+        metrics.expect("metrics address"),
+        stun.expect("stun address"),
+    );
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&metrics).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (_, request) = proto::stun::binding_request().unwrap();
+    udp.send_to(&request, &stun).unwrap();
+    // Counted once the responder has taken it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let text = loop {
+        let text = get("/metrics");
+        let counted: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("quicdesk_stun_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if counted == 1 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let other = get("/admin");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("text/plain; version=0.0.4"), "{text}");
+    assert!(text.contains("\nquicdesk_hosts_online 0\n"), "{text}");
+    assert!(text.contains("quicdesk_relay_sessions 0"), "{text}");
+    let counted: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("quicdesk_stun_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(counted, 1, "{text}");
+}

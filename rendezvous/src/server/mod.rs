@@ -471,6 +471,11 @@ impl Closer {
     pub fn close(&self) {
         self.0.send_replace(true);
     }
+
+    /// Sees the request to close (true once asked), for services beside the server.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.subscribe()
+    }
 }
 
 async fn sweep(state: Arc<State>) {
