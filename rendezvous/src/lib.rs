@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod core;
 pub mod metrics;
 pub mod registry;

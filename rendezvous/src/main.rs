@@ -44,6 +44,22 @@ enum Command {
         #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
     },
+    /// Copy the registry to FILE (a new file), consistently, even while the server runs.
+    Backup {
+        /// Where the copy goes.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
+    /// Replace the registry with a backup, after checking it (stop the server first).
+    Restore {
+        /// The backup (`rendezvous backup`, or one of DATA_DIR/backups).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
     /// Print an invite: one string with this server's addresses and key that a peer takes with
     /// `peer join INVITE`, after which `peer host` and `peer connect CODE` need no rendezvous
     /// flags. It holds no secret (peers pin the key it names).
@@ -108,6 +124,13 @@ struct RunArgs {
     /// quarantined (see --quarantine); the host gets it back if it returns meanwhile.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     forget_after: Duration,
+    /// Back the registry up this often into DATA_DIR/backups (0s: never); each backup is a
+    /// consistent copy taken while the server runs, checked before it counts.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    backup_every: Duration,
+    /// How many scheduled backups to keep (the newest).
+    #[arg(long, default_value_t = 48)]
+    backup_keep: usize,
     /// Serve Prometheus metrics at http://ADDR/metrics (counts only: hosts, registrations,
     /// look-ups, refusals, STUN, relay). Off by default; use a private address or a firewall.
     #[arg(long, value_name = "ADDR")]
@@ -171,6 +194,16 @@ fn main() -> anyhow::Result<()> {
             println!("{invite}");
             Ok(())
         }
+        Some(Command::Backup { to, data_dir }) => {
+            rendezvous::backup::backup(&data_dir, &to)?;
+            eprintln!("registry copied to {} and checked", to.display());
+            Ok(())
+        }
+        Some(Command::Restore { from, data_dir }) => {
+            rendezvous::backup::restore(&data_dir, &from)?;
+            eprintln!("registry restored from {}", from.display());
+            Ok(())
+        }
         Some(Command::Run(args)) => run(args),
         Some(Command::CheckConfig(args)) => check_config(&args),
         None => run(cli.run),
@@ -222,6 +255,14 @@ fn check_config(args: &RunArgs) -> anyhow::Result<()> {
     println!("data-dir = {}", cfg.data_dir.display());
     println!("forget-after = {}", human(cfg.forget_after));
     println!("quarantine = {}", human(cfg.quarantine));
+    match cfg.backup_every {
+        Some(every) => println!(
+            "backup-every = {}\nbackup-keep = {}",
+            human(every),
+            cfg.backup_keep
+        ),
+        None => println!("backup-every = off"),
+    }
     eprintln!("the configuration is valid");
     Ok(())
 }
@@ -270,6 +311,8 @@ fn server_config(args: &RunArgs) -> anyhow::Result<server::Config> {
         data_dir: args.data_dir.clone(),
         forget_after: args.forget_after,
         quarantine: args.quarantine,
+        backup_every: Some(args.backup_every).filter(|d| !d.is_zero()),
+        backup_keep: args.backup_keep,
     })
 }
 

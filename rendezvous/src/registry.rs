@@ -217,6 +217,48 @@ pub enum StoreError {
     BadRow { code: String, why: String },
     #[error(transparent)]
     File(#[from] certs::Error),
+    #[error("registry database is damaged ({0}): restore a backup (`rendezvous restore`)")]
+    Corrupt(String),
+    #[error(
+        "registry database is of schema version {found}, newer than this program's {known}: \
+         run the newer rendezvous, or restore a backup made by this one"
+    )]
+    Newer { found: i64, known: i64 },
+}
+
+/// The schema, one step per version (`PRAGMA user_version` says how many ran). A new version
+/// is a new step at the end; a step never changes once released.
+const MIGRATIONS: &[&str] = &[
+    // 1: hosts and quarantined codes.
+    "CREATE TABLE IF NOT EXISTS hosts (
+         code TEXT PRIMARY KEY,
+         fingerprint BLOB NOT NULL,
+         last_seen INTEGER NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS quarantine (
+         code TEXT PRIMARY KEY,
+         fingerprint BLOB NOT NULL,
+         until INTEGER NOT NULL
+     );",
+];
+
+/// The schema version this program writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Refuses a damaged database (`PRAGMA integrity_check`) or one newer than this program.
+fn check(db: &rusqlite::Connection) -> Result<i64, StoreError> {
+    let verdict: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if verdict != "ok" {
+        return Err(StoreError::Corrupt(verdict));
+    }
+    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Newer {
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(version)
 }
 
 /// SQLite persistence of the registry (`registry.sqlite3` in the data directory).
@@ -264,21 +306,36 @@ impl Store {
                 | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW
                 | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
+        // WAL: a commit is in the log before it returns, so a killed process loses nothing
+        // committed (NORMAL syncs at checkpoints: a power cut may lose the last commits).
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             CREATE TABLE IF NOT EXISTS hosts (
-                 code TEXT PRIMARY KEY,
-                 fingerprint BLOB NOT NULL,
-                 last_seen INTEGER NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS quarantine (
-                 code TEXT PRIMARY KEY,
-                 fingerprint BLOB NOT NULL,
-                 until INTEGER NOT NULL
-             );",
+             PRAGMA synchronous = NORMAL;",
         )?;
+        let mut version = check(&db)?;
+        for step in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
+            let tx = db.unchecked_transaction()?;
+            tx.execute_batch(step)?;
+            version += 1;
+            tx.pragma_update(None, "user_version", version)?;
+            tx.commit()?;
+        }
         Ok(Self { db })
+    }
+
+    /// Whether the database file at `path` is sound and of a version this program reads
+    /// (opened read-only; nothing is changed).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`], [`StoreError::Newer`], or SQLite's error for a file that is
+    /// not a database.
+    pub fn check_file(path: &Path) -> Result<(), StoreError> {
+        let db = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )?;
+        check(&db).map(|_| ())
     }
 
     #[allow(clippy::type_complexity)]

@@ -52,6 +52,10 @@ pub struct Config {
     pub quarantine: Duration,
     /// UDP address and limits of the relay (`None`: no relay).
     pub relay: Option<RelayConfig>,
+    /// Back the registry up this often into `data_dir/backups` (`None`: never), keeping the
+    /// newest `backup_keep`.
+    pub backup_every: Option<Duration>,
+    pub backup_keep: usize,
 }
 
 impl Config {
@@ -64,6 +68,8 @@ impl Config {
             forget_after: Duration::from_secs(24 * 3600),
             quarantine: DEFAULT_QUARANTINE,
             relay: None,
+            backup_every: None,
+            backup_keep: 48,
         }
     }
 }
@@ -94,6 +100,8 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -182,6 +190,10 @@ pub struct Server {
     relay_table: Option<SharedRelay>,
     state: Arc<State>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// One server per data directory, for as long as this one runs.
+    _lock: crate::backup::DirLock,
+    data_dir: PathBuf,
+    backups: Option<(Duration, usize)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -227,7 +239,8 @@ impl Server {
     pub fn bind(config: &Config) -> Result<Self, ServerError> {
         let identity = identity(&config.data_dir)?;
         certs::check_private_dir(&config.data_dir)?;
-        let store = Store::open(&config.data_dir.join("registry.sqlite3"))?;
+        let lock = crate::backup::lock(&config.data_dir)?;
+        let store = Store::open(&config.data_dir.join(crate::backup::DB_FILE))?;
         let mut registry = Registry::new(config.forget_after, config.quarantine);
         let (hosts, quarantined) = store.load()?;
         registry.extend(hosts, quarantined);
@@ -285,6 +298,12 @@ impl Server {
             stun,
             relay: relay_socket,
             shutdown: tokio::sync::watch::Sender::new(false),
+            _lock: lock,
+            data_dir: config.data_dir.clone(),
+            backups: config
+                .backup_every
+                .filter(|d| !d.is_zero())
+                .map(|d| (d, config.backup_keep)),
         })
     }
 
@@ -364,6 +383,10 @@ impl Server {
                 (self.state.relay_service.up.clone(), on_restart),
                 move || relay::serve(socket.clone(), relay.clone()),
             )));
+        }
+        if let Some((every, keep)) = self.backups {
+            let data_dir = self.data_dir.clone();
+            services.push(tokio::spawn(backups(data_dir, every, keep)));
         }
         let mut shutdown = self.shutdown.subscribe();
         loop {
@@ -475,6 +498,26 @@ impl Closer {
     /// Sees the request to close (true once asked), for services beside the server.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<bool> {
         self.0.subscribe()
+    }
+}
+
+/// Backs the registry up every `every` (the first one after `every`), off the async threads;
+/// a failed backup is logged and the next one tried on time.
+async fn backups(data_dir: PathBuf, every: Duration, keep: usize) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let dir = data_dir.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            crate::backup::scheduled(&dir, keep, std::time::SystemTime::now())
+        })
+        .await;
+        match done {
+            Ok(Ok(path)) => info!(path = %path.display(), "registry backed up"),
+            Ok(Err(e)) => warn!("registry backup failed: {e}"),
+            Err(e) => warn!("registry backup task failed: {e}"),
+        }
     }
 }
 
