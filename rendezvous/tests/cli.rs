@@ -277,3 +277,34 @@ fn the_running_server_serves_its_metrics() {
         .sum();
     assert_eq!(counted, 1, "{text}");
 }
+
+/// `QUICDESK_LOG_FORMAT=json`: every log line is one JSON object (for log collectors).
+#[test]
+fn logs_can_be_json_lines() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rendezvous"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-stun",
+            "--no-relay",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("QUICDESK_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let first = std::io::BufReader::new(stderr).lines().next();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = first.expect("a log line").unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["level"], "INFO", "{line}");
+    assert!(v["fields"]["message"].is_string(), "{line}");
+}
