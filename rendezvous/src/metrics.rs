@@ -184,8 +184,8 @@ pub async fn serve(
         get(move || {
             let (snapshots, stun) = (snapshots.clone(), stun.clone());
             async move {
-                // The snapshot takes the core's lock: off the async threads.
-                let body = tokio::task::spawn_blocking(move || render(&snapshots.get(), &stun))
+                // The counts take the core's lock: off the async threads.
+                let body = tokio::task::spawn_blocking(move || render(&snapshots.counts(), &stun))
                     .await
                     .unwrap_or_default();
                 ([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], body)

@@ -121,6 +121,15 @@ impl Core {
             .collect();
         hosts.sort_by_key(|h| h.code);
         Snapshot {
+            hosts,
+            ..self.counts()
+        }
+    }
+
+    /// The counts alone (`hosts` empty): what metrics need, in time independent of how many
+    /// hosts the registry holds, but for the quarantine count.
+    pub fn counts(&self) -> Snapshot {
+        Snapshot {
             hosts_known: self.registry.len(),
             hosts_online: self.online.len(),
             codes_quarantined: self.registry.quarantined().count(),
@@ -130,7 +139,7 @@ impl Core {
             refusals: self.counts.refusals,
             relay: self.relay.as_ref().map(|r| lock(r).counters()),
             service_restarts: self.counts.service_restarts,
-            hosts,
+            hosts: Vec::new(),
         }
     }
 }

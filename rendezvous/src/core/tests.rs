@@ -157,6 +157,15 @@ fn registrations_are_limited_per_key_and_new_codes_per_prefix() {
     assert_eq!(s.registrations, 5 + 9 + 1 + 1);
     assert_eq!(s.refusals.register_rate_limited, 15 + 1 + 49 + 1);
     assert_eq!(s.hosts_known, 12);
+    assert_eq!(s.hosts.len(), 12);
+    // The counts alone are the snapshot without its rows.
+    assert_eq!(
+        c.counts(),
+        crate::core::Snapshot {
+            hosts: Vec::new(),
+            ..s
+        }
+    );
 }
 
 #[test]

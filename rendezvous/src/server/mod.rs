@@ -551,6 +551,11 @@ impl Snapshots {
     pub fn get(&self) -> Snapshot {
         lock(&self.0.shared).core.snapshot()
     }
+
+    /// The counts alone, for metrics ([`crate::core::Core::counts`]).
+    pub fn counts(&self) -> Snapshot {
+        lock(&self.0.shared).core.counts()
+    }
 }
 
 #[cfg(test)]
