@@ -159,8 +159,8 @@ fn parse(text: &str) -> Result<Config, ParseError> {
     Ok(cfg)
 }
 
-/// Writes `cfg` to `path` whole or not at all (a temporary file renamed over it), creating
-/// a missing directory (mode 0700 on Unix).
+/// Writes `cfg` to `path` whole or not at all ([`certs::write_private_file`]), creating a
+/// missing directory (mode 0700 on Unix).
 ///
 /// # Errors
 ///
@@ -181,9 +181,7 @@ pub fn save(path: &Path, cfg: &Config) -> Result<(), ConfigError> {
         "# quicdesk peer configuration: see `peer --help`. The command line and QUICDESK_*\n\
          # environment variables override what is set here.\n\n{body}"
     );
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    certs::write_private_file(path, text.as_bytes()).map_err(io)
 }
 
 /// Takes `invite` into the file at `path`: its rendezvous replaces the one there, the other

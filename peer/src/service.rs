@@ -16,7 +16,6 @@
 //! Not done here yet: a system unit that starts at boot, before anyone logs in, and attaches to
 //! the active X session's display once a user logs in.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The unit's name.
@@ -52,31 +51,25 @@ pub fn unit_text(program: &Path, data_dir: &Path) -> Result<String, String> {
         }
         Ok(format!("\"{s}\""))
     };
-    let mut t = String::new();
-    let _ = writeln!(
-        t,
-        "# Written by `peer service install`; `peer service uninstall` removes it."
-    );
-    let _ = writeln!(t, "[Unit]");
-    let _ = writeln!(t, "Description=quicdesk host agent (shares this desktop)");
-    let _ = writeln!(t, "After=graphical-session.target network-online.target");
-    let _ = writeln!(t, "PartOf=graphical-session.target");
-    let _ = writeln!(t);
-    let _ = writeln!(t, "[Service]");
-    let _ = writeln!(
-        t,
-        "ExecStart={} host --data-dir {}",
-        arg(program)?,
-        arg(data_dir)?
-    );
-    let _ = writeln!(t, "Restart=on-failure");
-    let _ = writeln!(t, "RestartSec=2");
-    let _ = writeln!(t, "NoNewPrivileges=yes");
-    let _ = writeln!(t, "PrivateTmp=yes");
-    let _ = writeln!(t);
-    let _ = writeln!(t, "[Install]");
-    let _ = writeln!(t, "WantedBy=graphical-session.target");
-    Ok(t)
+    let (program, data_dir) = (arg(program)?, arg(data_dir)?);
+    Ok(format!(
+        "# Written by `peer service install`; `peer service uninstall` removes it.
+[Unit]
+Description=quicdesk host agent (shares this desktop)
+After=graphical-session.target network-online.target
+PartOf=graphical-session.target
+
+[Service]
+ExecStart={program} host --data-dir {data_dir}
+Restart=on-failure
+RestartSec=2
+NoNewPrivileges=yes
+PrivateTmp=yes
+
+[Install]
+WantedBy=graphical-session.target
+"
+    ))
 }
 
 /// Where and how to install.

@@ -14,7 +14,7 @@ use peer::host::{HostHandle, InputFactory, Source};
 
 mod common;
 use common::desktop::{BLUE, RED, discard, enigo, hex, paint_halves, screen_host, xvfb};
-use common::{LOCAL, Rv, connect_config, start_host, start_rendezvous};
+use common::{LOCAL, Rv, connect_config, show_logs_on_failure, start_host, start_rendezvous};
 
 const PASSWORD: &str = "desktop pass 135790";
 const GREEN: [u8; 3] = [40, 200, 60];
@@ -54,14 +54,6 @@ async fn share(
     let code = host.status().code.expect("registered");
     let ctl = connect_config(&rv, code, PASSWORD, &dir.join("ctl"));
     (rv, host, ctl)
-}
-
-/// The session's logs, in the test's output: shown only when the test fails.
-fn show_logs_on_failure() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("info,peer=debug")
-        .with_test_writer()
-        .try_init();
 }
 
 fn close(a: [u8; 3], b: [u8; 3]) -> bool {

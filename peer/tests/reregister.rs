@@ -63,14 +63,6 @@ impl Crashable {
     }
 }
 
-/// The logs, in the test's output: shown only when the test fails.
-fn show_logs_on_failure() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,peer=debug".into()))
-        .with_test_writer()
-        .try_init();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_registers_again_within_5_s_of_a_crashed_rendezvous_coming_back() {
     show_logs_on_failure();

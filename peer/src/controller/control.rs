@@ -28,10 +28,11 @@ pub(super) async fn control_reader(
     let (reading, mut msgs) = session::control_inbox(recv);
     tokio::pin!(reading);
     loop {
-        let local = view
+        // Borrowed only for the comparison: the message is built from it.
+        let msg = view
             .as_mut()
-            .and_then(|v| v.borrow_and_update().local.clone());
-        if let Some(msg) = candidates.announce(local.as_ref()) {
+            .and_then(|v| candidates.announce(v.borrow_and_update().local.as_ref()));
+        if let Some(msg) = msg {
             let _ = ctl.send(msg);
         }
         let msg = tokio::select! {

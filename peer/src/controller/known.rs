@@ -117,9 +117,7 @@ impl KnownHosts {
         }
         let text = serde_json::to_string_pretty(&self.hosts)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &self.path)?;
+        certs::write_private_file(&self.path, text.as_bytes())?;
         Ok(())
     }
 }

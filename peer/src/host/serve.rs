@@ -250,10 +250,11 @@ pub(super) async fn control_loop(
     let mut switching: Option<u32> = None;
     loop {
         // This host's candidates, once its route's agent has them and again when they change.
-        let local = view
+        // Borrowed only for the comparison: the message is built from it.
+        let msg = view
             .as_mut()
-            .and_then(|v| v.borrow_and_update().local.clone());
-        if let Some(msg) = candidates.announce(local.as_ref()) {
+            .and_then(|v| candidates.announce(v.borrow_and_update().local.as_ref()));
+        if let Some(msg) = msg {
             wire::write_msg(send, &msg, MAX_CONTROL_LEN).await?;
         }
         let msg = tokio::select! {

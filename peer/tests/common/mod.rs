@@ -64,6 +64,15 @@ pub fn start_rendezvous_relay(
     }
 }
 
+/// The logs (`RUST_LOG`, else `info,peer=debug`), in the test's output: shown only when the
+/// test fails.
+pub fn show_logs_on_failure() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,peer=debug".into()))
+        .with_test_writer()
+        .try_init();
+}
+
 /// A fixed password as `peer password set` stores it.
 pub fn fixed(password: &str) -> host::HostPassword {
     host::HostPassword::Fixed(
