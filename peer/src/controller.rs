@@ -240,7 +240,9 @@ async fn run_with(
     hooks: Hooks,
 ) -> Result<Report, Error> {
     let (identity, (endpoint, socket), started) = open(&cfg)?;
-    let mut known = known::KnownHosts::load(&cfg.data_dir)?;
+    let known = known::KnownHosts::load(&cfg.data_dir)?;
+    // The host's key once it proved the password (remembered however the session then ends).
+    let mut proven = None;
     let result = async {
         let target = match target {
             Some(t) => t,
@@ -258,13 +260,28 @@ async fn run_with(
             &identity,
             (&endpoint, &socket),
             started,
-            (target, &mut known),
+            (target, &mut proven),
         )
         .await
     }
     .await;
     close(endpoint).await;
+    if let Some(key) = proven {
+        remember(known, cfg.code, key).await;
+    }
     result
+}
+
+/// Remembers `key` for `code` (the file is written and synced: off the async threads).
+async fn remember(mut known: known::KnownHosts, code: AccessCode, key: Fingerprint) {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match tokio::task::spawn_blocking(move || known.remember(code, key, now_unix)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!("cannot remember the host's key: {e}"),
+        Err(e) => warn!("cannot remember the host's key: {e}"),
+    }
 }
 
 type Net = (quinn::Endpoint, Arc<net::PeerSocket>);
@@ -287,7 +304,7 @@ async fn session(
     identity: &Identity,
     (endpoint, socket): (&quinn::Endpoint, &Arc<net::PeerSocket>),
     started: Instant,
-    (target, known): (Target, &mut known::KnownHosts),
+    (target, proven): (Target, &mut Option<Fingerprint>),
 ) -> Result<Report, Error> {
     // Connect to the host, pinning the key the rendezvous reported.
     let peer_cfg = quic::client_config(identity, target.host, ALPN, quic::Role::Controller)?;
@@ -312,12 +329,7 @@ async fn session(
     let path = route.state().path;
     info!(width, height, "authenticated");
     // The host proved the password with this key: it is the one to expect next time.
-    let now_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if let Err(e) = known.remember(cfg.code, target.host, now_unix) {
-        warn!("cannot remember the host's key: {e}");
-    }
+    *proven = Some(target.host);
     // Now that the host holds the same secret, the candidates step tells it where this side
     // can be reached (again whenever that changes).
     let candidates = match cfg.relay {

@@ -220,8 +220,17 @@ async fn wrong_password_is_refused() {
         .unwrap()
         .fingerprint()
         .to_string();
-    let log =
-        std::fs::read_to_string(dir.path().join("host").join(host::audit::FILE_NAME)).unwrap();
+    // Each line is written as its connection ends, which the host may see after the controller
+    // has returned.
+    let path = dir.path().join("host").join(host::audit::FILE_NAME);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        if log.lines().count() >= 3 || std::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
