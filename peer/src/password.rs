@@ -27,10 +27,7 @@ const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 pub const ONE_TIME_LEN: usize = 8;
 /// Bits of a one-time password.
 pub const ONE_TIME_BITS: u32 = 5 * ONE_TIME_LEN as u32;
-/// Shortest fixed password.
-pub const MIN_LEN: usize = 12;
-/// Least estimated strength of a fixed password, in bits.
-pub const MIN_BITS: f64 = 55.0;
+pub use proto::strength::{MIN_BITS, MIN_LEN};
 /// Name of the stored fixed password in the data directory.
 pub const FILE_NAME: &str = "password.json";
 
@@ -109,42 +106,10 @@ pub fn normalize_one_time(typed: &str) -> String {
         .collect()
 }
 
-/// Refuses a fixed password shorter than [`MIN_LEN`] or weaker than [`MIN_BITS`] by a simple
-/// estimate (length × log2 of the character classes it uses, counted on distinct characters so
-/// `aaaaaaaaaaaa` does not pass).
+/// Refuses a fixed password shorter than [`MIN_LEN`] or weaker than [`MIN_BITS`]
+/// ([`proto::strength::check`], the rule the rendezvous's console accounts follow too).
 pub fn check_strength(pw: &str) -> Result<(), PasswordError> {
-    let len = pw.chars().count();
-    if len < MIN_LEN {
-        return Err(PasswordError::Weak(format!(
-            "use at least {MIN_LEN} characters (got {len})"
-        )));
-    }
-    let mut pool = 0u32;
-    if pw.chars().any(|c| c.is_ascii_lowercase()) {
-        pool += 26;
-    }
-    if pw.chars().any(|c| c.is_ascii_uppercase()) {
-        pool += 26;
-    }
-    if pw.chars().any(|c| c.is_ascii_digit()) {
-        pool += 10;
-    }
-    if pw.chars().any(|c| !c.is_ascii_alphanumeric()) {
-        pool += 33;
-    }
-    let mut distinct: Vec<char> = pw.chars().collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    // Repeats add little: count each distinct character fully and repeats at a quarter.
-    let effective = distinct.len() as f64 + (len - distinct.len()) as f64 / 4.0;
-    let bits = effective * f64::from(pool.max(1)).log2();
-    if bits < MIN_BITS {
-        return Err(PasswordError::Weak(format!(
-            "about {bits:.0} bits; use {MIN_BITS:.0} or more (longer, or mix letters, digits \
-             and symbols)"
-        )));
-    }
-    Ok(())
+    proto::strength::check(pw).map_err(PasswordError::Weak)
 }
 
 /// A fixed password as the host keeps it: argon2id hash, salt and cost.

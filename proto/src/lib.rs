@@ -43,6 +43,7 @@ pub mod relay;
 #[cfg(feature = "quic")]
 pub mod rendezvous;
 pub mod session;
+pub mod strength;
 pub mod stun;
 pub mod wire;
 

@@ -85,6 +85,15 @@ pub fn merge(
             toml::Value::String(s) => front.extend([flag, s.into()]),
             toml::Value::Integer(i) => front.extend([flag, i.to_string().into()]),
             toml::Value::Float(f) => front.extend([flag, f.to_string().into()]),
+            // A flag given several times (e.g. `console-name = ["a", "b"]`).
+            toml::Value::Array(items) if arg.get_action().takes_values() => {
+                for item in items {
+                    let toml::Value::String(s) = item else {
+                        return Err(format!("setting {key:?}: a list of strings, please"));
+                    };
+                    front.extend([flag.clone(), s.into()]);
+                }
+            }
             other => {
                 return Err(format!(
                     "setting {key:?}: give a string, number or true/false, not {}",

@@ -23,9 +23,11 @@
 #![forbid(unsafe_code)]
 
 pub mod backup;
+pub mod console;
 pub mod core;
 pub mod metrics;
 pub mod registry;
 pub mod relay;
 pub mod responder;
+pub mod schema;
 pub mod server;

@@ -63,11 +63,59 @@ enum Command {
     /// Print an invite: one string with this server's addresses and key that a peer takes with
     /// `peer join INVITE`, after which `peer host` and `peer connect CODE` need no rendezvous
     /// flags. It holds no secret (peers pin the key it names).
+    /// Manage the console's users (the first admin is made here).
+    #[command(subcommand)]
+    User(UserCommand),
     Invite {
         /// Address peers reach this server's QUIC port at, host:port (a DNS name, an IPv4
         /// address or [IPv6]); repeat for up to 4, tried in order.
         #[arg(long = "address", required = true, value_name = "HOST:PORT")]
         addresses: Vec<String>,
+        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Add a user. The password is read without echo (or from standard input with
+    /// --password-stdin); it must be strong (12+ characters, about 55 bits).
+    Add {
+        name: String,
+        /// admin (everything), operator (hosts and sessions) or auditor (read only).
+        #[arg(long, default_value = "admin")]
+        role: rendezvous::console::Role,
+        /// Read the password from standard input's first line (scripts, tests).
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
+    /// Set a user's password (its browser sessions end).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
+    /// List the users.
+    List {
+        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
+    /// Remove a user (its sessions and API keys too); the last admin cannot be removed.
+    Remove {
+        name: String,
+        #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
+    /// Turn a user's TOTP second factor on (prints the secret for an authenticator app) or off.
+    Totp {
+        name: String,
+        /// Remove the second factor instead.
+        #[arg(long)]
+        off: bool,
         #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
     },
@@ -135,6 +183,21 @@ struct RunArgs {
     /// look-ups, refusals, STUN, relay). Off by default; use a private address or a firewall.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the operator's console and HTTP API at https://ADDR (e.g. 0.0.0.0:8443). Off by
+    /// default. Make the first admin with `rendezvous user add NAME`.
+    #[arg(long, value_name = "ADDR")]
+    console_listen: Option<SocketAddr>,
+    /// The console's certificate chain (PEM, leaf first), e.g. from an ACME client. Without it
+    /// the console makes a self-signed certificate from the server's key for --console-name.
+    #[arg(long, value_name = "FILE", requires = "console_key")]
+    console_cert: Option<PathBuf>,
+    /// The private key of --console-cert (PEM, mode 0600).
+    #[arg(long, value_name = "FILE", requires = "console_cert")]
+    console_key: Option<PathBuf>,
+    /// A name the self-signed certificate is for (DNS name or IP address, as typed in the
+    /// browser); repeat for several. Default: localhost, 127.0.0.1 and ::1.
+    #[arg(long = "console-name", value_name = "NAME")]
+    console_names: Vec<String>,
     /// How long a forgotten host's code is kept from every other host key, so someone who was
     /// told the old code cannot be led to a stranger's machine.
     #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
@@ -204,10 +267,101 @@ fn main() -> anyhow::Result<()> {
             eprintln!("registry restored from {}", from.display());
             Ok(())
         }
+        Some(Command::User(cmd)) => user(cmd),
         Some(Command::Run(args)) => run(args),
         Some(Command::CheckConfig(args)) => check_config(&args),
         None => run(cli.run),
     }
+}
+
+/// The console's settings, if it is to run.
+fn console_config(args: &RunArgs) -> Option<rendezvous::console::Config> {
+    let listen = args.console_listen?;
+    let certificate = match (&args.console_cert, &args.console_key) {
+        (Some(chain), Some(key)) => rendezvous::console::Certificate::Files {
+            chain: chain.clone(),
+            key: key.clone(),
+        },
+        _ => rendezvous::console::Certificate::SelfSigned {
+            names: if args.console_names.is_empty() {
+                vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+            } else {
+                args.console_names.clone()
+            },
+        },
+    };
+    Some(rendezvous::console::Config {
+        listen,
+        certificate,
+    })
+}
+
+/// A password typed twice without echo, or read from standard input's first line.
+fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+    let again = rpassword::prompt_password("Again: ").context("reading the password")?;
+    anyhow::ensure!(first == again, "the two passwords differ");
+    Ok(first)
+}
+
+/// `rendezvous user …`.
+fn user(cmd: UserCommand) -> anyhow::Result<()> {
+    use rendezvous::console;
+    match cmd {
+        UserCommand::Add {
+            name,
+            role,
+            password_stdin,
+            data_dir,
+        } => {
+            let pw = read_new_password(password_stdin)?;
+            console::add_user(&data_dir, &name, role, &pw)?;
+            eprintln!("user {name} ({role}) added");
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+            data_dir,
+        } => {
+            let pw = read_new_password(password_stdin)?;
+            console::set_password(&data_dir, &name, &pw)?;
+            eprintln!("password of {name} changed; its sessions ended");
+        }
+        UserCommand::List { data_dir } => {
+            for u in console::list_users(&data_dir)? {
+                println!(
+                    "{}\t{}\t{}",
+                    u.name,
+                    u.role,
+                    if u.totp { "totp" } else { "-" }
+                );
+            }
+        }
+        UserCommand::Remove { name, data_dir } => {
+            console::remove_user(&data_dir, &name)?;
+            eprintln!("user {name} removed");
+        }
+        UserCommand::Totp {
+            name,
+            off,
+            data_dir,
+        } => match console::set_totp(&data_dir, &name, !off)? {
+            Some((uri, secret)) => {
+                eprintln!("Add this to an authenticator app (it is shown once):");
+                println!("{uri}");
+                eprintln!("secret: {secret}");
+            }
+            None => eprintln!("second factor of {name} removed"),
+        },
+    }
+    Ok(())
 }
 
 /// `rendezvous check-config`: the settings `run` would use, checked as far as can be without
@@ -262,6 +416,24 @@ fn check_config(args: &RunArgs) -> anyhow::Result<()> {
             cfg.backup_keep
         ),
         None => println!("backup-every = off"),
+    }
+    match console_config(args) {
+        Some(c) => {
+            println!("console-listen = {}", c.listen);
+            match c.certificate {
+                rendezvous::console::Certificate::Files { chain, key } => {
+                    println!(
+                        "console-cert = {}\nconsole-key = {}",
+                        chain.display(),
+                        key.display()
+                    );
+                }
+                rendezvous::console::Certificate::SelfSigned { names } => {
+                    println!("console-name = {names:?} (self-signed)");
+                }
+            }
+        }
+        None => println!("console-listen = off"),
     }
     eprintln!("the configuration is valid");
     Ok(())
@@ -332,6 +504,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         println!("fingerprint: {}", server.fingerprint());
         let closer = server.closer();
+        let logins = rendezvous::console::LoginCounters::default();
         let metrics = match args.metrics_listen {
             Some(listen) => {
                 let listener = tokio::net::TcpListener::bind(listen)
@@ -339,15 +512,43 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("metrics: cannot listen on {listen}"))?;
                 println!("metrics on http://{}/metrics", listener.local_addr()?);
                 let (snapshots, stun) = (server.snapshots(), server.stun_counters());
+                let logins = logins.clone();
                 let mut closed = closer.subscribe();
                 Some(tokio::spawn(rendezvous::metrics::serve(
                     listener,
                     snapshots,
                     stun,
+                    logins,
                     async move {
                         let _ = closed.wait_for(|c| *c).await;
                     },
                 )))
+            }
+            None => None,
+        };
+        let console = match console_config(&args) {
+            Some(cfg) => {
+                let handles = rendezvous::console::Handles {
+                    admin: server.admin(),
+                    stun: server.stun_counters(),
+                    logins: logins.clone(),
+                };
+                let bound = rendezvous::console::bind(&cfg, &args.data_dir, handles)
+                    .await
+                    .context("starting the console")?;
+                println!("console on https://{}/", bound.local_addr);
+                if let Some(sha) = &bound.self_signed_sha256 {
+                    println!("console certificate (self-signed) SHA-256: {sha}");
+                }
+                if !bound.has_users {
+                    println!(
+                        "no console user yet: make the first admin with `rendezvous user add NAME`"
+                    );
+                }
+                let mut closed = closer.subscribe();
+                Some(tokio::spawn(bound.serve(async move {
+                    let _ = closed.wait_for(|c| *c).await;
+                })))
             }
             None => None,
         };
@@ -358,6 +559,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         serving.await.context("server task")?;
         if let Some(m) = metrics {
             m.await.context("metrics task")??;
+        }
+        if let Some(c) = console {
+            c.await.context("console task")?;
         }
         Ok(())
     })

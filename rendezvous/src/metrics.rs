@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::console::LoginCounters;
 use crate::core::Snapshot;
 use crate::responder::Counters as StunCounters;
 
@@ -31,7 +32,7 @@ fn family(out: &mut String, name: &str, help: &str, kind: &str, samples: &[(&str
 }
 
 /// The metrics for one scrape.
-pub fn render(s: &Snapshot, stun: &StunCounters) -> String {
+pub fn render(s: &Snapshot, stun: &StunCounters, logins: &LoginCounters) -> String {
     let mut out = String::new();
     let n = |v: usize| v as u64;
     family(
@@ -93,6 +94,7 @@ pub fn render(s: &Snapshot, stun: &StunCounters) -> String {
             ("reason=\"relay_down\"", r.relay_down),
             ("reason=\"connection_cap\"", r.connection_cap),
             ("reason=\"bad_request\"", r.bad_request),
+            ("reason=\"banned\"", r.banned),
         ],
     );
     family(
@@ -163,6 +165,20 @@ pub fn render(s: &Snapshot, stun: &StunCounters) -> String {
             ],
         );
     }
+    family(
+        &mut out,
+        "quicdesk_console_logins_failed_total",
+        "Console logins that failed (wrong name, password or second factor).",
+        "counter",
+        &[("", logins.failures.load(Ordering::Relaxed))],
+    );
+    family(
+        &mut out,
+        "quicdesk_console_lockouts_total",
+        "Console login lockouts begun (10 failures a minute by a source or for a user).",
+        "counter",
+        &[("", logins.lockouts.load(Ordering::Relaxed))],
+    );
     out
 }
 
@@ -176,18 +192,21 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     snapshots: crate::server::Snapshots,
     stun: Arc<StunCounters>,
+    logins: LoginCounters,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",
         get(move || {
-            let (snapshots, stun) = (snapshots.clone(), stun.clone());
+            let (snapshots, stun, logins) = (snapshots.clone(), stun.clone(), logins.clone());
             async move {
                 // The counts take the core's lock: off the async threads.
-                let body = tokio::task::spawn_blocking(move || render(&snapshots.counts(), &stun))
-                    .await
-                    .unwrap_or_default();
+                let body = tokio::task::spawn_blocking(move || {
+                    render(&snapshots.counts(), &stun, &logins)
+                })
+                .await
+                .unwrap_or_default();
                 ([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], body)
             }
         }),
@@ -224,7 +243,13 @@ mod tests {
         };
         let stun = StunCounters::default();
         stun.answered.store(11, Ordering::Relaxed);
-        let text = render(&s, &stun);
+        let logins = LoginCounters::default();
+        logins.failures.store(3, Ordering::Relaxed);
+        let text = render(&s, &stun, &logins);
+        assert!(
+            text.contains("\nquicdesk_console_logins_failed_total 3\n"),
+            "{text}"
+        );
         assert!(text.contains("\nquicdesk_hosts_online 2\n"), "{text}");
         assert!(text.contains("quicdesk_refusals_total{reason=\"unavailable\"} 9\n"));
         assert!(text.contains("quicdesk_stun_requests_total{outcome=\"answered\"} 11\n"));
@@ -249,6 +274,6 @@ mod tests {
         }
         // Without a relay, no relay series.
         let no_relay = Snapshot { relay: None, ..s };
-        assert!(!render(&no_relay, &stun).contains("quicdesk_relay"));
+        assert!(!render(&no_relay, &stun, &logins).contains("quicdesk_relay"));
     }
 }

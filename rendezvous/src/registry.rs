@@ -167,6 +167,22 @@ impl Registry {
         self.hosts.is_empty()
     }
 
+    /// Forgets host `code` now (the operator's choice), quarantining its code as
+    /// [`Self::expire`] would. Returns the change for the store, `None` for an unknown code.
+    pub fn forget(&mut self, code: &AccessCode, now: u64) -> Option<Expired> {
+        let rec = self.hosts.remove(code)?;
+        self.by_key.remove(&rec.fingerprint);
+        let q = Quarantined {
+            fingerprint: rec.fingerprint,
+            until: now.saturating_add(self.quarantine_for.as_secs()),
+        };
+        self.quarantine.insert(*code, q);
+        Some(Expired {
+            quarantined: vec![(*code, q)],
+            released: Vec::new(),
+        })
+    }
+
     /// Forgets hosts not seen for longer than `forget_after` and not online now, quarantining
     /// their codes; ends quarantines that ran out. Returns what changed, for the store.
     pub fn expire(&mut self, now: u64, is_online: impl Fn(&AccessCode) -> bool) -> Expired {
@@ -226,40 +242,8 @@ pub enum StoreError {
     Newer { found: i64, known: i64 },
 }
 
-/// The schema, one step per version (`PRAGMA user_version` says how many ran). A new version
-/// is a new step at the end; a step never changes once released.
-const MIGRATIONS: &[&str] = &[
-    // 1: hosts and quarantined codes.
-    "CREATE TABLE IF NOT EXISTS hosts (
-         code TEXT PRIMARY KEY,
-         fingerprint BLOB NOT NULL,
-         last_seen INTEGER NOT NULL
-     );
-     CREATE TABLE IF NOT EXISTS quarantine (
-         code TEXT PRIMARY KEY,
-         fingerprint BLOB NOT NULL,
-         until INTEGER NOT NULL
-     );",
-];
-
-/// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
-
-/// Refuses a damaged database (`PRAGMA integrity_check`) or one newer than this program.
-fn check(db: &rusqlite::Connection) -> Result<i64, StoreError> {
-    let verdict: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-    if verdict != "ok" {
-        return Err(StoreError::Corrupt(verdict));
-    }
-    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::Newer {
-            found: version,
-            known: SCHEMA_VERSION,
-        });
-    }
-    Ok(version)
-}
+pub use crate::schema::SCHEMA_VERSION;
+use crate::schema::{MIGRATIONS, check};
 
 /// SQLite persistence of the registry (`registry.sqlite3` in the data directory).
 ///
@@ -398,6 +382,55 @@ impl Store {
         )?;
         self.db
             .execute("DELETE FROM quarantine WHERE code = ?1", [code.to_string()])?;
+        Ok(())
+    }
+
+    /// What the operator said about host keys (`crate::core::HostMeta`).
+    pub fn load_meta(&self) -> Result<Vec<(Fingerprint, crate::core::HostMeta)>, StoreError> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT fingerprint, name, banned FROM host_meta")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, Vec<u8>>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, bool>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (fp, name, banned) = row?;
+            let fp: [u8; 32] = fp.try_into().map_err(|_| StoreError::BadRow {
+                code: "host_meta".into(),
+                why: "fingerprint length".into(),
+            })?;
+            out.push((
+                Fingerprint::from_bytes(fp),
+                crate::core::HostMeta { name, banned },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Saves what the operator said about `key` (a key with nothing said is removed).
+    pub fn set_meta(
+        &self,
+        key: &Fingerprint,
+        meta: &crate::core::HostMeta,
+    ) -> Result<(), StoreError> {
+        if *meta == crate::core::HostMeta::default() {
+            self.db.execute(
+                "DELETE FROM host_meta WHERE fingerprint = ?1",
+                [key.as_bytes().as_slice()],
+            )?;
+        } else {
+            self.db.execute(
+                "INSERT INTO host_meta (fingerprint, name, banned) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(fingerprint) DO UPDATE SET name = excluded.name,
+                                                        banned = excluded.banned",
+                rusqlite::params![key.as_bytes().as_slice(), meta.name, meta.banned],
+            )?;
+        }
         Ok(())
     }
 

@@ -28,6 +28,7 @@
 //! advertise now), and does not touch relay packets: the relay's hot path
 //! ([`crate::relay::serve`]) keeps its own lock on the [`Relay`] (see [`SharedRelay`]).
 
+mod admin;
 mod policy;
 mod snapshot;
 
@@ -46,6 +47,9 @@ use crate::registry::{self, Expired, HostRecord, Registry};
 use crate::relay::{AllocError, Owner, Relay, RelayOffer};
 use policy::Policy;
 
+pub use admin::{
+    AdminError, Event, HostMeta, HostPage, HostQuery, HostView, MAX_NAME, MAX_PAGE, parse_name,
+};
 pub use policy::{Admit, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX};
 pub use snapshot::{HostRow, Refusals, Snapshot};
 
@@ -118,6 +122,8 @@ pub enum Why {
     ConnectionCap,
     /// A request that could not be read.
     BadRequest,
+    /// A registration from a key the operator banned.
+    Banned,
 }
 
 /// A refused request: the reason, and the answer to write.
@@ -191,8 +197,10 @@ pub struct Resolution {
 pub enum StoreOp {
     /// Insert or update a host's record (and end any quarantine of its code).
     Upsert(AccessCode, HostRecord),
-    /// What a sweep forgot and released.
+    /// What a sweep (or the operator) forgot and released.
     Expired(Expired),
+    /// What the operator said about a host key.
+    Meta(Fingerprint, HostMeta),
 }
 
 /// An online host: the registration serving it and where it is.
@@ -223,6 +231,10 @@ pub struct Core {
     tag_key: ring::hmac::Key,
     next_push: u64,
     store: VecDeque<StoreOp>,
+    /// What the operator said about host keys (names, bans).
+    meta: HashMap<Fingerprint, HostMeta>,
+    /// Changes open consoles should see ([`Core::poll_event`]).
+    events: VecDeque<Event>,
     counts: Counts,
 }
 
@@ -249,6 +261,8 @@ impl Core {
             tag_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &tag_key),
             next_push: 0,
             store: VecDeque::new(),
+            meta: HashMap::new(),
+            events: VecDeque::new(),
             counts: Counts::default(),
         }
     }
@@ -292,7 +306,13 @@ impl Core {
     ) -> Result<Registered, Refused> {
         let new_code = self.registry.code_of(&key).is_none();
         let prefix = Prefix::of(source.ip());
-        let outcome = if !self
+        let outcome = if self.is_banned(&key) {
+            Err(Refused::new(
+                Why::Banned,
+                Refusal::Unavailable,
+                "this host's key is banned on this server (ask its operator)",
+            ))
+        } else if !self
             .policy
             .allow_register(key, prefix, new_code, now.instant)
         {
@@ -333,6 +353,7 @@ impl Core {
             )
             .map(|old| old.push);
         self.counts.registrations += 1;
+        self.events.push_back(Event::Host(reg.code));
         info!(code = %reg.code, host = %key, %source, new = reg.new, "host registered");
         Ok(Registered {
             code: reg.code,
@@ -355,6 +376,7 @@ impl Core {
             return false;
         }
         self.online.remove(&code);
+        self.events.push_back(Event::Host(code));
         if let Some(rec) = self.registry.touch(&code, now.unix) {
             self.store.push_back(StoreOp::Upsert(code, rec));
         }

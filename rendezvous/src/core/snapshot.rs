@@ -24,6 +24,8 @@ pub struct Refusals {
     pub relay_down: u64,
     pub connection_cap: u64,
     pub bad_request: u64,
+    /// Registrations of banned keys.
+    pub banned: u64,
 }
 
 impl Refusals {
@@ -39,6 +41,7 @@ impl Refusals {
             Why::RelayDown => &mut self.relay_down,
             Why::ConnectionCap => &mut self.connection_cap,
             Why::BadRequest => &mut self.bad_request,
+            Why::Banned => &mut self.banned,
         };
         *n += 1;
     }
@@ -56,6 +59,7 @@ impl Refusals {
             relay_down,
             connection_cap,
             bad_request,
+            banned,
         } = *self;
         register_rate_limited
             + no_free_code
@@ -67,6 +71,7 @@ impl Refusals {
             + relay_down
             + connection_cap
             + bad_request
+            + banned
     }
 }
 

@@ -13,10 +13,15 @@
 //! task ever end or panic, that is logged, the service is marked down (and not advertised to
 //! peers while it is) and the task is started again.
 
+mod admin;
 mod handlers;
+mod services;
+
+pub use admin::Admin;
+pub use services::supervise;
+use services::{backups, sweep};
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,19 +30,14 @@ use std::time::Duration;
 
 use certs::{Fingerprint, Identity};
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use crate::core::{Core, Now, Ports, PushId, SharedRelay, Snapshot, StoreOp, lock};
+use crate::core::{Core, Event, Ports, PushId, SharedRelay, Snapshot, StoreOp, lock};
 use crate::registry::{Registry, Store, StoreError};
 use crate::relay::{self, Relay};
 use crate::responder::LiveIps;
 use proto::quic;
 use proto::rendezvous::{ALPN, ServerMsg};
-
-/// How often expired hosts are swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
-/// How long a supervisor waits before starting a failed service again.
-const RESTART_AFTER: Duration = Duration::from_millis(500);
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -140,6 +140,8 @@ struct State {
     live: Arc<LiveIps>,
     /// The one lock every request takes.
     shared: Mutex<Shared>,
+    /// What open consoles should see ([`crate::core::Event`]), sent after each call.
+    events: tokio::sync::broadcast::Sender<Event>,
 }
 
 /// What the one lock guards.
@@ -162,10 +164,15 @@ impl State {
             let written = match &op {
                 StoreOp::Upsert(code, rec) => store.upsert(code, rec),
                 StoreOp::Expired(expired) => store.apply(expired),
+                StoreOp::Meta(key, meta) => store.set_meta(key, meta),
             };
             if let Err(e) = written {
                 warn!("{e}");
             }
+        }
+        while let Some(event) = core.poll_event() {
+            // No console open: nobody to tell.
+            let _ = self.events.send(event);
         }
         out
     }
@@ -178,6 +185,9 @@ impl State {
         }
     }
 }
+
+/// Events kept for a console that reads slowly; one that falls further behind reloads.
+const EVENT_BACKLOG: usize = 1024;
 
 /// A bound rendezvous server. Call [`Server::run`] to serve.
 pub struct Server {
@@ -277,7 +287,8 @@ impl Server {
             .relay
             .map(|r| Arc::new(Mutex::new(Relay::new(r.limits, std::time::Instant::now()))));
         // Source tags are keyed anew at every start.
-        let core = Core::new(registry, relay.clone(), rand::random());
+        let mut core = Core::new(registry, relay.clone(), rand::random());
+        core.extend_meta(store.load_meta()?);
         Ok(Self {
             endpoint,
             stun_counters: Arc::default(),
@@ -289,6 +300,7 @@ impl Server {
                 stun: Service::new(port(&stun)),
                 relay_service: Service::new(port(&relay_socket)),
                 live: Arc::default(),
+                events: tokio::sync::broadcast::Sender::new(EVENT_BACKLOG),
                 shared: Mutex::new(Shared {
                     core,
                     store,
@@ -344,6 +356,11 @@ impl Server {
 
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
+    }
+
+    /// A handle for the operator's console: hosts, names, bans, events.
+    pub fn admin(&self) -> Admin {
+        Admin(self.state.clone())
     }
 
     /// A handle that asks [`Server::run`] to close every connection and return.
@@ -406,61 +423,6 @@ impl Server {
     }
 }
 
-/// Runs the service `make` starts, marked `up` while it runs; starts it again (after a short
-/// pause, told to `on_restart`) whenever it ends or panics, logging why. Ends only when its own
-/// task is aborted.
-pub async fn supervise<F, Fut, R>(
-    name: &'static str,
-    (up, on_restart): (Arc<AtomicBool>, R),
-    make: F,
-) where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-    R: Fn(),
-{
-    // Marks the service down however this task ends (aborted at shutdown included).
-    struct Down(Arc<AtomicBool>);
-    impl Drop for Down {
-        fn drop(&mut self) {
-            self.0.store(false, Ordering::Relaxed);
-        }
-    }
-    let _down = Down(up.clone());
-    loop {
-        up.store(true, Ordering::Relaxed);
-        let task = tokio::spawn(make());
-        let abort = task.abort_handle();
-        // Aborting the supervisor aborts the service with it.
-        struct AbortOnDrop(tokio::task::AbortHandle);
-        impl Drop for AbortOnDrop {
-            fn drop(&mut self) {
-                self.0.abort();
-            }
-        }
-        let _guard = AbortOnDrop(abort);
-        let outcome = task.await;
-        up.store(false, Ordering::Relaxed);
-        match outcome {
-            Ok(()) => error!(service = name, "service stopped; starting it again"),
-            Err(e) if e.is_panic() => {
-                let why = e.into_panic();
-                let why = why
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| why.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                error!(
-                    service = name,
-                    "service panicked ({why}); starting it again"
-                );
-            }
-            Err(_) => return,
-        }
-        on_restart();
-        tokio::time::sleep(RESTART_AFTER).await;
-    }
-}
-
 fn bind_udp(addr: SocketAddr) -> Result<Arc<tokio::net::UdpSocket>, ServerError> {
     let bind = |source| ServerError::Bind { addr, source };
     let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
@@ -501,42 +463,6 @@ impl Closer {
     }
 }
 
-/// Backs the registry up every `every` (the first one after `every`), off the async threads;
-/// a failed backup is logged and the next one tried on time.
-async fn backups(data_dir: PathBuf, every: Duration, keep: usize) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let dir = data_dir.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            crate::backup::scheduled(&dir, keep, std::time::SystemTime::now())
-        })
-        .await;
-        match done {
-            Ok(Ok(path)) => info!(path = %path.display(), "registry backed up"),
-            Ok(Err(e)) => warn!("registry backup failed: {e}"),
-            Err(e) => warn!("registry backup task failed: {e}"),
-        }
-    }
-}
-
-async fn sweep(state: Arc<State>) {
-    // Sweep often enough that a short --forget-after is honoured promptly.
-    let every = SWEEP_EVERY
-        .min(state.forget_after / 4)
-        .max(Duration::from_millis(100));
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        sweep_once(&state);
-    }
-}
-
-fn sweep_once(state: &State) {
-    state.with(|s| s.core.sweep(Now::system()));
-}
-
 /// Reads the core's [`Snapshot`] of a running server.
 #[derive(Clone)]
 pub struct Snapshots(Arc<State>);
@@ -555,48 +481,5 @@ impl Snapshots {
     /// The counts alone, for metrics ([`crate::core::Core::counts`]).
     pub fn counts(&self) -> Snapshot {
         lock(&self.0.shared).core.counts()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicU32;
-
-    #[tokio::test]
-    async fn a_service_that_panics_is_restarted_and_marked_down_meanwhile() {
-        let up = Arc::new(AtomicBool::new(false));
-        let starts = Arc::new(AtomicU32::new(0));
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let on_restart = {
-            let restarts = restarts.clone();
-            move || {
-                restarts.fetch_add(1, Ordering::SeqCst);
-            }
-        };
-        let task = tokio::spawn(supervise("test", (up.clone(), on_restart), {
-            let starts = starts.clone();
-            move || {
-                let n = starts.fetch_add(1, Ordering::SeqCst);
-                let tx = tx.clone();
-                async move {
-                    if n == 0 {
-                        panic!("first run fails");
-                    }
-                    let _ = tx.send(());
-                    std::future::pending::<()>().await;
-                }
-            }
-        }));
-        tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .expect("restarted within the timeout");
-        assert_eq!(starts.load(Ordering::SeqCst), 2);
-        assert_eq!(restarts.load(Ordering::SeqCst), 1);
-        assert!(up.load(Ordering::SeqCst));
-        task.abort();
-        let _ = task.await;
-        assert!(!up.load(Ordering::SeqCst), "an aborted service is down");
     }
 }

@@ -1,0 +1,466 @@
+//! The console's pages: server-rendered HTML (maud escapes everything interpolated), one
+//! stylesheet and one script served from the binary, and the security headers every answer
+//! carries (a strict Content-Security-Policy: no inline script, no framing).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+use super::accounts::{self, Role};
+use super::api::HostJson;
+use super::auth::{self, Caller, ClientAddr, Login};
+use super::{ApiError, Console, audit};
+use crate::core::HostQuery;
+
+const SCRIPT: &str = include_str!("console.js");
+const STYLE: &str = include_str!("console.css");
+
+pub(super) fn routes() -> Router<Arc<Console>> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/login", get(login_form).post(login))
+        .route("/hosts", get(hosts))
+        .route("/audit", get(audit_log))
+        .route("/users", get(users))
+        .route("/keys", get(keys))
+        .route("/settings", get(settings))
+        .route(
+            "/static/console.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    SCRIPT,
+                )
+            }),
+        )
+        .route(
+            "/static/console.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
+        )
+}
+
+/// The headers every answer carries.
+pub(super) async fn security_headers(req: axum::extract::Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    for (k, v) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+             img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    r
+}
+
+/// A page for a logged-in caller, else a redirect to the login page.
+type Page = Result<Html<String>, Response>;
+
+fn need_login(e: ApiError) -> Response {
+    match e {
+        ApiError::Unauthorized => Redirect::to("/login").into_response(),
+        e => e.into_response(),
+    }
+}
+
+fn layout(caller: &Caller, title: &str, live: bool, body: Markup) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="csrf" content=(caller.csrf.as_deref().unwrap_or(""));
+                    title { (title) " · quicdesk rendezvous" }
+                    link rel="stylesheet" href="/static/console.css";
+                    script src="/static/console.js" defer {}
+                }
+                body data-live=(live) {
+                    header {
+                        b { "quicdesk rendezvous" }
+                        a href="/" { "Dashboard" }
+                        a href="/hosts" { "Hosts" }
+                        a href="/audit" { "Audit log" }
+                        a href="/users" { "Users" }
+                        a href="/keys" { "API keys" }
+                        a href="/settings" { "Settings" }
+                        span class="who" {
+                            (caller.user) " (" (caller.role) ") "
+                            button id="logout" data-url="/api/v1/logout" data-then="/login" { "Log out" }
+                        }
+                    }
+                    main {
+                        h1 { (title) }
+                        output id="message" {}
+                        (body)
+                    }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+fn when(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
+        .to_string()
+}
+
+fn host_table(hosts: &[HostJson], live: bool, online_only: bool, actions: bool) -> Markup {
+    html! {
+        table id="hosts" data-live=(live) data-online-only=(online_only) {
+            thead { tr {
+                th { "Code" } th { "Name" } th { "State" } th { "Address" } th { "Last seen" }
+                th { "Key" }
+                @if actions { th { "Actions" } }
+            } }
+            tbody {
+                @for h in hosts {
+                    tr data-code=(h.code) class=(if h.online { "online" } else { "offline" }) {
+                        td data-field="code" { (h.code) }
+                        td data-field="name" { (h.name.as_deref().unwrap_or("")) }
+                        td data-field="state" {
+                            (if h.banned { "banned" } else if h.online { "online" } else { "offline" })
+                        }
+                        td data-field="address" { (h.address.as_deref().unwrap_or("")) }
+                        td data-field="last_seen" { (when(h.last_seen)) }
+                        td data-field="key" title=(h.key) { (&h.key[..16]) "…" }
+                        @if actions {
+                            td {
+                                form class="inline" data-url=(format!("/api/v1/hosts/{}", h.code)) data-method="PATCH" {
+                                    input name="name" value=(h.name.as_deref().unwrap_or("")) placeholder="name" size="14";
+                                    button { "Rename" }
+                                    output {}
+                                }
+                                @if h.banned {
+                                    button data-url=(format!("/api/v1/hosts/{}/unban", h.code)) { "Unban" }
+                                } @else {
+                                    button data-url=(format!("/api/v1/hosts/{}/ban", h.code))
+                                        data-confirm=(format!("Ban {}? It goes offline and cannot register again.", h.code)) { "Ban" }
+                                }
+                                button data-url=(format!("/api/v1/hosts/{}", h.code)) data-method="DELETE"
+                                    data-confirm=(format!("Forget {}? Its code is quarantined.", h.code)) { "Forget" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn dashboard(State(console): State<Arc<Console>>, caller: Result<Caller, ApiError>) -> Page {
+    let caller = caller.map_err(need_login)?;
+    let s = super::api::stats_json(&console);
+    let stat = |id: &str, label: &str| {
+        html! { div class="stat" { b id=(format!("stat-{id}")) { (s[id]) } (label) } }
+    };
+    let page = console.admin.hosts(&HostQuery {
+        online: Some(true),
+        limit: 100,
+        ..HostQuery::default()
+    });
+    let rows: Vec<HostJson> = page.hosts.iter().map(HostJson::from).collect();
+    Ok(layout(
+        &caller,
+        "Dashboard",
+        true,
+        html! {
+            div class="stats" {
+                (stat("hosts_online", "hosts online"))
+                (stat("hosts_known", "hosts known"))
+                (stat("connections", "connections"))
+                (stat("relay_sessions_active", "relayed sessions"))
+                (stat("relay_bytes_forwarded", "bytes relayed"))
+                (stat("stun_answered", "STUN answers"))
+                (stat("resolves", "look-ups"))
+                (stat("refusals", "refusals"))
+            }
+            h2 { "Online hosts" }
+            (host_table(&rows, true, true, false))
+            @if page.total > rows.len() {
+                p { a href="/hosts?online=true" { "All " (page.total) " online hosts" } }
+            }
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct HostsParams {
+    search: Option<String>,
+    online: Option<bool>,
+    after: Option<String>,
+}
+
+async fn hosts(
+    State(console): State<Arc<Console>>,
+    caller: Result<Caller, ApiError>,
+    Query(p): Query<HostsParams>,
+) -> Page {
+    let caller = caller.map_err(need_login)?;
+    let q = HostQuery {
+        search: p.search.clone().filter(|s| !s.trim().is_empty()),
+        online: p.online,
+        after: p.after.as_deref().and_then(|a| a.parse().ok()),
+        limit: 100,
+    };
+    let page = console.admin.hosts(&q);
+    let rows: Vec<HostJson> = page.hosts.iter().map(HostJson::from).collect();
+    let actions = caller.role.may_change_hosts();
+    let search = p.search.unwrap_or_default();
+    Ok(layout(
+        &caller,
+        "Hosts",
+        true,
+        html! {
+            form method="get" action="/hosts" {
+                input name="search" value=(search) placeholder="code, name or key";
+                button { "Search" }
+                " " (page.total) " found"
+            }
+            (host_table(&rows, false, false, actions))
+            @if let Some(next) = page.next {
+                p { a href=(format!("/hosts?search={}&after={next}", urlencode(&search))) { "Next page" } }
+            }
+        },
+    ))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditParams {
+    before: Option<i64>,
+    search: Option<String>,
+}
+
+async fn audit_log(
+    State(console): State<Arc<Console>>,
+    caller: Result<Caller, ApiError>,
+    Query(p): Query<AuditParams>,
+) -> Page {
+    let caller = caller.map_err(need_login)?;
+    let search = p.search.clone().filter(|s| !s.is_empty());
+    let records = console
+        .db
+        .call(move |db| audit::page(db, p.before, search.as_deref(), 100))
+        .await
+        .and_then(|r| r.map_err(ApiError::from))
+        .map_err(IntoResponse::into_response)?;
+    let next = (records.len() == 100)
+        .then(|| records.last().map(|r| r.id))
+        .flatten();
+    Ok(layout(
+        &caller,
+        "Audit log",
+        false,
+        html! {
+            form method="get" action="/audit" {
+                input name="search" value=(p.search.as_deref().unwrap_or("")) placeholder="action, actor or target";
+                button { "Search" }
+            }
+            table id="audit" {
+                thead { tr { th { "When" } th { "Who" } th { "What" } th { "On" } th { "Detail" } } }
+                tbody {
+                    @for r in &records {
+                        tr { td { (when(r.at)) } td { (r.actor) } td { (r.action) } td { (r.target) } td { (r.detail) } }
+                    }
+                }
+            }
+            @if let Some(n) = next { p { a href=(format!("/audit?before={n}")) { "Older" } } }
+        },
+    ))
+}
+
+async fn users(State(console): State<Arc<Console>>, caller: Result<Caller, ApiError>) -> Page {
+    let caller = caller.map_err(need_login)?;
+    let users = console
+        .db
+        .call(accounts::users)
+        .await
+        .and_then(|r| r.map_err(ApiError::from))
+        .map_err(IntoResponse::into_response)?;
+    let admin = caller.role.may_administer();
+    Ok(layout(
+        &caller,
+        "Users",
+        false,
+        html! {
+            table id="users" {
+                thead { tr { th { "Name" } th { "Role" } th { "TOTP" } th { "Since" } @if admin { th {} } } }
+                tbody {
+                    @for u in &users {
+                        tr {
+                            td { (u.name) } td { (u.role) } td { (if u.totp { "yes" } else { "no" }) }
+                            td { (when(u.created)) }
+                            @if admin {
+                                td { button data-url=(format!("/api/v1/users/{}", u.name)) data-method="DELETE"
+                                    data-confirm=(format!("Remove user {}?", u.name)) { "Remove" } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if admin {
+                h2 { "Add a user" }
+                form data-url="/api/v1/users" data-method="POST" {
+                    input name="name" placeholder="name" required;
+                    select name="role" {
+                        option value=(Role::Auditor) { "auditor" }
+                        option value=(Role::Operator) { "operator" }
+                        option value=(Role::Admin) { "admin" }
+                    }
+                    input name="password" type="password" placeholder="password (12+ characters)" required autocomplete="new-password";
+                    button { "Add" }
+                    output {}
+                }
+            }
+        },
+    ))
+}
+
+async fn keys(State(console): State<Arc<Console>>, caller: Result<Caller, ApiError>) -> Page {
+    let caller = caller.map_err(need_login)?;
+    let all = console
+        .db
+        .call(accounts::api_keys)
+        .await
+        .and_then(|r| r.map_err(ApiError::from))
+        .map_err(IntoResponse::into_response)?;
+    let mine = |k: &accounts::ApiKey| caller.role.may_administer() || k.user == caller.user;
+    Ok(layout(
+        &caller,
+        "API keys",
+        false,
+        html! {
+            p { "Use a key as " code { "Authorization: Bearer qdk_…" } ". A read key only reads; a write key may do what its user's role may." }
+            table id="keys" {
+                thead { tr { th { "Id" } th { "User" } th { "Scope" } th { "Label" } th { "Made" } th { "State" } th {} } }
+                tbody {
+                    @for k in all.iter().filter(|k| mine(k)) {
+                        tr {
+                            td { code { (k.id) } } td { (k.user) } td { (format!("{:?}", k.scope).to_lowercase()) }
+                            td { (k.label) } td { (when(k.created)) }
+                            td { (if k.revoked { "revoked" } else { "live" }) }
+                            td { @if !k.revoked {
+                                button data-url=(format!("/api/v1/keys/{}", k.id)) data-method="DELETE" { "Revoke" }
+                            } }
+                        }
+                    }
+                }
+            }
+            h2 { "Make a key" }
+            form data-url="/api/v1/keys" data-method="POST" {
+                select name="scope" { option value="read" { "read" } option value="write" { "write" } }
+                input name="label" placeholder="label";
+                button { "Make" }
+                output {}
+            }
+        },
+    ))
+}
+
+async fn settings(State(console): State<Arc<Console>>, caller: Result<Caller, ApiError>) -> Page {
+    let caller = caller.map_err(need_login)?;
+    let s = console.admin.counts();
+    Ok(layout(
+        &caller,
+        "Settings",
+        false,
+        html! {
+            p { "Settings are read from the command line, the environment and the configuration file; "
+                code { "rendezvous check-config" } " prints them. Change them there and restart." }
+            table {
+                tr { th { "Version" } td { (env!("CARGO_PKG_VERSION")) } }
+                tr { th { "Server key fingerprint" } td { code { (console.server_fingerprint) } } }
+                tr { th { "Relay" } td { (if s.relay.is_some() { "on" } else { "off" }) } }
+                tr { th { "Console TLS names" } td { (console.names.join(", ")) } }
+                tr { th { "Up for" } td { (humantime::format_duration(std::time::Duration::from_secs(console.started.elapsed().as_secs()))) } }
+            }
+        },
+    ))
+}
+
+fn login_page(error: Option<&str>, status: StatusCode) -> Response {
+    let body = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "Log in · quicdesk rendezvous" }
+                link rel="stylesheet" href="/static/console.css";
+            }
+            body {
+                form class="login" method="post" action="/login" {
+                    h1 { "quicdesk rendezvous" }
+                    @if let Some(e) = error { p class="bad" id="login-error" { (e) } }
+                    label { "User " input name="user" id="user" required autocomplete="username"; }
+                    label { "Password " input name="password" id="password" type="password" required autocomplete="current-password"; }
+                    label { "TOTP code (if you set one up) " input name="totp" id="totp" autocomplete="one-time-code" inputmode="numeric"; }
+                    button id="login" { "Log in" }
+                }
+            }
+        }
+    };
+    (status, Html(body.into_string())).into_response()
+}
+
+async fn login_form(caller: Result<Caller, ApiError>) -> Response {
+    match caller {
+        Ok(_) => Redirect::to("/").into_response(),
+        Err(_) => login_page(None, StatusCode::OK),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    user: String,
+    password: String,
+    #[serde(default)]
+    totp: String,
+}
+
+async fn login(
+    State(console): State<Arc<Console>>,
+    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<LoginForm>,
+) -> Response {
+    let login = Login {
+        user: f.user,
+        password: f.password,
+        totp: Some(f.totp).filter(|t| !t.is_empty()),
+    };
+    match auth::log_in(&console, from, &headers, login).await {
+        Ok(done) => ([(header::SET_COOKIE, done.cookie)], Redirect::to("/")).into_response(),
+        Err(ApiError::Locked(secs)) => login_page(
+            Some(&format!("Too many failed logins: try again in {secs} s.")),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        Err(ApiError::BadRequest(m)) => login_page(Some(&m), StatusCode::UNAUTHORIZED),
+        Err(e) => e.into_response(),
+    }
+}

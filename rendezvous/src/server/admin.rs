@@ -1,0 +1,68 @@
+//! The operator's handle on a running server ([`Admin`]): what the console and the HTTP API
+//! read and change, each call one short turn of the core's lock (the store written before it
+//! is released, as for every request). Closing a banned or forgotten host's registration is
+//! dropping its push channel, which ends its stream.
+
+use std::sync::Arc;
+
+use proto::AccessCode;
+
+use super::State;
+use crate::core::{AdminError, Event, HostPage, HostQuery, HostView, Now, Snapshot, lock};
+
+/// The console's handle on a running server (`Server::admin`).
+#[derive(Clone)]
+pub struct Admin(pub(super) Arc<State>);
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// A page of hosts.
+    pub fn hosts(&self, q: &HostQuery) -> HostPage {
+        lock(&self.0.shared).core.hosts_page(q)
+    }
+
+    pub fn host(&self, code: &AccessCode) -> Option<HostView> {
+        lock(&self.0.shared).core.host(code)
+    }
+
+    /// The counts alone (no host rows).
+    pub fn counts(&self) -> Snapshot {
+        lock(&self.0.shared).core.counts()
+    }
+
+    pub fn rename(&self, code: &AccessCode, name: Option<String>) -> Result<(), AdminError> {
+        self.0.with(|s| s.core.rename(code, name))
+    }
+
+    /// Bans (taking the host offline) or unbans host `code`'s key.
+    pub fn set_banned(&self, code: &AccessCode, banned: bool) -> Result<(), AdminError> {
+        self.0.with(|s| {
+            let push = s.core.set_banned(Now::system(), code, banned)?;
+            if let Some(push) = push {
+                s.pushes.remove(&push);
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets host `code` (its code is quarantined; a running host registers again).
+    pub fn forget(&self, code: &AccessCode) -> Result<(), AdminError> {
+        self.0.with(|s| {
+            let push = s.core.forget(Now::system(), code)?;
+            if let Some(push) = push {
+                s.pushes.remove(&push);
+            }
+            Ok(())
+        })
+    }
+
+    /// Events from now on (a receiver that falls more than the backlog behind is told it lagged).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.0.events.subscribe()
+    }
+}
