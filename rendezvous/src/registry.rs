@@ -541,11 +541,30 @@ mod tests {
                 released: vec![],
             })
             .unwrap();
+            let banned = crate::core::HostMeta {
+                name: Some("desk".into()),
+                banned: true,
+            };
+            s.set_meta(&fp(7), &banned).unwrap();
+            s.set_meta(&fp(9), &banned).unwrap();
+            // Nothing said of a key any more: its row goes.
+            s.set_meta(&fp(9), &crate::core::HostMeta::default())
+                .unwrap();
         }
         let s = Store::open(&path).unwrap();
         assert_eq!(
             s.load().unwrap(),
             (vec![(code(1), rec)], vec![(code(2), q)])
+        );
+        assert_eq!(
+            s.load_meta().unwrap(),
+            vec![(
+                fp(7),
+                crate::core::HostMeta {
+                    name: Some("desk".into()),
+                    banned: true
+                }
+            )]
         );
         #[cfg(unix)]
         for suffix in ["", "-wal", "-shm"] {

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+mod console_support;
+
 fn rendezvous(args: &[&str], dir: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_rendezvous"))
         .args(args)
@@ -307,4 +309,83 @@ fn logs_can_be_json_lines() {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(v["level"], "INFO", "{line}");
     assert!(v["fields"]["message"].is_string(), "{line}");
+}
+
+/// The first admin is made on the command line (a weak password refused, nothing made); the
+/// running binary serves its console on HTTPS with the server's key, where that admin logs in.
+#[test]
+fn the_first_admin_logs_in_to_the_console_of_the_running_server() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let add = |pw: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rendezvous"))
+            .args([
+                "user",
+                "add",
+                "root-admin",
+                "--password-stdin",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{pw}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let weak = add("password123");
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("too weak"));
+    let ok = add("Granite-Owl-Harbor-62");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let list = rendezvous(&["user", "list"], dir.path());
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "root-admin\tadmin\t-\n"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rendezvous"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--console-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut console, mut fingerprint) = (None, None);
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(a) = line.strip_prefix("console on https://") {
+            console = Some(
+                a.trim_end_matches('/')
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap(),
+            );
+        } else if let Some(f) = line.strip_prefix("fingerprint: ") {
+            fingerprint = Some(f.parse::<certs::Fingerprint>().unwrap());
+        }
+        if console.is_some() && fingerprint.is_some() {
+            break;
+        }
+    }
+    let client = console_support::Client::new(console.unwrap(), fingerprint.unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let me = rt.block_on(async {
+        let s = console_support::log_in(&client, "root-admin", "Granite-Owl-Harbor-62")
+            .await
+            .expect("the admin logs in");
+        client.get("/api/v1/me", &s.reading()).await.json()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(me["role"], "admin");
 }

@@ -473,3 +473,95 @@ fn a_snapshot_lists_hosts_and_counts() {
     want.sort_by_key(|h| h.code);
     assert_eq!(s.hosts, want);
 }
+
+/// Paging through hosts visits each exactly once, in code order, whatever the page size; the
+/// filters count what matches.
+#[test]
+fn host_pages_cover_the_registry_once_in_order() {
+    let clock = Clock::new();
+    let mut c = core(None);
+    for k in 1..=40u8 {
+        register(&mut c, clock.at(0.0), k, k).unwrap();
+    }
+    // Half of them go offline.
+    for k in (1..=40u8).step_by(2) {
+        let code = c.registry().code_of(&key(k)).unwrap();
+        let push = c.online(&code).unwrap();
+        c.disconnected(clock.at(1.0), code, push);
+    }
+    for limit in [1, 7, 40, 1000] {
+        let (mut seen, mut after) = (Vec::new(), None);
+        loop {
+            let page = c.hosts_page(&HostQuery {
+                after,
+                limit,
+                ..HostQuery::default()
+            });
+            assert_eq!(page.total, 40);
+            assert!(page.hosts.len() <= limit.min(MAX_PAGE));
+            seen.extend(page.hosts.iter().map(|h| h.code));
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!((seen.len(), &seen), (40, &sorted), "limit {limit}");
+    }
+    let online = c.hosts_page(&HostQuery {
+        online: Some(true),
+        limit: 100,
+        ..HostQuery::default()
+    });
+    assert_eq!(online.total, 20);
+    assert!(online.hosts.iter().all(|h| h.online.is_some()));
+}
+
+/// The operator's changes: a name is searchable, a banned key cannot register (and is counted),
+/// a forgotten host's code is quarantined and given back to its key only; each change is queued
+/// for the store and for open consoles.
+#[test]
+fn operators_rename_ban_and_forget_hosts() {
+    let clock = Clock::new();
+    let mut c = core(None);
+    let code = register(&mut c, clock.at(0.0), 1, 1).unwrap().code;
+    register(&mut c, clock.at(0.0), 2, 2).unwrap();
+    while c.poll_event().is_some() {}
+    while c.poll_store().is_some() {}
+    assert_eq!(parse_name("  "), Err(AdminError::BadName));
+    assert_eq!(parse_name("a\u{7}b"), Err(AdminError::BadName));
+    assert_eq!(parse_name(&"x".repeat(65)), Err(AdminError::BadName));
+    c.rename(&code, Some(parse_name(" Front desk ").unwrap()))
+        .unwrap();
+    assert_eq!(c.poll_event(), Some(Event::Host(code)));
+    assert!(
+        matches!(c.poll_store(), Some(StoreOp::Meta(k, m)) if k == key(1) && m.name.as_deref() == Some("Front desk"))
+    );
+    let found = c.hosts_page(&HostQuery {
+        search: Some("FRONT".into()),
+        limit: 10,
+        ..HostQuery::default()
+    });
+    assert_eq!(
+        found.hosts.iter().map(|h| h.code).collect::<Vec<_>>(),
+        [code]
+    );
+    // Ban: offline at once, the registration to close is named, registering again is refused.
+    let push = c.online(&code).unwrap();
+    assert_eq!(c.set_banned(clock.at(1.0), &code, true), Ok(Some(push)));
+    assert_eq!(c.online(&code), None);
+    let refused = register(&mut c, clock.at(2.0), 1, 1).unwrap_err();
+    assert_eq!(refused.why, Why::Banned);
+    assert_eq!(c.counts().refusals.banned, 1);
+    assert_eq!(c.set_banned(clock.at(3.0), &code, false), Ok(None));
+    assert_eq!(register(&mut c, clock.at(3.0), 1, 1).unwrap().code, code);
+    // Forget: gone from the list, its code quarantined for its key.
+    assert!(c.forget(clock.at(4.0), &code).unwrap().is_some());
+    assert_eq!(c.host(&code), None);
+    assert_eq!(c.forget(clock.at(4.0), &code), Err(AdminError::NoSuchHost));
+    assert_eq!(register(&mut c, clock.at(5.0), 1, 1).unwrap().code, code);
+    let unknown: AccessCode = "ISR-00000000".parse().unwrap();
+    assert_eq!(c.rename(&unknown, None), Err(AdminError::NoSuchHost));
+}

@@ -1,0 +1,634 @@
+//! The operator's console and API as an attacker and as an operator meet them: a real server
+//! with its console on HTTPS (self-signed from the server's key, which the client pins), driven
+//! by a raw HTTP client that sends whatever headers, cookies and origins it likes, and by raw
+//! QUIC hosts registering with the rendezvous.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use certs::Identity;
+use proto::rendezvous::{ALPN, ClientMsg, MAX_MSG_LEN, ServerMsg};
+use proto::{AccessCode, quic, wire};
+use rendezvous::console::{self, Role};
+use rendezvous::server::{self, Server};
+
+mod console_support;
+use console_support::{Client, Session, log_in};
+
+const ANN: (&str, &str) = ("ann", "Correct-Horse-Battery-9");
+const OLGA: (&str, &str) = ("olga", "Operator-Staple-Lamp-41");
+const AUDREY: (&str, &str) = ("audrey", "Read-Only-Ledger-Fern-7");
+
+struct Rig {
+    client: Client,
+    rv: SocketAddr,
+    fingerprint: certs::Fingerprint,
+    logins: console::LoginCounters,
+    _closer: server::Closer,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    for ((name, pw), role) in
+        [ANN, OLGA, AUDREY]
+            .into_iter()
+            .zip([Role::Admin, Role::Operator, Role::Auditor])
+    {
+        console::add_user(dir.path(), name, role, pw).unwrap();
+    }
+    let ip: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let cfg = server::Config::new(ip, dir.path().to_path_buf());
+    let server = Server::bind(&cfg).unwrap();
+    let logins = console::LoginCounters::default();
+    let bound = console::bind(
+        &console::Config {
+            listen: ip,
+            certificate: console::Certificate::SelfSigned {
+                names: vec!["localhost".into()],
+            },
+        },
+        dir.path(),
+        console::Handles {
+            admin: server.admin(),
+            stun: server.stun_counters(),
+            logins: logins.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let closer = server.closer();
+    let rig = Rig {
+        client: Client::new(bound.local_addr, server.fingerprint()),
+        rv: server.local_addr().unwrap(),
+        fingerprint: server.fingerprint(),
+        logins,
+        _closer: closer.clone(),
+        _dir: dir,
+    };
+    let mut closed = closer.subscribe();
+    tokio::spawn(bound.serve(async move {
+        let _ = closed.wait_for(|c| *c).await;
+    }));
+    tokio::spawn(server.run());
+    rig
+}
+
+/// A host as a raw QUIC client: its own key, registering by hand.
+struct Host {
+    _endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+}
+
+impl Host {
+    async fn connect(rig: &Rig) -> Self {
+        Self::with_key(rig, Identity::ephemeral().unwrap()).await
+    }
+
+    async fn with_key(rig: &Rig, id: Identity) -> Self {
+        let cfg =
+            quic::client_config(&id, rig.fingerprint, ALPN, quic::Role::RendezvousClient).unwrap();
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(cfg);
+        let conn = endpoint
+            .connect(rig.rv, "quicdesk.invalid")
+            .unwrap()
+            .await
+            .unwrap();
+        Self {
+            _endpoint: endpoint,
+            conn,
+        }
+    }
+
+    /// Registers; the answer and the registration's stream.
+    async fn register(&self) -> (ServerMsg, quinn::SendStream, quinn::RecvStream) {
+        let (mut send, mut recv) = self.conn.open_bi().await.unwrap();
+        let msg = ClientMsg::Register {
+            lan_addrs: Vec::new(),
+        };
+        send.write_all(&wire::encode(&msg, MAX_MSG_LEN).unwrap())
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            wire::read_msg::<ServerMsg, _>(&mut recv, MAX_MSG_LEN),
+        )
+        .await
+        .expect("an answer in time")
+        .unwrap()
+        .expect("an answer");
+        (answer, send, recv)
+    }
+}
+
+fn code_of(answer: &ServerMsg) -> AccessCode {
+    match answer {
+        ServerMsg::Registered { code, .. } => *code,
+        other => panic!("registration refused: {other:?}"),
+    }
+}
+
+/// Every path the OpenAPI document names, with each method, answers a caller without a
+/// session or key with 401 (but those it marks public); pages send it to the login page.
+#[tokio::test]
+async fn every_api_path_refuses_a_stranger() {
+    let rig = start().await;
+    let doc = rig.client.get("/api/openapi.json", &[]).await.json();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let path = path
+            .replace("{code}", "ISR-00000000")
+            .replace("{name}", "ann")
+            .replace("{id}", "0011223344");
+        for (method, op) in item.as_object().unwrap() {
+            if method == "parameters"
+                || op
+                    .get("security")
+                    .is_some_and(|s| s == &serde_json::json!([]))
+            {
+                continue;
+            }
+            let body = if method == "get" || method == "delete" {
+                ""
+            } else {
+                "{}"
+            };
+            let a = rig
+                .client
+                .send(&method.to_uppercase(), &path, &[], body)
+                .await;
+            assert_eq!(a.status, 401, "{method} {path}: {}", a.body);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 18, "only {checked} operations checked");
+    // A forged or stale cookie is no better, nor is a made-up key.
+    for cookie in ["__Host-qd_session=AAAA", "__Host-qd_session="] {
+        let a = rig.client.get("/api/v1/hosts", &[("cookie", cookie)]).await;
+        assert_eq!(a.status, 401, "{cookie}");
+    }
+    for key in [
+        "Bearer qdk_0011223344_x",
+        "Bearer nonsense",
+        "Basic YW5uOnB3",
+    ] {
+        let a = rig
+            .client
+            .get("/api/v1/hosts", &[("authorization", key)])
+            .await;
+        assert_eq!(a.status, 401, "{key}");
+    }
+    for page in ["/", "/hosts", "/audit", "/users", "/keys", "/settings"] {
+        let a = rig.client.get(page, &[]).await;
+        assert_eq!((a.status, a.header("location")), (303, "/login"), "{page}");
+    }
+    // What is public says nothing about hosts.
+    let status = rig.client.get("/status", &[]).await;
+    assert_eq!(status.status, 200);
+    assert_eq!(status.json()["registered"], 0);
+}
+
+/// The session cookie is `Secure; HttpOnly; SameSite=Strict`, holds no user data, and dies at
+/// logout on the server side (a copy of it is worthless afterwards).
+#[tokio::test]
+async fn a_session_cookie_is_locked_down_and_ends_at_logout() {
+    let rig = start().await;
+    let a = rig
+        .client
+        .send(
+            "POST",
+            "/api/v1/login",
+            &[],
+            &serde_json::json!({ "user": ANN.0, "password": ANN.1 }).to_string(),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let set = a.header("set-cookie").to_owned();
+    for attr in [
+        "__Host-qd_session=",
+        "; Secure",
+        "; HttpOnly",
+        "; SameSite=Strict",
+        "; Path=/",
+    ] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    assert!(!set.contains("ann"), "{set}");
+    let s = log_in(&rig.client, ANN.0, ANN.1).await.unwrap();
+    assert_eq!(
+        rig.client.get("/api/v1/me", &s.reading()).await.json()["role"],
+        "admin"
+    );
+    let out = rig
+        .client
+        .send("POST", "/api/v1/logout", &s.changing(), "")
+        .await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert!(out.header("set-cookie").contains("Max-Age=0"));
+    assert_eq!(rig.client.get("/api/v1/me", &s.reading()).await.status, 401);
+}
+
+/// A change needs the session's CSRF token and this console's origin: a page on another
+/// site that makes the browser send the cookie gets nowhere, and neither does a guessed token.
+#[tokio::test]
+async fn changes_need_the_csrf_token_and_this_origin() {
+    let rig = start().await;
+    let s = log_in(&rig.client, ANN.0, ANN.1).await.unwrap();
+    let path = "/api/v1/hosts/ISR-00000000/ban";
+    let cookie = ("cookie", s.cookie.as_str());
+    let ours = format!("https://localhost:{}", rig.client.addr.port());
+    let cases: [(&[(&str, &str)], u16); 5] = [
+        (&[cookie], 403),
+        (&[cookie, ("x-csrf-token", "guess")], 403),
+        (
+            &[cookie, ("x-csrf-token", &s.csrf[..s.csrf.len() - 1])],
+            403,
+        ),
+        (
+            &[
+                cookie,
+                ("x-csrf-token", &s.csrf),
+                ("origin", "https://evil.example"),
+            ],
+            403,
+        ),
+        // Past every check: the host does not exist.
+        (&[cookie, ("x-csrf-token", &s.csrf), ("origin", &ours)], 404),
+    ];
+    for (headers, want) in cases {
+        let a = rig.client.send("POST", path, headers, "").await;
+        assert_eq!(a.status, want, "{headers:?}: {}", a.body);
+    }
+    // Logging in from another site's page is refused too (login CSRF).
+    let a = rig
+        .client
+        .send(
+            "POST",
+            "/api/v1/login",
+            &[("origin", "https://evil.example")],
+            &serde_json::json!({ "user": ANN.0, "password": ANN.1 }).to_string(),
+        )
+        .await;
+    assert_eq!(a.status, 403);
+}
+
+/// Ten wrong passwords in a minute lock the user out: the eleventh attempt is refused even with
+/// the right password, from any source; failures are counted and audited.
+#[tokio::test]
+async fn eleven_wrong_passwords_lock_out_even_the_right_one() {
+    let rig = start().await;
+    for i in 0..10 {
+        let a = log_in(&rig.client, OLGA.0, "wrong password number x")
+            .await
+            .unwrap_err();
+        assert_eq!(a.status, 400, "attempt {i}: {}", a.body);
+        assert_eq!(a.json()["error"], "wrong user name or password");
+    }
+    let locked = log_in(&rig.client, OLGA.0, OLGA.1).await.unwrap_err();
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    let retry: u64 = locked.header("retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(rig.logins.failures.load(Ordering::Relaxed), 10);
+    assert_eq!(rig.logins.lockouts.load(Ordering::Relaxed), 1);
+    // This source is locked out for every user now.
+    assert_eq!(
+        log_in(&rig.client, ANN.0, ANN.1).await.unwrap_err().status,
+        429
+    );
+    // An unknown name fails like a wrong password (no hint which names exist).
+    let rig2 = start().await;
+    let unknown = log_in(&rig2.client, "mallory", "whatever password")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (unknown.status, unknown.json()["error"].clone()),
+        (400, "wrong user name or password".into())
+    );
+    let s = log_in(&rig2.client, ANN.0, ANN.1).await.unwrap();
+    let audit = rig2
+        .client
+        .get("/api/v1/audit?search=login", &s.reading())
+        .await
+        .json();
+    let actions: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["login", "login.failed"], "{audit}");
+}
+
+/// Roles and key scopes: an auditor only reads, an operator changes hosts but not users, a
+/// read key only reads, a revoked or forged key is nobody, and a key cannot make keys.
+#[tokio::test]
+async fn roles_and_key_scopes_limit_what_a_caller_may_change() {
+    let rig = start().await;
+    let host = Host::connect(&rig).await;
+    let (answer, _send, _recv) = host.register().await;
+    let code = code_of(&answer);
+    let rename = format!("/api/v1/hosts/{code}");
+    let name = r#"{"name":"desk"}"#;
+    let auditor = log_in(&rig.client, AUDREY.0, AUDREY.1).await.unwrap();
+    let a = rig
+        .client
+        .send("PATCH", &rename, &auditor.changing(), name)
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(
+        rig.client.get(&rename, &auditor.reading()).await.status,
+        200
+    );
+    let operator = log_in(&rig.client, OLGA.0, OLGA.1).await.unwrap();
+    let new_user = r#"{"name":"eve","role":"admin","password":"Sneaky-Admin-Pass-99"}"#;
+    let a = rig
+        .client
+        .send("POST", "/api/v1/users", &operator.changing(), new_user)
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(
+        rig.client
+            .send("PATCH", &rename, &operator.changing(), name)
+            .await
+            .status,
+        200
+    );
+    // Keys: a read key of the operator, then a write key.
+    let make = |s: &Session, scope: &str| {
+        let (client, s, body) = (
+            rig.client.clone(),
+            s.clone(),
+            format!(r#"{{"scope":"{scope}","label":"ci"}}"#),
+        );
+        async move {
+            let a = client
+                .send("POST", "/api/v1/keys", &s.changing(), &body)
+                .await;
+            assert_eq!(a.status, 201, "{}", a.body);
+            let v = a.json();
+            (
+                v["id"].as_str().unwrap().to_owned(),
+                v["key"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (_, read_key) = make(&operator, "read").await;
+    let (write_id, write_key) = make(&operator, "write").await;
+    let bearer = |k: &str| format!("Bearer {k}");
+    let (rk, wk) = (bearer(&read_key), bearer(&write_key));
+    assert_eq!(
+        rig.client
+            .get("/api/v1/hosts", &[("authorization", &rk)])
+            .await
+            .status,
+        200
+    );
+    let a = rig
+        .client
+        .send("PATCH", &rename, &[("authorization", &rk)], name)
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = rig
+        .client
+        .send(
+            "PATCH",
+            &rename,
+            &[("authorization", &wk)],
+            r#"{"name":"desk 2"}"#,
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.json()["name"].clone()),
+        (200, "desk 2".into()),
+        "{}",
+        a.body
+    );
+    // A key cannot make keys, nor can the operator's write key add users.
+    let a = rig
+        .client
+        .send(
+            "POST",
+            "/api/v1/keys",
+            &[("authorization", &wk)],
+            r#"{"scope":"write"}"#,
+        )
+        .await;
+    assert_eq!(a.status, 403);
+    let a = rig
+        .client
+        .send("POST", "/api/v1/users", &[("authorization", &wk)], new_user)
+        .await;
+    assert_eq!(a.status, 403);
+    // The right id with another secret is nobody.
+    let forged = format!("Bearer qdk_{write_id}_{}", "A".repeat(43));
+    assert_eq!(
+        rig.client
+            .get("/api/v1/hosts", &[("authorization", &forged)])
+            .await
+            .status,
+        401
+    );
+    // Revoked: nobody.
+    let a = rig
+        .client
+        .send(
+            "DELETE",
+            &format!("/api/v1/keys/{write_id}"),
+            &operator.changing(),
+            "",
+        )
+        .await;
+    assert_eq!(a.status, 204, "{}", a.body);
+    assert_eq!(
+        rig.client
+            .get("/api/v1/hosts", &[("authorization", &wk)])
+            .await
+            .status,
+        401
+    );
+    // The admin adds a user; the new user logs in.
+    let admin = log_in(&rig.client, ANN.0, ANN.1).await.unwrap();
+    let a = rig
+        .client
+        .send("POST", "/api/v1/users", &admin.changing(), new_user)
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let weak = r#"{"name":"weak","role":"auditor","password":"password"}"#;
+    let a = rig
+        .client
+        .send("POST", "/api/v1/users", &admin.changing(), weak)
+        .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        log_in(&rig.client, "eve", "Sneaky-Admin-Pass-99")
+            .await
+            .is_ok()
+    );
+}
+
+/// What an operator does with a host, seen live and audited: the host appears in an open event
+/// stream when it registers, is renamed (a hostile name is shown as text), banned (its
+/// registration ends and it cannot register again), unbanned and forgotten.
+#[tokio::test]
+async fn a_host_is_seen_live_renamed_banned_and_forgotten_and_all_of_it_audited() {
+    let rig = start().await;
+    let s = log_in(&rig.client, OLGA.0, OLGA.1).await.unwrap();
+    let (status, mut events) = rig.client.stream("/api/v1/events", &s.reading()).await;
+    assert_eq!(status, 200);
+    let id = Identity::ephemeral().unwrap();
+    let key_pem_host = Host::with_key(&rig, id).await;
+    let (answer, _send, mut recv) = key_pem_host.register().await;
+    let code = code_of(&answer);
+    // The stream tells of the host within a few seconds (it also sends counts every 2 s).
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.contains(&format!("\"code\":\"{code}\"")) {
+        let chunk = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("the host's event in time")
+            .expect("the stream stays open");
+        seen.push_str(&chunk);
+    }
+    assert!(seen.contains("event: host"), "{seen}");
+    let path = format!("/api/v1/hosts/{code}");
+    let hostile = r#"{"name":"<script>alert(1)</script>"}"#;
+    let a = rig
+        .client
+        .send("PATCH", &path, &s.changing(), hostile)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let page = rig.client.get("/hosts", &s.reading()).await;
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(
+        page.header("content-security-policy")
+            .contains("script-src 'self'")
+    );
+    // Search finds it by part of its name.
+    let found = rig
+        .client
+        .get("/api/v1/hosts?search=ALERT", &s.reading())
+        .await
+        .json();
+    assert_eq!(found["total"], 1, "{found}");
+    // Ban: the registration's stream ends, and registering again is refused.
+    let a = rig
+        .client
+        .send("POST", &format!("{path}/ban"), &s.changing(), "")
+        .await;
+    assert_eq!(
+        (
+            a.status,
+            a.json()["banned"].clone(),
+            a.json()["online"].clone()
+        ),
+        (200, true.into(), false.into())
+    );
+    let ended = tokio::time::timeout(
+        Duration::from_secs(5),
+        wire::read_msg::<ServerMsg, _>(&mut recv, MAX_MSG_LEN),
+    )
+    .await;
+    assert!(matches!(ended, Ok(Ok(None)) | Ok(Err(_))), "{ended:?}");
+    let (again, ..) = key_pem_host.register().await;
+    assert!(
+        matches!(&again, ServerMsg::Refused { message, .. } if message.contains("banned")),
+        "{again:?}"
+    );
+    let a = rig
+        .client
+        .send("POST", &format!("{path}/unban"), &s.changing(), "")
+        .await;
+    assert_eq!(a.status, 200);
+    let (again, _s2, _r2) = key_pem_host.register().await;
+    assert_eq!(code_of(&again), code, "the same key gets its code back");
+    let a = rig.client.send("DELETE", &path, &s.changing(), "").await;
+    assert_eq!(a.status, 204, "{}", a.body);
+    assert_eq!(rig.client.get(&path, &s.reading()).await.status, 404);
+    let audit = rig
+        .client
+        .get("/api/v1/audit?search=host.", &s.reading())
+        .await
+        .json();
+    let got: Vec<(String, String, String)> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let f = |k: &str| r[k].as_str().unwrap().to_owned();
+            (f("actor"), f("action"), f("target"))
+        })
+        .collect();
+    let want: Vec<(String, String, String)> =
+        ["host.forget", "host.unban", "host.ban", "host.rename"]
+            .iter()
+            .map(|a| ("olga".to_owned(), a.to_string(), code.to_string()))
+            .collect();
+    assert_eq!(got, want);
+}
+
+/// The ISR-style endpoints: `/status` public with counts only; `/info/{code}` and `/list`
+/// only for a logged-in caller, with the registry's fields.
+#[tokio::test]
+async fn isr_read_endpoints_answer_in_their_shape() {
+    let rig = start().await;
+    let host = Host::connect(&rig).await;
+    let (answer, _send, _recv) = host.register().await;
+    let code = code_of(&answer);
+    let status = rig.client.get("/status", &[]).await.json();
+    assert_eq!(
+        (status["registered"].as_u64(), status["online"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        rig.client.get(&format!("/info/{code}"), &[]).await.status,
+        401
+    );
+    let s = log_in(&rig.client, AUDREY.0, AUDREY.1).await.unwrap();
+    let info = rig
+        .client
+        .get(&format!("/info/{code}"), &s.reading())
+        .await
+        .json();
+    assert_eq!(info["id"], code.to_string());
+    assert_eq!(info["online"], true);
+    assert_eq!(info["fingerprint"].as_str().unwrap().len(), 64);
+    let list = rig.client.get("/list", &s.reading()).await.json();
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["hosts"][0]["id"], code.to_string());
+    assert_eq!(
+        rig.client
+            .get("/info/ISR-00000000", &s.reading())
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        rig.client
+            .get("/info/not-a-code", &s.reading())
+            .await
+            .status,
+        404
+    );
+}
+
+/// Clients that open TCP connections and never finish (or never start) their TLS handshake do
+/// not stop the console from serving others.
+#[tokio::test]
+async fn stalled_handshakes_do_not_hold_up_other_clients() {
+    let rig = start().await;
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        stalled.push(
+            tokio::net::TcpStream::connect(rig.client.addr)
+                .await
+                .unwrap(),
+        );
+    }
+    let a = tokio::time::timeout(Duration::from_secs(5), rig.client.get("/status", &[]))
+        .await
+        .expect("served while 200 handshakes stall");
+    assert_eq!(a.status, 200);
+}
