@@ -10,6 +10,17 @@ use rendezvous::server::{self, Server};
 
 mod cli_config;
 
+/// A line on standard output for whoever started the server. Unlike `println!` it never
+/// panics: a server whose output pipe was closed (a supervisor gone, `| head`) keeps serving.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+        let _ = out.flush();
+    }};
+}
+
 /// quicdesk rendezvous server: registers host codes, tells controllers how to reach hosts.
 ///
 /// Peers pin this server's fingerprint, printed at start (and by `rendezvous fingerprint`).
@@ -495,14 +506,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             format!("starting rendezvous (data dir {})", args.data_dir.display())
         })?;
         let addr = server.local_addr()?;
-        println!("rendezvous listening on {addr}");
+        say!("rendezvous listening on {addr}");
         if let Some(stun) = server.stun_addr() {
-            println!("stun responder on {stun}");
+            say!("stun responder on {stun}");
         }
         if let Some(relay) = server.relay_addr() {
-            println!("relay on {relay}");
+            say!("relay on {relay}");
         }
-        println!("fingerprint: {}", server.fingerprint());
+        say!("fingerprint: {}", server.fingerprint());
         let closer = server.closer();
         let logins = rendezvous::console::LoginCounters::default();
         let metrics = match args.metrics_listen {
@@ -510,7 +521,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("metrics: cannot listen on {listen}"))?;
-                println!("metrics on http://{}/metrics", listener.local_addr()?);
+                say!("metrics on http://{}/metrics", listener.local_addr()?);
                 let (snapshots, stun) = (server.snapshots(), server.stun_counters());
                 let logins = logins.clone();
                 let mut closed = closer.subscribe();
@@ -536,12 +547,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 let bound = rendezvous::console::bind(&cfg, &args.data_dir, handles)
                     .await
                     .context("starting the console")?;
-                println!("console on https://{}/", bound.local_addr);
+                say!("console on https://{}/", bound.local_addr);
                 if let Some(sha) = &bound.self_signed_sha256 {
-                    println!("console certificate (self-signed) SHA-256: {sha}");
+                    say!("console certificate (self-signed) SHA-256: {sha}");
                 }
                 if !bound.has_users {
-                    println!(
+                    say!(
                         "no console user yet: make the first admin with `rendezvous user add NAME`"
                     );
                 }

@@ -434,6 +434,38 @@ impl Store {
         Ok(())
     }
 
+    /// Inserts or replaces a brokered session's record.
+    pub fn put_session(&self, r: &crate::core::SessionRecord) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO sessions
+             (id, code, host, controller, controller_addr, path, started, ended, bytes, end_reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            rusqlite::params![
+                r.id,
+                r.code.to_string(),
+                r.host.as_bytes().as_slice(),
+                r.controller.as_bytes().as_slice(),
+                r.controller_addr.to_string(),
+                r.path,
+                to_sql_time(r.started),
+                r.ended.map(to_sql_time),
+                to_sql_time(r.bytes),
+                r.end_reason,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Closes the records of relayed sessions a previous process left open (it stopped, and so
+    /// did its relay): they are marked ended at `now`, the restart (at the latest).
+    pub fn close_dangling_sessions(&self, now: u64) -> Result<usize, StoreError> {
+        Ok(self.db.execute(
+            "UPDATE sessions SET ended = MAX(started, ?1), end_reason = 'server restarted'
+             WHERE ended IS NULL AND path = 'relay'",
+            [to_sql_time(now)],
+        )?)
+    }
+
     /// Writes what [`Registry::expire`] changed, in one transaction.
     pub fn apply(&mut self, expired: &Expired) -> Result<(), StoreError> {
         let tx = self.db.transaction()?;

@@ -57,7 +57,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          target TEXT NOT NULL,
          detail TEXT NOT NULL
      );
-     CREATE INDEX audit_at ON audit(at);",
+     CREATE INDEX audit_at ON audit(at);
+     CREATE TABLE sessions (
+         id TEXT PRIMARY KEY,
+         code TEXT NOT NULL,
+         host BLOB NOT NULL,
+         controller BLOB NOT NULL,
+         controller_addr TEXT NOT NULL,
+         path TEXT NOT NULL,
+         started INTEGER NOT NULL,
+         ended INTEGER,
+         bytes INTEGER NOT NULL DEFAULT 0,
+         end_reason TEXT
+     );
+     CREATE INDEX sessions_started ON sessions(started);",
 ];
 
 /// The schema version this program writes.

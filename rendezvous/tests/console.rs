@@ -3,13 +3,13 @@
 //! by a raw HTTP client that sends whatever headers, cookies and origins it likes, and by raw
 //! QUIC hosts registering with the rendezvous.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use certs::Identity;
 use proto::rendezvous::{ALPN, ClientMsg, MAX_MSG_LEN, ServerMsg};
-use proto::{AccessCode, quic, wire};
+use proto::{AccessCode, quic, relay, wire};
 use rendezvous::console::{self, Role};
 use rendezvous::server::{self, Server};
 
@@ -23,6 +23,7 @@ const AUDREY: (&str, &str) = ("audrey", "Read-Only-Ledger-Fern-7");
 struct Rig {
     client: Client,
     rv: SocketAddr,
+    relay: SocketAddr,
     fingerprint: certs::Fingerprint,
     logins: console::LoginCounters,
     _closer: server::Closer,
@@ -39,7 +40,11 @@ async fn start() -> Rig {
         console::add_user(dir.path(), name, role, pw).unwrap();
     }
     let ip: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let cfg = server::Config::new(ip, dir.path().to_path_buf());
+    let mut cfg = server::Config::new(ip, dir.path().to_path_buf());
+    cfg.relay = Some(server::RelayConfig {
+        listen: ip,
+        limits: rendezvous::relay::Limits::default(),
+    });
     let server = Server::bind(&cfg).unwrap();
     let logins = console::LoginCounters::default();
     let bound = console::bind(
@@ -62,6 +67,7 @@ async fn start() -> Rig {
     let rig = Rig {
         client: Client::new(bound.local_addr, server.fingerprint()),
         rv: server.local_addr().unwrap(),
+        relay: server.relay_addr().unwrap(),
         fingerprint: server.fingerprint(),
         logins,
         _closer: closer.clone(),
@@ -100,6 +106,23 @@ impl Host {
             _endpoint: endpoint,
             conn,
         }
+    }
+
+    /// Sends one request on a new stream; the first answer and the stream.
+    async fn ask(&self, msg: &ClientMsg) -> (ServerMsg, quinn::SendStream, quinn::RecvStream) {
+        let (mut send, mut recv) = self.conn.open_bi().await.unwrap();
+        send.write_all(&wire::encode(msg, MAX_MSG_LEN).unwrap())
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            wire::read_msg::<ServerMsg, _>(&mut recv, MAX_MSG_LEN),
+        )
+        .await
+        .expect("an answer in time")
+        .unwrap()
+        .expect("an answer");
+        (answer, send, recv)
     }
 
     /// Registers; the answer and the registration's stream.
@@ -631,4 +654,134 @@ async fn stalled_handshakes_do_not_hold_up_other_clients() {
         .await
         .expect("served while 200 handshakes stall");
     assert_eq!(a.status, 200);
+}
+
+/// Relays `payload` from `from` (bound with its ticket) towards the other side; whether the
+/// other side's socket got it.
+fn relays(from: &UdpSocket, to: &UdpSocket, relay: SocketAddr, token: relay::Token) -> bool {
+    let frame = [&relay::data_header(token)[..], b"screen bytes"].concat();
+    from.send_to(&frame, relay).unwrap();
+    to.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    matches!(to.recv_from(&mut buf), Ok((n, _)) if buf[..n].ends_with(b"screen bytes"))
+}
+
+fn bind(socket: &UdpSocket, relay: SocketAddr, ticket: &relay::Ticket) {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket
+        .send_to(&relay::bind_frame(ticket, 1), relay)
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = socket
+        .recv_from(&mut buf)
+        .expect("the relay answers a bind");
+    assert!(matches!(
+        relay::parse(&buf[..n]),
+        Ok(relay::Frame::Bound { .. })
+    ));
+}
+
+/// A relayed session shows live with who, which code and its bytes; an operator ends it (its
+/// packets stop at once) and it moves to the past sessions with why; an auditor may not end one.
+/// (Two workers: the test's blocking UDP sockets must not stall the relay's task.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sees_and_ends_a_relayed_session() {
+    let rig = start().await;
+    let host = Host::connect(&rig).await;
+    let (answer, _send, mut pushes) = host.register().await;
+    let code = code_of(&answer);
+    let controller = Host::connect(&rig).await;
+    let look_up = ClientMsg::Resolve {
+        code,
+        lan_addrs: Vec::new(),
+        relay_only: true,
+    };
+    let (ServerMsg::Resolved { relay: Some(c), .. }, ..) = controller.ask(&look_up).await else {
+        panic!("no relay offered");
+    };
+    let push = wire::read_msg::<ServerMsg, _>(&mut pushes, MAX_MSG_LEN)
+        .await
+        .unwrap()
+        .unwrap();
+    let ServerMsg::ConnectRequest { relay: Some(h), .. } = push else {
+        panic!("{push:?}");
+    };
+    let (hs, cs) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    bind(&hs, rig.relay, &h.ticket);
+    bind(&cs, rig.relay, &c.ticket);
+    assert!(relays(&cs, &hs, rig.relay, c.ticket.token));
+    let s = log_in(&rig.client, OLGA.0, OLGA.1).await.unwrap();
+    let list = rig
+        .client
+        .get("/api/v1/sessions", &s.reading())
+        .await
+        .json();
+    let live = &list["live"][0];
+    assert_eq!(live["code"], code.to_string(), "{list}");
+    assert_eq!(live["path"], "relay");
+    assert_eq!(
+        live["controller_address"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next(),
+        Some("127.0.0.1")
+    );
+    assert!(live["bytes"].as_u64().unwrap() > 0, "{list}");
+    let id = live["id"].as_str().unwrap().to_owned();
+    let auditor = log_in(&rig.client, AUDREY.0, AUDREY.1).await.unwrap();
+    let path = format!("/api/v1/sessions/{id}");
+    assert_eq!(
+        rig.client
+            .send("DELETE", &path, &auditor.changing(), "")
+            .await
+            .status,
+        403
+    );
+    assert!(
+        relays(&cs, &hs, rig.relay, c.ticket.token),
+        "still relaying"
+    );
+    let a = rig.client.send("DELETE", &path, &s.changing(), "").await;
+    assert_eq!(a.status, 204, "{}", a.body);
+    assert!(
+        !relays(&cs, &hs, rig.relay, c.ticket.token),
+        "relayed after the end"
+    );
+    assert!(
+        !relays(&hs, &cs, rig.relay, h.ticket.token),
+        "relayed after the end"
+    );
+    assert_eq!(
+        rig.client
+            .send("DELETE", &path, &s.changing(), "")
+            .await
+            .status,
+        404
+    );
+    let list = rig
+        .client
+        .get("/api/v1/sessions", &s.reading())
+        .await
+        .json();
+    assert_eq!(list["live"], serde_json::json!([]), "{list}");
+    let past = &list["past"][0];
+    assert_eq!(
+        (past["id"].as_str(), past["end_reason"].as_str()),
+        (Some(id.as_str()), Some("ended by operator"))
+    );
+    assert!(past["bytes"].as_u64().unwrap() > 0);
+    let audit = rig
+        .client
+        .get("/api/v1/audit?search=session", &s.reading())
+        .await
+        .json();
+    assert_eq!(audit["records"][0]["action"], "session.end");
+    assert_eq!(audit["records"][0]["target"], id);
 }

@@ -94,6 +94,44 @@ function hostRow(h) {
   tr.className = h.online ? "online" : "offline";
 }
 
+// The live sessions table, rebuilt from the list the server sends.
+function liveSessions(list) {
+  const table = document.getElementById("live-sessions");
+  if (!table) return;
+  const actions = table.dataset.actions === "true";
+  const body = table.querySelector("tbody");
+  body.replaceChildren();
+  for (const s of list) {
+    const tr = document.createElement("tr");
+    tr.dataset.session = s.id;
+    const cells = [
+      s.code,
+      s.controller_key.slice(0, 16) + "…",
+      s.controller_address,
+      s.path,
+      new Date(s.started * 1000).toISOString().replace(".000Z", "Z"),
+      String(s.bytes),
+      String(s.idle_s ?? 0),
+    ];
+    for (const c of cells) {
+      const td = document.createElement("td");
+      td.textContent = c;
+      tr.appendChild(td);
+    }
+    if (actions) {
+      const td = document.createElement("td");
+      const b = document.createElement("button");
+      b.textContent = "End";
+      b.dataset.url = "/api/v1/sessions/" + encodeURIComponent(s.id);
+      b.dataset.method = "DELETE";
+      b.dataset.confirm = "End the session with " + s.code + "?";
+      td.appendChild(b);
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+}
+
 if (document.body.dataset.live === "true") {
   const es = new EventSource("/api/v1/events");
   es.addEventListener("stats", (e) => {
@@ -108,4 +146,5 @@ if (document.body.dataset.live === "true") {
     document.querySelector(`tr[data-code="${CSS.escape(e.data)}"]`)?.remove()
   );
   es.addEventListener("reload", () => location.reload());
+  es.addEventListener("sessions", (e) => liveSessions(JSON.parse(e.data)));
 }

@@ -1,6 +1,6 @@
 //! Live updates for open consoles: `GET /api/v1/events`, server-sent events. `host` carries a
 //! host's row whenever it comes online, goes offline or is changed; `forgotten` a code that
-//! left the registry; `stats` the dashboard's counts every [`STATS_EVERY`]; `reload` tells a
+//! left the registry; `sessions` the live sessions whenever one begins or ends; `stats` the dashboard's counts every [`STATS_EVERY`]; `reload` tells a
 //! console that fell behind (more than the server's event backlog) to fetch afresh.
 //!
 //! Each open console costs one broadcast receiver and one timer; nothing per host.
@@ -19,6 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::Console;
 use super::api::{HostJson, stats_json};
 use super::auth::Caller;
+use super::sessions::live_json;
 use crate::core::Event;
 
 /// How often the counts are sent.
@@ -58,6 +59,19 @@ async fn events(
                 },
                 Ok(Event::Forgotten(code)) => {
                     SseEvent::default().event("forgotten").data(code.to_string())
+                }
+                // The live list is short (at most the relay's session cap): send it whole.
+                Ok(Event::Session(_)) => {
+                    let live: Vec<_> = feed
+                        .console
+                        .admin
+                        .live_sessions()
+                        .iter()
+                        .map(|(r, v)| live_json(r, v))
+                        .collect();
+                    SseEvent::default()
+                        .event("sessions")
+                        .data(serde_json::to_string(&live).unwrap_or_default())
                 }
                 Err(RecvError::Lagged(_)) => SseEvent::default().event("reload").data(""),
                 // The server is shutting down.

@@ -31,6 +31,7 @@ mod events;
 mod limiter;
 mod openapi;
 mod pages;
+mod sessions;
 mod tls;
 
 use std::net::SocketAddr;
@@ -293,6 +294,7 @@ pub async fn bind(
         .merge(pages::routes())
         .merge(api::routes())
         .merge(events::routes())
+        .merge(sessions::routes())
         .merge(openapi::routes())
         .layer(axum::middleware::from_fn(pages::security_headers))
         .with_state(console);

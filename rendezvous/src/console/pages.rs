@@ -28,6 +28,7 @@ pub(super) fn routes() -> Router<Arc<Console>> {
         .route("/login", get(login_form).post(login))
         .route("/hosts", get(hosts))
         .route("/audit", get(audit_log))
+        .route("/sessions", get(sessions_page))
         .route("/users", get(users))
         .route("/keys", get(keys))
         .route("/settings", get(settings))
@@ -94,6 +95,7 @@ fn layout(caller: &Caller, title: &str, live: bool, body: Markup) -> Html<String
                         b { "quicdesk rendezvous" }
                         a href="/" { "Dashboard" }
                         a href="/hosts" { "Hosts" }
+                        a href="/sessions" { "Sessions" }
                         a href="/audit" { "Audit log" }
                         a href="/users" { "Users" }
                         a href="/keys" { "API keys" }
@@ -190,11 +192,87 @@ async fn dashboard(State(console): State<Arc<Console>>, caller: Result<Caller, A
                 (stat("resolves", "look-ups"))
                 (stat("refusals", "refusals"))
             }
+            h2 { "Live sessions" }
+            (live_sessions_table(&console, false))
             h2 { "Online hosts" }
             (host_table(&rows, true, true, false))
             @if page.total > rows.len() {
                 p { a href="/hosts?online=true" { "All " (page.total) " online hosts" } }
             }
+        },
+    ))
+}
+
+fn live_sessions_table(console: &Console, actions: bool) -> Markup {
+    let live = console.admin.live_sessions();
+    html! {
+        table id="live-sessions" data-actions=(actions) {
+            thead { tr {
+                th { "Host" } th { "Controller" } th { "From" } th { "Path" } th { "Started" }
+                th { "Bytes relayed" } th { "Idle (s)" } @if actions { th {} }
+            } }
+            tbody {
+                @for (r, v) in &live {
+                    @let s = super::sessions::live_json(r, v);
+                    tr data-session=(s.id) {
+                        td { (s.code) } td title=(s.controller_key) { (&s.controller_key[..16]) "…" }
+                        td { (s.controller_address) } td { (s.path) } td { (when(s.started)) }
+                        td { (s.bytes) } td { (s.idle_s.unwrap_or(0)) }
+                        @if actions {
+                            td { button data-url=(format!("/api/v1/sessions/{}", s.id)) data-method="DELETE"
+                                data-confirm=(format!("End the session with {}? The relay drops its packets from now on.", s.code)) { "End" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SessionsParams {
+    before: Option<u64>,
+}
+
+async fn sessions_page(
+    State(console): State<Arc<Console>>,
+    caller: Result<Caller, ApiError>,
+    Query(p): Query<SessionsParams>,
+) -> Page {
+    let caller = caller.map_err(need_login)?;
+    let past = console
+        .db
+        .call(move |db| super::sessions::past(db, p.before, 100))
+        .await
+        .and_then(|r| r.map_err(ApiError::from))
+        .map_err(IntoResponse::into_response)?;
+    let next = (past.len() == 100)
+        .then(|| past.last().map(|s| s.started))
+        .flatten();
+    let actions = caller.role.may_change_hosts();
+    Ok(layout(
+        &caller,
+        "Sessions",
+        true,
+        html! {
+            p { "A session is a look-up the rendezvous brokered. It is live while the relay carries it; peers that moved to a direct path stop using the relay, and their relayed session ends after the relay's idle time." }
+            h2 { "Live" }
+            (live_sessions_table(&console, actions))
+            h2 { "Past" }
+            table id="past-sessions" {
+                thead { tr { th { "Host" } th { "Controller" } th { "From" } th { "Path" } th { "Started" } th { "Ended" } th { "Bytes relayed" } th { "Why" } } }
+                tbody {
+                    @for s in &past {
+                        tr data-session=(s.id) {
+                            td { (s.code) } td title=(s.controller_key) { (&s.controller_key[..16]) "…" }
+                            td { (s.controller_address) } td { (s.path) } td { (when(s.started)) }
+                            td { (s.ended.map(when).unwrap_or_default()) } td { (s.bytes) }
+                            td { (s.end_reason.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+            @if let Some(n) = next { p { a href=(format!("/sessions?before={n}")) { "Older" } } }
         },
     ))
 }

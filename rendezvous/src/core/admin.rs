@@ -69,6 +69,8 @@ pub enum Event {
     Host(AccessCode),
     /// A host was forgotten.
     Forgotten(AccessCode),
+    /// A brokered session began or ended (its id).
+    Session(String),
 }
 
 /// Why an operator's change was not made.

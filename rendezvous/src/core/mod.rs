@@ -30,6 +30,7 @@
 
 mod admin;
 mod policy;
+mod sessions;
 mod snapshot;
 
 use std::collections::{HashMap, VecDeque};
@@ -51,6 +52,7 @@ pub use admin::{
     AdminError, Event, HostMeta, HostPage, HostQuery, HostView, MAX_NAME, MAX_PAGE, parse_name,
 };
 pub use policy::{Admit, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PREFIX};
+pub use sessions::SessionRecord;
 pub use snapshot::{HostRow, Refusals, Snapshot};
 
 /// The relay's session table, shared by the core (which opens sessions) and the relay's packet
@@ -201,6 +203,8 @@ pub enum StoreOp {
     Expired(Expired),
     /// What the operator said about a host key.
     Meta(Fingerprint, HostMeta),
+    /// A brokered session began or ended (insert or replace by its id).
+    Session(SessionRecord),
 }
 
 /// An online host: the registration serving it and where it is.
@@ -235,6 +239,8 @@ pub struct Core {
     meta: HashMap<Fingerprint, HostMeta>,
     /// Changes open consoles should see ([`Core::poll_event`]).
     events: VecDeque<Event>,
+    /// The live relayed sessions, for the operator.
+    sessions: sessions::Live,
     counts: Counts,
 }
 
@@ -263,6 +269,7 @@ impl Core {
             store: VecDeque::new(),
             meta: HashMap::new(),
             events: VecDeque::new(),
+            sessions: sessions::Live::new(rand::random()),
             counts: Counts::default(),
         }
     }
@@ -441,8 +448,9 @@ impl Core {
         };
         let tickets = match (&self.relay, ports.relay) {
             (Some(relay), Some(port)) => {
-                match lock(relay).allocate(now.instant, Owner { key, prefix }) {
-                    Ok([h, c]) => Some((port, h, c)),
+                let mut relay = lock(relay);
+                match relay.allocate(now.instant, Owner { key, prefix }) {
+                    Ok([h, c]) => Some((port, h, c, relay.session_of(&h.token))),
                     Err(e) => {
                         warn!(%code, controller = %key, %source, "resolve refused: {e}");
                         return Err(Refused::new(
@@ -476,22 +484,26 @@ impl Core {
                 } else {
                     Vec::new()
                 },
-                relay: tickets.map(|(port, h, _)| RelayOffer { port, ticket: h }),
+                relay: tickets.map(|(port, h, ..)| RelayOffer { port, ticket: h }),
                 source: self.source_tag(prefix),
             },
         };
         info!(%code, controller = %key, %source, relay = tickets.is_some(), relay_only, "resolved");
+        let relay_id = tickets.and_then(|(.., id)| id);
+        let host_key = rec.fingerprint;
+        let resolved_candidates = if reveal {
+            host.candidates.clone()
+        } else {
+            Vec::new()
+        };
+        self.session_started(now, relay_id, (code, host_key), (key, source));
         Ok(Resolution {
             answer: ServerMsg::Resolved {
-                host: rec.fingerprint,
-                candidates: if reveal {
-                    host.candidates.clone()
-                } else {
-                    Vec::new()
-                },
+                host: host_key,
+                candidates: resolved_candidates,
                 observed: source,
                 stun_port: ports.stun,
-                relay: tickets.map(|(port, _, c)| RelayOffer { port, ticket: c }),
+                relay: tickets.map(|(port, _, c, _)| RelayOffer { port, ticket: c }),
             },
             push: Some(push),
         })
@@ -502,6 +514,7 @@ impl Core {
     /// releases quarantines that ran out. Relay sessions are swept by the relay's own loop.
     pub fn sweep(&mut self, now: Now) {
         self.policy.sweep(now.instant);
+        self.collect_closed_sessions(now);
         let mut online: Vec<AccessCode> = self.online.keys().copied().collect();
         online.sort();
         for code in online {

@@ -157,7 +157,46 @@ struct Session {
     /// Data frames waiting for their receiver to bind: (receiver side, frame).
     pending: Vec<(usize, Vec<u8>)>,
     pending_bytes: usize,
+    /// Bytes forwarded for this session.
+    bytes: u64,
 }
+
+/// A live session as the operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionView {
+    pub id: u64,
+    /// The controller that asked for it.
+    pub controller: Fingerprint,
+    pub created: Instant,
+    /// When a packet last came for it.
+    pub last: Instant,
+    pub bytes: u64,
+    /// Whether the host's and the controller's sides have bound.
+    pub bound: [bool; 2],
+}
+
+/// Why a session closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseWhy {
+    /// No packet for the idle limit.
+    Idle,
+    /// A side never bound in time.
+    Unbound,
+    /// The operator ended it.
+    Ended,
+}
+
+/// A session that closed (for the operator's record of past sessions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed {
+    pub id: u64,
+    pub bytes: u64,
+    pub last: Instant,
+    pub why: CloseWhy,
+}
+
+/// Closed sessions kept for [`Relay::take_closed`] at most (the oldest go first).
+const MAX_CLOSED: usize = 10_000;
 
 /// The relay's sessions (sans-IO).
 pub struct Relay {
@@ -170,6 +209,7 @@ pub struct Relay {
     next_id: u64,
     counters: Counters,
     queued: Vec<(SocketAddr, Vec<u8>)>,
+    closed: std::collections::VecDeque<Closed>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -199,6 +239,7 @@ impl Relay {
             next_id: 0,
             counters: Counters::default(),
             queued: Vec::new(),
+            closed: std::collections::VecDeque::new(),
         }
     }
 
@@ -243,6 +284,7 @@ impl Relay {
                 last: now,
                 pending: Vec::new(),
                 pending_bytes: 0,
+                bytes: 0,
             },
         );
         self.per_key.acquire(owner.key);
@@ -295,6 +337,7 @@ impl Relay {
             session.pending = kept;
             for (_, mut frame) in ready {
                 session.pending_bytes -= frame.len();
+                session.bytes += frame.len() as u64;
                 frame[1..HEADER_LEN].copy_from_slice(&token.0);
                 self.counters.packets_forwarded += 1;
                 self.counters.bytes_forwarded += frame.len() as u64;
@@ -345,6 +388,7 @@ impl Relay {
             return Action::Drop;
         };
         buf[1..HEADER_LEN].copy_from_slice(&other.ticket.token.0);
+        session.bytes += len as u64;
         self.counters.packets_forwarded += 1;
         self.counters.bytes_forwarded += len as u64;
         Action::Send { to, len }
@@ -366,29 +410,81 @@ impl Relay {
         let Limits {
             idle, unbound_ttl, ..
         } = self.limits;
-        let mut unbound = 0;
-        let expired: Vec<u64> = self
+        let expired: Vec<(u64, CloseWhy)> = self
             .sessions
             .iter()
             .filter_map(|(id, s)| {
                 let is_unbound = s.sides.iter().any(|side| side.addr.is_none())
                     && now.saturating_duration_since(s.created) > unbound_ttl;
-                unbound += u64::from(is_unbound);
-                (is_unbound || now.saturating_duration_since(s.last) > idle).then_some(*id)
+                if is_unbound {
+                    Some((*id, CloseWhy::Unbound))
+                } else {
+                    (now.saturating_duration_since(s.last) > idle).then_some((*id, CloseWhy::Idle))
+                }
             })
             .collect();
-        for id in &expired {
-            if let Some(s) = self.sessions.remove(id) {
-                for side in &s.sides {
-                    self.tokens.remove(&side.ticket.token);
-                }
-                self.per_key.release(&s.owner.key);
-                self.per_prefix.release(&s.owner.prefix);
-            }
+        for &(id, why) in &expired {
+            self.remove(id, why);
         }
-        self.counters.sessions_unbound += unbound;
+        let unbound = expired
+            .iter()
+            .filter(|(_, w)| *w == CloseWhy::Unbound)
+            .count();
+        self.counters.sessions_unbound += unbound as u64;
         self.counters.sessions_expired += expired.len() as u64;
         expired.len()
+    }
+
+    fn remove(&mut self, id: u64, why: CloseWhy) -> bool {
+        let Some(s) = self.sessions.remove(&id) else {
+            return false;
+        };
+        for side in &s.sides {
+            self.tokens.remove(&side.ticket.token);
+        }
+        self.per_key.release(&s.owner.key);
+        self.per_prefix.release(&s.owner.prefix);
+        if self.closed.len() >= MAX_CLOSED {
+            self.closed.pop_front();
+        }
+        self.closed.push_back(Closed {
+            id,
+            bytes: s.bytes,
+            last: s.last,
+            why,
+        });
+        true
+    }
+
+    /// Ends session `id` now (the operator's choice): its tokens stop working at once, so its
+    /// peers' packets are dropped from the next one on. Returns whether it was live.
+    pub fn end(&mut self, id: u64) -> bool {
+        self.remove(id, CloseWhy::Ended)
+    }
+
+    /// The session a ticket's token belongs to.
+    pub fn session_of(&self, token: &Token) -> Option<u64> {
+        self.tokens.get(token).map(|&(id, _)| id)
+    }
+
+    /// The live sessions.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        self.sessions
+            .iter()
+            .map(|(&id, s)| SessionView {
+                id,
+                controller: s.owner.key,
+                created: s.created,
+                last: s.last,
+                bytes: s.bytes,
+                bound: [s.sides[0].addr.is_some(), s.sides[1].addr.is_some()],
+            })
+            .collect()
+    }
+
+    /// The sessions closed since the last call.
+    pub fn take_closed(&mut self) -> Vec<Closed> {
+        self.closed.drain(..).collect()
     }
 
     pub fn counters(&self) -> Counters {

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use proto::AccessCode;
 
 use super::State;
-use crate::core::{AdminError, Event, HostPage, HostQuery, HostView, Now, Snapshot, lock};
+use crate::core::{
+    AdminError, Event, HostPage, HostQuery, HostView, Now, SessionRecord, Snapshot, lock,
+};
+use crate::relay::SessionView;
 
 /// The console's handle on a running server (`Server::admin`).
 #[derive(Clone)]
@@ -59,6 +62,16 @@ impl Admin {
             }
             Ok(())
         })
+    }
+
+    /// The live relayed sessions, newest first.
+    pub fn live_sessions(&self) -> Vec<(SessionRecord, SessionView)> {
+        self.0.with(|s| s.core.live_sessions(Now::system()))
+    }
+
+    /// Ends a live session (its relay session closes at once); whether it was live.
+    pub fn end_session(&self, id: &str) -> bool {
+        self.0.with(|s| s.core.end_session(Now::system(), id))
     }
 
     /// Events from now on (a receiver that falls more than the backlog behind is told it lagged).

@@ -165,6 +165,7 @@ impl State {
                 StoreOp::Upsert(code, rec) => store.upsert(code, rec),
                 StoreOp::Expired(expired) => store.apply(expired),
                 StoreOp::Meta(key, meta) => store.set_meta(key, meta),
+                StoreOp::Session(record) => store.put_session(record),
             };
             if let Err(e) = written {
                 warn!("{e}");
@@ -287,6 +288,7 @@ impl Server {
             .relay
             .map(|r| Arc::new(Mutex::new(Relay::new(r.limits, std::time::Instant::now()))));
         // Source tags are keyed anew at every start.
+        store.close_dangling_sessions(crate::core::Now::system().unix)?;
         let mut core = Core::new(registry, relay.clone(), rand::random());
         core.extend_meta(store.load_meta()?);
         Ok(Self {
