@@ -40,6 +40,11 @@ pub const PACKAGES: &[&str] = &[
     "tcpdump",
     // `systemd-analyze verify` checks the unit `peer service install` writes.
     "systemd",
+    // The console's browser tests: headless Chromium driven over WebDriver.
+    "chromium",
+    "chromium-driver",
+    // The API tests generated from the OpenAPI document (schemathesis, in a virtualenv).
+    "python3-venv",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -59,7 +59,9 @@ pub(super) async fn security_headers(req: axum::extract::Request, next: Next) ->
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not no-referrer: with it browsers send `Origin: null` on same-origin form posts,
+        // which the origin check must refuse.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
         (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
     ] {

@@ -4,6 +4,8 @@
 
 // Shared by two test targets, each of which uses a part.
 #![allow(dead_code)]
+pub mod rig;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -1,0 +1,178 @@
+//! A running rendezvous with its console and three users, and raw QUIC hosts and relay
+//! sockets to put live data in front of it (the console and browser tests).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use certs::Identity;
+use proto::rendezvous::{ALPN, ClientMsg, MAX_MSG_LEN, ServerMsg};
+use proto::{AccessCode, quic, relay, wire};
+use rendezvous::console::{self, Role};
+use rendezvous::server::{self, Server};
+
+use super::Client;
+
+pub const ANN: (&str, &str) = ("ann", "Correct-Horse-Battery-9");
+pub const OLGA: (&str, &str) = ("olga", "Operator-Staple-Lamp-41");
+pub const AUDREY: (&str, &str) = ("audrey", "Read-Only-Ledger-Fern-7");
+
+pub struct Rig {
+    pub client: Client,
+    pub rv: SocketAddr,
+    pub relay: SocketAddr,
+    pub fingerprint: certs::Fingerprint,
+    pub logins: console::LoginCounters,
+    _closer: server::Closer,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    for ((name, pw), role) in
+        [ANN, OLGA, AUDREY]
+            .into_iter()
+            .zip([Role::Admin, Role::Operator, Role::Auditor])
+    {
+        console::add_user(dir.path(), name, role, pw).unwrap();
+    }
+    let ip: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut cfg = server::Config::new(ip, dir.path().to_path_buf());
+    cfg.relay = Some(server::RelayConfig {
+        listen: ip,
+        limits: rendezvous::relay::Limits::default(),
+    });
+    let server = Server::bind(&cfg).unwrap();
+    let logins = console::LoginCounters::default();
+    let bound = console::bind(
+        &console::Config {
+            listen: ip,
+            certificate: console::Certificate::SelfSigned {
+                names: vec!["localhost".into()],
+            },
+        },
+        dir.path(),
+        console::Handles {
+            admin: server.admin(),
+            stun: server.stun_counters(),
+            logins: logins.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let closer = server.closer();
+    let rig = Rig {
+        client: Client::new(bound.local_addr, server.fingerprint()),
+        rv: server.local_addr().unwrap(),
+        relay: server.relay_addr().unwrap(),
+        fingerprint: server.fingerprint(),
+        logins,
+        _closer: closer.clone(),
+        _dir: dir,
+    };
+    let mut closed = closer.subscribe();
+    tokio::spawn(bound.serve(async move {
+        let _ = closed.wait_for(|c| *c).await;
+    }));
+    tokio::spawn(server.run());
+    rig
+}
+
+/// A host as a raw QUIC client: its own key, registering by hand.
+pub struct Host {
+    _endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+}
+
+impl Host {
+    pub async fn connect(rig: &Rig) -> Self {
+        Self::with_key(rig, Identity::ephemeral().unwrap()).await
+    }
+
+    pub async fn with_key(rig: &Rig, id: Identity) -> Self {
+        let cfg =
+            quic::client_config(&id, rig.fingerprint, ALPN, quic::Role::RendezvousClient).unwrap();
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(cfg);
+        let conn = endpoint
+            .connect(rig.rv, "quicdesk.invalid")
+            .unwrap()
+            .await
+            .unwrap();
+        Self {
+            _endpoint: endpoint,
+            conn,
+        }
+    }
+
+    /// Sends one request on a new stream; the first answer and the stream.
+    pub async fn ask(&self, msg: &ClientMsg) -> (ServerMsg, quinn::SendStream, quinn::RecvStream) {
+        let (mut send, mut recv) = self.conn.open_bi().await.unwrap();
+        send.write_all(&wire::encode(msg, MAX_MSG_LEN).unwrap())
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            wire::read_msg::<ServerMsg, _>(&mut recv, MAX_MSG_LEN),
+        )
+        .await
+        .expect("an answer in time")
+        .unwrap()
+        .expect("an answer");
+        (answer, send, recv)
+    }
+
+    /// Registers; the answer and the registration's stream.
+    pub async fn register(&self) -> (ServerMsg, quinn::SendStream, quinn::RecvStream) {
+        let (mut send, mut recv) = self.conn.open_bi().await.unwrap();
+        let msg = ClientMsg::Register {
+            lan_addrs: Vec::new(),
+        };
+        send.write_all(&wire::encode(&msg, MAX_MSG_LEN).unwrap())
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            wire::read_msg::<ServerMsg, _>(&mut recv, MAX_MSG_LEN),
+        )
+        .await
+        .expect("an answer in time")
+        .unwrap()
+        .expect("an answer");
+        (answer, send, recv)
+    }
+}
+
+pub fn code_of(answer: &ServerMsg) -> AccessCode {
+    match answer {
+        ServerMsg::Registered { code, .. } => *code,
+        other => panic!("registration refused: {other:?}"),
+    }
+}
+
+/// Relays `payload` from `from` (bound with its ticket) towards the other side; whether the
+/// other side's socket got it.
+pub fn relays(from: &UdpSocket, to: &UdpSocket, relay: SocketAddr, token: relay::Token) -> bool {
+    let frame = [&relay::data_header(token)[..], b"screen bytes"].concat();
+    from.send_to(&frame, relay).unwrap();
+    to.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    matches!(to.recv_from(&mut buf), Ok((n, _)) if buf[..n].ends_with(b"screen bytes"))
+}
+
+pub fn bind(socket: &UdpSocket, relay: SocketAddr, ticket: &relay::Ticket) {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket
+        .send_to(&relay::bind_frame(ticket, 1), relay)
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = socket
+        .recv_from(&mut buf)
+        .expect("the relay answers a bind");
+    assert!(matches!(
+        relay::parse(&buf[..n]),
+        Ok(relay::Frame::Bound { .. })
+    ));
+}
