@@ -29,7 +29,7 @@ pub use files::{
     check_private_dir, check_private_file, create_private_dir, ensure_private_file,
     open_private_file, write_private_file,
 };
-pub use web::{certificate_sha256, web_server_config_from_files};
+pub use web::{certificate_pem, certificate_sha256, web_server_config_from_files};
 
 use std::fmt;
 use std::fs;

@@ -68,6 +68,19 @@ fn web_config(
     Ok(cfg)
 }
 
+/// A certificate in PEM.
+pub fn certificate_pem(cert: &CertificateDer<'_>) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
 /// The SHA-256 of a whole certificate (what browsers show as its fingerprint), in hex with
 /// colons.
 pub fn certificate_sha256(cert: &CertificateDer<'_>) -> String {

@@ -57,6 +57,11 @@ impl AccessCode {
         Ok(Self(digits))
     }
 
+    /// Its eight digits (the last is the check digit); codes order as their digits do.
+    pub fn digits(&self) -> [u8; DIGITS] {
+        self.0
+    }
+
     /// A random code.
     pub fn random<R: rand::Rng + ?Sized>(rng: &mut R) -> Self {
         let mut payload = [0u8; DIGITS - 1];
@@ -97,6 +102,40 @@ impl FromStr for AccessCode {
         }
         if damm_interim(&digits) != 0 {
             return Err(CodeError::CheckDigit);
+        }
+        Ok(Self(digits))
+    }
+}
+
+/// A position in the order of codes, as a page cursor: `ISR-` and eight digits, check digit
+/// not checked (a cursor need not be a code anybody holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CodeCursor(pub [u8; DIGITS]);
+
+impl CodeCursor {
+    /// Whether `code` comes after this position.
+    pub fn is_before(&self, code: &AccessCode) -> bool {
+        code.0 > self.0
+    }
+}
+
+impl From<AccessCode> for CodeCursor {
+    fn from(c: AccessCode) -> Self {
+        Self(c.0)
+    }
+}
+
+impl FromStr for CodeCursor {
+    type Err = CodeError;
+
+    fn from_str(s: &str) -> Result<Self, CodeError> {
+        let rest = s.strip_prefix(PREFIX).ok_or(CodeError::Format)?;
+        if rest.len() != DIGITS || !rest.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CodeError::Format);
+        }
+        let mut digits = [0u8; DIGITS];
+        for (d, b) in digits.iter_mut().zip(rest.bytes()) {
+            *d = b - b'0';
         }
         Ok(Self(digits))
     }

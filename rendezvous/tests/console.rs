@@ -168,7 +168,7 @@ async fn eleven_wrong_passwords_lock_out_even_the_right_one() {
         let a = log_in(&rig.client, OLGA.0, "wrong password number x")
             .await
             .unwrap_err();
-        assert_eq!(a.status, 400, "attempt {i}: {}", a.body);
+        assert_eq!(a.status, 401, "attempt {i}: {}", a.body);
         assert_eq!(a.json()["error"], "wrong user name or password");
     }
     let locked = log_in(&rig.client, OLGA.0, OLGA.1).await.unwrap_err();
@@ -189,7 +189,7 @@ async fn eleven_wrong_passwords_lock_out_even_the_right_one() {
         .unwrap_err();
     assert_eq!(
         (unknown.status, unknown.json()["error"].clone()),
-        (400, "wrong user name or password".into())
+        (401, "wrong user name or password".into())
     );
     let s = log_in(&rig2.client, ANN.0, ANN.1).await.unwrap();
     let audit = rig2

@@ -63,7 +63,37 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The schemathesis release the API tests run (pinned: a new one may add checks).
+pub const SCHEMATHESIS: &str = "4.32.5";
+
+/// Makes the virtualenv with schemathesis (for `rendezvous/tests/schema.rs`) in the cache
+/// directory unless it is there; the test finds it at the same place.
+fn schemathesis() -> Result<()> {
+    let venv = crate::fuzz::tools::cache_dir()?.join(format!("schemathesis-{SCHEMATHESIS}"));
+    if venv.join("bin/schemathesis").exists() {
+        return Ok(());
+    }
+    eprintln!(
+        "setup: installing schemathesis {SCHEMATHESIS} into {}",
+        venv.display()
+    );
+    let _ = std::fs::remove_dir_all(&venv);
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+        .context("python3 -m venv (python3-venv)")?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "-q",
+        &format!("schemathesis=={SCHEMATHESIS}"),
+    ]))
+    .context("pip install schemathesis (from PyPI)")
+}
+
 pub fn setup() -> Result<()> {
+    system_packages()?;
+    schemathesis()
+}
+
+fn system_packages() -> Result<()> {
     if !Path::new("/usr/bin/dpkg-query").exists() {
         bail!(
             "setup supports Debian/Ubuntu (dpkg and apt). On other systems install the \

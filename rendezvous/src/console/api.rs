@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, http::StatusCode};
 use proto::AccessCode;
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::accounts::{self, Role, Scope};
 use super::auth::{self, Caller};
-use super::{ApiError, Console, audit, unix_now};
+use super::{ApiError, Body, Console, Params, audit, unix_now};
 use crate::core::{AdminError, HostQuery, HostView, parse_name};
 
 pub(super) fn routes() -> Router<Arc<Console>> {
@@ -141,10 +141,10 @@ struct HostsQuery {
 }
 
 fn host_query(q: HostsQuery) -> Result<HostQuery, ApiError> {
-    let after = match q.after.as_deref().filter(|s| !s.is_empty()) {
+    let after = match q.after.as_deref() {
         Some(a) => Some(
             a.parse()
-                .map_err(|_| ApiError::BadRequest("after: not a code".into()))?,
+                .map_err(|_| ApiError::BadRequest("after: ISR- and eight digits".into()))?,
         ),
         None => None,
     };
@@ -152,14 +152,14 @@ fn host_query(q: HostsQuery) -> Result<HostQuery, ApiError> {
         search: q.search.filter(|s| !s.trim().is_empty()),
         online: q.online,
         after,
-        limit: q.limit.unwrap_or(100),
+        limit: super::page_limit(q.limit)?,
     })
 }
 
 async fn hosts(
     State(console): State<Arc<Console>>,
     _: Caller,
-    Query(q): Query<HostsQuery>,
+    Params(q): Params<HostsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let page = console.admin.hosts(&host_query(q)?);
     Ok(Json(json!({
@@ -188,7 +188,7 @@ async fn rename(
     State(console): State<Arc<Console>>,
     caller: Caller,
     Path(c): Path<String>,
-    Json(body): Json<Rename>,
+    Body(body): Body<Rename>,
 ) -> Result<Json<HostJson>, ApiError> {
     caller.may_change_hosts()?;
     let code = code(&c)?;
@@ -270,7 +270,7 @@ async fn forget(
 
 #[derive(Debug, Deserialize)]
 struct AuditQuery {
-    before: Option<i64>,
+    before: Option<String>,
     search: Option<String>,
     limit: Option<usize>,
 }
@@ -278,13 +278,14 @@ struct AuditQuery {
 async fn audit_page(
     State(console): State<Arc<Console>>,
     _: Caller,
-    Query(q): Query<AuditQuery>,
+    Params(q): Params<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let limit = super::page_limit(q.limit)?;
+    let before = super::cursor(q.before.as_deref())?.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
     let search = q.search.filter(|s| !s.is_empty());
     let records = console
         .db
-        .call(move |db| audit::page(db, q.before, search.as_deref(), limit))
+        .call(move |db| audit::page(db, before, search.as_deref(), limit))
         .await??;
     let next = (records.len() == limit)
         .then(|| records.last().map(|r| r.id))
@@ -307,7 +308,7 @@ struct NewUser {
 async fn add_user(
     State(console): State<Arc<Console>>,
     caller: Caller,
-    Json(u): Json<NewUser>,
+    Body(u): Body<NewUser>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.may_administer()?;
     let role: Role = u.role.parse().map_err(ApiError::BadRequest)?;
@@ -341,6 +342,10 @@ async fn remove_user(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.may_administer()?;
+    if name == caller.user {
+        // Another admin does it: nobody locks themselves out by a slip.
+        return Err(ApiError::Forbidden("you cannot remove your own account"));
+    }
     let n = name.clone();
     console
         .db
@@ -377,7 +382,7 @@ struct NewKey {
 async fn create_key(
     State(console): State<Arc<Console>>,
     caller: Caller,
-    Json(k): Json<NewKey>,
+    Body(k): Body<NewKey>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // Keys are made in a browser session (a key cannot make keys).
     if caller.csrf.is_none() {
@@ -485,7 +490,7 @@ async fn isr_info(
 async fn isr_list(
     State(console): State<Arc<Console>>,
     _: Caller,
-    Query(q): Query<HostsQuery>,
+    Params(q): Params<HostsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let page = console.admin.hosts(&host_query(q)?);
     Ok(Json(json!({

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::accounts::{self, Role, Scope};
 use super::tls::TlsListener;
-use super::{ApiError, Console, audit, unix_now};
+use super::{ApiError, Body, Console, audit, unix_now};
 use crate::core::lock;
 
 /// The session cookie's name. `__Host-` makes browsers insist on Secure, Path=/ and no Domain.
@@ -120,6 +120,13 @@ impl FromRequestParts<Arc<Console>> for Caller {
         let changing = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if changing && !same_origin(console, &parts.headers) {
             return Err(ApiError::Csrf);
+        }
+        // One credential per request: a key alongside a session cookie is refused rather than
+        // one of them silently winning.
+        if parts.headers.contains_key(header::AUTHORIZATION)
+            && cookie(&parts.headers, COOKIE).is_some()
+        {
+            return Err(ApiError::Unauthorized);
         }
         if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
             let key = auth
@@ -249,7 +256,7 @@ pub async fn log_in(
             .db
             .call(move |db| audit::record(db, now, "-", "login.failed", &u, &format!("from {ip}")))
             .await??;
-        return Err(ApiError::BadRequest("wrong user name or password".into()));
+        return Err(ApiError::WrongLogin);
     };
     lock(&console.limiter).succeeded(Instant::now(), prefix, &user);
     let (u, ip) = (user.clone(), from.ip().to_string());
@@ -297,7 +304,7 @@ pub async fn api_login(
     State(console): State<Arc<Console>>,
     ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
-    axum::Json(login): axum::Json<Login>,
+    Body(login): Body<Login>,
 ) -> Result<Response, ApiError> {
     let done = log_in(&console, from, &headers, login).await?;
     Ok((

@@ -50,6 +50,9 @@ use crate::server::Admin;
 pub use accounts::{AccountError, Role, Scope, hash_password};
 pub use tls::{HANDSHAKE_TIMEOUT, MAX_CONNECTIONS};
 
+/// Where the self-signed certificate is written (public), in the data directory.
+pub const SELF_SIGNED_PEM: &str = "console-cert.pem";
+
 /// Where the console's certificate comes from.
 #[derive(Debug, Clone)]
 pub enum Certificate {
@@ -148,11 +151,15 @@ pub struct LoginCounters {
 pub(crate) enum ApiError {
     /// No valid session or key.
     Unauthorized,
+    /// A login with a wrong name, password or second factor.
+    WrongLogin,
     /// Authenticated, but the role or scope does not allow this.
     Forbidden(&'static str),
     /// A changing request without the session's CSRF token, or from another origin.
     Csrf,
     NotFound,
+    /// A name that is taken.
+    Conflict(String),
     BadRequest(String),
     /// Logins locked out for this many seconds.
     Locked(u64),
@@ -163,6 +170,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, msg) = match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "log in first".to_owned()),
+            ApiError::WrongLogin => (
+                StatusCode::UNAUTHORIZED,
+                "wrong user name or password".to_owned(),
+            ),
             ApiError::Forbidden(why) => (StatusCode::FORBIDDEN, why.to_owned()),
             ApiError::Csrf => (
                 StatusCode::FORBIDDEN,
@@ -170,6 +181,7 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not found".to_owned()),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Locked(secs) => {
                 let mut r = (
                     StatusCode::TOO_MANY_REQUESTS,
@@ -200,6 +212,7 @@ impl From<AccountError> for ApiError {
         match e {
             AccountError::Db(e) => ApiError::Internal(e.to_string()),
             AccountError::Hash(e) | AccountError::Store(e) => ApiError::Internal(e),
+            e @ AccountError::Exists(_) => ApiError::Conflict(e.to_string()),
             e => ApiError::BadRequest(e.to_string()),
         }
     }
@@ -208,6 +221,70 @@ impl From<AccountError> for ApiError {
 impl From<rusqlite::Error> for ApiError {
     fn from(e: rusqlite::Error) -> Self {
         ApiError::Internal(e.to_string())
+    }
+}
+
+/// A JSON body; one that does not parse is a 400 with a JSON error, like every other error
+/// of the API (axum's own rejections are plain text, some 415 or 422).
+#[derive(Debug)]
+pub(crate) struct Body<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// Query parameters; ones that do not parse are a 400 with a JSON error.
+#[derive(Debug)]
+pub(crate) struct Params<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// A page size as given (`None`: 100); outside 1 to 500 is refused, as the OpenAPI document
+/// says, rather than quietly changed.
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=500) => Ok(n),
+        Some(_) => Err(ApiError::BadRequest("limit: 1 to 500".into())),
+    }
+}
+
+/// The largest integer the API takes (JSON's safe integers), as the OpenAPI document says.
+pub(crate) const MAX_INTEGER: u64 = (1 << 53) - 1;
+
+/// A `before` cursor as given; outside 0 to [`MAX_INTEGER`] is refused.
+pub(crate) fn cursor(before: Option<&str>) -> Result<Option<u64>, ApiError> {
+    match before.map(str::parse::<u64>) {
+        None => Ok(None),
+        Some(Ok(b)) if b <= MAX_INTEGER => Ok(Some(b)),
+        Some(_) => Err(ApiError::BadRequest(format!("before: 0 to {MAX_INTEGER}"))),
     }
 }
 
@@ -259,6 +336,10 @@ pub async fn bind(
         ),
         Certificate::SelfSigned { names } => {
             let (cfg, cert) = identity.web_server_config(names)?;
+            // For browsers, curl (`--cacert`) and API clients to trust it by hand.
+            let pem = certs::certificate_pem(&cert);
+            let path = data_dir.join(SELF_SIGNED_PEM);
+            std::fs::write(&path, pem).map_err(|source| certs::Error::Io { path, source })?;
             (cfg, Some(certs::certificate_sha256(&cert)), names.clone())
         }
     };

@@ -135,7 +135,8 @@ pub fn document() -> Value {
                 "parameters": [code_param()],
                 "get": { "summary": "One host", "responses": with_errors(json!({ "200": ok("the host", host.clone()) })) },
                 "patch": { "summary": "Rename (operator)",
-                    "requestBody": body(json!({ "type": "object", "properties": { "name": { "type": ["string", "null"], "maxLength": 64 } } })),
+                    "requestBody": body(json!({ "type": "object", "properties": { "name": { "type": ["string", "null"], "maxLength": 64,
+                        "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*$" } } })),
                     "responses": with_errors(json!({ "200": ok("the host", host.clone()) })) },
                 "delete": { "summary": "Forget (operator): its code is quarantined",
                     "responses": with_errors(json!({ "204": empty.clone() })) } },
@@ -145,7 +146,7 @@ pub fn document() -> Value {
                 "responses": with_errors(json!({ "200": ok("the host", host.clone()) })) } },
             "/api/v1/audit": { "get": { "summary": "The audit log, newest first",
                 "parameters": [
-                    { "name": "before", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "before", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": 9007199254740991u64 } },
                     { "name": "search", "in": "query", "schema": { "type": "string" } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 500 } } ],
                 "responses": with_errors(json!({ "200": ok("records", json!({ "type": "object", "required": ["records", "next"],
@@ -155,9 +156,12 @@ pub fn document() -> Value {
                 "get": { "summary": "Users", "responses": with_errors(json!({ "200": ok("users", json!({ "type": "object" })) })) },
                 "post": { "summary": "Add a user (admin)",
                     "requestBody": body(json!({ "type": "object", "required": ["name", "role", "password"], "properties": {
-                        "name": { "type": "string" }, "role": { "enum": ["admin", "operator", "auditor"] },
-                        "password": { "type": "string" } } })),
-                    "responses": with_errors(json!({ "201": ok("made", json!({ "type": "object" })) })) } },
+                        "name": { "type": "string", "pattern": "^[a-z][a-z0-9._-]{0,31}$" },
+                        "role": { "enum": ["admin", "operator", "auditor"] },
+                        "password": { "type": "string", "minLength": 12,
+                            "description": "12 or more characters and about 55 bits by the server's estimate; a weaker one is refused with 400" } } })),
+                    "responses": with_errors(json!({ "201": ok("made", json!({ "type": "object" })),
+                        "409": ok("the name is taken", json!({ "$ref": "#/components/schemas/Error" })) })) } },
             "/api/v1/users/{name}": { "parameters": [ { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } } ],
                 "delete": { "summary": "Remove a user (admin)", "responses": with_errors(json!({ "204": empty.clone() })) } },
             "/api/v1/keys": {
@@ -171,7 +175,7 @@ pub fn document() -> Value {
                 "delete": { "summary": "Revoke a key", "responses": with_errors(json!({ "204": empty })) } },
             "/api/v1/sessions": { "get": { "summary": "Live relayed sessions and past sessions (newest first)",
                 "parameters": [
-                    { "name": "before", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
+                    { "name": "before", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": 9007199254740991u64 } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 500 } } ],
                 "responses": with_errors(json!({ "200": ok("sessions", json!({ "type": "object", "required": ["live", "past", "next"],
                     "properties": { "live": { "type": "array", "items": { "$ref": "#/components/schemas/Session" } },

@@ -540,7 +540,10 @@ async fn login(
             Some(&format!("Too many failed logins: try again in {secs} s.")),
             StatusCode::TOO_MANY_REQUESTS,
         ),
-        Err(ApiError::BadRequest(m)) => login_page(Some(&m), StatusCode::UNAUTHORIZED),
+        Err(ApiError::WrongLogin) => login_page(
+            Some("wrong user name or password"),
+            StatusCode::UNAUTHORIZED,
+        ),
         Err(e) => e.into_response(),
     }
 }

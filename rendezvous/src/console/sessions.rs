@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use rusqlite::params;
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::Caller;
-use super::{ApiError, Console, audit, unix_now};
+use super::{ApiError, Console, Params, audit, unix_now};
 use crate::core::SessionRecord;
 use crate::relay::SessionView;
 
@@ -104,14 +104,14 @@ pub fn past(
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     /// Past sessions started before this (Unix seconds).
-    before: Option<u64>,
+    before: Option<String>,
     limit: Option<usize>,
 }
 
 async fn list(
     State(console): State<Arc<Console>>,
     _: Caller,
-    Query(q): Query<ListQuery>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let live: Vec<SessionJson> = console
         .admin
@@ -119,11 +119,9 @@ async fn list(
         .iter()
         .map(|(r, v)| live_json(r, v))
         .collect();
-    let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let past = console
-        .db
-        .call(move |db| past(db, q.before, limit))
-        .await??;
+    let limit = super::page_limit(q.limit)?;
+    let before = super::cursor(q.before.as_deref())?;
+    let past = console.db.call(move |db| past(db, before, limit)).await??;
     let next = (past.len() == limit)
         .then(|| past.last().map(|s| s.started))
         .flatten();

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use certs::Fingerprint;
 use proto::AccessCode;
+use proto::code::CodeCursor;
 use tracing::info;
 
 use super::{Core, Now, PushId, StoreOp};
@@ -44,7 +45,7 @@ pub struct HostQuery {
     /// Only online (`Some(true)`) or offline (`Some(false)`) hosts.
     pub online: Option<bool>,
     /// Hosts with codes after this one (the previous page's last).
-    pub after: Option<AccessCode>,
+    pub after: Option<CodeCursor>,
     /// At most this many (capped at [`MAX_PAGE`]).
     pub limit: usize,
 }
@@ -149,7 +150,7 @@ impl Core {
                 }
             }
             total += 1;
-            if q.after.is_some_and(|a| *code <= a) {
+            if q.after.is_some_and(|a| !a.is_before(code)) {
                 continue;
             }
             heap.push(*code);

@@ -501,7 +501,7 @@ fn host_pages_cover_the_registry_once_in_order() {
             assert!(page.hosts.len() <= limit.min(MAX_PAGE));
             seen.extend(page.hosts.iter().map(|h| h.code));
             match page.next {
-                Some(n) => after = Some(n),
+                Some(n) => after = Some(n.into()),
                 None => break,
             }
         }

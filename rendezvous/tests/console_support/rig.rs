@@ -22,6 +22,8 @@ pub struct Rig {
     pub relay: SocketAddr,
     pub fingerprint: certs::Fingerprint,
     pub logins: console::LoginCounters,
+    /// The server's data directory.
+    pub dir: std::path::PathBuf,
     _closer: server::Closer,
     _dir: tempfile::TempDir,
 }
@@ -67,6 +69,7 @@ pub async fn start() -> Rig {
         fingerprint: server.fingerprint(),
         logins,
         _closer: closer.clone(),
+        dir: dir.path().to_path_buf(),
         _dir: dir,
     };
     let mut closed = closer.subscribe();

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-mod tools;
+pub mod tools;
 
 use self::tools::Tools;
 use crate::proc::{root, run};
