@@ -30,6 +30,8 @@ pub fn bench(rest: &[String]) -> Result<()> {
     run(cargo().args(["bench", "-p", "capture", "--bench", "x11", "--", "--noplot"]))?;
     // Direct vs relayed goodput and round-trip time; prints its own table.
     run(cargo().args(["bench", "-p", "peer", "--bench", "relay"]))?;
+    // The console with 100 000 hosts and 100 dashboards; prints its own table.
+    run(cargo().args(["bench", "-p", "rendezvous", "--bench", "console"]))?;
     let bytes: BTreeMap<String, f64> =
         std::fs::read(target_dir().join("bench-report/codec-bytes.json"))
             .ok()

@@ -29,7 +29,13 @@ pub struct Rig {
 }
 
 pub async fn start() -> Rig {
+    start_with(|_| ()).await
+}
+
+/// [`start`], with `prepare` run on the data directory first (e.g. to fill the registry).
+pub async fn start_with(prepare: impl FnOnce(&std::path::Path)) -> Rig {
     let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
     for ((name, pw), role) in
         [ANN, OLGA, AUDREY]
             .into_iter()
@@ -92,9 +98,14 @@ impl Host {
     }
 
     pub async fn with_key(rig: &Rig, id: Identity) -> Self {
+        Self::with_key_from(rig, id, "127.0.0.1").await
+    }
+
+    /// From another loopback address (each address may hold only so many connections).
+    pub async fn with_key_from(rig: &Rig, id: Identity, source: &str) -> Self {
         let cfg =
             quic::client_config(&id, rig.fingerprint, ALPN, quic::Role::RendezvousClient).unwrap();
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut endpoint = quinn::Endpoint::client(format!("{source}:0").parse().unwrap()).unwrap();
         endpoint.set_default_client_config(cfg);
         let conn = endpoint
             .connect(rig.rv, "quicdesk.invalid")
