@@ -619,3 +619,43 @@ async fn an_operator_sees_and_ends_a_relayed_session() {
     assert_eq!(audit["records"][0]["action"], "session.end");
     assert_eq!(audit["records"][0]["target"], id);
 }
+
+/// A user with a TOTP second factor logs in only with the current code: not without one, not
+/// with a wrong or an old one.
+#[tokio::test]
+async fn a_second_factor_is_needed_once_set() {
+    let rig = start().await;
+    let (uri, secret) = rendezvous::console::set_totp(&rig.dir, OLGA.0, true)
+        .unwrap()
+        .unwrap();
+    assert!(
+        uri.starts_with("otpauth://totp/quicdesk:olga?secret="),
+        "{uri}"
+    );
+    let raw = totp_rs::Secret::Encoded(secret).to_bytes().unwrap();
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, raw).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let login = |code: Option<String>| {
+        let client = rig.client.clone();
+        async move {
+            let body = serde_json::json!({ "user": OLGA.0, "password": OLGA.1, "totp": code });
+            client
+                .send("POST", "/api/v1/login", &[], &body.to_string())
+                .await
+                .status
+        }
+    };
+    assert_eq!(login(None).await, 401);
+    assert_eq!(login(Some("000000".into())).await, 401);
+    assert_eq!(
+        login(Some(totp.generate(now - 300))).await,
+        401,
+        "an old code"
+    );
+    assert_eq!(login(Some(totp.generate(now))).await, 200);
+    let listed = rendezvous::console::list_users(&rig.dir).unwrap();
+    assert!(listed.iter().any(|u| u.name == "olga" && u.totp));
+}
