@@ -5,11 +5,18 @@
 //! ```text
 //!  qd1:rv.example.com:7700,198.51.100.7:7700/3f9c…(64 hex digits: the server key's SHA-256)
 //!  └┬┘ └──────── 1 to 4 addresses, host:port ┘ └ fingerprint ┘
+//!  qd1:rv.example.com:7700/3f9c…/qde_0a1b2c3d4e5f_…   (with an enrollment token)
 //! ```
+//!
+//! The optional third part is an enrollment token the operator issued in the console, for a
+//! rendezvous that admits enrolled keys only: `peer join` presents it once for the peer's key.
+//! It is a secret (whoever holds it may enroll a key, as many times as it allows): hand such
+//! an invite over as you would a password.
 //!
 //! Hosts are DNS names, IPv4 addresses or bracketed IPv6 addresses (not the unspecified
 //! address a server listens on). The string carries no
-//! secret: the fingerprint is what a peer pins, so a mangled or forged invite can only fail to
+//! secret: the fingerprint is what a peer pins (the enrollment token, when there is one,
+//! is the only secret), so a mangled or forged invite can only fail to
 //! connect (TLS refuses any other key), never lead a peer to trust another server. Parsing is
 //! strict (a clear error for anything off) and bounded ([`MAX_LEN`]).
 
@@ -33,6 +40,8 @@ pub struct Invite {
     /// `host:port` each, in the order to try; 1 to [`MAX_ADDRESSES`].
     pub addresses: Vec<String>,
     pub fingerprint: Fingerprint,
+    /// An enrollment token (`qde_…`), for a rendezvous that admits enrolled keys only.
+    pub token: Option<String>,
 }
 
 /// Why a string is not an invite.
@@ -51,6 +60,8 @@ pub enum InviteError {
     NoAddress,
     #[error("the invite names more than {MAX_ADDRESSES} addresses")]
     TooManyAddresses,
+    #[error("the invite's enrollment token is not qde_ and 1 to 100 letters, digits, '-' or '_'")]
+    Token,
     #[error(
         "{0:?} is not host:port (a DNS name, IPv4 address or [IPv6] address, and a port 1-65535)"
     )]
@@ -67,9 +78,32 @@ impl Invite {
         let invite = Self {
             addresses,
             fingerprint,
+            token: None,
         };
         invite.to_string().parse()
     }
+
+    /// This invite with an enrollment token.
+    ///
+    /// # Errors
+    ///
+    /// [`InviteError::Token`] for a token of the wrong shape.
+    pub fn with_token(mut self, token: &str) -> Result<Self, InviteError> {
+        if !is_token(token) {
+            return Err(InviteError::Token);
+        }
+        self.token = Some(token.to_owned());
+        Ok(self)
+    }
+}
+
+/// `qde_` and 1 to 100 of `[A-Za-z0-9_-]`.
+fn is_token(t: &str) -> bool {
+    t.strip_prefix("qde_").is_some_and(|r| {
+        (1..=100).contains(&r.len())
+            && r.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    })
 }
 
 impl fmt::Display for Invite {
@@ -79,7 +113,11 @@ impl fmt::Display for Invite {
             "{PREFIX}{}/{}",
             self.addresses.join(","),
             self.fingerprint
-        )
+        )?;
+        match &self.token {
+            Some(t) => write!(f, "/{t}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -93,7 +131,15 @@ impl FromStr for Invite {
             return Err(InviteError::TooLong);
         }
         let rest = s.strip_prefix(PREFIX).ok_or(InviteError::Prefix)?;
-        let (addrs, fp) = rest.rsplit_once('/').ok_or(InviteError::NoFingerprint)?;
+        let mut parts = rest.split('/');
+        let (addrs, fp, token) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(f), t, None) => (a, f, t),
+            (_, None, ..) => return Err(InviteError::NoFingerprint),
+            _ => return Err(InviteError::Token),
+        };
+        if token.is_some_and(|t| !is_token(t)) {
+            return Err(InviteError::Token);
+        }
         if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(InviteError::Fingerprint);
         }
@@ -111,6 +157,7 @@ impl FromStr for Invite {
         Ok(Self {
             addresses,
             fingerprint,
+            token: token.map(str::to_owned),
         })
     }
 }
@@ -222,5 +269,35 @@ mod tests {
         let long_label = format!("{PREFIX}{}.x:1/{FP}", "a".repeat(64));
         assert!(long_label.parse::<Invite>().is_err());
         assert!(Invite::new(vec![], fp()).is_err());
+        for bad in ["qde_", "qde_a b", "xyz", "qde_a/qde_b", "qde_\u{0}"] {
+            let s = format!("{PREFIX}rv:7700/{FP}/{bad}");
+            assert_eq!(
+                s.parse::<Invite>().unwrap_err(),
+                InviteError::Token,
+                "{bad:?}"
+            );
+        }
+        let long_token = format!("{PREFIX}rv:7700/{FP}/qde_{}", "a".repeat(101));
+        assert_eq!(
+            long_token.parse::<Invite>().unwrap_err(),
+            InviteError::Token
+        );
+    }
+
+    #[test]
+    fn an_enrollment_token_rides_along() {
+        let invite = Invite::new(vec!["rv:7700".into()], fp())
+            .unwrap()
+            .with_token("qde_0a1b2c3d4e5f_Zx-9")
+            .unwrap();
+        let text = invite.to_string();
+        assert_eq!(text, format!("{PREFIX}rv:7700/{FP}/qde_0a1b2c3d4e5f_Zx-9"));
+        assert_eq!(text.parse::<Invite>().unwrap(), invite);
+        assert!(
+            Invite::new(vec!["rv:1".into()], fp())
+                .unwrap()
+                .with_token("nope")
+                .is_err()
+        );
     }
 }

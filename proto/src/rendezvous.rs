@@ -82,6 +82,10 @@ pub enum ClientMsg {
         lan_addrs: Vec<SocketAddr>,
         relay_only: bool,
     },
+    /// A peer presents an enrollment token (from its invite) for the key it connected with;
+    /// on a rendezvous that admits enrolled keys only, an enrolled key may register (and, if
+    /// it is closed to strangers, look codes up). Answered `Enrolled` or `Refused`.
+    Enroll { token: String },
 }
 
 /// From the rendezvous to a peer.
@@ -116,6 +120,8 @@ pub enum ServerMsg {
     },
     /// The request was refused.
     Refused { reason: Refusal, message: String },
+    /// The key is enrolled (under the operator's account that issued the token).
+    Enrolled,
 }
 
 /// An opaque name of a source prefix (see [`ServerMsg::ConnectRequest`]).
@@ -135,6 +141,8 @@ pub enum Refusal {
     BadRequest,
     /// Too many requests from this key or address; try again later.
     RateLimited,
+    /// This rendezvous admits enrolled keys only (or the enrollment token was not good).
+    NotEnrolled,
 }
 
 impl std::fmt::Display for Refusal {
@@ -144,6 +152,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Busy => "the server is busy",
             Refusal::BadRequest => "bad request",
             Refusal::RateLimited => "too many requests",
+            Refusal::NotEnrolled => "not enrolled on this rendezvous",
         })
     }
 }

@@ -21,6 +21,8 @@
 //! other with their own TLS keys; the rendezvous only tells them whom to expect and where.
 
 #![forbid(unsafe_code)]
+// The console's OpenAPI document is one `serde_json::json!` literal, deeper than the default.
+#![recursion_limit = "256"]
 
 pub mod backup;
 pub mod console;

@@ -82,6 +82,10 @@ enum Command {
         /// address or [IPv6]); repeat for up to 4, tried in order.
         #[arg(long = "address", required = true, value_name = "HOST:PORT")]
         addresses: Vec<String>,
+        /// An enrollment token from the console (for `--access enrolled` or `closed`): the
+        /// invite then carries it, and is a secret to hand over like a password.
+        #[arg(long, value_name = "qde_…")]
+        token: Option<String>,
         #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
     },
@@ -194,6 +198,16 @@ struct RunArgs {
     /// look-ups, refusals, STUN, relay). Off by default; use a private address or a firewall.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Who may use this rendezvous: `open` (any key), `enrolled` (a host registers only with a
+    /// key enrolled through an enrollment token from the console; any controller may look a
+    /// code up, the host's password decides) or `closed` (controllers need an enrolled key
+    /// too). Tokens ride in invites (`rendezvous invite --token`, or the console).
+    #[arg(long, default_value = "open")]
+    access: rendezvous::core::AccessMode,
+    /// Most relayed sessions one account's keys may hold at once, in enrolled and closed mode
+    /// (the host's account when enrolled, the controller's when closed); 0: no cap.
+    #[arg(long, default_value_t = 16)]
+    relay_sessions_per_account: usize,
     /// Serve the operator's console and HTTP API at https://ADDR (e.g. 0.0.0.0:8443). Off by
     /// default. Make the first admin with `rendezvous user add NAME`.
     #[arg(long, value_name = "ADDR")]
@@ -259,11 +273,15 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Command::Invite {
             addresses,
+            token,
             data_dir,
         }) => {
             let id = server::identity(&data_dir)
                 .with_context(|| format!("loading identity from {}", data_dir.display()))?;
-            let invite = proto::invite::Invite::new(addresses, id.fingerprint())?;
+            let mut invite = proto::invite::Invite::new(addresses, id.fingerprint())?;
+            if let Some(t) = token {
+                invite = invite.with_token(&t)?;
+            }
             eprintln!("Give peers this invite; each runs `peer join INVITE` once:");
             println!("{invite}");
             Ok(())
@@ -428,6 +446,11 @@ fn check_config(args: &RunArgs) -> anyhow::Result<()> {
         ),
         None => println!("backup-every = off"),
     }
+    println!("access = {}", cfg.access);
+    println!(
+        "relay-sessions-per-account = {}",
+        cfg.relay_sessions_per_account.unwrap_or(0)
+    );
     match console_config(args) {
         Some(c) => {
             println!("console-listen = {}", c.listen);
@@ -496,6 +519,8 @@ fn server_config(args: &RunArgs) -> anyhow::Result<server::Config> {
         quarantine: args.quarantine,
         backup_every: Some(args.backup_every).filter(|d| !d.is_zero()),
         backup_keep: args.backup_keep,
+        access: args.access,
+        relay_sessions_per_account: Some(args.relay_sessions_per_account).filter(|&n| n > 0),
     })
 }
 

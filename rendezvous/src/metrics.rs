@@ -95,6 +95,8 @@ pub fn render(s: &Snapshot, stun: &StunCounters, logins: &LoginCounters) -> Stri
             ("reason=\"connection_cap\"", r.connection_cap),
             ("reason=\"bad_request\"", r.bad_request),
             ("reason=\"banned\"", r.banned),
+            ("reason=\"not_enrolled\"", r.not_enrolled),
+            ("reason=\"account_cap\"", r.account_cap),
         ],
     );
     family(

@@ -434,6 +434,104 @@ impl Store {
         Ok(())
     }
 
+    /// Inserts or replaces an enrollment token.
+    pub fn put_token(&self, t: &crate::core::Token) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO enrollment_tokens
+             (id, secret_sha256, account, label, uses_left, expires, created, revoked)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![
+                t.id,
+                &t.secret_sha256[..],
+                t.account,
+                t.label,
+                t.uses_left,
+                to_sql_time(t.expires),
+                to_sql_time(t.created),
+                t.revoked
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn put_enrollment(&self, e: &crate::core::Enrollment) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO enrolled_keys (fingerprint, account, token_id, at)
+             VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                e.key.as_bytes().as_slice(),
+                e.account,
+                e.token_id,
+                to_sql_time(e.at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The enrollment tokens and the enrolled keys.
+    #[allow(clippy::type_complexity)]
+    pub fn load_access(
+        &self,
+    ) -> Result<(Vec<crate::core::Token>, Vec<crate::core::Enrollment>), StoreError> {
+        let bad = |why: &str| StoreError::BadRow {
+            code: "enrollment".into(),
+            why: why.into(),
+        };
+        let mut stmt = self.db.prepare(
+            "SELECT id, secret_sha256, account, label, uses_left, expires, created, revoked
+             FROM enrollment_tokens",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, u32>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, bool>(7)?,
+            ))
+        })?;
+        let mut tokens = Vec::new();
+        for row in rows {
+            let (id, hash, account, label, uses_left, expires, created, revoked) = row?;
+            tokens.push(crate::core::Token {
+                id,
+                secret_sha256: hash.try_into().map_err(|_| bad("token hash length"))?,
+                account,
+                label,
+                uses_left,
+                expires: u64::try_from(expires).unwrap_or(0),
+                created: u64::try_from(created).unwrap_or(0),
+                revoked,
+            });
+        }
+        let mut stmt = self
+            .db
+            .prepare("SELECT fingerprint, account, token_id, at FROM enrolled_keys")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut enrolled = Vec::new();
+        for row in rows {
+            let (fp, account, token_id, at) = row?;
+            let fp: [u8; 32] = fp.try_into().map_err(|_| bad("fingerprint length"))?;
+            enrolled.push(crate::core::Enrollment {
+                key: Fingerprint::from_bytes(fp),
+                account,
+                token_id,
+                at: u64::try_from(at).unwrap_or(0),
+            });
+        }
+        Ok((tokens, enrolled))
+    }
+
     /// Inserts or replaces a brokered session's record.
     pub fn put_session(&self, r: &crate::core::SessionRecord) -> Result<(), StoreError> {
         self.db.execute(

@@ -19,7 +19,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          fingerprint BLOB NOT NULL,
          until INTEGER NOT NULL
      );",
-    // 2: the operator's side (`crate::console`).
+    // 2: the operator's side (`crate::console`): host names and bans, accounts, sessions,
+    // the audit log, brokered sessions, enrollment.
     "CREATE TABLE host_meta (
          fingerprint BLOB PRIMARY KEY,
          name TEXT,
@@ -70,7 +71,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          bytes INTEGER NOT NULL DEFAULT 0,
          end_reason TEXT
      );
-     CREATE INDEX sessions_started ON sessions(started);",
+     CREATE INDEX sessions_started ON sessions(started);
+     CREATE TABLE enrollment_tokens (
+         id TEXT PRIMARY KEY,
+         secret_sha256 BLOB NOT NULL,
+         account TEXT NOT NULL,
+         label TEXT NOT NULL,
+         uses_left INTEGER NOT NULL,
+         expires INTEGER NOT NULL,
+         created INTEGER NOT NULL,
+         revoked INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE TABLE enrolled_keys (
+         fingerprint BLOB PRIMARY KEY,
+         account TEXT NOT NULL,
+         token_id TEXT NOT NULL,
+         at INTEGER NOT NULL
+     );",
 ];
 
 /// The schema version this program writes.

@@ -27,6 +27,7 @@ mod accounts;
 mod api;
 mod audit;
 mod auth;
+mod enroll;
 mod events;
 mod limiter;
 mod openapi;
@@ -376,6 +377,7 @@ pub async fn bind(
         .merge(api::routes())
         .merge(events::routes())
         .merge(sessions::routes())
+        .merge(enroll::routes())
         .merge(openapi::routes())
         .layer(axum::middleware::from_fn(pages::security_headers))
         .with_state(console);

@@ -28,6 +28,7 @@
 //! advertise now), and does not touch relay packets: the relay's hot path
 //! ([`crate::relay::serve`]) keeps its own lock on the [`Relay`] (see [`SharedRelay`]).
 
+mod access;
 mod admin;
 mod policy;
 mod sessions;
@@ -48,6 +49,7 @@ use crate::registry::{self, Expired, HostRecord, Registry};
 use crate::relay::{AllocError, Owner, Relay, RelayOffer};
 use policy::Policy;
 
+pub use access::{AccessMode, Enrollment, Token, new_token};
 pub use admin::{
     AdminError, Event, HostMeta, HostPage, HostQuery, HostView, MAX_NAME, MAX_PAGE, parse_name,
 };
@@ -126,6 +128,10 @@ pub enum Why {
     BadRequest,
     /// A registration from a key the operator banned.
     Banned,
+    /// A registration or look-up from a key that is not enrolled (or a bad enrollment token).
+    NotEnrolled,
+    /// A look-up whose account holds as many relayed sessions as it may.
+    AccountCap,
 }
 
 /// A refused request: the reason, and the answer to write.
@@ -205,6 +211,10 @@ pub enum StoreOp {
     Meta(Fingerprint, HostMeta),
     /// A brokered session began or ended (insert or replace by its id).
     Session(SessionRecord),
+    /// An enrollment token was issued or changed (used, revoked).
+    Token(Token),
+    /// A key was enrolled.
+    Enrolled(Enrollment),
 }
 
 /// An online host: the registration serving it and where it is.
@@ -241,6 +251,8 @@ pub struct Core {
     events: VecDeque<Event>,
     /// The live relayed sessions, for the operator.
     sessions: sessions::Live,
+    /// The access mode, tokens and enrolled keys.
+    access: access::Access,
     counts: Counts,
 }
 
@@ -270,6 +282,7 @@ impl Core {
             meta: HashMap::new(),
             events: VecDeque::new(),
             sessions: sessions::Live::new(rand::random()),
+            access: access::Access::default(),
             counts: Counts::default(),
         }
     }
@@ -313,7 +326,9 @@ impl Core {
     ) -> Result<Registered, Refused> {
         let new_code = self.registry.code_of(&key).is_none();
         let prefix = Prefix::of(source.ip());
-        let outcome = if self.is_banned(&key) {
+        let outcome = if let Err(refused) = self.may_register(&key) {
+            Err(refused)
+        } else if self.is_banned(&key) {
             Err(Refused::new(
                 Why::Banned,
                 Refusal::Unavailable,
@@ -429,6 +444,7 @@ impl Core {
             relay_only,
         } = lookup;
         let prefix = Prefix::of(source.ip());
+        self.may_resolve(&key)?;
         if !self.policy.allow_resolve(key, prefix, now.instant) {
             warn!(%code, controller = %key, %source, "resolve refused: over the rate limit");
             return Err(Refused::new(
@@ -446,6 +462,18 @@ impl Core {
                 format!("no host with the code {code} can be reached now"),
             ));
         };
+        let account = self.relay_account(&rec.fingerprint, &key);
+        if let (Some(account), Some(cap)) = (&account, self.access.relay_cap)
+            && self.relay.is_some()
+            && self.sessions.live_of(account) >= cap
+        {
+            warn!(%code, controller = %key, %account, "resolve refused: the account's relay cap");
+            return Err(Refused::new(
+                Why::AccountCap,
+                Refusal::Busy,
+                "this account holds as many relayed sessions as it may; end one or try later",
+            ));
+        }
         let tickets = match (&self.relay, ports.relay) {
             (Some(relay), Some(port)) => {
                 let mut relay = lock(relay);
@@ -496,7 +524,7 @@ impl Core {
         } else {
             Vec::new()
         };
-        self.session_started(now, relay_id, (code, host_key), (key, source));
+        self.session_started(now, relay_id, (code, host_key), (key, source), account);
         Ok(Resolution {
             answer: ServerMsg::Resolved {
                 host: host_key,

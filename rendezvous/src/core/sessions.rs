@@ -34,6 +34,8 @@ pub struct SessionRecord {
     pub bytes: u64,
     /// Why it ended: "idle", "unbound" (a side never came), "ended by operator".
     pub end_reason: Option<&'static str>,
+    /// The account whose relay cap it counts against (an enrolled or closed rendezvous).
+    pub account: Option<String>,
 }
 
 /// What the core keeps of live relayed sessions, by relay session id.
@@ -51,6 +53,14 @@ impl Live {
             boot,
         }
     }
+
+    /// Live relayed sessions counted against `account`.
+    pub(super) fn live_of(&self, account: &str) -> usize {
+        self.by_relay_id
+            .values()
+            .filter(|r| r.account.as_deref() == Some(account))
+            .count()
+    }
 }
 
 impl Core {
@@ -61,6 +71,7 @@ impl Core {
         relay_id: Option<u64>,
         (code, host): (AccessCode, Fingerprint),
         (controller, controller_addr): (Fingerprint, SocketAddr),
+        account: Option<String>,
     ) {
         let n = relay_id.unwrap_or(self.next_push);
         let rec = SessionRecord {
@@ -78,6 +89,7 @@ impl Core {
             ended: None,
             bytes: 0,
             end_reason: None,
+            account,
         };
         self.store.push_back(StoreOp::Session(rec.clone()));
         self.events.push_back(Event::Session(rec.id.clone()));

@@ -26,6 +26,10 @@ pub struct Refusals {
     pub bad_request: u64,
     /// Registrations of banned keys.
     pub banned: u64,
+    /// Registrations, look-ups and enrollments of keys that are not enrolled.
+    pub not_enrolled: u64,
+    /// Look-ups over their account's relay cap.
+    pub account_cap: u64,
 }
 
 impl Refusals {
@@ -42,6 +46,8 @@ impl Refusals {
             Why::ConnectionCap => &mut self.connection_cap,
             Why::BadRequest => &mut self.bad_request,
             Why::Banned => &mut self.banned,
+            Why::NotEnrolled => &mut self.not_enrolled,
+            Why::AccountCap => &mut self.account_cap,
         };
         *n += 1;
     }
@@ -60,6 +66,8 @@ impl Refusals {
             connection_cap,
             bad_request,
             banned,
+            not_enrolled,
+            account_cap,
         } = *self;
         register_rate_limited
             + no_free_code
@@ -72,6 +80,8 @@ impl Refusals {
             + connection_cap
             + bad_request
             + banned
+            + not_enrolled
+            + account_cap
     }
 }
 

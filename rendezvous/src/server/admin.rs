@@ -9,7 +9,8 @@ use proto::AccessCode;
 
 use super::State;
 use crate::core::{
-    AdminError, Event, HostPage, HostQuery, HostView, Now, SessionRecord, Snapshot, lock,
+    AccessMode, AdminError, Event, HostPage, HostQuery, HostView, Now, SessionRecord, Snapshot,
+    Token, lock,
 };
 use crate::relay::SessionView;
 
@@ -72,6 +73,26 @@ impl Admin {
     /// Ends a live session (its relay session closes at once); whether it was live.
     pub fn end_session(&self, id: &str) -> bool {
         self.0.with(|s| s.core.end_session(Now::system(), id))
+    }
+
+    /// Issues an enrollment token.
+    pub fn add_token(&self, token: Token) {
+        self.0.with(|s| s.core.add_token(token));
+    }
+
+    /// Revokes a token; whether it was live.
+    pub fn revoke_token(&self, id: &str) -> bool {
+        self.0.with(|s| s.core.revoke_token(id))
+    }
+
+    /// Every enrollment token, newest first.
+    pub fn tokens(&self) -> Vec<Token> {
+        lock(&self.0.shared).core.tokens()
+    }
+
+    /// The access mode.
+    pub fn access_mode(&self) -> AccessMode {
+        lock(&self.0.shared).core.access_mode()
     }
 
     /// Events from now on (a receiver that falls more than the backlog behind is told it lagged).

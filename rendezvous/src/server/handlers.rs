@@ -142,6 +142,10 @@ async fn handle_stream(
             });
             answer_once(&mut send, &answer).await;
         }
+        ClientMsg::Enroll { token } => {
+            let answer = state.with(|s| s.core.enroll(Now::system(), fp, remote, &token));
+            answer_once(&mut send, &answer).await;
+        }
     }
 }
 

@@ -56,6 +56,10 @@ pub struct Config {
     /// newest `backup_keep`.
     pub backup_every: Option<Duration>,
     pub backup_keep: usize,
+    /// Who may register and look codes up.
+    pub access: crate::core::AccessMode,
+    /// Most relayed sessions one account's keys may hold at once (enrolled and closed modes).
+    pub relay_sessions_per_account: Option<usize>,
 }
 
 impl Config {
@@ -70,6 +74,8 @@ impl Config {
             relay: None,
             backup_every: None,
             backup_keep: 48,
+            access: crate::core::AccessMode::Open,
+            relay_sessions_per_account: None,
         }
     }
 }
@@ -166,6 +172,8 @@ impl State {
                 StoreOp::Expired(expired) => store.apply(expired),
                 StoreOp::Meta(key, meta) => store.set_meta(key, meta),
                 StoreOp::Session(record) => store.put_session(record),
+                StoreOp::Token(token) => store.put_token(token),
+                StoreOp::Enrolled(e) => store.put_enrollment(e),
             };
             if let Err(e) = written {
                 warn!("{e}");
@@ -291,6 +299,10 @@ impl Server {
         store.close_dangling_sessions(crate::core::Now::system().unix)?;
         let mut core = Core::new(registry, relay.clone(), rand::random());
         core.extend_meta(store.load_meta()?);
+        let (tokens, enrolled) = store.load_access()?;
+        core.extend_access(tokens, enrolled);
+        core.set_access(config.access);
+        core.set_account_relay_cap(config.relay_sessions_per_account);
         Ok(Self {
             endpoint,
             stun_counters: Arc::default(),
