@@ -19,13 +19,25 @@ fn main() -> anyhow::Result<()> {
     let rt = || tokio::runtime::Runtime::new().context("starting the async runtime");
     match cli.command {
         Command::Host(args) => rt()?.block_on(run_host(args)),
-        Command::Connect(args) if args.headless => rt()?.block_on(run_connect(args)),
+        Command::Connect(args) if args.code.is_none() && args.headless => {
+            bail!("--headless needs the host's code: peer connect CODE --headless")
+        }
+        Command::Connect(args) if args.headless => {
+            let password = read_password(&args)?;
+            rt()?.block_on(run_connect(args, password))
+        }
         #[cfg(feature = "viewer")]
-        Command::Connect(args) => run_connect_window(args),
+        Command::Connect(args) => {
+            let Some((args, password)) = connect_details(args)? else {
+                return Ok(());
+            };
+            run_connect_window(args, password)
+        }
         #[cfg(not(feature = "viewer"))]
         Command::Connect(_) => anyhow::bail!(
             "this peer was built without its viewer window (feature `viewer`): use --headless"
         ),
+        Command::Ui { kind } => ui_command(kind),
         Command::Password(cmd) => password_command(cmd),
         Command::Service(cmd) => service_command(cmd),
         Command::Join {
@@ -108,13 +120,87 @@ async fn join(invite: &str, path: &std::path::Path, no_check: bool) -> anyhow::R
     Ok(())
 }
 
+/// `peer ui KIND`: one of the windows, in this process (started by `peer host` or `peer
+/// connect`; see `peer::ui`).
+fn ui_command(kind: UiKind) -> anyhow::Result<()> {
+    #[cfg(feature = "viewer")]
+    {
+        use peer::ui;
+        match kind {
+            UiKind::Prompt => ui::prompt::run_stdio(),
+            UiKind::Indicator => ui::indicator::run_stdio(),
+            UiKind::Connect => ui::connect::run_stdio(),
+        }
+        .map_err(Into::into)
+    }
+    #[cfg(not(feature = "viewer"))]
+    {
+        let _ = kind;
+        bail!("this peer was built without windows (feature `viewer`)")
+    }
+}
+
+#[cfg(feature = "viewer")]
+/// The code and password of `peer connect`: from the command line and the terminal, or, with
+/// no code given, from the connect window (`peer ui connect`, a child process: the viewer's
+/// window needs this process's one event loop). `None` if the user closed the window.
+fn connect_details(mut args: ConnectArgs) -> anyhow::Result<Option<(ConnectArgs, Option<String>)>> {
+    if args.code.is_some() {
+        let password = read_password(&args)?;
+        return Ok(Some((args, password)));
+    }
+    let known = peer::controller::known::KnownHosts::load(&args.common.data_dir)?;
+    let request = peer::ui::ConnectRequest {
+        recent: known.recent(8),
+        now: unix_now(),
+    };
+    let mut child =
+        std::process::Command::new(std::env::current_exe().context("locating this program")?)
+            .args(["ui", "connect"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("opening the connect window")?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().context("the window's stdin")?;
+        stdin.write_all(peer::ui::line(&request).as_bytes())?;
+    }
+    let mut line = String::new();
+    {
+        use std::io::{BufRead, Read};
+        let stdout = child.stdout.take().context("the window's stdout")?;
+        std::io::BufReader::new(stdout.take(peer::ui::MAX_LINE as u64 + 1)).read_line(&mut line)?;
+    }
+    let status = child.wait()?;
+    if line.is_empty() {
+        if status.success() {
+            return Ok(None); // closed without connecting
+        }
+        bail!("the connect window failed ({status})");
+    }
+    let reply: peer::ui::ConnectReply = peer::ui::parse_reply(&line)?;
+    args.code = Some(reply.code.parse().context("the code typed in the window")?);
+    if reply.save_as.is_some() {
+        args.save_as = reply.save_as;
+    }
+    let password = Some(reply.password).filter(|p| !p.is_empty());
+    Ok(Some((args, password)))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[cfg(feature = "viewer")]
 /// `peer connect` with the viewer window: the window owns the main thread (winit needs it); the
 /// session runs on a tokio runtime in another thread and feeds the window through its sink.
-fn run_connect_window(args: ConnectArgs) -> anyhow::Result<()> {
-    let password = read_password(&args)?;
+fn run_connect_window(args: ConnectArgs, password: Option<String>) -> anyhow::Result<()> {
+    let code = args.code.context("no code")?;
     let (viewer, sink) = peer::viewer::Viewer::new(peer::viewer::ViewerOptions {
-        title: args.code.to_string(),
+        title: code.to_string(),
         any_thread: false,
     })?;
     let (input_tx, input_rx) = tokio::sync::mpsc::channel(1024);
@@ -147,7 +233,21 @@ fn run_connect_window(args: ConnectArgs) -> anyhow::Result<()> {
                         })),
                         input: Some(input_rx),
                         requests: Some(request_rx),
-                        on_notice: Some(Box::new(|n| println!("{n}"))),
+                        on_notice: Some({
+                            let sink = sink.clone();
+                            Box::new(move |n| {
+                                println!("{n}");
+                                match n {
+                                    controller::HostNotice::Asking { .. } => {
+                                        sink.state("waiting for the host's user");
+                                    }
+                                    controller::HostNotice::Granted(p) if !p.input => {
+                                        sink.state("view only");
+                                    }
+                                    _ => {}
+                                }
+                            })
+                        }),
                         stop: Some(stop_rx),
                     };
                     session(args, password, hooks).await
@@ -235,6 +335,43 @@ async fn run_host(mut args: HostArgs) -> anyhow::Result<()> {
             }
         }
     };
+    let mode: peer::approve::Approval = args
+        .approve
+        .map(Into::into)
+        .or(file.host.approve)
+        .unwrap_or_default();
+    let timeout = args
+        .approve_timeout
+        .or(file.host.approve_timeout_secs.map(Duration::from_secs))
+        .unwrap_or(peer::approve::DEFAULT_TIMEOUT);
+    let display = args
+        .display
+        .clone()
+        .or_else(|| std::env::var("DISPLAY").ok().filter(|d| !d.is_empty()));
+    let ui = cfg!(feature = "viewer")
+        .then(|| host::UiCommand::this_program(display.clone()))
+        .filter(|_| display.is_some() || !cfg!(target_os = "linux"));
+    if mode.asks_user() && ui.is_none() {
+        if cfg!(feature = "viewer") {
+            bail!(
+                "--approve {mode} asks the host's user in a window, and there is no display: \
+                 give --display (or DISPLAY), or use --approve password"
+            );
+        }
+        bail!(
+            "--approve {mode} asks the host's user in a window, and this peer was built \
+             without windows (feature `viewer`): use --approve password"
+        );
+    }
+    let attended = host::Attended {
+        mode,
+        timeout,
+        indicator: !args.no_indicator && ui.is_some(),
+        ui,
+    };
+    if mode != peer::approve::Approval::Password {
+        tracing::info!(%mode, timeout = ?attended.timeout, "the host's user accepts each controller");
+    }
     let handle = host::start(host::HostConfig {
         rendezvous,
         rendezvous_fingerprint,
@@ -250,6 +387,7 @@ async fn run_host(mut args: HostArgs) -> anyhow::Result<()> {
             ContentKind::Camera => Some(codec::ContentType::Camera),
         },
         input,
+        attended,
     })
     .await
     .with_context(|| {
@@ -273,7 +411,12 @@ async fn run_host(mut args: HostArgs) -> anyhow::Result<()> {
             {
                 println!("code: {code}");
             }
+            let prompt_only = mode == peer::approve::Approval::Prompt;
             match &s.password {
+                _ if prompt_only && shown.is_some() => {}
+                _ if prompt_only => {
+                    println!("no password: you accept or deny each controller in a window");
+                }
                 Some(pw) => println!("password: {pw}"),
                 None if shown.is_none() => println!("password: the fixed one (peer password set)"),
                 None => {}
@@ -311,12 +454,42 @@ async fn shutdown_signal() {
     }
 }
 
-fn read_password(args: &ConnectArgs) -> anyhow::Result<String> {
-    if args.password_stdin {
-        return read_stdin_line();
+/// The host's password: `None` with --no-password, or an empty line on the terminal (a host
+/// whose user accepts each controller).
+fn read_password(args: &ConnectArgs) -> anyhow::Result<Option<String>> {
+    if args.no_password {
+        return Ok(None);
     }
-    rpassword::prompt_password(format!("password for {}: ", args.code))
-        .context("reading the password from the terminal (use --password-stdin in scripts)")
+    if args.password_stdin {
+        return read_stdin_line().map(Some);
+    }
+    let code = args.code.map(|c| c.to_string()).unwrap_or_default();
+    let typed = rpassword::prompt_password(format!(
+        "password for {code} (empty if the host's user accepts instead): "
+    ))
+    .context("reading the password from the terminal (use --password-stdin in scripts)")?;
+    Ok(Some(typed).filter(|p| !p.is_empty()))
+}
+
+/// The name this controller declares: `--name`, else the configuration file's, else
+/// user@hostname.
+fn controller_name(args: &ConnectArgs, file: &peer::config::Config) -> String {
+    if let Some(name) = args.name.clone().or(file.controller.name.clone()) {
+        return name;
+    }
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "someone".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty());
+    match host {
+        Some(host) => format!("{user}@{host}"),
+        None => user,
+    }
 }
 
 /// The first line of standard input, without its line ending.
@@ -371,8 +544,7 @@ fn password_command(cmd: PasswordCommand) -> anyhow::Result<()> {
 }
 
 /// `peer connect --headless`: stats on the terminal.
-async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
-    let password = read_password(&args)?;
+async fn run_connect(args: ConnectArgs, password: Option<String>) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -391,11 +563,13 @@ async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
 /// writes `--stats-json`.
 async fn session(
     args: ConnectArgs,
-    password: String,
+    password: Option<String>,
     mut hooks: controller::Hooks,
 ) -> anyhow::Result<()> {
-    let (rendezvous, rendezvous_fingerprint) =
-        args.common.rendezvous(&args.common.config()?).await?;
+    let code = args.code.context("no code")?;
+    let file = args.common.config()?;
+    let (rendezvous, rendezvous_fingerprint) = args.common.rendezvous(&file).await?;
+    let name = controller_name(&args, &file);
     let duration = match args.duration {
         Some(d) if !(d.is_finite() && d > 0.0) => {
             bail!("--duration must be a positive number of seconds")
@@ -416,8 +590,9 @@ async fn session(
     }
     let report = controller::run(
         controller::ConnectConfig {
-            code: args.code,
+            code,
             password,
+            name,
             rendezvous,
             rendezvous_fingerprint,
             data_dir: args.common.data_dir,
@@ -431,11 +606,15 @@ async fn session(
             },
             decoder: controller::DecoderMode::this_program(),
             accept_new_key: args.accept_new_key,
+            save_as: args.save_as,
         },
         hooks,
     )
     .await
-    .with_context(|| format!("session with {}", args.code))?;
+    .with_context(|| format!("session with {code}"))?;
+    if let Some(why) = &report.ended_by_host {
+        println!("the host ended the session: {why}");
+    }
     println!(
         "session over: {} frames decoded, {:.1} fps, {:.2} Mbit/s, latency p50 {} ms, path {} ({} changes)",
         report.frames_decoded,
