@@ -454,6 +454,12 @@ async fn session(
         }
     };
     let result = session_end.await;
+    // Whether the host had closed the connection when the session ended (whichever stream
+    // noticed first, and however it said so): before this side closes it too.
+    let host_closed = match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(close)) => Some(close),
+        _ => None,
+    };
     let _ = wire::write_msg(
         &mut ctl_send,
         &ControlMsg::Goodbye {
@@ -479,17 +485,17 @@ async fn session(
     let mut report = report;
     report.permissions = Some(permissions);
     report.ended_by_host = crate::lock(&ended_by_host).take();
-    match result {
-        Ok(()) => Ok(report),
+    match (result, host_closed) {
+        (Ok(()), _) => Ok(report),
         // The host ending the session is a normal end.
-        Err(Error::Connection(quinn::ConnectionError::ApplicationClosed(close))) => {
+        (Err(_), Some(close)) => {
             if report.ended_by_host.is_none() && close.reason.as_ref() != b"session over" {
                 let reason = crate::text::printable(&String::from_utf8_lossy(&close.reason));
                 report.ended_by_host = Some(reason);
             }
             Ok(report)
         }
-        Err(e) => Err(e),
+        (Err(e), None) => Err(e),
     }
 }
 

@@ -210,12 +210,17 @@ pub(super) async fn serve(
         Ok(_) => (0, b"session over"),
         Err(_) => (1, b"session failed"),
     };
+    let ending = Instant::now();
     quic::close_and_flush(conn, code, reason, Duration::from_millis(500)).await;
+    let closed = ending.elapsed();
     // The pipeline stops at its next command check; the input tasks end with the connection,
     // and the input thread then releases whatever is held.
     let _ = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
         media.stop();
+        let media = t.elapsed();
         let _ = input_thread.join();
+        debug!(?closed, ?media, input = ?t.elapsed() - media, "session torn down");
     })
     .await;
     shared.status.send_modify(|s| s.in_session = false);
