@@ -4,8 +4,8 @@
 //! them with screenshots and drives them with xdotool as the host's user would, while an
 //! in-process controller connects through a rendezvous with relay. Checked: accepting (Enter)
 //! lets input in; ending from the indicator ends the session on both sides within 1 s
-//! (measured); denying (click) and accepting view-only (untick, click); no answer, Escape and a
-//! killed window process deny.
+//! (measured); denying (click) and accepting view-only (untick, click), where a killed
+//! indicator leaves the session running; no answer, Escape and a killed prompt process deny.
 
 #![cfg(all(unix, not(target_os = "macos")))]
 
@@ -245,6 +245,22 @@ async fn gone(d: &VirtualDisplay, title: &str) {
     }
 }
 
+/// Kills the process that owns window `id` (its `_NET_WM_PID`, which winit sets).
+fn kill_window_process(d: &VirtualDisplay, id: &str) {
+    let pid = d
+        .command("xdotool")
+        .args(["getwindowpid", id])
+        .output()
+        .expect("xdotool");
+    let pid = String::from_utf8_lossy(&pid.stdout).trim().to_owned();
+    assert!(!pid.is_empty(), "the window names its process");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// The audit log's last line.
 fn last_audit(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("host").join(host::audit::FILE_NAME))
@@ -358,6 +374,9 @@ async fn denying_and_accepting_view_only_in_the_window() {
     click(&d, geometry, prompt::INPUT);
     click(&d, geometry, prompt::ACCEPT);
     ctl.wait_notice("your input is not sent (view only)").await;
+    // The indicator's process dies: logged, and the session goes on to its end.
+    let (id, _) = window(&d, indicator::TITLE_TEXT).await;
+    kill_window_process(&d, &id);
     for x in 0..20 {
         let _ = ctl
             .input
@@ -378,6 +397,11 @@ async fn denying_and_accepting_view_only_in_the_window() {
         "input performed: {:?}",
         backend.events()
     );
+    assert_eq!(
+        report.ended_by_host, None,
+        "the session outlived its indicator"
+    );
+    assert!(report.duration_s >= 2.9, "{}", report.duration_s);
     let audit = last_audit(dir.path());
     assert_eq!(audit["asked"], "accepted (view only)");
     assert_eq!(audit["permissions"]["input"], false);
@@ -419,19 +443,8 @@ async fn no_answer_escape_and_a_killed_window_all_deny() {
     // The window's process is killed: a denial, at once.
     let ctl = connect(&rv, &host, (dir.path(), 7), None, None);
     let (id, _) = window(&d, prompt::TITLE_TEXT).await;
-    let pid = d
-        .command("xdotool")
-        .args(["getwindowpid", &id])
-        .output()
-        .expect("xdotool");
-    let pid = String::from_utf8_lossy(&pid.stdout).trim().to_owned();
-    assert!(!pid.is_empty(), "the window names its process");
     let killed = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    kill_window_process(&d, &id);
     let err = ctl.result().await.expect_err("denied");
     assert!(err.to_string().contains("could not ask its user"), "{err}");
     assert!(
