@@ -154,11 +154,16 @@ fn run_connect_window(args: ConnectArgs, password: Option<String>) -> anyhow::Re
                     });
                     let frames = sink.clone();
                     let ticks = sink.clone();
+                    // The title says "view only" for a session the host granted no input.
+                    let view_only = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let shown_view_only = view_only.clone();
                     let hooks = controller::Hooks {
                         on_frame: Some(Box::new(move |_, f| frames.frame(f))),
                         on_tick: Some(Box::new(move |t| {
                             println!("{t}");
-                            ticks.state("connected");
+                            let view_only =
+                                shown_view_only.load(std::sync::atomic::Ordering::Relaxed);
+                            ticks.state(if view_only { "view only" } else { "connected" });
                             ticks.tick(t);
                         })),
                         input: Some(input_rx),
@@ -172,6 +177,7 @@ fn run_connect_window(args: ConnectArgs, password: Option<String>) -> anyhow::Re
                                         sink.state("waiting for the host's user");
                                     }
                                     controller::HostNotice::Granted(p) if !p.input => {
+                                        view_only.store(true, std::sync::atomic::Ordering::Relaxed);
                                         sink.state("view only");
                                     }
                                     _ => {}

@@ -9,7 +9,12 @@
 //!
 //! What it adds to the password proof: a rendezvous that hands out another key for a known code
 //! (hostile, or fooled) is caught before any password is tried, instead of after. A key is
-//! remembered only once the session is authenticated, so a failed attempt never replaces one.
+//! remembered only once the session is admitted, so a failed attempt never replaces one. A host
+//! that asks its user instead of a password (`--approve prompt`) proves nothing about its key:
+//! its key is remembered all the same once the user accepted (trust on first use, as SSH does),
+//! so that the next time the controller can say whether the rendezvous still names the same
+//! key, and a later password session to the real host exposes a key first given by someone in
+//! the middle.
 //! What it does not do: vouch for a code seen for the first time (that is what the password
 //! proof is for).
 

@@ -206,6 +206,11 @@ async fn bounded_line<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Option<Strin
         .map_err(|_| "a line that is not UTF-8".into())
 }
 
+/// How long after the session's start the indicator opens: a window process starting its
+/// renderer takes a few hundred milliseconds of CPU, which on a 2-core machine would otherwise
+/// delay the session's first key frame.
+const INDICATOR_DELAY: Duration = Duration::from_millis(300);
+
 /// A running session's indicator window: [`Self::end_requested`] resolves when the host's user
 /// clicks "End session". Dropping it closes the window.
 pub(super) struct Indicator {
@@ -234,6 +239,7 @@ impl Indicator {
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
+            tokio::time::sleep(INDICATOR_DELAY).await;
             match run_indicator(&ui, &request, view, tx).await {
                 Ok(()) => {}
                 Err(why) => warn!("the session indicator is gone ({why}); the session goes on"),
