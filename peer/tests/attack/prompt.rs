@@ -1,4 +1,4 @@
-//! A host in `--approve prompt` mode (no password: its user accepts or denies each controller)
+//! Part of the attack suite (`attack.rs`), in a file of its own: a host in `--approve prompt` mode (no password: its user accepts or denies each controller)
 //! as a stranger sees it: a raw client that keeps connecting without any password cannot put
 //! more questions in front of the host's user than the limits allow (one at a time, a burst
 //! of `approve::PROMPT_BURST` and then one per `PROMPT_EVERY`), and gets no input through
@@ -13,9 +13,8 @@ use peer::approve::{Approval, PROMPT_BURST};
 use peer::host::{Attended, UiCommand};
 use proto::session::ControlMsg;
 
-mod common;
-use common::raw::{Attacker, hello, input_frame, read_raw};
-use common::{start_host, start_rendezvous_without_relay, synthetic_host};
+use super::common::raw::{Attacker, hello, input_frame, read_raw};
+use super::common::{start_host, start_rendezvous_without_relay, synthetic_host};
 
 /// What the stand-in window does: note that it was started, wait a second (so questions
 /// overlap), then "accept" with a field no acceptance has, and wait for the host to close it.
