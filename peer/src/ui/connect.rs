@@ -6,6 +6,9 @@
 //!
 //! The code is checked (`AccessCode`, with its check digit) before the window closes; a wrong
 //! one is said in the window. Tab moves between the fields.
+//!
+//! What it does not do: connect, or write the known hosts (`peer connect` does both with what
+//! it printed); the password leaves it only on that one line to its parent.
 
 use std::time::Instant;
 

@@ -6,6 +6,9 @@
 //! Clicking the button prints one [`IndicatorReply::End`] line and exits; the host then ends the
 //! session. The host closing stdin (the session is over) closes the window. Closing the window
 //! otherwise does not end the session: the host logs that its indicator is gone.
+//!
+//! What it does not do: end anything itself, or know about the session beyond the lines the
+//! host writes (the path it shows is the host's route's, as the host reports it).
 
 use std::time::Instant;
 

@@ -7,6 +7,10 @@
 //! The layout and what clicks and keys do are plain data ([`Prompt`], tested without a
 //! window); `dialog` runs it. It prints one [`PromptReply`] line and exits; closing the window,
 //! the countdown ending or the host going away (stdin closed) is a denial.
+//!
+//! What it does not do: decide. The host takes the printed line as one input to
+//! `approve::Prompts`, which keeps its own deadline, and treats anything but a well-formed
+//! answer as a denial.
 
 use std::time::{Duration, Instant};
 
