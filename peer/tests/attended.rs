@@ -227,8 +227,10 @@ fn click(d: &VirtualDisplay, geometry: (i32, i32, u32, u32), r: Rect) {
     xdotool(d, &["mousemove", "--sync", &x, &y, "click", "1"]);
 }
 
-/// Presses `key` in window `id`.
+/// Presses `key` in window `id`, once the prompt takes keys (`prompt::KEY_GRACE` after it
+/// opened; the window was found when it opened).
 fn key(d: &VirtualDisplay, id: &str, key: &str) {
+    std::thread::sleep(prompt::KEY_GRACE);
     xdotool(d, &["windowfocus", "--sync", id]);
     xdotool(d, &["key", key]);
 }

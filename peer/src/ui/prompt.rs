@@ -2,7 +2,8 @@
 //! controller's key fingerprint, short and whole, and its self-declared name, marked as such),
 //! from where, whether it proved the password, the permissions to grant (input, clipboard,
 //! files; viewing is always granted), a countdown after which it denies by itself, and the two
-//! buttons (Enter accepts, Escape denies).
+//! buttons (Enter accepts, Escape denies; keys count only from a second after it opened, so
+//! someone typing elsewhere cannot accept by accident).
 //!
 //! The layout and what clicks and keys do are plain data ([`Prompt`], tested without a
 //! window); `dialog` runs it. It prints one [`PromptReply`] line and exits; closing the window,
@@ -32,12 +33,16 @@ pub const FILES: Rect = Rect::new(20, 266, 300, 20);
 pub const KEY_TEXT: Rect = Rect::new(120, 76, 200, 20);
 /// The window's title (tests find the window by it).
 pub const TITLE_TEXT: &str = "quicdesk: accept this connection?";
+/// Keys are ignored this long after the window opens: someone typing elsewhere when it pops
+/// up must not accept (Enter) by accident.
+pub const KEY_GRACE: Duration = Duration::from_secs(1);
 
 /// The prompt's state.
 #[derive(Debug, Clone)]
 pub struct Prompt {
     request: PromptRequest,
     short: String,
+    opened: Instant,
     deadline: Instant,
     permissions: Permissions,
 }
@@ -50,6 +55,7 @@ impl Prompt {
             .map(|f| crate::approve::short_fingerprint(&f))
             .unwrap_or_else(|_| "(not a key)".into());
         Self {
+            opened: now,
             deadline: now + Duration::from_millis(request.timeout_ms),
             request,
             short,
@@ -164,7 +170,10 @@ impl Dialog for Prompt {
         None
     }
 
-    fn key(&mut self, key: Key, _now: Instant) -> Option<PromptReply> {
+    fn key(&mut self, key: Key, now: Instant) -> Option<PromptReply> {
+        if now < self.opened + KEY_GRACE {
+            return None;
+        }
         match key {
             Key::Enter => Some(self.accept()),
             Key::Escape => Some(PromptReply::Deny),
@@ -244,12 +253,15 @@ mod tests {
                 files: false
             })
         );
-        assert_eq!(p.key(Key::Escape, t0), Some(PromptReply::Deny));
+        // Keys right after the window opened are someone typing elsewhere.
+        assert_eq!(p.key(Key::Enter, t0), None);
+        let later = t0 + KEY_GRACE;
+        assert_eq!(p.key(Key::Escape, later), Some(PromptReply::Deny));
         assert_eq!(
-            p.key(Key::Enter, t0),
+            p.key(Key::Enter, later),
             Some(PromptReply::accept(p.permissions()))
         );
-        assert_eq!(p.key(Key::Text("y".into()), t0), None);
+        assert_eq!(p.key(Key::Text("y".into()), later), None);
         let (out, next) = p.tick(t0 + Duration::from_millis(200));
         assert_eq!(out, None);
         assert_eq!(next, Some(t0 + Duration::from_secs(1)));
