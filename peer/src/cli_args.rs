@@ -15,12 +15,15 @@ use proto::AccessCode;
 ///
 /// First, once on each machine: `peer join INVITE`, with the invite the rendezvous's operator
 /// gave you (`rendezvous invite`). On the machine to be controlled run `peer host`; it prints a
-/// code and a one-time password. On the controlling machine run `peer connect CODE` and give
-/// that password. For unattended access set a fixed password once with `peer password set`.
+/// code and a one-time password. On the controlling machine run `peer connect CODE` (or `peer
+/// connect` for a window with your recent hosts) and give that password. For unattended access
+/// set a fixed password once with `peer password set`; for a host whose user accepts each
+/// controller in a window, `peer host --approve prompt` (no password) or `--approve both`.
 ///
 /// Settings come from the command line, then QUICDESK_* environment variables, then the
 /// configuration file (`config.toml` in the data directory; `peer join` writes its rendezvous
-/// part, and a `[host]` table may set fps, bitrate_kbps, display and monitor), then defaults.
+/// part, a `[host]` table may set fps, bitrate_kbps, display, monitor, approve and
+/// approve_timeout_secs, and a `[controller]` table name), then defaults.
 #[derive(Parser, Debug)]
 #[command(version)]
 pub struct Cli {
@@ -32,7 +35,8 @@ pub struct Cli {
 pub enum Command {
     /// Share this machine: register a code with the rendezvous and accept a controller.
     Host(HostArgs),
-    /// View and control a host, given its code.
+    /// View and control a host, given its code (without one, a window asks for it and lists
+    /// recent hosts).
     ///
     /// In the window, Ctrl+Alt+Shift+N (N from 1 to 9) asks the host to share its monitor
     /// number N-1 in `peer host --list-monitors`; the window takes the new monitor's size, and a
@@ -63,6 +67,45 @@ pub enum Command {
         #[arg(long)]
         no_check: bool,
     },
+    /// The windows' process (started by `peer host` and `peer connect` themselves): reads one
+    /// JSON request on stdin, answers on stdout.
+    #[command(hide = true)]
+    Ui {
+        #[arg(value_enum)]
+        kind: UiKind,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UiKind {
+    Prompt,
+    Indicator,
+    Connect,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApproveArg {
+    /// The controller proves the password; nobody is asked.
+    Password,
+    /// No password: the host's user accepts or denies each controller in a window, which shows
+    /// the controller's key fingerprint and its self-declared name. Without a password the
+    /// controller's only assurance that this is the host it meant is the rendezvous's word
+    /// (and its known hosts), so a hostile rendezvous could sit in the middle: the fingerprint
+    /// in the window is what the host's user checks (ask the controller's user to read theirs
+    /// out). The session is still end-to-end encrypted to the controller's key.
+    Prompt,
+    /// The password first, then the host's user accepts or denies.
+    Both,
+}
+
+impl From<ApproveArg> for peer::approve::Approval {
+    fn from(a: ApproveArg) -> Self {
+        match a {
+            ApproveArg::Password => Self::Password,
+            ApproveArg::Prompt => Self::Prompt,
+            ApproveArg::Both => Self::Both,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -243,19 +286,53 @@ pub struct HostArgs {
     /// (tests, auditing).
     #[arg(long)]
     pub input_log: Option<PathBuf>,
+    /// How a controller gets in: `password` (the default), `prompt` (the host's user accepts
+    /// or denies in a window: no password, see the security note in `--help`) or `both` (the
+    /// password, then the user). The window shows the controller's key fingerprint, its
+    /// self-declared name and where it comes from, and lets the user grant view only, input,
+    /// clipboard or files (clipboard and files have nothing to gate yet). At most one window
+    /// at a time, a few a minute at most; no answer in time denies [default: the
+    /// configuration file's host.approve, else password].
+    ///
+    /// Security: with `prompt`, nothing proves to the controller that it reached the host it
+    /// meant but the rendezvous's word and its known hosts; a hostile rendezvous could put
+    /// itself in the middle, and the host's user's defence is the controller's fingerprint in
+    /// the window. The session stays end-to-end encrypted to the pinned keys.
+    #[arg(long, env = "QUICDESK_APPROVE", value_enum)]
+    pub approve: Option<ApproveArg>,
+    /// How long the host's user has to answer before the host denies [default: 30s, or the
+    /// configuration file's host.approve_timeout_secs].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub approve_timeout: Option<Duration>,
+    /// No session indicator window (who is connected, the path, "End session") on the host's
+    /// display.
+    #[arg(long)]
+    pub no_indicator: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct ConnectArgs {
-    /// The host's code, e.g. ISR-48213370.
-    pub code: AccessCode,
+    /// The host's code, e.g. ISR-48213370. Without it a window asks for the code and the
+    /// password and lists the hosts connected to before.
+    pub code: Option<AccessCode>,
     #[command(flatten)]
     pub common: Common,
     /// Read the host's password from the first line of standard input (scripts). Without it
     /// the password is asked for on the terminal, without echo. It is never taken from the
     /// command line, where other users of the machine could see it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_password")]
     pub password_stdin: bool,
+    /// Give no password: for a host whose user accepts each controller (`peer host --approve
+    /// prompt`). On the terminal, an empty password means the same.
+    #[arg(long)]
+    pub no_password: bool,
+    /// The name the host's user sees beside this controller's key (self-declared, and shown
+    /// as such) [default: the configuration file's controller.name, else user@hostname].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Remember the host under this name in the recent hosts (known hosts), once connected.
+    #[arg(long)]
+    pub save_as: Option<String>,
     /// No window: print stats each second (the only mode of a build without the `viewer`
     /// feature).
     #[arg(long)]

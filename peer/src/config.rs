@@ -12,6 +12,11 @@
 //! bitrate_kbps = 4000   # the most the video uses (it adapts to the path below that)
 //! display = ":0"        # X display to share
 //! monitor = 1           # monitor to share, as `peer host --list-monitors` numbers them
+//! approve = "password"  # or "prompt" (the host's user accepts, no password) or "both"
+//! approve_timeout_secs = 30   # how long the host's user has to answer
+//!
+//! [controller]
+//! name = "ann@desk"     # the name the host's user sees (self-declared; default user@hostname)
 //! ```
 //!
 //! Every setting may be left out. Precedence: the command line, then the environment
@@ -43,6 +48,23 @@ pub struct Config {
     pub rendezvous: Option<Rendezvous>,
     #[serde(default, skip_serializing_if = "HostSettings::is_empty")]
     pub host: HostSettings,
+    #[serde(default, skip_serializing_if = "ControllerSettings::is_empty")]
+    pub controller: ControllerSettings,
+}
+
+/// The controller's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerSettings {
+    /// The name the host's user sees (self-declared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl ControllerSettings {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Which rendezvous, as an invite names it.
@@ -66,6 +88,12 @@ pub struct HostSettings {
     pub display: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor: Option<usize>,
+    /// How the host decides whether to let a controller in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve: Option<crate::approve::Approval>,
+    /// How long the host's user has to answer, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve_timeout_secs: Option<u64>,
 }
 
 impl HostSettings {
@@ -248,6 +276,8 @@ mod tests {
         let mut cfg = Config::default();
         cfg.host.fps = Some(20);
         cfg.host.display = Some(":1".into());
+        cfg.host.approve = Some(crate::approve::Approval::Both);
+        cfg.controller.name = Some("ann@desk".into());
         save(&path, &cfg).unwrap();
         let invite: Invite = format!("qd1:rv.example.com:7700,198.51.100.7:7700/{FP}")
             .parse()
@@ -257,6 +287,10 @@ mod tests {
         assert_eq!(back, joined);
         assert_eq!(back.host.fps, Some(20));
         assert_eq!(back.host.display.as_deref(), Some(":1"));
+        assert_eq!(back.host.approve, Some(crate::approve::Approval::Both));
+        assert_eq!(back.controller.name.as_deref(), Some("ann@desk"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("approve = \"both\""), "{text}");
         let rv = back.rendezvous.unwrap();
         assert_eq!(rv.addresses, ["rv.example.com:7700", "198.51.100.7:7700"]);
         assert_eq!(rv.fingerprint, invite.fingerprint);
@@ -271,6 +305,8 @@ mod tests {
         for (text, says) in [
             ("[host]\nfsp = 30\n", "fsp"),
             ("[host]\nfps = \"thirty\"\n", "fps"),
+            ("[host]\napprove = \"maybe\"\n", "maybe"),
+            ("[controller]\nnick = \"x\"\n", "nick"),
             (
                 "[rendezvous]\naddresses = []\nfingerprint = \"00\"\n",
                 "fingerprint",

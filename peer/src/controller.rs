@@ -1,5 +1,6 @@
 //! The controller: resolves a code, connects to the host with its key pinned, proves the
-//! password, then decodes video and sends input.
+//! password (or waits for the host's user to accept it, as the host says: `--approve`), then
+//! decodes video and sends input (unless the host granted viewing only).
 //!
 //! - this file: configuration, hooks, `run` and the session's outline;
 //! - [`connect`]: look-up, relay, dialling, punching towards the host, the password step;
@@ -64,7 +65,12 @@ fn key_refused(conn: &quinn::Connection) -> bool {
 #[derive(Debug, Clone)]
 pub struct ConnectConfig {
     pub code: AccessCode,
-    pub password: String,
+    /// The host's password; `None` for a host that asks its user instead (`--approve
+    /// prompt`): a host that wants a password then refuses with [`Error::PasswordNeeded`].
+    pub password: Option<String>,
+    /// The name this controller declares to the host's user (who sees it marked as
+    /// self-declared, beside this controller's key).
+    pub name: String,
     pub rendezvous: SocketAddr,
     pub rendezvous_fingerprint: Fingerprint,
     pub data_dir: PathBuf,
@@ -79,6 +85,8 @@ pub struct ConnectConfig {
     pub decoder: DecoderMode,
     /// Connect even if the code's host holds another key than last time (see [`known`]).
     pub accept_new_key: bool,
+    /// Remember the host under this name (known hosts; the connect window lists it).
+    pub save_as: Option<String>,
 }
 
 /// Where the controller decodes the host's video. The decoder is C code fed by the other side,
@@ -155,6 +163,20 @@ pub enum HostNotice {
     Screen(msg::Screen),
     /// Monitor `index` cannot be shared, and why; the one shared before goes on.
     SwitchFailed { index: u32, reason: String },
+    /// How the host decides whether to let this controller in; `known` says whether this
+    /// code's key is the one remembered from an earlier session (known hosts). `me` is this
+    /// controller's key, as the host's user sees it.
+    Access {
+        mode: msg::Approval,
+        known: bool,
+        me: Fingerprint,
+    },
+    /// The host's user is being asked, and answers within `seconds`.
+    Asking { seconds: u32 },
+    /// What the host let the session do.
+    Granted(msg::Permissions),
+    /// The host ended the session, and why (made printable).
+    Ended { reason: String },
 }
 
 impl HostNotice {
@@ -181,6 +203,38 @@ impl std::fmt::Display for HostNotice {
             Self::SwitchFailed { index, reason } => {
                 write!(f, "the host cannot share monitor {index}: {reason}")
             }
+            Self::Access { mode, known, me } => {
+                let me = crate::approve::short_fingerprint(me);
+                match mode {
+                    msg::Approval::Password => write!(f, "the host asks for its password"),
+                    msg::Approval::Both => write!(
+                        f,
+                        "the host asks for its password, then asks its user to accept this \
+                         controller (key {me})"
+                    ),
+                    msg::Approval::Prompt if *known => write!(
+                        f,
+                        "the host asks its user to accept this controller (key {me}); no \
+                         password: its key is the one this code had before (known hosts)"
+                    ),
+                    msg::Approval::Prompt => write!(
+                        f,
+                        "the host asks its user to accept this controller (key {me}); no \
+                         password, and this code is new here: that this is the host you meant \
+                         rests on the rendezvous's word alone"
+                    ),
+                }
+            }
+            Self::Asking { seconds } => write!(
+                f,
+                "waiting for the host's user to accept (they have {seconds} s)…"
+            ),
+            Self::Granted(p) if !p.input => write!(
+                f,
+                "the host's user allows {p}: your input is not sent (view only)"
+            ),
+            Self::Granted(p) => write!(f, "the host allows {p}"),
+            Self::Ended { reason } => write!(f, "the host ended the session: {reason}"),
         }
     }
 }
@@ -249,9 +303,8 @@ async fn run_with(
             None => resolve(&cfg, &identity, &endpoint).await?,
         };
         // Before anything is sent to the host.
-        if let known::Seen::Changed { was } =
-            known::check(&known, cfg.code, target.host, cfg.accept_new_key)?
-        {
+        let seen = known::check(&known, cfg.code, target.host, cfg.accept_new_key)?;
+        if let known::Seen::Changed { was } = seen {
             warn!(code = %cfg.code, %was, now = %target.host, "accepting the host's new key");
         }
         session(
@@ -260,24 +313,30 @@ async fn run_with(
             &identity,
             (&endpoint, &socket),
             started,
-            (target, &mut proven),
+            (target, &mut proven, seen == known::Seen::Same),
         )
         .await
     }
     .await;
     close(endpoint).await;
     if let Some(key) = proven {
-        remember(known, cfg.code, key).await;
+        remember(known, cfg.code, key, cfg.save_as.clone()).await;
     }
     result
 }
 
-/// Remembers `key` for `code` (the file is written and synced: off the async threads).
-async fn remember(mut known: known::KnownHosts, code: AccessCode, key: Fingerprint) {
+/// Remembers `key` for `code` (the file is written and synced: off the async threads), with
+/// the name the user gave it, if any.
+async fn remember(
+    mut known: known::KnownHosts,
+    code: AccessCode,
+    key: Fingerprint,
+    name: Option<String>,
+) {
     let now_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    match tokio::task::spawn_blocking(move || known.remember(code, key, now_unix)).await {
+    match tokio::task::spawn_blocking(move || known.remember(code, key, now_unix, name)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!("cannot remember the host's key: {e}"),
         Err(e) => warn!("cannot remember the host's key: {e}"),
@@ -304,8 +363,9 @@ async fn session(
     identity: &Identity,
     (endpoint, socket): (&quinn::Endpoint, &Arc<net::PeerSocket>),
     started: Instant,
-    (target, proven): (Target, &mut Option<Fingerprint>),
+    (target, proven, known): (Target, &mut Option<Fingerprint>, bool),
 ) -> Result<Report, Error> {
+    let mut hooks = hooks;
     // Connect to the host, pinning the key the rendezvous reported.
     let peer_cfg = quic::client_config(identity, target.host, ALPN, quic::Role::Controller)?;
     // Prove the password. Without a relay the handshake may reach the host before the
@@ -313,10 +373,16 @@ async fn session(
     // was not told of yet, which a TLS 1.3 client learns only after its handshake): dial again,
     // a few times, while that is the refusal.
     let mut refused = 0;
-    let (conn, route, (mut ctl_send, mut ctl_recv, (width, height), candidates)) = loop {
+    let who = connect::Who {
+        password: cfg.password.as_deref(),
+        name: &cfg.name,
+        me: identity.fingerprint(),
+        known,
+    };
+    let (conn, route, (mut ctl_send, mut ctl_recv, (width, height), permissions, candidates)) = loop {
         let (conn, route) = connect(endpoint, socket, &peer_cfg, &target, cfg.relay).await?;
         info!(path = %route.state().path, "connected to the host");
-        match authenticate(&conn, &cfg.password).await {
+        match authenticate(&conn, &who, &mut hooks.on_notice).await {
             Ok(auth) => break (conn, route, auth),
             Err(e) if refused < KEY_REFUSED_RETRIES && key_refused(&conn) => {
                 refused += 1;
@@ -327,9 +393,17 @@ async fn session(
         }
     };
     let path = route.state().path;
-    info!(width, height, "authenticated");
-    // The host proved the password with this key: it is the one to expect next time.
+    info!(width, height, %permissions, "admitted");
+    // The host proved the password with this key (or, without one, its user let this
+    // controller in): it is the one to expect next time.
     *proven = Some(target.host);
+    if !permissions.input {
+        // View only: whatever the user does is dropped here, never sent.
+        if let Some(mut events) = hooks.input.take() {
+            tokio::spawn(async move { while events.recv().await.is_some() {} });
+        }
+    }
+    let ended_by_host = Arc::new(Mutex::new(None::<String>));
     // Now that the host holds the same secret, the candidates step tells it where this side
     // can be reached (again whenever that changes).
     let candidates = match cfg.relay {
@@ -370,7 +444,7 @@ async fn session(
         tokio::select! {
             r = receive_video(&conn, frames_tx, stats.clone()) => r,
             r = control_writer(&mut ctl_send, ctl_rx) => r,
-            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, target.observed), (candidates, ctl_tx.clone()), hooks.on_notice) => r,
+            r = control_reader(&mut ctl_recv, clock.clone(), (socket, &route, target.observed), (candidates, ctl_tx.clone()), (hooks.on_notice, ended_by_host.clone())) => r,
             r = send_requests(hooks.requests, ctl_tx.clone()) => r,
             r = pinger(ctl_tx.clone()) => r,
             r = send_input(&conn, hooks.input, stats.clone()) => r,
@@ -380,6 +454,12 @@ async fn session(
         }
     };
     let result = session_end.await;
+    // Whether the host had closed the connection when the session ended (whichever stream
+    // noticed first, and however it said so): before this side closes it too.
+    let host_closed = match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(close)) => Some(close),
+        _ => None,
+    };
     let _ = wire::write_msg(
         &mut ctl_send,
         &ControlMsg::Goodbye {
@@ -402,11 +482,20 @@ async fn session(
         stats.set_path(state.path, state.path_changes, state.direct_since);
         stats.report(Instant::now())
     };
-    match result {
-        Ok(()) => Ok(report),
+    let mut report = report;
+    report.permissions = Some(permissions);
+    report.ended_by_host = crate::lock(&ended_by_host).take();
+    match (result, host_closed) {
+        (Ok(()), _) => Ok(report),
         // The host ending the session is a normal end.
-        Err(Error::Connection(quinn::ConnectionError::ApplicationClosed(_))) => Ok(report),
-        Err(e) => Err(e),
+        (Err(_), Some(close)) => {
+            if report.ended_by_host.is_none() && close.reason.as_ref() != b"session over" {
+                let reason = crate::text::printable(&String::from_utf8_lossy(&close.reason));
+                report.ended_by_host = Some(reason);
+            }
+            Ok(report)
+        }
+        (Err(e), None) => Err(e),
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! - this file: configuration, status, the handle, and `start`;
 //! - [`register`]: the rendezvous connection, connect requests, routes, password expiry;
-//! - [`accept`]: admitting controllers and the password step;
+//! - [`accept`]: admitting controllers and the password step (and the host's user's approval);
+//! - [`attend`]: the accept/deny window and the session indicator (window processes);
 //! - [`serve`]: one authenticated session's streams, input thread and control loop;
 //! - [`media`]: the capture/encode pipeline;
 //! - [`audit`]: the log of every controller connection (`audit.jsonl`);
@@ -26,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 mod accept;
+mod attend;
 pub mod audit;
 pub mod media;
 pub mod rate;
@@ -33,9 +35,11 @@ mod register;
 mod serve;
 
 use accept::{PreAuth, accept_loop, authenticate, deny};
+pub use attend::{Attended, UiCommand};
 use register::{expire_passwords, rendezvous_loop};
 use serve::serve;
 
+use crate::approve::Permissions;
 use crate::guard::GuessGuard;
 use crate::handshake::{CandidateExchange, HostAction, HostHandshake};
 use crate::password::{Kdf, Stored};
@@ -114,6 +118,8 @@ pub struct HostConfig {
     /// Encoder mode; `None` picks by size (see [`content_for`]).
     pub content: Option<codec::ContentType>,
     pub input: InputFactory,
+    /// Whether the host's user is asked (`--approve`), and its windows.
+    pub attended: Attended,
 }
 
 /// The encoder mode used when none is configured: OpenH264's screen-content tools up to 720p;
@@ -135,6 +141,7 @@ impl std::fmt::Debug for HostConfig {
             .field("data_dir", &self.data_dir)
             .field("source", &self.source)
             .field("password", &self.password)
+            .field("attended", &self.attended)
             .finish_non_exhaustive()
     }
 }
@@ -177,6 +184,8 @@ pub struct HostStatus {
     pub in_session: bool,
     /// Password attempts charged so far (each reached the password step), proven or not.
     pub password_attempts: u64,
+    /// Times the host's user was asked to accept a controller (`--approve prompt|both`).
+    pub prompts: u64,
     /// Set when the host gave up (e.g. its code belongs to another key).
     pub fatal: Option<String>,
 }
@@ -250,6 +259,8 @@ struct Shared {
     cfg: HostConfig,
     status: watch::Sender<HostStatus>,
     guard: Mutex<GuessGuard>,
+    /// The host's questions to its user: one at a time, rate-limited.
+    prompts: Mutex<crate::approve::Prompts>,
     /// Controller keys the rendezvous announced, each admitted for one handshake.
     expected: certs::ExpectedClients,
     busy: tokio::sync::Mutex<()>,
@@ -295,6 +306,7 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
             why: format!("{} is not between 1 and 60", cfg.fps),
         });
     }
+    cfg.attended.check()?;
     let identity = Identity::load_or_create(&cfg.data_dir, "host")?;
     let expected = certs::ExpectedClients::default();
     // Only the controllers the rendezvous announced complete a handshake (see prepare_route).
@@ -321,12 +333,14 @@ pub async fn start(cfg: HostConfig) -> Result<HostHandle, Error> {
         password,
         in_session: false,
         password_attempts: 0,
+        prompts: 0,
         fatal: None,
     });
     let shared = Arc::new(Shared {
         cfg,
         status: status_tx,
         guard: Mutex::new(GuessGuard::new(Instant::now())),
+        prompts: Mutex::new(crate::approve::Prompts::new(Instant::now())),
         expected,
         busy: tokio::sync::Mutex::new(()),
         routes: Mutex::default(),

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod approve;
 pub mod auth;
 pub mod config;
 pub mod controller;
@@ -31,6 +32,7 @@ pub mod session;
 pub mod stats;
 pub mod streams;
 pub mod text;
+pub mod ui;
 #[cfg(feature = "viewer")]
 pub mod viewer;
 
@@ -62,6 +64,13 @@ pub enum Error {
     Password(#[from] password::PasswordError),
     #[error("host refused the session: {0}")]
     Denied(String),
+    /// The host asks for its password and none was given.
+    #[error(
+        "the host asks for its password (`--approve password` or `both`): give the password \
+         it shows"
+    )]
+    PasswordNeeded,
+
     /// The peer sent a message out of order.
     #[error("protocol error: expected {expected}")]
     Unexpected { expected: &'static str },

@@ -9,7 +9,11 @@ use peer::{controller, host};
 use proto::AccessCode;
 
 mod cli_args;
+mod cli_ui;
 use cli_args::*;
+#[cfg(feature = "viewer")]
+use cli_ui::connect_details;
+use cli_ui::ui_command;
 
 fn main() -> anyhow::Result<()> {
     // The sandboxed H.264 decoder is this program started again: it must not get further.
@@ -19,13 +23,25 @@ fn main() -> anyhow::Result<()> {
     let rt = || tokio::runtime::Runtime::new().context("starting the async runtime");
     match cli.command {
         Command::Host(args) => rt()?.block_on(run_host(args)),
-        Command::Connect(args) if args.headless => rt()?.block_on(run_connect(args)),
+        Command::Connect(args) if args.code.is_none() && args.headless => {
+            bail!("--headless needs the host's code: peer connect CODE --headless")
+        }
+        Command::Connect(args) if args.headless => {
+            let password = read_password(&args)?;
+            rt()?.block_on(run_connect(args, password))
+        }
         #[cfg(feature = "viewer")]
-        Command::Connect(args) => run_connect_window(args),
+        Command::Connect(args) => {
+            let Some((args, password)) = connect_details(args)? else {
+                return Ok(());
+            };
+            run_connect_window(args, password)
+        }
         #[cfg(not(feature = "viewer"))]
         Command::Connect(_) => anyhow::bail!(
             "this peer was built without its viewer window (feature `viewer`): use --headless"
         ),
+        Command::Ui { kind } => ui_command(kind),
         Command::Password(cmd) => password_command(cmd),
         Command::Service(cmd) => service_command(cmd),
         Command::Join {
@@ -111,10 +127,10 @@ async fn join(invite: &str, path: &std::path::Path, no_check: bool) -> anyhow::R
 #[cfg(feature = "viewer")]
 /// `peer connect` with the viewer window: the window owns the main thread (winit needs it); the
 /// session runs on a tokio runtime in another thread and feeds the window through its sink.
-fn run_connect_window(args: ConnectArgs) -> anyhow::Result<()> {
-    let password = read_password(&args)?;
+fn run_connect_window(args: ConnectArgs, password: Option<String>) -> anyhow::Result<()> {
+    let code = args.code.context("no code")?;
     let (viewer, sink) = peer::viewer::Viewer::new(peer::viewer::ViewerOptions {
-        title: args.code.to_string(),
+        title: code.to_string(),
         any_thread: false,
     })?;
     let (input_tx, input_rx) = tokio::sync::mpsc::channel(1024);
@@ -138,16 +154,36 @@ fn run_connect_window(args: ConnectArgs) -> anyhow::Result<()> {
                     });
                     let frames = sink.clone();
                     let ticks = sink.clone();
+                    // The title says "view only" for a session the host granted no input.
+                    let view_only = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let shown_view_only = view_only.clone();
                     let hooks = controller::Hooks {
                         on_frame: Some(Box::new(move |_, f| frames.frame(f))),
                         on_tick: Some(Box::new(move |t| {
                             println!("{t}");
-                            ticks.state("connected");
+                            let view_only =
+                                shown_view_only.load(std::sync::atomic::Ordering::Relaxed);
+                            ticks.state(if view_only { "view only" } else { "connected" });
                             ticks.tick(t);
                         })),
                         input: Some(input_rx),
                         requests: Some(request_rx),
-                        on_notice: Some(Box::new(|n| println!("{n}"))),
+                        on_notice: Some({
+                            let sink = sink.clone();
+                            Box::new(move |n| {
+                                println!("{n}");
+                                match n {
+                                    controller::HostNotice::Asking { .. } => {
+                                        sink.state("waiting for the host's user");
+                                    }
+                                    controller::HostNotice::Granted(p) if !p.input => {
+                                        view_only.store(true, std::sync::atomic::Ordering::Relaxed);
+                                        sink.state("view only");
+                                    }
+                                    _ => {}
+                                }
+                            })
+                        }),
                         stop: Some(stop_rx),
                     };
                     session(args, password, hooks).await
@@ -235,6 +271,43 @@ async fn run_host(mut args: HostArgs) -> anyhow::Result<()> {
             }
         }
     };
+    let mode: peer::approve::Approval = args
+        .approve
+        .map(Into::into)
+        .or(file.host.approve)
+        .unwrap_or_default();
+    let timeout = args
+        .approve_timeout
+        .or(file.host.approve_timeout_secs.map(Duration::from_secs))
+        .unwrap_or(peer::approve::DEFAULT_TIMEOUT);
+    let display = args
+        .display
+        .clone()
+        .or_else(|| std::env::var("DISPLAY").ok().filter(|d| !d.is_empty()));
+    let ui = cfg!(feature = "viewer")
+        .then(|| host::UiCommand::this_program(display.clone()))
+        .filter(|_| display.is_some() || !cfg!(target_os = "linux"));
+    if mode.asks_user() && ui.is_none() {
+        if cfg!(feature = "viewer") {
+            bail!(
+                "--approve {mode} asks the host's user in a window, and there is no display: \
+                 give --display (or DISPLAY), or use --approve password"
+            );
+        }
+        bail!(
+            "--approve {mode} asks the host's user in a window, and this peer was built \
+             without windows (feature `viewer`): use --approve password"
+        );
+    }
+    let attended = host::Attended {
+        mode,
+        timeout,
+        indicator: !args.no_indicator && ui.is_some(),
+        ui,
+    };
+    if mode != peer::approve::Approval::Password {
+        tracing::info!(%mode, timeout = ?attended.timeout, "the host's user accepts each controller");
+    }
     let handle = host::start(host::HostConfig {
         rendezvous,
         rendezvous_fingerprint,
@@ -250,6 +323,7 @@ async fn run_host(mut args: HostArgs) -> anyhow::Result<()> {
             ContentKind::Camera => Some(codec::ContentType::Camera),
         },
         input,
+        attended,
     })
     .await
     .with_context(|| {
@@ -273,7 +347,12 @@ async fn run_host(mut args: HostArgs) -> anyhow::Result<()> {
             {
                 println!("code: {code}");
             }
+            let prompt_only = mode == peer::approve::Approval::Prompt;
             match &s.password {
+                _ if prompt_only && shown.is_some() => {}
+                _ if prompt_only => {
+                    println!("no password: you accept or deny each controller in a window");
+                }
                 Some(pw) => println!("password: {pw}"),
                 None if shown.is_none() => println!("password: the fixed one (peer password set)"),
                 None => {}
@@ -311,12 +390,48 @@ async fn shutdown_signal() {
     }
 }
 
-fn read_password(args: &ConnectArgs) -> anyhow::Result<String> {
-    if args.password_stdin {
-        return read_stdin_line();
+/// The host's password: `None` with --no-password, or an empty line on the terminal (a host
+/// whose user accepts each controller).
+fn read_password(args: &ConnectArgs) -> anyhow::Result<Option<String>> {
+    if args.no_password {
+        return Ok(None);
     }
-    rpassword::prompt_password(format!("password for {}: ", args.code))
-        .context("reading the password from the terminal (use --password-stdin in scripts)")
+    if args.password_stdin {
+        return read_stdin_line().map(Some);
+    }
+    let code = args.code.map(|c| c.to_string()).unwrap_or_default();
+    let typed = rpassword::prompt_password(format!(
+        "password for {code} (empty if the host's user accepts instead): "
+    ))
+    .context("reading the password from the terminal (use --password-stdin in scripts)")?;
+    Ok(Some(typed).filter(|p| !p.is_empty()))
+}
+
+/// The name this controller declares: `--name`, else the configuration file's, else
+/// user@hostname.
+fn controller_name(args: &ConnectArgs, file: &peer::config::Config) -> String {
+    if let Some(name) = args.name.clone().or(file.controller.name.clone()) {
+        return name;
+    }
+    let user = ["USER", "LOGNAME", "USERNAME"]
+        .into_iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(|| {
+            // Services and containers may set none of those; the home directory's name
+            // usually is the user's.
+            dirs::home_dir().and_then(|h| h.file_name().map(|n| n.to_string_lossy().into_owned()))
+        })
+        .unwrap_or_else(|| "someone".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty());
+    match host {
+        Some(host) => format!("{user}@{host}"),
+        None => user,
+    }
 }
 
 /// The first line of standard input, without its line ending.
@@ -371,8 +486,7 @@ fn password_command(cmd: PasswordCommand) -> anyhow::Result<()> {
 }
 
 /// `peer connect --headless`: stats on the terminal.
-async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
-    let password = read_password(&args)?;
+async fn run_connect(args: ConnectArgs, password: Option<String>) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -391,11 +505,13 @@ async fn run_connect(args: ConnectArgs) -> anyhow::Result<()> {
 /// writes `--stats-json`.
 async fn session(
     args: ConnectArgs,
-    password: String,
+    password: Option<String>,
     mut hooks: controller::Hooks,
 ) -> anyhow::Result<()> {
-    let (rendezvous, rendezvous_fingerprint) =
-        args.common.rendezvous(&args.common.config()?).await?;
+    let code = args.code.context("no code")?;
+    let file = args.common.config()?;
+    let (rendezvous, rendezvous_fingerprint) = args.common.rendezvous(&file).await?;
+    let name = controller_name(&args, &file);
     let duration = match args.duration {
         Some(d) if !(d.is_finite() && d > 0.0) => {
             bail!("--duration must be a positive number of seconds")
@@ -416,8 +532,9 @@ async fn session(
     }
     let report = controller::run(
         controller::ConnectConfig {
-            code: args.code,
+            code,
             password,
+            name,
             rendezvous,
             rendezvous_fingerprint,
             data_dir: args.common.data_dir,
@@ -431,11 +548,15 @@ async fn session(
             },
             decoder: controller::DecoderMode::this_program(),
             accept_new_key: args.accept_new_key,
+            save_as: args.save_as,
         },
         hooks,
     )
     .await
-    .with_context(|| format!("session with {}", args.code))?;
+    .with_context(|| format!("session with {code}"))?;
+    if let Some(why) = &report.ended_by_host {
+        println!("the host ended the session: {why}");
+    }
     println!(
         "session over: {} frames decoded, {:.1} fps, {:.2} Mbit/s, latency p50 {} ms, path {} ({} changes)",
         report.frames_decoded,

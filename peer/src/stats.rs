@@ -43,6 +43,10 @@ pub struct Report {
     pub width: u32,
     pub height: u32,
     pub input_events_sent: u64,
+    /// What the host let the session do.
+    pub permissions: Option<proto::session::Permissions>,
+    /// Why the host ended the session, when it did (its goodbye, made printable).
+    pub ended_by_host: Option<String>,
 }
 
 /// Running counters; one per session, updated by the receive and decode tasks.
@@ -238,6 +242,8 @@ impl Stats {
             width: self.width,
             height: self.height,
             input_events_sent: self.input_events_sent,
+            permissions: None,
+            ended_by_host: None,
         }
     }
 }

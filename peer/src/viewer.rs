@@ -33,7 +33,7 @@
 //! ([`ViewerSink::ended`]) closes the window.
 
 mod forward;
-mod gpu;
+pub(crate) mod gpu;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,6 +76,9 @@ pub enum ViewerError {
     FrameTooLarge { width: u32, height: u32, max: u32 },
     #[error("the window's event loop failed: {0}")]
     EventLoop(String),
+    /// A small window's process (`peer ui`) got no usable request, or cannot answer.
+    #[error("the window's request: {0}")]
+    Request(String),
 }
 
 /// How to open the window.
@@ -158,7 +161,7 @@ pub fn title(code: &str, state: &str, tick: Option<&Tick>) -> String {
 }
 
 /// A winit error's message without the "os error at FILE:LINE: " winit puts before it.
-fn os_reason(e: &impl std::fmt::Display) -> String {
+pub(crate) fn os_reason(e: &impl std::fmt::Display) -> String {
     let text = e.to_string();
     match text
         .strip_prefix("os error at ")

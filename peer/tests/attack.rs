@@ -12,6 +12,9 @@ use proto::session::{ALPN, ControlMsg, StreamKind};
 use proto::{AccessCode, quic};
 
 mod common;
+/// Strangers against a host whose user accepts each controller (`--approve prompt`).
+#[path = "attack/prompt.rs"]
+mod prompt;
 use common::raw::{Attacker, hello, host_endpoint, input_frame, prove, read, read_video, send};
 use common::rss::rss_kib;
 use common::{

@@ -223,3 +223,51 @@ fn the_service_unit_needs_a_joined_host_with_a_fixed_password_and_systemd_accept
     let status = service(&["status"]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("not installed"));
 }
+
+/// `--approve prompt|both` asks the host's user in a window: without a display the host
+/// refuses to start and says why; `--help` carries the security note; a headless `peer
+/// connect` needs its code (the connect window is for the window mode).
+#[test]
+fn asking_the_hosts_user_needs_a_display_and_help_says_what_prompt_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let fp = "ab".repeat(32);
+    for (env, args) in [(None, vec!["--approve", "prompt"]), (Some("both"), vec![])] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_peer"));
+        cmd.args([
+            "host",
+            "--source",
+            "synthetic",
+            "--rendezvous",
+            "127.0.0.1:9",
+        ])
+        .args(["--rendezvous-fingerprint", &fp])
+        .args(&args)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("DISPLAY")
+        .env_remove("QUICDESK_APPROVE")
+        .env_remove("QUICDESK_CONFIG");
+        if let Some(mode) = env {
+            cmd.env("QUICDESK_APPROVE", mode);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        let why = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            why.contains("asks the host's user in a window") && why.contains("no display"),
+            "{why}"
+        );
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args(["host", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--approve") && help.contains("hostile rendezvous"),
+        "{help}"
+    );
+    let headless = peer(&["connect", "--headless"], dir.path());
+    assert!(!headless.status.success());
+    assert!(String::from_utf8_lossy(&headless.stderr).contains("needs the host's code"));
+}

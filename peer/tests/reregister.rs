@@ -87,6 +87,7 @@ async fn a_host_registers_again_within_5_s_of_a_crashed_rendezvous_coming_back()
         bitrate_bps: 1_000_000,
         content: None,
         input,
+        attended: Default::default(),
     };
     let host = peer::host::start(cfg).await.unwrap();
     let code = host

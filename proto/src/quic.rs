@@ -180,7 +180,13 @@ pub async fn close_and_flush(
     if conn.close_reason().is_some() {
         return; // closed already (by the peer, a timeout or us): nothing more to send
     }
-    let sent = || conn.stats().frame_tx.connection_close > 0;
+    // quinn-proto 0.11.19 does not count the CONNECTION_CLOSE frames it sends in `frame_tx`:
+    // after `close` only close packets leave, so a datagram sent after this point is one.
+    let before = conn.stats().udp_tx.datagrams;
+    let sent = || {
+        let stats = conn.stats();
+        stats.frame_tx.connection_close > 0 || stats.udp_tx.datagrams > before
+    };
     conn.close(code.into(), reason);
     let deadline = tokio::time::Instant::now() + within;
     while !sent() && tokio::time::Instant::now() < deadline {

@@ -1,8 +1,9 @@
 //! The peer-to-peer session protocol, spoken over one QUIC connection from controller to host.
 //!
 //! Streams:
-//! - **control** (bidirectional, opened first by the controller): authentication, then
-//!   key-frame requests, clock pings, monitor switches and goodbyes, as [`ControlMsg`] in
+//! - **control** (bidirectional, opened first by the controller): authentication (the
+//!   password proof, the host's user's approval, or both: [`Approval`]), then key-frame
+//!   requests, clock pings, monitor switches and goodbyes, as [`ControlMsg`] in
 //!   [`crate::wire`] frames.
 //! - **video** (unidirectional host → controller, one per group of pictures): a
 //!   [`StreamKind::Video`] tag byte, then frames, each a wire frame holding a [`VideoHeader`] and
@@ -15,8 +16,10 @@ use serde::{Deserialize, Serialize};
 
 /// ALPN of the peer-to-peer protocol.
 pub const ALPN: &[u8] = b"quicdesk/1";
-/// Protocol version carried in `Hello`.
-pub const VERSION: u32 = 3;
+/// Protocol version carried in `Hello`. Version 4 added [`ControlMsg::Introduce`],
+/// [`ControlMsg::Access`], [`ControlMsg::Asking`] and [`ControlMsg::Granted`] (attended
+/// access); a host refuses any other version with a `Denied` that names both.
+pub const VERSION: u32 = 4;
 /// Largest control message.
 pub const MAX_CONTROL_LEN: usize = 4 * 1024;
 /// Largest encoded video frame (a 4K key frame at high quality fits with room to spare).
@@ -31,6 +34,10 @@ pub const MAX_SCREEN_SIDE: u32 = 16384;
 pub const MAX_MONITORS: u32 = 64;
 /// Longest reason in [`ControlMsg::SwitchFailed`], in bytes.
 pub const MAX_REASON_LEN: usize = 256;
+/// Longest self-declared controller name in [`ControlMsg::Introduce`], in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest approval wait a host may announce in [`ControlMsg::Asking`], in seconds.
+pub const MAX_ASKING_SECS: u32 = 600;
 
 /// The first byte of every unidirectional stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +104,99 @@ pub enum ControlMsg {
     /// Host → controller: monitor `index` could not be shared, and why (at most
     /// [`MAX_REASON_LEN`] bytes); the monitor shared before goes on.
     SwitchFailed { index: u32, reason: String },
+    /// Controller → host, right after `Hello`: the name its user goes by, as the controller
+    /// itself declares it (at most [`MAX_NAME_LEN`] bytes; empty for none). Nothing vouches
+    /// for it: the host shows it marked as self-declared, beside the key's fingerprint.
+    Introduce { name: String },
+    /// Host → controller, answering `Hello`: how this host decides whether to let the
+    /// controller in. A `Challenge` follows for [`Approval::Password`] and [`Approval::Both`];
+    /// `Asking` for [`Approval::Prompt`].
+    Access { mode: Approval },
+    /// Host → controller: its user is being asked to accept; the answer comes within
+    /// `seconds` (at most [`MAX_ASKING_SECS`]), else the host denies.
+    Asking { seconds: u32 },
+    /// Host → controller, just before `Welcome`: what the session may do.
+    Granted(Permissions),
+}
+
+/// How a host decides whether to let a controller in (`peer host --approve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Approval {
+    /// The controller proves the password (SPAKE2); nobody is asked.
+    #[default]
+    Password,
+    /// No password: the host's user accepts or denies. The controller's assurance of the
+    /// host's identity is then only the rendezvous's word (and known hosts).
+    Prompt,
+    /// The password first, then the host's user accepts or denies.
+    Both,
+}
+
+impl Approval {
+    /// Whether the controller must prove the password.
+    pub fn needs_password(self) -> bool {
+        matches!(self, Self::Password | Self::Both)
+    }
+
+    /// Whether the host's user is asked.
+    pub fn asks_user(self) -> bool {
+        matches!(self, Self::Prompt | Self::Both)
+    }
+}
+
+impl std::fmt::Display for Approval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Password => "password",
+            Self::Prompt => "prompt",
+            Self::Both => "both",
+        })
+    }
+}
+
+/// What a session may do, as the host granted it. Clipboard and file streams do not exist
+/// yet: their flags are carried so that both sides agree once they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Permissions {
+    /// The controller's input is performed; without it the session is view-only and the host
+    /// drops every input event.
+    pub input: bool,
+    pub clipboard: bool,
+    pub files: bool,
+}
+
+impl Permissions {
+    /// Everything (a session let in by its password alone, as before attended access).
+    pub const ALL: Self = Self {
+        input: true,
+        clipboard: true,
+        files: true,
+    };
+    /// Viewing only.
+    pub const VIEW_ONLY: Self = Self {
+        input: false,
+        clipboard: false,
+        files: false,
+    };
+}
+
+impl std::fmt::Display for Permissions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let granted: Vec<&str> = [
+            (self.input, "input"),
+            (self.clipboard, "clipboard"),
+            (self.files, "files"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        if granted.is_empty() {
+            f.write_str("view only")
+        } else {
+            write!(f, "view, {}", granted.join(", "))
+        }
+    }
 }
 
 /// The monitor a host shares (in [`ControlMsg::Screen`]).
@@ -134,13 +234,16 @@ impl std::fmt::Display for Screen {
 }
 
 impl ControlMsg {
-    /// Whether a `Screen` or `SwitchFailed` message holds what a host may say
-    /// ([`Screen::is_sane`], a reason of at most [`MAX_REASON_LEN`] bytes). Other messages
-    /// pass.
+    /// Whether a `Screen`, `SwitchFailed`, `Introduce` or `Asking` message holds what its
+    /// sender may say ([`Screen::is_sane`], a reason of at most [`MAX_REASON_LEN`] bytes, a
+    /// name of at most [`MAX_NAME_LEN`], a wait of 1 to [`MAX_ASKING_SECS`] seconds). Other
+    /// messages pass.
     pub fn is_sane(&self) -> bool {
         match self {
             Self::Screen(screen) => screen.is_sane(),
             Self::SwitchFailed { reason, .. } => reason.len() <= MAX_REASON_LEN,
+            Self::Introduce { name } => name.len() <= MAX_NAME_LEN,
+            Self::Asking { seconds } => (1..=MAX_ASKING_SECS).contains(seconds),
             _ => true,
         }
     }
@@ -319,7 +422,29 @@ mod tests {
         // The same bytes as when `Screen` was a variant with its own fields.
         let frame = crate::wire::encode(&screen(1920, 1080, 1, 2), MAX_CONTROL_LEN).unwrap();
         assert_eq!(&frame[4..], &[12, 0x80, 0x0f, 0xb8, 0x08, 1, 2]);
+        // Version 4's messages come after every older one.
+        let granted = ControlMsg::Granted(Permissions::VIEW_ONLY);
+        let frame = crate::wire::encode(&granted, MAX_CONTROL_LEN).unwrap();
+        assert_eq!(&frame[4..], &[17, 0, 0, 0]);
+        let access = ControlMsg::Access {
+            mode: Approval::Prompt,
+        };
+        let frame = crate::wire::encode(&access, MAX_CONTROL_LEN).unwrap();
+        assert_eq!(&frame[4..], &[15, 1]);
+        assert!(ControlMsg::Asking { seconds: 30 }.is_sane());
+        assert_eq!(Permissions::VIEW_ONLY.to_string(), "view only");
+        assert_eq!(
+            Permissions::ALL.to_string(),
+            "view, input, clipboard, files"
+        );
         for bad in [
+            ControlMsg::Introduce {
+                name: "n".repeat(MAX_NAME_LEN + 1),
+            },
+            ControlMsg::Asking { seconds: 0 },
+            ControlMsg::Asking {
+                seconds: MAX_ASKING_SECS + 1,
+            },
             screen(0, 1080, 0, 1),
             screen(1920, MAX_SCREEN_SIDE + 1, 0, 1),
             screen(1920, 1080, 2, 2),

@@ -159,28 +159,61 @@ pub(super) fn describe(target: &Target, mode: RelayMode) -> String {
     format!("candidates {:?}, {relay}", target.candidates)
 }
 
+/// Who this controller is to the host: the password its user gave (if any), the name it
+/// declares, its key, and whether the host's key is the one known for its code.
+pub(super) struct Who<'a> {
+    pub(super) password: Option<&'a str>,
+    pub(super) name: &'a str,
+    pub(super) me: Fingerprint,
+    pub(super) known: bool,
+}
+
+/// What the opening gives the session: the control stream, the screen's size, what the
+/// session may do, and its candidates step.
+type Opened = (
+    quinn::SendStream,
+    quinn::RecvStream,
+    (u32, u32),
+    msg::Permissions,
+    CandidateExchange,
+);
+
 pub(super) async fn authenticate(
     conn: &quinn::Connection,
-    password: &str,
-) -> Result<
-    (
-        quinn::SendStream,
-        quinn::RecvStream,
-        (u32, u32),
-        CandidateExchange,
-    ),
-    Error,
-> {
+    who: &Who<'_>,
+    on_notice: &mut Option<NoticeHook>,
+) -> Result<Opened, Error> {
     let (mut send, mut recv) = conn.open_bi().await?;
     send.set_priority(CONTROL_PRIORITY).ok();
-    let (mut hs, hello) = ControllerHandshake::start(net::exporter(conn)?);
-    wire::write_msg(&mut send, &hello, MAX_CONTROL_LEN).await?;
+    let (mut hs, opening) =
+        ControllerHandshake::start(net::exporter(conn)?, who.name, who.password.is_some());
+    for m in &opening {
+        wire::write_msg(&mut send, m, MAX_CONTROL_LEN).await?;
+    }
+    let mut notify = |n: HostNotice| {
+        info!("{n}");
+        if let Some(hook) = on_notice.as_mut() {
+            hook(&n);
+        }
+    };
+    // While the host's user decides, the next message may take that long (and a little).
+    let mut wait = AUTH_TIMEOUT;
     loop {
-        let msg = session::read_control(&mut recv, AUTH_TIMEOUT).await?;
+        let msg = session::read_control(&mut recv, wait).await?;
         match hs.on_message(msg) {
+            ControllerAction::Read => {}
+            ControllerAction::Mode(mode) => notify(HostNotice::Access {
+                mode,
+                known: who.known,
+                me: who.me,
+            }),
+            ControllerAction::Asking { seconds } => {
+                wait = Duration::from_secs(u64::from(seconds)) + AUTH_TIMEOUT;
+                notify(HostNotice::Asking { seconds });
+            }
             ControllerAction::Derive(kdf) => {
                 // Argon2id of a fixed password takes a moment: off the async threads.
-                let typed = zeroize::Zeroizing::new(password.to_owned());
+                let typed = zeroize::Zeroizing::new(who.password.unwrap_or_default().to_owned());
                 let secret =
                     tokio::task::spawn_blocking(move || crate::password::derive(&kdf, &typed))
                         .await
@@ -191,10 +224,14 @@ pub(super) async fn authenticate(
             ControllerAction::Done {
                 width,
                 height,
+                permissions,
                 candidates,
             } => {
+                if hs.mode().is_some_and(msg::Approval::asks_user) || !permissions.input {
+                    notify(HostNotice::Granted(permissions));
+                }
                 quic::widen_after_auth(conn, quic::Role::Controller);
-                return Ok((send, recv, (width, height), candidates));
+                return Ok((send, recv, (width, height), permissions, candidates));
             }
             ControllerAction::End(e) => return Err(e),
         }

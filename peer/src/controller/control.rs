@@ -22,7 +22,7 @@ pub(super) async fn control_reader(
     clock: Arc<Mutex<ClockOffset>>,
     (socket, route, seen_as): (&Arc<net::PeerSocket>, &net::RouteHandle, SocketAddr),
     (mut candidates, ctl): (CandidateExchange, mpsc::UnboundedSender<ControlMsg>),
-    mut on_notice: Option<NoticeHook>,
+    (mut on_notice, ended_by_host): (Option<NoticeHook>, Arc<Mutex<Option<String>>>),
 ) -> Result<(), Error> {
     let mut view = Some(route.view());
     let (reading, mut msgs) = session::control_inbox(recv);
@@ -63,6 +63,10 @@ pub(super) async fn control_reader(
             ControlMsg::Goodbye { reason } => {
                 let reason = crate::text::printable(&reason);
                 info!("host ended the session: {reason}");
+                *crate::lock(&ended_by_host) = Some(reason.clone());
+                if let Some(hook) = on_notice.as_mut() {
+                    hook(&HostNotice::Ended { reason });
+                }
                 return Ok(());
             }
             msg @ (ControlMsg::Screen(_) | ControlMsg::SwitchFailed { .. }) => {

@@ -3,9 +3,18 @@
 //! back with another key is refused with a clear message unless the user accepts the new key
 //! (`--accept-new-key`, after the host's owner says it was reinstalled).
 //!
+//! Each entry also keeps when the code was last connected to and, if the user gave one
+//! (`peer connect CODE --save-as NAME`, or the connect window's field), a name: the connect
+//! window lists the most recent hosts by name ([`KnownHosts::recent`]).
+//!
 //! What it adds to the password proof: a rendezvous that hands out another key for a known code
 //! (hostile, or fooled) is caught before any password is tried, instead of after. A key is
-//! remembered only once the session is authenticated, so a failed attempt never replaces one.
+//! remembered only once the session is admitted, so a failed attempt never replaces one. A host
+//! that asks its user instead of a password (`--approve prompt`) proves nothing about its key:
+//! its key is remembered all the same once the user accepted (trust on first use, as SSH does),
+//! so that the next time the controller can say whether the rendezvous still names the same
+//! key, and a later password session to the real host exposes a key first given by someone in
+//! the middle.
 //! What it does not do: vouch for a code seen for the first time (that is what the password
 //! proof is for).
 
@@ -45,9 +54,15 @@ pub struct KnownHosts {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Entry {
     key: Fingerprint,
-    /// Unix seconds of the last authenticated session, for trimming.
+    /// Unix seconds of the last authenticated session, for trimming and the recent list.
     last: u64,
+    /// The name the user gave this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
 }
+
+/// Longest name kept for a host, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
 
 impl KnownHosts {
     /// Reads the file in `data_dir` (none yet: no known hosts).
@@ -86,8 +101,24 @@ impl KnownHosts {
         }
     }
 
-    /// Remembers `key` for `code` (after an authenticated session) and writes the file, whole
-    /// or not at all.
+    /// The `n` hosts connected to most recently, newest first, with their names.
+    pub fn recent(&self, n: usize) -> Vec<crate::ui::RecentHost> {
+        let mut all: Vec<_> = self
+            .hosts
+            .iter()
+            .map(|(code, e)| crate::ui::RecentHost {
+                code: code.clone(),
+                name: e.name.clone(),
+                last: e.last,
+            })
+            .collect();
+        all.sort_by(|a, b| b.last.cmp(&a.last).then_with(|| a.code.cmp(&b.code)));
+        all.truncate(n);
+        all
+    }
+
+    /// Remembers `key` for `code` (after an authenticated session), with `name` if given (else
+    /// the name it had, if the key is the same), and writes the file, whole or not at all.
     ///
     /// # Errors
     ///
@@ -97,12 +128,29 @@ impl KnownHosts {
         code: AccessCode,
         key: Fingerprint,
         now_unix: u64,
+        name: Option<String>,
     ) -> Result<(), Error> {
+        let name = name
+            .map(|n| {
+                crate::text::printable(&n)
+                    .chars()
+                    .take(MAX_NAME_CHARS)
+                    .collect::<String>()
+            })
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                self.hosts
+                    .get(&code.to_string())
+                    .filter(|e| e.key == key)
+                    .and_then(|e| e.name.clone())
+            });
         self.hosts.insert(
             code.to_string(),
             Entry {
                 key,
                 last: now_unix,
+                name,
             },
         );
         while self.hosts.len() > MAX_HOSTS {
@@ -172,7 +220,7 @@ mod tests {
         let code = code(7);
         let mut known = KnownHosts::load(dir.path()).unwrap();
         assert_eq!(check(&known, code, key(1), false).unwrap(), Seen::New);
-        known.remember(code, key(1), 100).unwrap();
+        known.remember(code, key(1), 100, None).unwrap();
         // Read back from the file.
         let known = KnownHosts::load(dir.path()).unwrap();
         assert_eq!(check(&known, code, key(1), false).unwrap(), Seen::Same);
@@ -192,6 +240,33 @@ mod tests {
     }
 
     #[test]
+    fn names_are_kept_and_the_recent_list_is_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut known = KnownHosts::load(dir.path()).unwrap();
+        known
+            .remember(code(1), key(1), 100, Some(" office\x1b[2J ".into()))
+            .unwrap();
+        known.remember(code(2), key(2), 300, None).unwrap();
+        // Connected again without a name: the name stays; with another key, it goes.
+        known.remember(code(1), key(1), 200, None).unwrap();
+        let known = KnownHosts::load(dir.path()).unwrap();
+        let recent = known.recent(10);
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[0].code, code(2).to_string());
+        assert_eq!(recent[0].name, None);
+        assert_eq!(recent[1].name.as_deref(), Some("office[2J"));
+        assert_eq!(recent[1].last, 200);
+        assert_eq!(known.recent(1).len(), 1);
+        let mut known = known;
+        known.remember(code(1), key(9), 400, None).unwrap();
+        assert_eq!(
+            known.recent(1)[0].name,
+            None,
+            "a new key starts without the name"
+        );
+    }
+
+    #[test]
     fn the_file_stays_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let mut known = KnownHosts::load(dir.path()).unwrap();
@@ -202,12 +277,13 @@ mod tests {
                     Entry {
                         key: key(1),
                         last: i + 10,
+                        name: None,
                     },
                 )
             })
             .collect();
         let code = code(7);
-        known.remember(code, key(3), 1_000_000).unwrap();
+        known.remember(code, key(3), 1_000_000, None).unwrap();
         assert_eq!(known.hosts.len(), MAX_HOSTS);
         assert!(!known.hosts.contains_key("ISR-00000000"), "the oldest went");
         assert_eq!(known.seen(code, key(3)), Seen::Same);

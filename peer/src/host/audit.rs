@@ -1,11 +1,14 @@
 //! The host's audit log: one JSON line per controller connection that completed the TLS
-//! handshake, written when it ends — who (the controller's key), when, from where, on which
-//! path, for how long, whether the password was proven, and how it ended. `audit.jsonl` in the
+//! handshake, written when it ends — who (the controller's key and self-declared name), when,
+//! from where, on which path, for how long, how the host decided (`--approve`), whether it
+//! was admitted, what the host's user answered and granted, and how it ended. `audit.jsonl` in the
 //! data directory (mode 0600), kept under [`MAX_LEN`] by moving a full file to `audit.jsonl.1`.
 //!
 //! ```json
 //! {"start":1795687691,"seconds":42.5,"controller":"3f9c…","from":"198.51.100.7:4242",
-//!  "path":"direct","authenticated":true,"ended":"session over"}
+//!  "path":"direct","authenticated":true,"name":"ann@desk","approval":"prompt",
+//!  "asked":"accepted (view, input)","permissions":{"input":true,"clipboard":false,
+//!  "files":false},"ended":"session over"}
 //! ```
 //!
 //! A line is written whole with one `write` to a file opened for appending, so a crash leaves
@@ -36,8 +39,16 @@ pub struct Record {
     pub from: Option<SocketAddr>,
     /// `direct` or `relay` at the end.
     pub path: crate::stats::PathKind,
-    /// Whether the controller proved the password.
+    /// Whether the controller was admitted (proved the password and/or was accepted).
     pub authenticated: bool,
+    /// The controller's self-declared name (printable), if it gave one.
+    pub name: Option<String>,
+    /// How the host decided (`--approve`).
+    pub approval: crate::approve::Approval,
+    /// What the host's user answered, in words, when asked.
+    pub asked: Option<String>,
+    /// What the session was allowed to do, once admitted.
+    pub permissions: Option<crate::approve::Permissions>,
     /// How it ended, in words.
     pub ended: String,
 }
@@ -78,6 +89,10 @@ mod tests {
             from: Some("198.51.100.7:4242".parse().unwrap()),
             path: crate::stats::PathKind::Direct,
             authenticated: false,
+            name: Some("ann".into()),
+            approval: crate::approve::Approval::Prompt,
+            asked: Some("denied: the host's user declined".into()),
+            permissions: None,
             ended: "wrong \"password\"\n".into(),
         };
         append(dir.path(), &rec).unwrap();
@@ -88,6 +103,8 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             assert_eq!(v["ended"], "wrong \"password\"\n");
             assert_eq!(v["from"], "198.51.100.7:4242");
+            assert_eq!(v["approval"], "prompt");
+            assert_eq!(v["asked"], "denied: the host's user declined");
         }
         // Past the limit the file moves aside and a new one starts.
         let big = dir.path().join(FILE_NAME);

@@ -1,7 +1,9 @@
-//! One authenticated session: the media pipeline, the input thread, the streams the controller
-//! opens (routed by kind), the control loop (which also carries monitor switches: the request
-//! to the pipeline, its answer to the controller and the new area to the input thread), and an
-//! orderly end (queued input dropped, held keys released, the close sent before the route
+//! One authenticated session: the media pipeline, the input thread (only if the session may
+//! give input: a view-only session's input streams are read and dropped), the streams the
+//! controller opens (routed by kind), the control loop (which also carries monitor switches:
+//! the request to the pipeline, its answer to the controller and the new area to the input
+//! thread), the indicator window (`attend`), and an orderly end (queued input dropped, held
+//! keys released, a goodbye when the host's user ended it, the close sent before the route
 //! goes).
 
 use super::*;
@@ -61,31 +63,45 @@ pub(super) fn input_loop(
     }
 }
 
+/// How a session that went well ended, for the log and the audit log.
+pub(super) const ENDED_BY_HOST: &str = "ended by the host's user";
+
+/// Runs a controller's connection from its admission to its end; how it ended.
 pub(super) async fn serve(
     shared: &Arc<Shared>,
     conn: &quinn::Connection,
     pre_auth: PreAuth,
     route: Option<SocketAddr>,
-    authenticated: &mut bool,
-) -> Result<(), Error> {
+    facts: &mut super::accept::Facts,
+) -> Result<&'static str, Error> {
     let controller = quic::remote_fingerprint(conn).ok_or(Error::NoPeerKey)?;
     let remote = conn.remote_address();
-    let (mut ctl_send, mut ctl_recv, confirm, candidates) =
-        authenticate(shared, conn, pre_auth.1).await?;
-    *authenticated = true;
+    let super::accept::Admitted {
+        send: mut ctl_send,
+        recv: mut ctl_recv,
+        confirm,
+        permissions,
+        candidates,
+    } = authenticate(shared, conn, pre_auth.1, facts).await?;
+    facts.authenticated = true;
     drop(pre_auth);
     quic::widen_after_auth(conn, quic::Role::Host);
     let Ok(_busy) = shared.busy.try_lock() else {
         deny(&mut ctl_send, "the host is busy with another session").await;
         return Err(Error::Denied("host busy".into()));
     };
-    info!(%remote, %controller, "controller authenticated; session starts");
+    info!(%remote, %controller, %permissions, "controller admitted; session starts");
     let (capturer, area) = make_source(&shared.cfg.source)?;
     let (width, height) = capturer.size();
-    let backend = (shared.cfg.input)(&area).unwrap_or_else(|e| {
-        warn!("input is off for this session (view only): {e}");
+    let backend = if permissions.input {
+        (shared.cfg.input)(&area).unwrap_or_else(|e| {
+            warn!("input is off for this session (view only): {e}");
+            Box::new(DiscardBackend::default())
+        })
+    } else {
+        // Not granted: no backend is even opened, and the input streams are dropped below.
         Box::new(DiscardBackend::default())
-    });
+    };
     let (input_tx, input_rx) = mpsc::channel(256);
     if let Ok(size) = input::ScreenSize::new(width, height) {
         let _ = input_tx.send(InputCmd::Resize(size)).await;
@@ -102,8 +118,24 @@ pub(super) async fn serve(
         height,
         confirm,
     };
+    let granted = ControlMsg::Granted(permissions);
+    wire::write_msg(&mut ctl_send, &granted, MAX_CONTROL_LEN).await?;
     wire::write_msg(&mut ctl_send, &welcome, MAX_CONTROL_LEN).await?;
     shared.status.send_modify(|s| s.in_session = true);
+    let view = route.and_then(|r| shared.socket.route_view(r));
+    let mut indicator = super::attend::Indicator::start(
+        shared,
+        crate::ui::IndicatorRequest {
+            fingerprint: controller.to_string(),
+            name: facts.name.clone(),
+            path: view
+                .as_ref()
+                .map_or(crate::stats::PathKind::Direct, |v| v.borrow().path)
+                .to_string(),
+            permissions: permissions.to_string(),
+        },
+        view,
+    );
     let (video_tx, video_rx) = mpsc::channel(2);
     // The answers to switches, for the control loop: at most one is asked for at a time.
     let (switched_tx, mut switched) = mpsc::unbounded_channel();
@@ -144,29 +176,51 @@ pub(super) async fn serve(
     let adapting = rate::adapt(conn, &media_cmds, shared.cfg.bitrate_bps, path_changes);
     let mut dispatcher = Dispatcher::new();
     let input_streams = dispatcher.route(StreamKind::Input, 4);
+    let receiving = async {
+        if permissions.input {
+            receive_input_streams(input_streams, input_tx).await;
+        } else {
+            drop(input_tx);
+            drop_input_streams(input_streams).await;
+        }
+    };
     let result = tokio::select! {
-        r = send_video(conn, video_rx) => r,
-        r = dispatcher.run(conn, "the controller") => r,
-        () = receive_input_streams(input_streams, input_tx) => Ok(()),
-        r = control_loop(shared, (&mut ctl_send, &mut ctl_recv), &media_cmds, (route, candidates), &mut switched) => r,
-        () = adapting => Ok(()),
+        r = send_video(conn, video_rx) => r.map(|()| "session over"),
+        r = dispatcher.run(conn, "the controller") => r.map(|()| "session over"),
+        () = receiving => Ok("session over"),
+        r = control_loop(shared, (&mut ctl_send, &mut ctl_recv), &media_cmds, (route, candidates), &mut switched) => r.map(|()| "session over"),
+        () = adapting => Ok("session over"),
+        () = indicator.end_requested() => Ok(ENDED_BY_HOST),
         e = conn.closed() => match e {
-            quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
+            quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok("session over"),
             e => Err(e.into()),
         },
     };
     // Input still queued when the session ends is dropped, never performed.
     ended.store(true, Ordering::SeqCst);
+    drop(indicator);
     let (code, reason): (u32, &[u8]) = match &result {
-        Ok(()) => (0, b"session over"),
+        Ok(how) if *how == ENDED_BY_HOST => {
+            let bye = ControlMsg::Goodbye {
+                reason: ENDED_BY_HOST.into(),
+            };
+            let _ = wire::write_msg(&mut ctl_send, &bye, MAX_CONTROL_LEN).await;
+            (0, ENDED_BY_HOST.as_bytes())
+        }
+        Ok(_) => (0, b"session over"),
         Err(_) => (1, b"session failed"),
     };
+    let ending = Instant::now();
     quic::close_and_flush(conn, code, reason, Duration::from_millis(500)).await;
+    let closed = ending.elapsed();
     // The pipeline stops at its next command check; the input tasks end with the connection,
     // and the input thread then releases whatever is held.
     let _ = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
         media.stop();
+        let media = t.elapsed();
         let _ = input_thread.join();
+        debug!(?closed, ?media, input = ?t.elapsed() - media, "session torn down");
     })
     .await;
     shared.status.send_modify(|s| s.in_session = false);
@@ -196,6 +250,23 @@ pub(super) async fn send_video(
         wire::write_frame(stream, &body, MAX_VIDEO_FRAME_LEN).await?;
     }
     Ok(())
+}
+
+/// A view-only session's input streams: read to their end and dropped, event by event (so the
+/// controller's stream never stalls), never reaching the input thread.
+pub(super) async fn drop_input_streams(mut streams: mpsc::Receiver<quinn::RecvStream>) {
+    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    while let Some(mut recv) = streams.recv().await {
+        let dropped = dropped.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(_)) = wire::read_frame(&mut recv, MAX_INPUT_LEN).await {
+                let n = dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == 1 || n.is_power_of_two() {
+                    debug!(dropped = n, "view-only session: input events dropped");
+                }
+            }
+        });
+    }
 }
 
 /// Each input stream the controller opens, read on its own task into the input thread.

@@ -27,7 +27,7 @@ use winit::window::Window;
 use super::{Fit, ViewerError};
 
 /// Most bilinear taps per axis when shrinking (see [`taps`]).
-pub(super) const MAX_TAPS: u32 = 4;
+pub(crate) const MAX_TAPS: u32 = 4;
 
 const SHADER: &str = r#"
 struct Params {
@@ -79,7 +79,7 @@ fn fs_main(v: Varyings) -> @location(0) vec4<f32> {
 /// taps cover `2n` texels: one tap up to 2:1 shrinking (exact at 2:1), then one more per two
 /// texels, up to [`MAX_TAPS`] (exact box filtering down to 1/8). That keeps the cost low even
 /// on a software rasteriser (lavapipe): 4 taps for a 1920-wide screen in a 600-wide window.
-pub(super) fn taps(src: u32, dst: u32) -> u32 {
+pub(crate) fn taps(src: u32, dst: u32) -> u32 {
     if dst == 0 {
         return 1;
     }
@@ -88,7 +88,7 @@ pub(super) fn taps(src: u32, dst: u32) -> u32 {
 
 /// What one [`Renderer::render`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Drawn {
+pub(crate) enum Drawn {
     /// The picture is on screen.
     Shown,
     /// Nothing this time (window minimised or covered, surface busy or out of date): try again
@@ -97,7 +97,7 @@ pub(super) enum Drawn {
 }
 
 /// The picture's texture and everything needed to draw it; one per window.
-pub(super) struct Renderer {
+pub(crate) struct Renderer {
     instance: wgpu::Instance,
     surface: wgpu::Surface<'static>,
     adapter: wgpu::Adapter,
@@ -138,7 +138,7 @@ impl Renderer {
     /// [`ViewerError::NoAdapter`] when no backend or adapter can draw in the window (no Vulkan
     /// driver);
     /// [`ViewerError::Graphics`] for the other steps.
-    pub(super) fn new(window: Arc<Window>) -> Result<Self, ViewerError> {
+    pub(crate) fn new(window: Arc<Window>) -> Result<Self, ViewerError> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
             backends: wgpu::Backends::from_env().unwrap_or_else(wgpu::Backends::all),
             ..wgpu::InstanceDescriptor::new_without_display_handle().with_env()
@@ -292,13 +292,13 @@ impl Renderer {
     }
 
     /// The adapter's name, for the log.
-    pub(super) fn adapter_name(&self) -> String {
+    pub(crate) fn adapter_name(&self) -> String {
         let info = self.adapter.get_info();
         format!("{} ({:?})", info.name, info.backend)
     }
 
     /// The size of the picture being shown, once there is one.
-    pub(super) fn picture_size(&self) -> Option<(u32, u32)> {
+    pub(crate) fn picture_size(&self) -> Option<(u32, u32)> {
         self.picture.as_ref().map(|p| p.1)
     }
 
@@ -309,7 +309,7 @@ impl Renderer {
     ///
     /// [`ViewerError::FrameTooLarge`] when the GPU cannot hold a picture that size; the previous
     /// picture stays.
-    pub(super) fn upload(
+    pub(crate) fn upload(
         &mut self,
         width: u32,
         height: u32,
@@ -385,7 +385,7 @@ impl Renderer {
     }
 
     /// Notes a new window size (from a resize event); the surface follows at the next frame.
-    pub(super) fn resize(&mut self, width: u32, height: u32) {
+    pub(crate) fn resize(&mut self, width: u32, height: u32) {
         if (width, height) != (self.config.width, self.config.height) {
             self.reconfigure = true;
         }
@@ -395,7 +395,7 @@ impl Renderer {
     ///
     /// Never loops: an out-of-date surface is reconfigured to the window's current size once;
     /// if that still fails, or the window cannot be drawn now, it returns [`Drawn::Later`].
-    pub(super) fn render(&mut self) -> Drawn {
+    pub(crate) fn render(&mut self) -> Drawn {
         for attempt in 0..2 {
             let (w, h) = self.window_size();
             if w == 0 || h == 0 {

@@ -100,6 +100,7 @@ pub fn test_host(
         bitrate_bps: 3_000_000,
         content: None,
         input,
+        attended: Default::default(),
     }
 }
 
@@ -126,7 +127,8 @@ pub fn synthetic_host(
 pub fn connect_config(rv: &Rv, code: AccessCode, password: &str, dir: &Path) -> ConnectConfig {
     ConnectConfig {
         code,
-        password: password.into(),
+        password: Some(password.into()),
+        name: "test controller".into(),
         rendezvous: rv.addr,
         rendezvous_fingerprint: rv.fingerprint,
         data_dir: dir.to_path_buf(),
@@ -139,6 +141,7 @@ pub fn connect_config(rv: &Rv, code: AccessCode, password: &str, dir: &Path) -> 
             program: env!("CARGO_BIN_EXE_peer").into(),
         },
         accept_new_key: false,
+        save_as: None,
     }
 }
 

@@ -118,12 +118,14 @@ pub fn host_endpoint(id: &Identity) -> quinn::Endpoint {
     quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().unwrap()).unwrap()
 }
 
-/// Opens the control stream and says Hello, as every controller begins.
+/// Opens the control stream, says Hello and introduces itself (without a name), as every
+/// controller begins.
 pub async fn hello(
     conn: &quinn::Connection,
 ) -> Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError> {
     let (mut s, r) = conn.open_bi().await?;
     send(&mut s, &ControlMsg::Hello { version: VERSION }).await;
+    send(&mut s, &ControlMsg::Introduce { name: "".into() }).await;
     Ok((s, r))
 }
 
@@ -134,7 +136,19 @@ pub async fn send(s: &mut quinn::SendStream, msg: &ControlMsg) {
         .await;
 }
 
+/// The host's next control message, passing over what only says how it decides (`Access`)
+/// and what it grants (`Granted`), which come before the challenge and the welcome.
 pub async fn read(r: &mut quinn::RecvStream) -> Option<ControlMsg> {
+    loop {
+        match read_raw(r).await? {
+            ControlMsg::Access { .. } | ControlMsg::Granted(_) => continue,
+            other => return Some(other),
+        }
+    }
+}
+
+/// The host's next control message, whatever it is.
+pub async fn read_raw(r: &mut quinn::RecvStream) -> Option<ControlMsg> {
     tokio::time::timeout(
         Duration::from_secs(5),
         wire::read_msg::<ControlMsg, _>(r, MAX_CONTROL_LEN),
