@@ -219,9 +219,13 @@ impl Sim {
         self.relay.lock().expect("the relay lock is not poisoned")
     }
 
-    /// Takes every change the core handed to the store and applies it as `Store` does.
+    /// Takes every change the core handed to the store and applies it as `Store` does; returns
+    /// the registry's changes (session records, which every relayed look-up writes, are not
+    /// the registry's; an operator's changes never happen here).
     fn drain_store(&mut self) -> Vec<StoreOp> {
-        let ops: Vec<StoreOp> = std::iter::from_fn(|| self.core.poll_store()).collect();
+        let ops: Vec<StoreOp> = std::iter::from_fn(|| self.core.poll_store())
+            .filter(|op| !matches!(op, StoreOp::Session(_)))
+            .collect();
         for op in &ops {
             match op {
                 StoreOp::Upsert(code, rec) => {
@@ -237,6 +241,7 @@ impl Sim {
                         self.persisted_quarantine.remove(code);
                     }
                 }
+                other => panic!("no operator acts here, yet the core wrote {other:?}"),
             }
         }
         ops
@@ -273,7 +278,34 @@ impl Sim {
                 lan_addrs,
                 relay_only,
             } => self.resolve(key, from, code, &lan_addrs, relay_only),
+            ClientMsg::Enroll { token } => self.enroll(key, from, &token),
         }
+    }
+
+    /// No token was ever issued here, so every enrollment is refused; one that the limits let
+    /// through is charged to the same budgets as a registration of a new code.
+    fn enroll(&mut self, key: Fingerprint, from: SocketAddr, token: &str) {
+        let answer = self.core.enroll(self.at(), key, from, token);
+        encodes(&answer, "an enrollment answer");
+        assert!(self.drain_store().is_empty(), "a refused enrollment changed the store");
+        let ServerMsg::Refused { reason, .. } = answer else {
+            panic!("an enrollment without any token issued was taken: {answer:?}");
+        };
+        if reason == Refusal::RateLimited {
+            self.refusals.register_rate_limited += 1;
+            return;
+        }
+        assert_eq!(reason, Refusal::NotEnrolled);
+        self.refusals.not_enrolled += 1;
+        let elapsed = self.elapsed();
+        self.register_key
+            .charge(key, REGISTER_KEY, elapsed, "registrations per key");
+        self.new_code_prefix.charge(
+            Prefix::of(from.ip()),
+            NEW_CODE_PREFIX,
+            elapsed,
+            "new codes per prefix",
+        );
     }
 
     fn register(&mut self, key: Fingerprint, from: SocketAddr, lan: &[SocketAddr], rng: &[u8]) {

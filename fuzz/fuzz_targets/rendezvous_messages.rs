@@ -65,6 +65,9 @@ fn seeds() -> Vec<Vec<u8>> {
             lan_addrs: vec![addr("192.168.1.20:7000")],
             relay_only: true,
         },
+        ClientMsg::Enroll {
+            token: "qde_0a1b2c3d4e5f_secret".into(),
+        },
     ];
     let server = [
         ServerMsg::Registered {

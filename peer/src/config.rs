@@ -235,9 +235,30 @@ pub async fn check_rendezvous(
     addr: SocketAddr,
     fingerprint: Fingerprint,
 ) -> Result<(), crate::Error> {
-    let identity = Identity::ephemeral()?;
+    rendezvous_call(addr, fingerprint, &Identity::ephemeral()?, None).await
+}
+
+/// Enrolls `identity`'s key with the rendezvous at `addr` (which must hold `fingerprint`),
+/// presenting the enrollment `token` of an invite.
+pub async fn enroll(
+    addr: SocketAddr,
+    fingerprint: Fingerprint,
+    identity: &Identity,
+    token: &str,
+) -> Result<(), crate::Error> {
+    rendezvous_call(addr, fingerprint, identity, Some(token)).await
+}
+
+/// Connects to the rendezvous as `identity` (its key pinned), enrolls with `token` if given,
+/// and closes.
+async fn rendezvous_call(
+    addr: SocketAddr,
+    fingerprint: Fingerprint,
+    identity: &Identity,
+    token: Option<&str>,
+) -> Result<(), crate::Error> {
     let cfg = proto::quic::client_config(
-        &identity,
+        identity,
         fingerprint,
         proto::rendezvous::ALPN,
         proto::quic::Role::RendezvousClient,
@@ -251,8 +272,17 @@ pub async fn check_rendezvous(
     let connecting = endpoint.connect_with(cfg, addr, "quicdesk.invalid")?;
     let result = match tokio::time::timeout(CHECK_TIMEOUT, connecting).await {
         Ok(Ok(conn)) => {
+            let enrolled = match token {
+                Some(t) => tokio::time::timeout(CHECK_TIMEOUT, proto::client::enroll(&conn, t))
+                    .await
+                    .map_err(|_| {
+                        crate::Error::Timeout("the rendezvous did not answer the enrollment")
+                    })
+                    .and_then(|r| r.map_err(crate::Error::from)),
+                None => Ok(()),
+            };
             conn.close(0u32.into(), b"join check");
-            Ok(())
+            enrolled
         }
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(crate::Error::Timeout("the rendezvous did not answer")),

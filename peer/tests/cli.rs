@@ -271,3 +271,101 @@ fn asking_the_hosts_user_needs_a_display_and_help_says_what_prompt_costs() {
     assert!(!headless.status.success());
     assert!(String::from_utf8_lossy(&headless.stderr).contains("needs the host's code"));
 }
+
+/// On a rendezvous that admits enrolled hosts only, a host that joined without a token is told
+/// why it cannot register; `peer join` with an invite that carries a token enrolls the
+/// machine's keys (two uses of the token), saves no token, and `peer host` then registers. A
+/// spent token enrolls nobody else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_with_an_enrollment_token_lets_the_host_register_on_an_enrolled_rendezvous() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = rendezvous::server::Config::new(LOCAL, dir.path().join("rv"));
+    cfg.access = rendezvous::core::AccessMode::Enrolled;
+    let server = rendezvous::server::Server::bind(&cfg).unwrap();
+    let (addr, fp, admin) = (
+        server.local_addr().unwrap(),
+        server.fingerprint(),
+        server.admin(),
+    );
+    tokio::spawn(server.run());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (token, secret) = rendezvous::core::new_token("ops", "ci", 2, now + 600, now);
+    admin.add_token(token);
+    let plain = proto::invite::Invite::new(vec![addr.to_string()], fp).unwrap();
+    let with_token = plain.clone().with_token(&secret).unwrap().to_string();
+    let run = |args: Vec<String>, data: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            peer(&args, &data)
+        })
+    };
+    let host_registers = |data: std::path::PathBuf| async move {
+        let mut host = Command::new(env!("CARGO_BIN_EXE_peer"))
+            .args(["host", "--source", "synthetic", "--data-dir"])
+            .arg(&data)
+            .env_remove("QUICDESK_RENDEZVOUS")
+            .env_remove("QUICDESK_RENDEZVOUS_FINGERPRINT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stdout, stderr) = (host.stdout.take().unwrap(), host.stderr.take().unwrap());
+        let said = tokio::task::spawn_blocking(move || {
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find_map(|l| l.strip_prefix("code: ").map(str::to_owned))
+        });
+        let got = tokio::time::timeout(Duration::from_secs(8), said).await;
+        let _ = host.kill();
+        let _ = host.wait();
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut { stderr }, &mut err);
+        (got.ok().and_then(|r| r.ok()).flatten(), err)
+    };
+
+    // Joined without a token: the host cannot register, and says why.
+    let outsider = dir.path().join("outsider");
+    let joined = run(vec!["join".into(), plain.to_string()], outsider.clone())
+        .await
+        .unwrap();
+    assert!(
+        joined.status.success(),
+        "{}",
+        String::from_utf8_lossy(&joined.stderr)
+    );
+    let (code, err) = host_registers(outsider.clone()).await;
+    assert_eq!(code, None, "an unenrolled host registered");
+    assert!(err.contains("enrolled"), "{err}");
+
+    // With the token: both keys enrolled, the token not saved, and the host registers.
+    let member = dir.path().join("member");
+    let joined = run(vec!["join".into(), with_token.clone()], member.clone())
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&joined.stderr);
+    assert!(joined.status.success(), "{said}");
+    assert!(
+        said.contains("host key is enrolled") && said.contains("controller key is enrolled"),
+        "{said}"
+    );
+    let config = std::fs::read_to_string(member.join(peer::config::FILE_NAME)).unwrap();
+    assert!(!config.contains("qde_"), "the token was saved: {config}");
+    let (code, err) = host_registers(member).await;
+    assert!(
+        code.is_some_and(|c| c.parse::<proto::AccessCode>().is_ok()),
+        "{err}"
+    );
+
+    // The token is spent: a third key gets nothing, and nothing is saved.
+    let late = dir.path().join("late");
+    let refused = run(vec!["join".into(), with_token], late.clone())
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not valid"));
+    assert!(!late.join(peer::config::FILE_NAME).exists());
+}

@@ -133,3 +133,14 @@ pub async fn resolve(
         _ => Err(ClientError::Unexpected),
     }
 }
+
+/// Presents an enrollment token for the key `conn` was opened with.
+pub async fn enroll(conn: &quinn::Connection, token: &str) -> Result<(), ClientError> {
+    let msg = ClientMsg::Enroll {
+        token: token.to_owned(),
+    };
+    match request(conn, &msg).await? {
+        (ServerMsg::Enrolled, ..) => Ok(()),
+        _ => Err(ClientError::Unexpected),
+    }
+}

@@ -659,3 +659,148 @@ async fn a_second_factor_is_needed_once_set() {
     let listed = rendezvous::console::list_users(&rig.dir).unwrap();
     assert!(listed.iter().any(|u| u.name == "olga" && u.totp));
 }
+
+fn refused_not_enrolled(answer: &ServerMsg) -> bool {
+    matches!(
+        answer,
+        ServerMsg::Refused {
+            reason: proto::rendezvous::Refusal::NotEnrolled,
+            ..
+        }
+    )
+}
+
+/// An enrolled rendezvous as strangers meet it (raw QUIC): an unenrolled key cannot register;
+/// made-up, forged, spent and revoked tokens enroll nobody; a token issued in the console
+/// enrolls as many keys as it says, and an enrolled key registers; controllers need nothing.
+#[tokio::test]
+async fn an_enrolled_rendezvous_admits_only_keys_enrolled_with_a_console_token() {
+    let rig = console_support::rig::start_access(rendezvous::core::AccessMode::Enrolled, 0).await;
+    let s = log_in(&rig.client, OLGA.0, OLGA.1).await.unwrap();
+    let stranger = Host::connect(&rig).await;
+    assert!(refused_not_enrolled(&stranger.register().await.0));
+    let made = rig
+        .client
+        .send(
+            "POST",
+            "/api/v1/enrollments",
+            &s.changing(),
+            r#"{"uses":1,"label":"desk","addresses":["rv.example.com:7700"]}"#,
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let made = made.json();
+    let token = made["token"].as_str().unwrap().to_owned();
+    let id = made["id"].as_str().unwrap().to_owned();
+    assert!(
+        made["invite"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{token}"))
+    );
+    // An auditor issues none.
+    let auditor = log_in(&rig.client, AUDREY.0, AUDREY.1).await.unwrap();
+    let a = rig
+        .client
+        .send("POST", "/api/v1/enrollments", &auditor.changing(), "{}")
+        .await;
+    assert_eq!(a.status, 403);
+    // Guesses: no such id, the right id with another secret, garbage.
+    let forged = format!("qde_{id}_{}", "0".repeat(64));
+    for guess in ["qde_000000000000_x", forged.as_str(), "nonsense", ""] {
+        assert!(
+            refused_not_enrolled(&stranger.enroll(guess).await),
+            "{guess}"
+        );
+    }
+    assert!(refused_not_enrolled(&stranger.register().await.0));
+    // The real token: one use.
+    let member = Host::connect(&rig).await;
+    assert_eq!(member.enroll(&token).await, ServerMsg::Enrolled);
+    let (answer, _send, _recv) = member.register().await;
+    let code = code_of(&answer);
+    let second = Host::connect(&rig).await;
+    assert!(
+        refused_not_enrolled(&second.enroll(&token).await),
+        "a spent token enrolled"
+    );
+    // A controller needs no enrollment here: its look-up goes through.
+    assert!(matches!(
+        second.resolve(code).await,
+        ServerMsg::Resolved { .. }
+    ));
+    // A revoked token enrolls nobody.
+    let made = rig
+        .client
+        .send("POST", "/api/v1/enrollments", &s.changing(), "{}")
+        .await
+        .json();
+    let (token2, id2) = (
+        made["token"].as_str().unwrap().to_owned(),
+        made["id"].as_str().unwrap().to_owned(),
+    );
+    let a = rig
+        .client
+        .send(
+            "DELETE",
+            &format!("/api/v1/enrollments/{id2}"),
+            &s.changing(),
+            "",
+        )
+        .await;
+    assert_eq!(a.status, 204);
+    assert!(refused_not_enrolled(&second.enroll(&token2).await));
+    let listed = rig
+        .client
+        .get("/api/v1/enrollments", &s.reading())
+        .await
+        .json();
+    assert_eq!(listed["access"], "enrolled");
+    assert!(
+        !listed.to_string().contains(&token),
+        "a token's secret is listed"
+    );
+    let audit = rig
+        .client
+        .get("/api/v1/audit?search=enrollment", &s.reading())
+        .await
+        .json();
+    assert_eq!(audit["records"].as_array().unwrap().len(), 3, "{audit}");
+}
+
+/// A closed rendezvous: controllers need an enrolled key to look codes up; relayed sessions are
+/// capped per account (the controller's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_rendezvous_needs_enrolled_controllers_and_caps_relaying_per_account() {
+    let rig = console_support::rig::start_access(rendezvous::core::AccessMode::Closed, 1).await;
+    let s = log_in(&rig.client, OLGA.0, OLGA.1).await.unwrap();
+    let made = rig
+        .client
+        .send(
+            "POST",
+            "/api/v1/enrollments",
+            &s.changing(),
+            r#"{"uses":3}"#,
+        )
+        .await
+        .json();
+    let token = made["token"].as_str().unwrap().to_owned();
+    let host = Host::connect(&rig).await;
+    assert_eq!(host.enroll(&token).await, ServerMsg::Enrolled);
+    let (answer, _send, _recv) = host.register().await;
+    let code = code_of(&answer);
+    let stranger = Host::connect(&rig).await;
+    assert!(refused_not_enrolled(&stranger.resolve(code).await));
+    let controller = Host::connect(&rig).await;
+    assert_eq!(controller.enroll(&token).await, ServerMsg::Enrolled);
+    assert!(matches!(
+        controller.resolve(code).await,
+        ServerMsg::Resolved { .. }
+    ));
+    // The account (olga's) holds its one relayed session: the next look-up is refused.
+    let again = controller.resolve(code).await;
+    assert!(
+        matches!(&again, ServerMsg::Refused { reason: proto::rendezvous::Refusal::Busy, message } if message.contains("account")),
+        "{again:?}"
+    );
+}

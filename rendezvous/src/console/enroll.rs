@@ -57,7 +57,8 @@ async fn list(State(console): State<Arc<Console>>, _: Caller) -> Json<Value> {
 struct NewToken {
     #[serde(default)]
     label: String,
-    /// How many keys may enroll with it (default 1). JSON numbers (`5` and `5.0` alike).
+    /// How many keys may enroll with it (default 2: one machine, its host and controller
+    /// keys). JSON numbers (`5` and `5.0` alike).
     uses: Option<f64>,
     /// Seconds it is good for (default 7 days).
     expires_in: Option<f64>,
@@ -81,7 +82,7 @@ async fn create(
             "label: up to 64 characters, no control characters".into(),
         ));
     }
-    let uses = whole(t.uses, 1, 1, u64::from(MAX_USES))
+    let uses = whole(t.uses, 2, 1, u64::from(MAX_USES))
         .ok_or_else(|| ApiError::BadRequest(format!("uses: a whole number, 1 to {MAX_USES}")))?;
     let uses = u32::try_from(uses).unwrap_or(MAX_USES);
     let lifetime = whole(t.expires_in, 7 * 86_400, 60, MAX_LIFETIME).ok_or_else(|| {

@@ -32,8 +32,21 @@ pub async fn start() -> Rig {
     start_with(|_| ()).await
 }
 
+/// [`start`], with an access mode (and a relay cap per account).
+pub async fn start_access(access: rendezvous::core::AccessMode, per_account: usize) -> Rig {
+    start_full(|_| (), access, per_account).await
+}
+
 /// [`start`], with `prepare` run on the data directory first (e.g. to fill the registry).
 pub async fn start_with(prepare: impl FnOnce(&std::path::Path)) -> Rig {
+    start_full(prepare, rendezvous::core::AccessMode::Open, 0).await
+}
+
+async fn start_full(
+    prepare: impl FnOnce(&std::path::Path),
+    access: rendezvous::core::AccessMode,
+    per_account: usize,
+) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     prepare(dir.path());
     for ((name, pw), role) in
@@ -49,6 +62,8 @@ pub async fn start_with(prepare: impl FnOnce(&std::path::Path)) -> Rig {
         listen: ip,
         limits: rendezvous::relay::Limits::default(),
     });
+    cfg.access = access;
+    cfg.relay_sessions_per_account = Some(per_account).filter(|&n| n > 0);
     let server = Server::bind(&cfg).unwrap();
     let logins = console::LoginCounters::default();
     let bound = console::bind(
@@ -133,6 +148,26 @@ impl Host {
         .unwrap()
         .expect("an answer");
         (answer, send, recv)
+    }
+
+    /// Presents an enrollment token; the answer.
+    pub async fn enroll(&self, token: &str) -> ServerMsg {
+        self.ask(&ClientMsg::Enroll {
+            token: token.to_owned(),
+        })
+        .await
+        .0
+    }
+
+    /// Looks `code` up; the answer.
+    pub async fn resolve(&self, code: AccessCode) -> ServerMsg {
+        self.ask(&ClientMsg::Resolve {
+            code,
+            lan_addrs: Vec::new(),
+            relay_only: true,
+        })
+        .await
+        .0
     }
 
     /// Registers; the answer and the registration's stream.
