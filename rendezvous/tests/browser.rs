@@ -268,6 +268,44 @@ async fn an_operator_works_the_console_in_a_real_browser() {
     );
     assert!(log.contains("session.end"), "{log}");
 
+    // Issue an enrollment token: the invite that carries it is shown once.
+    b.goto(&url(&rig, "/enroll")).await.unwrap();
+    b.find(Locator::Css("#new-token input[name='label']"))
+        .await
+        .unwrap()
+        .send_keys("front desk")
+        .await
+        .unwrap();
+    b.find(Locator::Css("#new-token input[name='addresses']"))
+        .await
+        .unwrap()
+        .send_keys("rv.example.com:7700")
+        .await
+        .unwrap();
+    b.find(Locator::Css("#new-token button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let shown = {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let t = text_of(b, "#new-token output").await;
+            if !t.is_empty() || tokio::time::Instant::now() > deadline {
+                break t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let invite = shown
+        .strip_prefix("Invite (shown once): ")
+        .unwrap_or_else(|| panic!("{shown}"));
+    let invite: proto::invite::Invite = invite.parse().expect("the invite shown parses");
+    assert_eq!(invite.addresses, ["rv.example.com:7700"]);
+    assert_eq!(invite.fingerprint, rig.fingerprint);
+    assert!(invite.token.is_some());
+
     // Log out: back at the login page, and the console is closed to this browser.
     b.find(Locator::Id("logout"))
         .await

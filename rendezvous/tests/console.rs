@@ -65,7 +65,16 @@ async fn every_api_path_refuses_a_stranger() {
             .await;
         assert_eq!(a.status, 401, "{key}");
     }
-    for page in ["/", "/hosts", "/audit", "/users", "/keys", "/settings"] {
+    for page in [
+        "/",
+        "/hosts",
+        "/sessions",
+        "/audit",
+        "/users",
+        "/keys",
+        "/enroll",
+        "/settings",
+    ] {
         let a = rig.client.get(page, &[]).await;
         assert_eq!((a.status, a.header("location")), (303, "/login"), "{page}");
     }

@@ -47,11 +47,22 @@ document.addEventListener("submit", async (ev) => {
   if (!f) return;
   ev.preventDefault();
   const body = {};
-  for (const [k, v] of new FormData(f)) body[k] = v;
+  const numbers = (f.dataset.numbers || "").split(" ");
+  const lists = (f.dataset.lists || "").split(" ");
+  for (const [k, v] of new FormData(f)) {
+    if (numbers.includes(k)) body[k] = Number(v);
+    else if (lists.includes(k))
+      body[k] = v.split(",").map((x) => x.trim()).filter((x) => x);
+    else body[k] = v;
+  }
   try {
     const got = await call(f.dataset.method || "POST", f.dataset.url, body);
     if (got && got.key) {
       say(f, "Key (shown once, store it now): " + got.key, false);
+      return;
+    }
+    if (got && got.token) {
+      say(f, (got.invite ? "Invite (shown once): " + got.invite : "Token (shown once): " + got.token), false);
       return;
     }
     location.reload();

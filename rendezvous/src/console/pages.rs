@@ -31,6 +31,7 @@ pub(super) fn routes() -> Router<Arc<Console>> {
         .route("/sessions", get(sessions_page))
         .route("/users", get(users))
         .route("/keys", get(keys))
+        .route("/enroll", get(enroll_page))
         .route("/settings", get(settings))
         .route(
             "/static/console.js",
@@ -101,6 +102,7 @@ fn layout(caller: &Caller, title: &str, live: bool, body: Markup) -> Html<String
                         a href="/audit" { "Audit log" }
                         a href="/users" { "Users" }
                         a href="/keys" { "API keys" }
+                        a href="/enroll" { "Enrollment" }
                         a href="/settings" { "Settings" }
                         span class="who" {
                             (caller.user) " (" (caller.role) ") "
@@ -458,6 +460,61 @@ async fn keys(State(console): State<Arc<Console>>, caller: Result<Caller, ApiErr
                 input name="label" placeholder="label";
                 button { "Make" }
                 output {}
+            }
+        },
+    ))
+}
+
+async fn enroll_page(
+    State(console): State<Arc<Console>>,
+    caller: Result<Caller, ApiError>,
+) -> Page {
+    let caller = caller.map_err(need_login)?;
+    let tokens = console.admin.tokens();
+    let mode = console.admin.access_mode();
+    let may = caller.role.may_change_hosts();
+    Ok(layout(
+        &caller,
+        "Enrollment",
+        false,
+        html! {
+            p { "Access mode: " b id="access-mode" { (mode) } ". "
+                (match mode {
+                    crate::core::AccessMode::Open => "Any key may register and connect; tokens are not needed (start the server with --access enrolled or closed to require them).",
+                    crate::core::AccessMode::Enrolled => "Hosts register only with a key enrolled by a token; any controller may connect (the host's password decides).",
+                    crate::core::AccessMode::Closed => "Hosts and controllers need keys enrolled by a token.",
+                })
+            }
+            p { "A token goes to a user inside an invite (" code { "peer join INVITE" } "); each machine takes two uses (its host and controller keys). It is a secret: hand it over like a password." }
+            table id="tokens" {
+                thead { tr { th { "Id" } th { "Account" } th { "Label" } th { "Uses left" } th { "Expires" } th { "State" } @if may { th {} } } }
+                tbody {
+                    @for t in &tokens {
+                        tr data-token=(t.id) {
+                            td { code { (t.id) } } td { (t.account) } td { (t.label) } td { (t.uses_left) }
+                            td { (when(t.expires)) }
+                            td { (if t.revoked { "revoked" } else if t.uses_left == 0 { "used up" } else { "live" }) }
+                            @if may { td { @if !t.revoked {
+                                button data-url=(format!("/api/v1/enrollments/{}", t.id)) data-method="DELETE" { "Revoke" }
+                            } } }
+                        }
+                    }
+                }
+            }
+            @if may {
+                h2 { "Issue a token" }
+                form id="new-token" data-url="/api/v1/enrollments" data-method="POST" data-numbers="uses expires_in" data-lists="addresses" {
+                    input name="label" placeholder="label (who it is for)";
+                    input name="uses" type="number" min="1" max="10000" value="2" title="uses";
+                    select name="expires_in" {
+                        option value="86400" { "1 day" }
+                        option value="604800" selected { "7 days" }
+                        option value="2592000" { "30 days" }
+                    }
+                    input name="addresses" placeholder="rendezvous address(es), host:port, comma-separated" size="40";
+                    button { "Issue" }
+                    output {}
+                }
             }
         },
     ))
