@@ -58,6 +58,9 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Wait after the rendezvous refused a registration for now (its rate limits).
 const REFUSED_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a host waits after a refusal only its rendezvous's operator can lift (not
+/// enrolled, banned).
+const OPERATOR_BACKOFF: Duration = Duration::from_secs(30);
 /// How long one attempt to connect and register may take.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(3);
 /// A registration whose rendezvous acknowledged nothing for this long (keep-alives go out every

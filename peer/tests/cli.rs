@@ -302,29 +302,52 @@ async fn an_invite_with_an_enrollment_token_lets_the_host_register_on_an_enrolle
             peer(&args, &data)
         })
     };
-    let host_registers = |data: std::path::PathBuf| async move {
-        let mut host = Command::new(env!("CARGO_BIN_EXE_peer"))
-            .args(["host", "--source", "synthetic", "--data-dir"])
-            .arg(&data)
-            .env_remove("QUICDESK_RENDEZVOUS")
-            .env_remove("QUICDESK_RENDEZVOUS_FINGERPRINT")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (stdout, stderr) = (host.stdout.take().unwrap(), host.stderr.take().unwrap());
-        let said = tokio::task::spawn_blocking(move || {
-            std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .find_map(|l| l.strip_prefix("code: ").map(str::to_owned))
-        });
-        let got = tokio::time::timeout(Duration::from_secs(8), said).await;
-        let _ = host.kill();
-        let _ = host.wait();
-        let mut err = String::new();
-        let _ = std::io::Read::read_to_string(&mut { stderr }, &mut err);
-        (got.ok().and_then(|r| r.ok()).flatten(), err)
+    let host_registers = |data: std::path::PathBuf| {
+        let admin = admin.clone();
+        async move {
+            let mut host = Command::new(env!("CARGO_BIN_EXE_peer"))
+                .args(["host", "--source", "synthetic", "--data-dir"])
+                .arg(&data)
+                .env_remove("QUICDESK_RENDEZVOUS")
+                .env_remove("QUICDESK_RENDEZVOUS_FINGERPRINT")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let (stdout, stderr) = (host.stdout.take().unwrap(), host.stderr.take().unwrap());
+            let said = tokio::task::spawn_blocking(move || {
+                std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                    .find_map(|l| l.strip_prefix("code: ").map(str::to_owned))
+            });
+            let got = tokio::time::timeout(Duration::from_secs(8), said).await;
+            // A registered host reports its version and NAT mapping for the operator's console.
+            if let Some(code) = got
+                .as_ref()
+                .ok()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|c| c.clone())
+            {
+                let code: proto::AccessCode = code.parse().unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while admin.host(&code).and_then(|h| h.version).is_none() {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the host reported nothing"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let h = admin.host(&code).unwrap();
+                assert_eq!(h.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
+                assert!(h.mapping.is_some());
+            }
+            let _ = host.kill();
+            let _ = host.wait();
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(&mut { stderr }, &mut err);
+            (got.ok().and_then(|r| r.ok()).flatten(), err)
+        }
     };
 
     // Joined without a token: the host cannot register, and says why.

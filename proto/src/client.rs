@@ -144,3 +144,19 @@ pub async fn enroll(conn: &quinn::Connection, token: &str) -> Result<(), ClientE
         _ => Err(ClientError::Unexpected),
     }
 }
+
+/// Tells the rendezvous this host's version and NAT mapping (for its operator's console).
+pub async fn report(
+    conn: &quinn::Connection,
+    version: &str,
+    mapping: crate::session::Mapping,
+) -> Result<(), ClientError> {
+    let msg = ClientMsg::Report {
+        version: version.to_owned(),
+        mapping,
+    };
+    match request(conn, &msg).await? {
+        (ServerMsg::Noted, ..) => Ok(()),
+        _ => Err(ClientError::Unexpected),
+    }
+}

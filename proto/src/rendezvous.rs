@@ -86,7 +86,16 @@ pub enum ClientMsg {
     /// on a rendezvous that admits enrolled keys only, an enrolled key may register (and, if
     /// it is closed to strangers, look codes up). Answered `Enrolled` or `Refused`.
     Enroll { token: String },
+    /// A registered host says what it runs and how its NAT maps ports (once it knows, after
+    /// its STUN discovery), for the operator's console. Answered `Noted`.
+    Report {
+        version: String,
+        mapping: crate::session::Mapping,
+    },
 }
+
+/// Longest version string a host may report.
+pub const MAX_VERSION_LEN: usize = 32;
 
 /// From the rendezvous to a peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +131,8 @@ pub enum ServerMsg {
     Refused { reason: Refusal, message: String },
     /// The key is enrolled (under the operator's account that issued the token).
     Enrolled,
+    /// A report was taken (or ignored: no registration of this key).
+    Noted,
 }
 
 /// An opaque name of a source prefix (see [`ServerMsg::ConnectRequest`]).

@@ -813,3 +813,39 @@ async fn a_closed_rendezvous_needs_enrolled_controllers_and_caps_relaying_per_ac
         "{again:?}"
     );
 }
+
+/// What a host reports of itself (version, NAT mapping) shows in the console while it is online;
+/// a version that is not short printable text shows as "?".
+#[tokio::test]
+async fn a_hosts_report_shows_its_version_and_nat_mapping() {
+    let rig = start().await;
+    let host = Host::connect(&rig).await;
+    let (answer, _send, _recv) = host.register().await;
+    let code = code_of(&answer);
+    let s = log_in(&rig.client, AUDREY.0, AUDREY.1).await.unwrap();
+    let path = format!("/api/v1/hosts/{code}");
+    let before = rig.client.get(&path, &s.reading()).await.json();
+    assert_eq!(
+        (before["version"].clone(), before["nat_mapping"].clone()),
+        (serde_json::Value::Null, serde_json::Value::Null)
+    );
+    let report = |version: &str| ClientMsg::Report {
+        version: version.to_owned(),
+        mapping: proto::session::Mapping::EndpointDependent,
+    };
+    assert_eq!(host.ask(&report("0.1.0")).await.0, ServerMsg::Noted);
+    let after = rig.client.get(&path, &s.reading()).await.json();
+    assert_eq!(after["version"], "0.1.0");
+    assert_eq!(after["nat_mapping"], "endpoint-dependent");
+    assert_eq!(
+        host.ask(&report("\u{1b}[2J<b>evil</b>")).await.0,
+        ServerMsg::Noted
+    );
+    assert_eq!(
+        rig.client.get(&path, &s.reading()).await.json()["version"],
+        "?"
+    );
+    // A key with no registration reports into nothing.
+    let stranger = Host::connect(&rig).await;
+    assert_eq!(stranger.ask(&report("9.9.9")).await.0, ServerMsg::Noted);
+}

@@ -48,9 +48,14 @@ pub(super) async fn rendezvous_loop(
                 let discovery = tokio::spawn({
                     let shared = shared.clone();
                     let (observed, stun_port) = (reg.observed, reg.stun_port);
+                    let conn = conn.clone();
                     async move {
                         let m = crate::nat::discover(&shared.socket, rv, observed, stun_port).await;
                         shared.status.send_modify(|s| s.mapping = Some(m));
+                        // For the operator's console; an older rendezvous refuses it, harmlessly.
+                        if let Err(e) = client::report(&conn, env!("CARGO_PKG_VERSION"), m).await {
+                            debug!("the rendezvous took no report: {e}");
+                        }
                     }
                 });
                 let _discovery = crate::AbortOnDrop(discovery);
@@ -97,6 +102,14 @@ pub(super) async fn rendezvous_loop(
             })) => {
                 backoff = REFUSED_BACKOFF;
                 warn!(rendezvous = %rv, "registration refused for now ({message}); retrying in {backoff:?}");
+            }
+            // Not something a retry in seconds mends: the operator must act (enroll, unban).
+            Err(Error::Rendezvous(ClientError::Refused {
+                reason: Refusal::NotEnrolled | Refusal::Unavailable,
+                message,
+            })) => {
+                backoff = OPERATOR_BACKOFF;
+                warn!(rendezvous = %rv, "registration refused: {message}; trying again in {backoff:?}");
             }
             Err(e) => warn!(rendezvous = %rv, "cannot register: {e}; retrying in {backoff:?}"),
         }

@@ -56,6 +56,9 @@ pub struct HostJson {
     pub online_since: Option<u64>,
     pub last_seen: u64,
     pub banned: bool,
+    /// What it reported while online: its version and NAT mapping.
+    pub version: Option<String>,
+    pub nat_mapping: Option<String>,
 }
 
 impl From<&HostView> for HostJson {
@@ -69,6 +72,8 @@ impl From<&HostView> for HostJson {
             online_since: h.online.map(|(_, t)| t),
             last_seen: h.last_seen,
             banned: h.banned,
+            version: h.version.clone(),
+            nat_mapping: h.mapping.map(|m| m.to_string()),
         }
     }
 }

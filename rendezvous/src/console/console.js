@@ -85,7 +85,7 @@ function hostRow(h) {
     if (table.dataset.live !== "true") return;
     tr = document.createElement("tr");
     tr.dataset.code = h.code;
-    for (const k of ["code", "name", "state", "address", "last_seen", "key"]) {
+    for (const k of ["code", "name", "state", "address", "last_seen", "key", "version", "nat"]) {
       const td = document.createElement("td");
       td.dataset.field = k;
       tr.appendChild(td);
@@ -102,6 +102,8 @@ function hostRow(h) {
   set("address", h.address);
   set("last_seen", new Date(h.last_seen * 1000).toISOString().replace(".000Z", "Z"));
   set("key", h.key.slice(0, 16) + "…");
+  set("version", h.version);
+  set("nat", h.nat_mapping);
   tr.className = h.online ? "online" : "offline";
 }
 

@@ -84,13 +84,14 @@ pub fn document() -> Value {
             "schemas": {
                 "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
                 "Host": { "type": "object",
-                    "required": ["code", "key", "online", "last_seen", "banned", "name", "address", "online_since"],
+                    "required": ["code", "key", "online", "last_seen", "banned", "name", "address", "online_since", "version", "nat_mapping"],
                     "properties": {
                         "code": { "type": "string" }, "name": { "type": ["string", "null"] },
                         "key": { "type": "string", "pattern": "^[0-9a-f]{64}$" },
                         "online": { "type": "boolean" }, "address": { "type": ["string", "null"] },
                         "online_since": { "type": ["integer", "null"] }, "last_seen": { "type": "integer" },
-                        "banned": { "type": "boolean" } } },
+                        "banned": { "type": "boolean" }, "version": { "type": ["string", "null"] },
+                        "nat_mapping": { "enum": ["endpoint-independent", "endpoint-dependent", "unknown", null] } } },
                 "Session": { "type": "object",
                     "required": ["id", "code", "host_key", "controller_key", "controller_address", "path", "started", "ended", "bytes", "end_reason", "live", "idle_s"],
                     "properties": {

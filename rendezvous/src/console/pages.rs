@@ -131,7 +131,7 @@ fn host_table(hosts: &[HostJson], live: bool, online_only: bool, actions: bool) 
         table id="hosts" data-live=(live) data-online-only=(online_only) {
             thead { tr {
                 th { "Code" } th { "Name" } th { "State" } th { "Address" } th { "Last seen" }
-                th { "Key" }
+                th { "Key" } th { "Version" } th { "NAT" }
                 @if actions { th { "Actions" } }
             } }
             tbody {
@@ -145,6 +145,8 @@ fn host_table(hosts: &[HostJson], live: bool, online_only: bool, actions: bool) 
                         td data-field="address" { (h.address.as_deref().unwrap_or("")) }
                         td data-field="last_seen" { (when(h.last_seen)) }
                         td data-field="key" title=(h.key) { (&h.key[..16]) "…" }
+                        td data-field="version" { (h.version.as_deref().unwrap_or("")) }
+                        td data-field="nat" { (h.nat_mapping.as_deref().unwrap_or("")) }
                         @if actions {
                             td {
                                 form class="inline" data-url=(format!("/api/v1/hosts/{}", h.code)) data-method="PATCH" {

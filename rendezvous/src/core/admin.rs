@@ -35,6 +35,9 @@ pub struct HostView {
     pub last_seen: u64,
     /// While online: where its registration came from and since when (Unix seconds).
     pub online: Option<(SocketAddr, u64)>,
+    /// While online, what it reported: its version and how its NAT maps ports.
+    pub version: Option<String>,
+    pub mapping: Option<proto::session::Mapping>,
 }
 
 /// Which hosts a page holds.
@@ -162,7 +165,30 @@ impl Core {
             banned: meta.is_some_and(|m| m.banned),
             last_seen: rec.last_seen,
             online: self.online.get(&code).map(|h| (h.source, h.since)),
+            version: self.online.get(&code).and_then(|h| h.version.clone()),
+            mapping: self.online.get(&code).and_then(|h| h.mapping),
         })
+    }
+
+    /// A registered host's report of itself (kept while it is online). A version that is not
+    /// short printable ASCII is kept as "?": it is shown to the operator.
+    pub fn report(&mut self, key: &Fingerprint, version: &str, mapping: proto::session::Mapping) {
+        let Some(code) = self.registry.code_of(key) else {
+            return;
+        };
+        let Some(h) = self.online.get_mut(&code) else {
+            return;
+        };
+        let printable = !version.is_empty()
+            && version.len() <= proto::rendezvous::MAX_VERSION_LEN
+            && version.bytes().all(|b| b.is_ascii_graphic());
+        h.version = Some(if printable {
+            version.to_owned()
+        } else {
+            "?".to_owned()
+        });
+        h.mapping = Some(mapping);
+        self.events.push_back(Event::Host(code));
     }
 
     /// One host.

@@ -224,6 +224,9 @@ struct Online {
     source: SocketAddr,
     candidates: Vec<SocketAddr>,
     since: u64,
+    /// What the host reported of itself (`ClientMsg::Report`), for the console.
+    version: Option<String>,
+    mapping: Option<proto::session::Mapping>,
 }
 
 /// What the core has done since it started (see [`Snapshot`]).
@@ -371,6 +374,8 @@ impl Core {
                     source,
                     candidates: msg::candidates(Some(source), lan_addrs),
                     since: now.unix,
+                    version: None,
+                    mapping: None,
                 },
             )
             .map(|old| old.push);

@@ -142,6 +142,10 @@ async fn handle_stream(
             });
             answer_once(&mut send, &answer).await;
         }
+        ClientMsg::Report { version, mapping } => {
+            state.with(|s| s.core.report(&fp, &version, mapping));
+            answer_once(&mut send, &ServerMsg::Noted).await;
+        }
         ClientMsg::Enroll { token } => {
             let answer = state.with(|s| s.core.enroll(Now::system(), fp, remote, &token));
             answer_once(&mut send, &answer).await;
