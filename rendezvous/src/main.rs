@@ -223,6 +223,10 @@ struct RunArgs {
     /// browser); repeat for several. Default: localhost, 127.0.0.1 and ::1.
     #[arg(long = "console-name", value_name = "NAME")]
     console_names: Vec<String>,
+    /// Also answer plain HTTP at ADDR (e.g. 0.0.0.0:80) with a redirect to the console's HTTPS
+    /// port (same host and path). Nothing else is served without TLS.
+    #[arg(long, value_name = "ADDR", requires = "console_listen")]
+    console_redirect_from: Option<SocketAddr>,
     /// How long a forgotten host's code is kept from every other host key, so someone who was
     /// told the old code cannot be led to a stranger's machine.
     #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
@@ -580,6 +584,20 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     say!(
                         "no console user yet: make the first admin with `rendezvous user add NAME`"
                     );
+                }
+                if let Some(plain) = args.console_redirect_from {
+                    let listener = tokio::net::TcpListener::bind(plain)
+                        .await
+                        .with_context(|| format!("console redirect: cannot listen on {plain}"))?;
+                    say!("http://{} redirects to the console", listener.local_addr()?);
+                    let mut closed = closer.subscribe();
+                    tokio::spawn(rendezvous::console::redirect_http(
+                        listener,
+                        bound.local_addr.port(),
+                        async move {
+                            let _ = closed.wait_for(|c| *c).await;
+                        },
+                    ));
                 }
                 let mut closed = closer.subscribe();
                 Some(tokio::spawn(bound.serve(async move {

@@ -354,6 +354,8 @@ fn the_first_admin_logs_in_to_the_console_of_the_running_server() {
             "127.0.0.1:0",
             "--console-listen",
             "127.0.0.1:0",
+            "--console-redirect-from",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(dir.path())
@@ -361,10 +363,14 @@ fn the_first_admin_logs_in_to_the_console_of_the_running_server() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let (mut console, mut fingerprint) = (None, None);
+    let (mut console, mut fingerprint, mut plain) = (None, None, None);
     for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
-        if let Some(a) = line.strip_prefix("console on https://") {
+        if let Some(a) = line.strip_prefix("http://") {
+            plain = a
+                .strip_suffix(" redirects to the console")
+                .map(str::to_owned);
+        } else if let Some(a) = line.strip_prefix("console on https://") {
             console = Some(
                 a.trim_end_matches('/')
                     .parse::<std::net::SocketAddr>()
@@ -373,11 +379,31 @@ fn the_first_admin_logs_in_to_the_console_of_the_running_server() {
         } else if let Some(f) = line.strip_prefix("fingerprint: ") {
             fingerprint = Some(f.parse::<certs::Fingerprint>().unwrap());
         }
-        if console.is_some() && fingerprint.is_some() {
+        if console.is_some() && fingerprint.is_some() && plain.is_some() {
             break;
         }
     }
-    let client = console_support::Client::new(console.unwrap(), fingerprint.unwrap());
+    let console = console.unwrap();
+    // Plain HTTP only redirects to the console's HTTPS port, same path.
+    let redirect = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(plain.unwrap()).unwrap();
+        write!(
+            s,
+            "GET /hosts?x=1 HTTP/1.1\r\nHost: rv.example.com\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(redirect.starts_with("HTTP/1.1 308"), "{redirect}");
+    let location = format!(
+        "location: https://rv.example.com:{}/hosts?x=1\r\n",
+        console.port()
+    );
+    assert!(redirect.to_lowercase().contains(&location), "{redirect}");
+    let client = console_support::Client::new(console, fingerprint.unwrap());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let me = rt.block_on(async {
         let s = console_support::log_in(&client, "root-admin", "Granite-Owl-Harbor-62")

@@ -406,6 +406,37 @@ impl Bound {
     }
 }
 
+/// Answers plain HTTP on `listener` with a permanent redirect to the console's HTTPS port,
+/// same host and path, until `shutdown`. Nothing else is served in clear text.
+pub async fn redirect_http(
+    listener: tokio::net::TcpListener,
+    https_port: u16,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new().fallback(
+        move |headers: axum::http::HeaderMap, uri: axum::http::Uri| async move {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.parse::<axum::http::uri::Authority>().ok());
+            let Some(host) = host else {
+                return (StatusCode::BAD_REQUEST, "a Host header, please").into_response();
+            };
+            let port = if https_port == 443 {
+                String::new()
+            } else {
+                format!(":{https_port}")
+            };
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            let to = format!("https://{}{port}{path}", host.host());
+            axum::response::Redirect::permanent(&to).into_response()
+        },
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// `rendezvous user add`: makes a user in the data directory's database (the server may be
 /// running), recorded in the audit log as done on the command line.
 pub fn add_user(
