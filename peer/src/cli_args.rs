@@ -121,18 +121,30 @@ pub enum ServiceCommand {
         /// Write the unit below this directory and run no systemctl (packaging, tests).
         #[arg(long)]
         root: Option<PathBuf>,
+        /// A system service instead (as root): started at boot, before anyone logs in, it
+        /// shares whoever is logged in to the graphical session (`peer host --display
+        /// session`). Join and set the password for its data directory first, e.g. `sudo peer
+        /// join INVITE --data-dir /var/lib/quicdesk-host`.
+        #[arg(long)]
+        system: bool,
     },
     /// Stop and disable the service, and remove its unit file.
     Uninstall {
         /// As for install.
         #[arg(long)]
         root: Option<PathBuf>,
+        /// The system service.
+        #[arg(long)]
+        system: bool,
     },
     /// Whether the service is installed and running.
     Status {
         /// As for install.
         #[arg(long)]
         root: Option<PathBuf>,
+        /// The system service.
+        #[arg(long)]
+        system: bool,
     },
 }
 
@@ -249,7 +261,9 @@ pub struct HostArgs {
     /// What to share.
     #[arg(long, value_enum, default_value = "screen")]
     pub source: SourceKind,
-    /// X display to share, e.g. :0 (default: the configuration file's host.display, else
+    /// X display to share, e.g. :0, or `session`: whoever is logged in to this machine's
+    /// graphical session, followed across logins (the system service uses it) (default: the
+    /// configuration file's host.display, else
     /// $DISPLAY).
     #[arg(long)]
     pub display: Option<String>,

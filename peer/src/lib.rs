@@ -27,6 +27,7 @@ pub mod nat;
 pub mod net;
 pub mod password;
 pub mod script;
+pub mod seat;
 pub mod service;
 pub mod session;
 pub mod stats;

@@ -61,23 +61,43 @@ fn main() -> anyhow::Result<()> {
 /// `peer service`: the host as a systemd user service.
 fn service_command(cmd: ServiceCommand) -> anyhow::Result<()> {
     use peer::service;
+    let scope = |system| {
+        if system {
+            service::Scope::System
+        } else {
+            service::Scope::User
+        }
+    };
     let home = dirs::home_dir().context("no home directory (HOME is unset)")?;
     let said = match cmd {
         ServiceCommand::Install {
-            data_dir,
+            mut data_dir,
             config,
             root,
-        } => service::install(&service::Install {
-            program: std::env::current_exe()
-                .and_then(std::fs::canonicalize)
-                .context("locating this program")?,
-            config: peer::config::path(config.as_deref(), &data_dir),
-            data_dir: std::path::absolute(&data_dir).context("the data directory")?,
-            home,
-            root,
-        }),
-        ServiceCommand::Uninstall { root } => service::uninstall(root.as_deref(), &home),
-        ServiceCommand::Status { root } => Ok(service::status(root.as_deref(), &home)),
+            system,
+        } => {
+            // A system service keeps its state where system services do, not in root's home
+            // (which its sandbox makes read-only).
+            if system && data_dir == default_data_dir() {
+                data_dir = "/var/lib/quicdesk-host".into();
+            }
+            service::install(&service::Install {
+                scope: scope(system),
+                program: std::env::current_exe()
+                    .and_then(std::fs::canonicalize)
+                    .context("locating this program")?,
+                config: peer::config::path(config.as_deref(), &data_dir),
+                data_dir: std::path::absolute(&data_dir).context("the data directory")?,
+                home,
+                root,
+            })
+        }
+        ServiceCommand::Uninstall { root, system } => {
+            service::uninstall(root.as_deref(), &home, scope(system))
+        }
+        ServiceCommand::Status { root, system } => {
+            Ok(service::status(root.as_deref(), &home, scope(system)))
+        }
     };
     match said {
         Ok(said) => {
@@ -257,6 +277,17 @@ fn list_monitors(display: Option<&str>) -> anyhow::Result<()> {
 async fn run_host(mut args: HostArgs) -> anyhow::Result<()> {
     let file = args.common.config()?;
     args.display = args.display.or(file.host.display.clone());
+    if args.display.as_deref() == Some("session") {
+        // The system service: follow the machine's graphical session (peer::seat).
+        let program = std::env::current_exe().context("locating this program")?;
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        peer::seat::follow(move |display| {
+            let mut c = std::process::Command::new(&program);
+            c.args(peer::seat::with_display(&argv, display));
+            c
+        })
+        .await
+    }
     args.monitor = args.monitor.or(file.host.monitor);
     if args.list_monitors {
         return list_monitors(args.display.as_deref());

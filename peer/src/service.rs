@@ -13,17 +13,31 @@
 //! password (`peer password set`); without them it says which step is missing. With `--root
 //! DIR` the unit is written below DIR and systemctl is not run (packaging, tests).
 //!
-//! Not done here yet: a system unit that starts at boot, before anyone logs in, and attaches to
-//! the active X session's display once a user logs in.
+//! With `--system` (as root) it writes a system unit instead
+//! (`/etc/systemd/system/quicdesk-host.service`), which starts at boot, before anyone logs in,
+//! and runs `peer host --display session`: the host follows whoever is logged in to the
+//! graphical session (`crate::seat`), so the machine is reachable from the first login on,
+//! whoever logs in. Its data directory is a system one (default `/var/lib/quicdesk-host`).
 
 use std::path::{Path, PathBuf};
 
 /// The unit's name.
 pub const UNIT: &str = "quicdesk-host.service";
 
-/// Where the user unit goes for a user whose home is `home`: below `root` if given.
-pub fn unit_path(root: Option<&Path>, home: &Path) -> PathBuf {
-    let path = home.join(".config/systemd/user").join(UNIT);
+/// Which systemd: the user's (a logged-in desktop) or the system's (from boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    User,
+    System,
+}
+
+/// Where the unit goes: the user's (whose home is `home`) or the system's; below `root` if
+/// given.
+pub fn unit_path(root: Option<&Path>, home: &Path, scope: Scope) -> PathBuf {
+    let path = match scope {
+        Scope::User => home.join(".config/systemd/user").join(UNIT),
+        Scope::System => Path::new("/etc/systemd/system").join(UNIT),
+    };
     match root {
         Some(r) => r.join(path.strip_prefix("/").unwrap_or(&path)),
         None => path,
@@ -36,7 +50,7 @@ pub fn unit_path(root: Option<&Path>, home: &Path) -> PathBuf {
 ///
 /// A path systemd cannot take in `ExecStart` (a quote, backslash, `%` or control character):
 /// written out with a reason, never escaped into something else.
-pub fn unit_text(program: &Path, data_dir: &Path) -> Result<String, String> {
+pub fn unit_text(program: &Path, data_dir: &Path, scope: Scope) -> Result<String, String> {
     let arg = |p: &Path| -> Result<String, String> {
         let s = p
             .to_str()
@@ -52,6 +66,28 @@ pub fn unit_text(program: &Path, data_dir: &Path) -> Result<String, String> {
         Ok(format!("\"{s}\""))
     };
     let (program, data_dir) = (arg(program)?, arg(data_dir)?);
+    if scope == Scope::System {
+        return Ok(format!(
+            "# Written by `peer service install --system`; `peer service uninstall --system` removes it.
+[Unit]
+Description=quicdesk host agent (shares whoever is logged in to this machine's graphical session)
+After=network-online.target systemd-logind.service
+Wants=network-online.target
+
+[Service]
+ExecStart={program} host --data-dir {data_dir} --display session
+Restart=on-failure
+RestartSec=2
+NoNewPrivileges=yes
+PrivateTmp=yes
+ProtectSystem=full
+ProtectHome=read-only
+
+[Install]
+WantedBy=multi-user.target
+"
+        ));
+    }
     Ok(format!(
         "# Written by `peer service install`; `peer service uninstall` removes it.
 [Unit]
@@ -84,6 +120,7 @@ pub struct Install {
     pub home: PathBuf,
     /// Write below this directory and run no systemctl.
     pub root: Option<PathBuf>,
+    pub scope: Scope,
 }
 
 /// Writes the unit and, without a root, enables and starts it. Returns what was done.
@@ -108,8 +145,8 @@ pub fn install(i: &Install) -> Result<String, String> {
                 .into(),
         );
     }
-    let text = unit_text(&i.program, &i.data_dir)?;
-    let path = unit_path(i.root.as_deref(), &i.home);
+    let text = unit_text(&i.program, &i.data_dir, i.scope)?;
+    let path = unit_path(i.root.as_deref(), &i.home, i.scope);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
@@ -117,10 +154,15 @@ pub fn install(i: &Install) -> Result<String, String> {
     if i.root.is_some() {
         return Ok(format!("wrote {}", path.display()));
     }
-    systemctl(&["daemon-reload"])?;
-    systemctl(&["enable", "--now", UNIT])?;
+    systemctl(i.scope, &["daemon-reload"])?;
+    systemctl(i.scope, &["enable", "--now", UNIT])?;
+    let user = if i.scope == Scope::User {
+        " --user"
+    } else {
+        ""
+    };
     Ok(format!(
-        "wrote {} and started it; logs: journalctl --user -u {UNIT}",
+        "wrote {} and started it; logs: journalctl{user} -u {UNIT}",
         path.display()
     ))
 }
@@ -130,10 +172,10 @@ pub fn install(i: &Install) -> Result<String, String> {
 /// # Errors
 ///
 /// What failed, said plainly.
-pub fn uninstall(root: Option<&Path>, home: &Path) -> Result<String, String> {
-    let path = unit_path(root, home);
+pub fn uninstall(root: Option<&Path>, home: &Path, scope: Scope) -> Result<String, String> {
+    let path = unit_path(root, home, scope);
     if root.is_none() && path.exists() {
-        systemctl(&["disable", "--now", UNIT])?;
+        systemctl(scope, &["disable", "--now", UNIT])?;
     }
     match std::fs::remove_file(&path) {
         Ok(()) => {}
@@ -143,14 +185,14 @@ pub fn uninstall(root: Option<&Path>, home: &Path) -> Result<String, String> {
         Err(e) => return Err(format!("{}: {e}", path.display())),
     }
     if root.is_none() {
-        systemctl(&["daemon-reload"])?;
+        systemctl(scope, &["daemon-reload"])?;
     }
     Ok(format!("removed {}", path.display()))
 }
 
 /// Whether the unit is installed and, without a root, running.
-pub fn status(root: Option<&Path>, home: &Path) -> String {
-    let path = unit_path(root, home);
+pub fn status(root: Option<&Path>, home: &Path, scope: Scope) -> String {
+    let path = unit_path(root, home, scope);
     if !path.exists() {
         return format!("not installed ({} does not exist)", path.display());
     }
@@ -158,16 +200,24 @@ pub fn status(root: Option<&Path>, home: &Path) -> String {
         return format!("installed at {}", path.display());
     }
     let active = std::process::Command::new("systemctl")
-        .args(["--user", "is-active", UNIT])
+        .args(scope_arg(scope))
+        .args(["is-active", UNIT])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_else(|e| format!("unknown (systemctl: {e})"));
     format!("installed at {}; {active}", path.display())
 }
 
-fn systemctl(args: &[&str]) -> Result<(), String> {
+fn scope_arg(scope: Scope) -> &'static [&'static str] {
+    match scope {
+        Scope::User => &["--user"],
+        Scope::System => &[],
+    }
+}
+
+fn systemctl(scope: Scope, args: &[&str]) -> Result<(), String> {
     let out = std::process::Command::new("systemctl")
-        .arg("--user")
+        .args(scope_arg(scope))
         .args(args)
         .output()
         .map_err(|e| format!("cannot run systemctl: {e}"))?;
@@ -175,9 +225,14 @@ fn systemctl(args: &[&str]) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "systemctl --user {} failed: {} (is this a desktop session with a user systemd?)",
+            "systemctl {}{} failed: {} ({})",
+            scope_arg(scope).join(" "),
             args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr).trim(),
+            match scope {
+                Scope::User => "is this a desktop session with a user systemd?",
+                Scope::System => "a system unit needs root",
+            }
         ))
     }
 }
@@ -191,6 +246,7 @@ mod tests {
         let t = unit_text(
             Path::new("/usr/bin/peer"),
             Path::new("/home/ann/.local/share/q"),
+            Scope::User,
         )
         .unwrap();
         assert!(
@@ -206,13 +262,33 @@ mod tests {
             "/tmp/$HOME",
         ] {
             assert!(
-                unit_text(Path::new("/usr/bin/peer"), Path::new(bad)).is_err(),
+                unit_text(Path::new("/usr/bin/peer"), Path::new(bad), Scope::System).is_err(),
                 "{bad:?}"
             );
         }
         assert_eq!(
-            unit_path(Some(Path::new("/scratch")), Path::new("/home/ann")),
+            unit_path(
+                Some(Path::new("/scratch")),
+                Path::new("/home/ann"),
+                Scope::User
+            ),
             Path::new("/scratch/home/ann/.config/systemd/user").join(UNIT)
         );
+        assert_eq!(
+            unit_path(
+                Some(Path::new("/scratch")),
+                Path::new("/home/ann"),
+                Scope::System
+            ),
+            Path::new("/scratch/etc/systemd/system").join(UNIT)
+        );
+        let system = unit_text(
+            Path::new("/usr/bin/peer"),
+            Path::new("/var/lib/quicdesk-host"),
+            Scope::System,
+        )
+        .unwrap();
+        assert!(system.contains("--display session"), "{system}");
+        assert!(system.contains("WantedBy=multi-user.target"), "{system}");
     }
 }

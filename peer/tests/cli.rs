@@ -222,6 +222,147 @@ fn the_service_unit_needs_a_joined_host_with_a_fixed_password_and_systemd_accept
     assert!(!unit.exists());
     let status = service(&["status"]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("not installed"));
+
+    // The system service: from boot, following the graphical session; systemd takes it too.
+    let system_unit = root.join("etc/systemd/system/quicdesk-host.service");
+    let installed = service(&["install", "--system"]);
+    assert!(installed.status.success(), "{}", stderr(&installed));
+    let text = std::fs::read_to_string(&system_unit).unwrap();
+    assert!(
+        text.contains(" --display session") && text.contains("WantedBy=multi-user.target"),
+        "{text}"
+    );
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&system_unit)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify: {}",
+        stderr(&verify)
+    );
+    assert!(service(&["uninstall", "--system"]).status.success());
+    assert!(!system_unit.exists());
+}
+
+/// `peer host --display session` (what the system service runs) finds the active graphical
+/// session as logind reports it (a stand-in `loginctl` here), and shares it with the X
+/// authority its session was given: the X server below refuses clients without that cookie,
+/// and the host registers only once it could open the display.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_host_follows_the_graphical_session_with_its_authority() {
+    let dir = tempfile::tempdir().unwrap();
+    let rv = start_rendezvous(&dir.path().join("rv"), LOCAL, Duration::from_secs(3600));
+    let auth = dir.path().join("xauth");
+    let cookie: String = (0..16)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    let xauth = |display: &str| {
+        let ok = Command::new("xauth")
+            .arg("-f")
+            .arg(&auth)
+            .args(["add", display, ".", &cookie])
+            .status()
+            .expect("xauth (installed with Xvfb by cargo xtask setup)");
+        assert!(ok.success());
+    };
+    xauth(":99");
+    let mut xvfb = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-nolisten",
+            "tcp",
+            "-noreset",
+            "-screen",
+            "0",
+            "640x480x24",
+            "-auth",
+        ])
+        .arg(&auth)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Xvfb (cargo xtask setup installs it)");
+    let mut n = String::new();
+    std::io::BufReader::new(xvfb.stdout.take().unwrap())
+        .read_line(&mut n)
+        .unwrap();
+    let display = format!(":{}", n.trim());
+    xauth(&display);
+    // Without the cookie the display is closed.
+    let refused = Command::new("xdpyinfo")
+        .args(["-display", &display])
+        .env_remove("XAUTHORITY")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "the X server admits clients without a cookie"
+    );
+    // The session's leader carries XAUTHORITY in its environment, as display managers do.
+    let mut leader = Command::new("sleep")
+        .arg("60")
+        .env("XAUTHORITY", &auth)
+        .spawn()
+        .unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    std::fs::write(
+        bin.join("loginctl"),
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\nlist-sessions) echo '7 {uid} ann seat0 tty7';;\n\
+             show-session) printf 'Id=7\\nName=ann\\nUser={uid}\\nType=x11\\nDisplay={display}\\nActive=yes\\nClass=user\\nSeat=seat0\\nLeader={leader}\\n';;\nesac\n",
+            uid = uid.trim(),
+            leader = leader.id()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("loginctl"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    let data = dir.path().join("host");
+    let invite = proto::invite::Invite::new(vec![rv.addr.to_string()], rv.fingerprint).unwrap();
+    assert!(peer(&["join", &invite.to_string()], &data).status.success());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut host = Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args(["host", "--display", "session", "--data-dir"])
+        .arg(&data)
+        .env("PATH", path)
+        .env_remove("DISPLAY")
+        .env_remove("XAUTHORITY")
+        .env_remove("QUICDESK_RENDEZVOUS")
+        .env_remove("QUICDESK_RENDEZVOUS_FINGERPRINT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = host.stdout.take().unwrap();
+    let code = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("code: ").map(str::to_owned))
+    });
+    let code = tokio::time::timeout(Duration::from_secs(20), code).await;
+    for c in [&mut host, &mut leader, &mut xvfb] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let code = code
+        .expect("the session host printed no code within 20 s")
+        .unwrap()
+        .expect("the session host ended without a code");
+    assert!(code.parse::<proto::AccessCode>().is_ok(), "{code}");
 }
 
 /// `--approve prompt|both` asks the host's user in a window: without a display the host
