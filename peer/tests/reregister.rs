@@ -124,3 +124,113 @@ async fn a_host_registers_again_within_5_s_of_a_crashed_rendezvous_coming_back()
     host.shutdown().await;
     rv.take().unwrap().crash();
 }
+
+/// A UDP relay in front of the rendezvous that stands for the host's network: everything the
+/// host sends leaves from one socket, until `change` makes it leave from another (a new
+/// address, as after a network change or a NAT that lost its mapping), after a blackout.
+struct Network {
+    change: tokio::sync::mpsc::Sender<Duration>,
+    addr: SocketAddr,
+}
+
+async fn network(to: SocketAddr) -> Network {
+    let front = std::sync::Arc::new(tokio::net::UdpSocket::bind(LOCAL).await.unwrap());
+    let addr = front.local_addr().unwrap();
+    let (change, mut changes) = tokio::sync::mpsc::channel::<Duration>(4);
+    tokio::spawn(async move {
+        let mut host: Option<SocketAddr> = None;
+        let mut back = std::sync::Arc::new(tokio::net::UdpSocket::bind(LOCAL).await.unwrap());
+        let mut dark_until = tokio::time::Instant::now();
+        let (mut a, mut b) = (vec![0u8; 65536], vec![0u8; 65536]);
+        loop {
+            tokio::select! {
+                Some(blackout) = changes.recv() => {
+                    back = std::sync::Arc::new(tokio::net::UdpSocket::bind(LOCAL).await.unwrap());
+                    dark_until = tokio::time::Instant::now() + blackout;
+                }
+                Ok((n, from)) = front.recv_from(&mut a) => {
+                    host = Some(from);
+                    if tokio::time::Instant::now() >= dark_until {
+                        let _ = back.send_to(&a[..n], to).await;
+                    }
+                }
+                Ok((n, _)) = back.recv_from(&mut b) => {
+                    if let (Some(h), true) = (host, tokio::time::Instant::now() >= dark_until) {
+                        let _ = front.send_to(&b[..n], h).await;
+                    }
+                }
+            }
+        }
+    });
+    Network { change, addr }
+}
+
+/// After a network change (the host's packets reach the rendezvous from a new address, after
+/// two seconds of nothing) the rendezvous knows the host at its new address within 5 s of the
+/// network working again: the host's connection migrates (QUIC), and the rendezvous follows
+/// it (before, it kept the old address for as long as the registration lived).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_is_registered_again_after_its_network_changes() {
+    show_logs_on_failure();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = server::Config::new(LOCAL, dir.path().join("rv"));
+    cfg.relay = None;
+    let server = Server::bind(&cfg).unwrap();
+    let (rv_addr, fp, admin) = (
+        server.local_addr().unwrap(),
+        server.fingerprint(),
+        server.admin(),
+    );
+    tokio::spawn(server.run());
+    let net = network(rv_addr).await;
+    let input: peer::host::InputFactory = std::sync::Arc::new(|_: &peer::host::ScreenArea| {
+        Ok(Box::new(input::RecordingBackend::default()) as Box<dyn input::InputBackend>)
+    });
+    let host = peer::host::start(peer::host::HostConfig {
+        rendezvous: net.addr,
+        rendezvous_fingerprint: fp,
+        data_dir: dir.path().join("host"),
+        bind: LOCAL,
+        source: peer::host::Source::Synthetic {
+            width: 320,
+            height: 240,
+        },
+        password: fixed("correct horse battery staple"),
+        fps: 30,
+        bitrate_bps: 1_000_000,
+        content: None,
+        input,
+        attended: Default::default(),
+    })
+    .await
+    .unwrap();
+    let code = host
+        .wait_registered(1, Duration::from_secs(10))
+        .await
+        .expect("the host registers")
+        .code
+        .expect("a code");
+    let before = admin.host(&code).and_then(|h| h.online).expect("online").0;
+    let blackout = Duration::from_secs(2);
+    net.change.send(blackout).await.unwrap();
+    let changed = Instant::now();
+    let deadline = changed + Duration::from_secs(15);
+    let after = loop {
+        let now = admin.host(&code).and_then(|h| h.online).map(|o| o.0);
+        if let Some(a) = now.filter(|a| *a != before) {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rendezvous still knows the host at {before:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = changed.elapsed().saturating_sub(blackout);
+    eprintln!(
+        "network changed: the rendezvous knew the host at {after} {took:?} after it worked again"
+    );
+    assert!(took <= Duration::from_secs(5), "{took:?}");
+    assert_eq!(host.status().code, Some(code), "the same code");
+    host.shutdown().await;
+}

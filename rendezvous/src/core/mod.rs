@@ -395,6 +395,20 @@ impl Core {
         })
     }
 
+    /// The registration `push` of `code` now comes from `source` (its connection migrated):
+    /// the host's reflexive address and candidates follow.
+    pub fn moved(&mut self, code: AccessCode, push: PushId, source: SocketAddr) {
+        let Some(h) = self.online.get_mut(&code).filter(|h| h.push == push) else {
+            return;
+        };
+        let old = h.source;
+        h.source = source;
+        if let Some(c) = h.candidates.iter_mut().find(|c| **c == old) {
+            *c = source;
+        }
+        self.events.push_back(Event::Host(code));
+    }
+
     /// The registration `push` of `code` ended (the host left, stopped reading, or a newer
     /// registration replaced it). Returns whether the host went offline: only when `push` is
     /// still the code's current registration.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use certs::Fingerprint;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::State;
 use crate::core::{Admit, Lookup, Now};
@@ -153,6 +153,9 @@ async fn handle_stream(
     }
 }
 
+/// How often a registration's connection is checked for a new address.
+const MOVE_CHECK: Duration = Duration::from_millis(500);
+
 /// Writes the one answer of a request and ends the stream.
 async fn answer_once(send: &mut quinn::SendStream, answer: &ServerMsg) {
     let _ = tokio::time::timeout(REQUEST_TIMEOUT, wire::write_msg(send, answer, MAX_MSG_LEN)).await;
@@ -203,8 +206,20 @@ async fn register(
         // Serve pushes until the host goes away, stops reading, or a newer registration
         // replaces this one.
         let mut scratch = [0u8; 64];
+        // The host's address, as the connection follows it (QUIC migrates a connection whose
+        // packets come from a new address: a network change, a NAT that rebound).
+        let mut at = observed;
+        let mut watch = tokio::time::interval(MOVE_CHECK);
         loop {
             tokio::select! {
+                _ = watch.tick() => {
+                    let now_at = conn.remote_address();
+                    if now_at != at {
+                        at = now_at;
+                        info!(%code, from = %observed, to = %at, "host moved");
+                        state.with(|s| s.core.moved(code, reg.push, at));
+                    }
+                }
                 push = push_rx.recv() => match push {
                     Some(msg) => {
                         let written = tokio::time::timeout(PUSH_TIMEOUT, wire::write_msg(&mut send, &msg, MAX_MSG_LEN)).await;
