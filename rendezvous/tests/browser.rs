@@ -18,7 +18,8 @@ use proto::wire;
 mod console_support;
 use console_support::rig::{ANN, Host, Rig, bind, code_of, relays, start};
 
-const WAIT: Duration = Duration::from_secs(10);
+/// How long an element may take to appear (generous: two browsers and argon2 share two cores).
+const WAIT: Duration = Duration::from_secs(30);
 
 struct Browser {
     client: fantoccini::Client,

@@ -2,6 +2,9 @@
 //! with its console on HTTPS (self-signed from the server's key, which the client pins), driven
 //! by a raw HTTP client that sends whatever headers, cookies and origins it likes, and by raw
 //! QUIC hosts registering with the rendezvous.
+//!
+//! Longer than 600 lines on purpose: every test target links the whole server again, so the
+//! console's suite stays one binary rather than two that would each cost a link and its disk.
 
 use std::net::UdpSocket;
 use std::sync::atomic::Ordering;

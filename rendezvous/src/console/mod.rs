@@ -30,6 +30,7 @@ mod auth;
 mod enroll;
 mod events;
 mod limiter;
+mod login;
 mod openapi;
 mod pages;
 mod sessions;

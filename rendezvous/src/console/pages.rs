@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::accounts::{self, Role};
 use super::api::HostJson;
-use super::auth::{self, Caller, ClientAddr, Login};
+use super::auth::Caller;
 use super::{ApiError, Console, audit};
 use crate::core::HostQuery;
 
@@ -25,7 +25,7 @@ const STYLE: &str = include_str!("console.css");
 pub(super) fn routes() -> Router<Arc<Console>> {
     Router::new()
         .route("/", get(dashboard))
-        .route("/login", get(login_form).post(login))
+        .route("/login", get(super::login::form).post(super::login::submit))
         .route("/hosts", get(hosts))
         .route("/audit", get(audit_log))
         .route("/sessions", get(sessions_page))
@@ -541,68 +541,4 @@ async fn settings(State(console): State<Arc<Console>>, caller: Result<Caller, Ap
             }
         },
     ))
-}
-
-fn login_page(error: Option<&str>, status: StatusCode) -> Response {
-    let body = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { "Log in · quicdesk rendezvous" }
-                link rel="stylesheet" href="/static/console.css";
-            }
-            body {
-                form class="login" method="post" action="/login" {
-                    h1 { "quicdesk rendezvous" }
-                    @if let Some(e) = error { p class="bad" id="login-error" { (e) } }
-                    label { "User " input name="user" id="user" required autocomplete="username"; }
-                    label { "Password " input name="password" id="password" type="password" required autocomplete="current-password"; }
-                    label { "TOTP code (if you set one up) " input name="totp" id="totp" autocomplete="one-time-code" inputmode="numeric"; }
-                    button id="login" { "Log in" }
-                }
-            }
-        }
-    };
-    (status, Html(body.into_string())).into_response()
-}
-
-async fn login_form(caller: Result<Caller, ApiError>) -> Response {
-    match caller {
-        Ok(_) => Redirect::to("/").into_response(),
-        Err(_) => login_page(None, StatusCode::OK),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct LoginForm {
-    user: String,
-    password: String,
-    #[serde(default)]
-    totp: String,
-}
-
-async fn login(
-    State(console): State<Arc<Console>>,
-    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    axum::Form(f): axum::Form<LoginForm>,
-) -> Response {
-    let login = Login {
-        user: f.user,
-        password: f.password,
-        totp: Some(f.totp).filter(|t| !t.is_empty()),
-    };
-    match auth::log_in(&console, from, &headers, login).await {
-        Ok(done) => ([(header::SET_COOKIE, done.cookie)], Redirect::to("/")).into_response(),
-        Err(ApiError::Locked(secs)) => login_page(
-            Some(&format!("Too many failed logins: try again in {secs} s.")),
-            StatusCode::TOO_MANY_REQUESTS,
-        ),
-        Err(ApiError::WrongLogin) => login_page(
-            Some("wrong user name or password"),
-            StatusCode::UNAUTHORIZED,
-        ),
-        Err(e) => e.into_response(),
-    }
 }
