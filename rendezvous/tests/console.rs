@@ -630,6 +630,23 @@ async fn an_operator_sees_and_ends_a_relayed_session() {
         .json();
     assert_eq!(audit["records"][0]["action"], "session.end");
     assert_eq!(audit["records"][0]["target"], id);
+    // The session's own start and end are there too, by the rendezvous, for its host's code.
+    let by_server: Vec<(&str, &str)> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["actor"] == "rendezvous")
+        .map(|r| (r["action"].as_str().unwrap(), r["target"].as_str().unwrap()))
+        .collect();
+    let code = code.to_string();
+    assert_eq!(
+        by_server,
+        [
+            ("session.ended", code.as_str()),
+            ("session.started", code.as_str())
+        ],
+        "{audit}"
+    );
 }
 
 /// A user with a TOTP second factor logs in only with the current code: not without one, not
