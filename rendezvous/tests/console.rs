@@ -650,7 +650,7 @@ async fn an_operator_sees_and_ends_a_relayed_session() {
 }
 
 /// A user with a TOTP second factor logs in only with the current code: not without one, not
-/// with a wrong or an old one.
+/// with a wrong or an old one, and not twice with the same one.
 #[tokio::test]
 async fn a_second_factor_is_needed_once_set() {
     let rig = start().await;
@@ -684,7 +684,10 @@ async fn a_second_factor_is_needed_once_set() {
         401,
         "an old code"
     );
-    assert_eq!(login(Some(totp.generate(now))).await, 200);
+    let code = totp.generate(now);
+    assert_eq!(login(Some(code.clone())).await, 200);
+    // Seen once, a code opens nothing again (someone who read it over a shoulder).
+    assert_eq!(login(Some(code)).await, 401, "a TOTP code was taken twice");
     let listed = rendezvous::console::list_users(&rig.dir).unwrap();
     assert!(listed.iter().any(|u| u.name == "olga" && u.totp));
 }

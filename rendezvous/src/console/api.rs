@@ -443,16 +443,20 @@ async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Whether `code` is the TOTP (RFC 6238: SHA-1, 6 digits, 30 s; one step of clock skew
-/// either way) of `secret` at `now`.
-pub fn totp_ok(secret: &[u8], code: Option<&str>, now: u64) -> bool {
-    let Some(code) = code.map(str::trim) else {
-        return false;
-    };
-    let Ok(totp) = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec()) else {
-        return false;
-    };
-    totp.check(code, now)
+/// The time step (30 s since the epoch) whose TOTP (RFC 6238: SHA-1, 6 digits; one step of
+/// clock skew either way) `code` is for `secret` at `now`, if it is one of them.
+pub fn totp_step(secret: &[u8], code: Option<&str>, now: u64) -> Option<u64> {
+    let code = code.map(str::trim)?;
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec()).ok()?;
+    let step = now / 30;
+    // Every candidate is compared (in constant time), whichever matches.
+    [step.saturating_sub(1), step, step + 1]
+        .into_iter()
+        .fold(None, |found, s| {
+            let want = totp.generate(s * 30);
+            let hit: bool = subtle::ConstantTimeEq::ct_eq(want.as_bytes(), code.as_bytes()).into();
+            if hit { Some(s) } else { found }
+        })
 }
 
 // ---- ISR-style read endpoints ----

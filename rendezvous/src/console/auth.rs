@@ -222,21 +222,37 @@ pub async fn log_in(
     let (u, password, totp) = (user.clone(), login.password, login.totp);
     let verdict = console
         .db
-        .call(move |db| -> Result<Option<Role>, ApiError> {
+        .call(move |db| -> Result<Option<(Role, Option<u64>)>, ApiError> {
             let creds = accounts::credentials(db, &u)?;
             // Argon2id takes tens of milliseconds: this runs on a blocking thread.
             if !accounts::verify_password(creds.as_ref(), &password) {
                 return Ok(None);
             }
             let Some(creds) = creds else { return Ok(None) };
-            if let Some(secret) = &creds.totp_secret
-                && !super::api::totp_ok(secret, totp.as_deref(), unix_now())
-            {
-                return Ok(None);
-            }
-            Ok(Some(creds.role))
+            let step = match &creds.totp_secret {
+                Some(secret) => match super::api::totp_step(secret, totp.as_deref(), unix_now()) {
+                    Some(step) => Some(step),
+                    None => return Ok(None),
+                },
+                None => None,
+            };
+            Ok(Some((creds.role, step)))
         })
         .await??;
+    // A TOTP code counts once: a code seen (say, over a shoulder) cannot log in again within
+    // its 30 s (steps kept in memory; a restart forgets them, and codes expire in a minute).
+    let verdict = verdict.filter(|(_, step)| match step {
+        Some(step) => {
+            let mut used = lock(&console.totp_used);
+            let fresh = used.get(&user).is_none_or(|last| step > last);
+            if fresh {
+                used.insert(user.clone(), *step);
+            }
+            fresh
+        }
+        None => true,
+    });
+    let verdict = verdict.map(|(role, _)| role);
     let now = unix_now();
     let Some(role) = verdict else {
         let lockouts_before = {

@@ -132,6 +132,8 @@ pub(crate) struct Console {
     pub(crate) db: Db,
     pub(crate) limiter: Mutex<limiter::Limiter>,
     pub(crate) counters: LoginCounters,
+    /// The last TOTP time step each user logged in with (a code counts once).
+    pub(crate) totp_used: Mutex<std::collections::HashMap<String, u64>>,
     /// This console's origin (`https://host:port` as the certificate names it), for the
     /// `Origin` check; any origin whose host is one of `names` and whose port is ours passes.
     pub(crate) names: Vec<String>,
@@ -367,6 +369,7 @@ pub async fn bind(
         db,
         limiter: Mutex::new(limiter::Limiter::default()),
         counters,
+        totp_used: Mutex::default(),
         names,
         port: local_addr.port(),
         started: std::time::Instant::now(),
