@@ -68,6 +68,24 @@ fn a_fixed_password_is_checked_and_stored_only_as_a_private_hash() {
     );
 }
 
+/// The code a `peer host` child prints on its standard output: `Err` if none within `within`,
+/// `Ok(None)` if its output ended without one.
+async fn printed_code(
+    host: &mut std::process::Child,
+    within: Duration,
+) -> Result<Option<String>, tokio::time::error::Elapsed> {
+    let stdout = host.stdout.take().expect("the host's stdout is piped");
+    let code = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("code: ").map(str::to_owned))
+    });
+    tokio::time::timeout(within, code)
+        .await
+        .map(|joined| joined.expect("the reading task"))
+}
+
 fn peer(args: &[&str], data: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_peer"))
         .args(args)
@@ -133,19 +151,11 @@ async fn after_joining_with_an_invite_the_host_needs_no_rendezvous_flags() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = host.stdout.take().unwrap();
-    let code = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("code: ").map(str::to_owned))
-    });
-    let code = tokio::time::timeout(Duration::from_secs(15), code).await;
+    let code = printed_code(&mut host, Duration::from_secs(15)).await;
     let _ = host.kill();
     let _ = host.wait();
     let code = code
         .expect("the host printed no code within 15 s")
-        .unwrap()
         .expect("the host ended without a code");
     assert!(code.parse::<proto::AccessCode>().is_ok(), "{code}");
 }
@@ -346,21 +356,13 @@ async fn a_session_host_follows_the_graphical_session_with_its_authority() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = host.stdout.take().unwrap();
-    let code = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("code: ").map(str::to_owned))
-    });
-    let code = tokio::time::timeout(Duration::from_secs(20), code).await;
+    let code = printed_code(&mut host, Duration::from_secs(20)).await;
     for c in [&mut host, &mut leader, &mut xvfb] {
         let _ = c.kill();
         let _ = c.wait();
     }
     let code = code
         .expect("the session host printed no code within 20 s")
-        .unwrap()
         .expect("the session host ended without a code");
     assert!(code.parse::<proto::AccessCode>().is_ok(), "{code}");
 }
@@ -455,21 +457,10 @@ async fn an_invite_with_an_enrollment_token_lets_the_host_register_on_an_enrolle
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            let (stdout, stderr) = (host.stdout.take().unwrap(), host.stderr.take().unwrap());
-            let said = tokio::task::spawn_blocking(move || {
-                std::io::BufReader::new(stdout)
-                    .lines()
-                    .map_while(Result::ok)
-                    .find_map(|l| l.strip_prefix("code: ").map(str::to_owned))
-            });
-            let got = tokio::time::timeout(Duration::from_secs(8), said).await;
+            let stderr = host.stderr.take().unwrap();
+            let got = printed_code(&mut host, Duration::from_secs(8)).await;
             // A registered host reports its version and NAT mapping for the operator's console.
-            if let Some(code) = got
-                .as_ref()
-                .ok()
-                .and_then(|r| r.as_ref().ok())
-                .and_then(|c| c.clone())
-            {
+            if let Some(code) = got.as_ref().ok().and_then(|c| c.clone()) {
                 let code: proto::AccessCode = code.parse().unwrap();
                 let deadline = std::time::Instant::now() + Duration::from_secs(5);
                 while admin.host(&code).and_then(|h| h.version).is_none() {
@@ -487,7 +478,7 @@ async fn an_invite_with_an_enrollment_token_lets_the_host_register_on_an_enrolle
             let _ = host.wait();
             let mut err = String::new();
             let _ = std::io::Read::read_to_string(&mut { stderr }, &mut err);
-            (got.ok().and_then(|r| r.ok()).flatten(), err)
+            (got.ok().flatten(), err)
         }
     };
 

@@ -63,20 +63,19 @@ impl Crashable {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_registers_again_within_5_s_of_a_crashed_rendezvous_coming_back() {
-    show_logs_on_failure();
-    let dir = tempfile::tempdir().unwrap();
-    let rv_dir = dir.path().join("rv");
-    let rv = Crashable::start(&rv_dir, LOCAL);
-    let listen = rv.addr;
+/// A host sharing a synthetic screen, with a fixed password, registered with `rendezvous`.
+fn host_config(
+    rendezvous: SocketAddr,
+    fingerprint: certs::Fingerprint,
+    dir: &Path,
+) -> peer::host::HostConfig {
     let input: peer::host::InputFactory = std::sync::Arc::new(|_: &peer::host::ScreenArea| {
         Ok(Box::new(input::RecordingBackend::default()) as Box<dyn input::InputBackend>)
     });
-    let cfg = peer::host::HostConfig {
-        rendezvous: rv.addr,
-        rendezvous_fingerprint: rv.fingerprint,
-        data_dir: dir.path().join("host"),
+    peer::host::HostConfig {
+        rendezvous,
+        rendezvous_fingerprint: fingerprint,
+        data_dir: dir.join("host"),
         bind: LOCAL,
         source: peer::host::Source::Synthetic {
             width: 320,
@@ -88,8 +87,19 @@ async fn a_host_registers_again_within_5_s_of_a_crashed_rendezvous_coming_back()
         content: None,
         input,
         attended: Default::default(),
-    };
-    let host = peer::host::start(cfg).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_registers_again_within_5_s_of_a_crashed_rendezvous_coming_back() {
+    show_logs_on_failure();
+    let dir = tempfile::tempdir().unwrap();
+    let rv_dir = dir.path().join("rv");
+    let rv = Crashable::start(&rv_dir, LOCAL);
+    let listen = rv.addr;
+    let host = peer::host::start(host_config(rv.addr, rv.fingerprint, dir.path()))
+        .await
+        .unwrap();
     let code = host
         .wait_registered(1, Duration::from_secs(10))
         .await
@@ -183,27 +193,9 @@ async fn a_host_is_registered_again_after_its_network_changes() {
     );
     tokio::spawn(server.run());
     let net = network(rv_addr).await;
-    let input: peer::host::InputFactory = std::sync::Arc::new(|_: &peer::host::ScreenArea| {
-        Ok(Box::new(input::RecordingBackend::default()) as Box<dyn input::InputBackend>)
-    });
-    let host = peer::host::start(peer::host::HostConfig {
-        rendezvous: net.addr,
-        rendezvous_fingerprint: fp,
-        data_dir: dir.path().join("host"),
-        bind: LOCAL,
-        source: peer::host::Source::Synthetic {
-            width: 320,
-            height: 240,
-        },
-        password: fixed("correct horse battery staple"),
-        fps: 30,
-        bitrate_bps: 1_000_000,
-        content: None,
-        input,
-        attended: Default::default(),
-    })
-    .await
-    .unwrap();
+    let host = peer::host::start(host_config(net.addr, fp, dir.path()))
+        .await
+        .unwrap();
     let code = host
         .wait_registered(1, Duration::from_secs(10))
         .await

@@ -275,6 +275,17 @@ fn to_sql_time(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
+/// A read-write connection to the database file at `path`, never through a link (the store's
+/// and the console's).
+pub(crate) fn open_db(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
+    rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         certs::ensure_private_file(path)?;
@@ -286,12 +297,7 @@ impl Store {
                 certs::check_private_file(&p)?;
             }
         }
-        let db = rusqlite::Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-                | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW
-                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let db = open_db(path)?;
         // WAL: a commit is in the log before it returns, so a killed process loses nothing
         // committed (NORMAL syncs at checkpoints: a power cut may lose the last commits).
         db.execute_batch(

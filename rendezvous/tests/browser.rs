@@ -7,16 +7,13 @@
 //! CI does), Chromium needs `--no-sandbox`; the page it visits is this test's own console.
 //! Chromium and chromedriver come from `cargo xtask setup`; without them the test fails saying so.
 
-use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
-use proto::rendezvous::{ClientMsg, MAX_MSG_LEN, ServerMsg};
-use proto::wire;
 
 mod console_support;
-use console_support::rig::{ANN, Host, Rig, bind, code_of, relays, start};
+use console_support::rig::{ANN, Host, Rig, code_of, relayed_session, relays, start};
 
 /// How long an element may take to appear (generous: two browsers and argon2 share two cores).
 const WAIT: Duration = Duration::from_secs(30);
@@ -215,29 +212,8 @@ async fn an_operator_works_the_console_in_a_real_browser() {
     }
 
     // A relayed session, ended from the sessions page.
-    let controller = Host::connect(&rig).await;
-    let look_up = ClientMsg::Resolve {
-        code,
-        lan_addrs: Vec::new(),
-        relay_only: true,
-    };
-    let (ServerMsg::Resolved { relay: Some(c), .. }, ..) = controller.ask(&look_up).await else {
-        panic!("no relay offered");
-    };
-    let push = wire::read_msg::<ServerMsg, _>(&mut pushes, MAX_MSG_LEN)
-        .await
-        .unwrap()
-        .unwrap();
-    let ServerMsg::ConnectRequest { relay: Some(h), .. } = push else {
-        panic!("{push:?}");
-    };
-    let (hs, cs) = (
-        UdpSocket::bind("127.0.0.1:0").unwrap(),
-        UdpSocket::bind("127.0.0.1:0").unwrap(),
-    );
-    bind(&hs, rig.relay, &h.ticket);
-    bind(&cs, rig.relay, &c.ticket);
-    assert!(relays(&cs, &hs, rig.relay, c.ticket.token));
+    let (hs, cs, _, c) = relayed_session(&rig, code, &mut pushes).await;
+    assert!(relays(&cs, &hs, rig.relay, c.token));
     b.goto(&url(&rig, "/sessions")).await.unwrap();
     assert_eq!(
         text_of(b, "#live-sessions tr td:first-child").await,
@@ -252,7 +228,7 @@ async fn an_operator_works_the_console_in_a_real_browser() {
     b.accept_alert().await.expect("the confirmation dialog");
     gone(b, "#live-sessions tbody tr").await;
     assert!(
-        !relays(&cs, &hs, rig.relay, c.ticket.token),
+        !relays(&cs, &hs, rig.relay, c.token),
         "relayed after the end"
     );
     assert_eq!(

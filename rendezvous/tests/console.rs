@@ -6,7 +6,6 @@
 //! Longer than 600 lines on purpose: every test target links the whole server again, so the
 //! console's suite stays one binary rather than two that would each cost a link and its disk.
 
-use std::net::UdpSocket;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use proto::rendezvous::{ClientMsg, MAX_MSG_LEN, ServerMsg};
 use proto::wire;
 
 mod console_support;
-use console_support::rig::{ANN, AUDREY, Host, OLGA, bind, code_of, relays, start};
+use console_support::rig::{ANN, AUDREY, Host, OLGA, code_of, relayed_session, relays, start};
 use console_support::{Session, log_in};
 
 /// Every path the OpenAPI document names, with each method, answers a caller without a
@@ -539,29 +538,8 @@ async fn an_operator_sees_and_ends_a_relayed_session() {
     let host = Host::connect(&rig).await;
     let (answer, _send, mut pushes) = host.register().await;
     let code = code_of(&answer);
-    let controller = Host::connect(&rig).await;
-    let look_up = ClientMsg::Resolve {
-        code,
-        lan_addrs: Vec::new(),
-        relay_only: true,
-    };
-    let (ServerMsg::Resolved { relay: Some(c), .. }, ..) = controller.ask(&look_up).await else {
-        panic!("no relay offered");
-    };
-    let push = wire::read_msg::<ServerMsg, _>(&mut pushes, MAX_MSG_LEN)
-        .await
-        .unwrap()
-        .unwrap();
-    let ServerMsg::ConnectRequest { relay: Some(h), .. } = push else {
-        panic!("{push:?}");
-    };
-    let (hs, cs) = (
-        UdpSocket::bind("127.0.0.1:0").unwrap(),
-        UdpSocket::bind("127.0.0.1:0").unwrap(),
-    );
-    bind(&hs, rig.relay, &h.ticket);
-    bind(&cs, rig.relay, &c.ticket);
-    assert!(relays(&cs, &hs, rig.relay, c.ticket.token));
+    let (hs, cs, h, c) = relayed_session(&rig, code, &mut pushes).await;
+    assert!(relays(&cs, &hs, rig.relay, c.token));
     let s = log_in(&rig.client, OLGA.0, OLGA.1).await.unwrap();
     let list = rig
         .client
@@ -590,18 +568,15 @@ async fn an_operator_sees_and_ends_a_relayed_session() {
             .status,
         403
     );
-    assert!(
-        relays(&cs, &hs, rig.relay, c.ticket.token),
-        "still relaying"
-    );
+    assert!(relays(&cs, &hs, rig.relay, c.token), "still relaying");
     let a = rig.client.send("DELETE", &path, &s.changing(), "").await;
     assert_eq!(a.status, 204, "{}", a.body);
     assert!(
-        !relays(&cs, &hs, rig.relay, c.ticket.token),
+        !relays(&cs, &hs, rig.relay, c.token),
         "relayed after the end"
     );
     assert!(
-        !relays(&hs, &cs, rig.relay, h.ticket.token),
+        !relays(&hs, &cs, rig.relay, h.token),
         "relayed after the end"
     );
     assert_eq!(

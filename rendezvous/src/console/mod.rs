@@ -102,12 +102,7 @@ pub(crate) struct Db(Arc<Mutex<rusqlite::Connection>>);
 impl Db {
     /// Opens the database file the server made (never through a link).
     pub(crate) fn open(path: &Path) -> Result<Self, rusqlite::Error> {
-        let db = rusqlite::Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-                | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW
-                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let db = crate::registry::open_db(path)?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch("PRAGMA foreign_keys = ON;")?;
         Ok(Self(Arc::new(Mutex::new(db))))

@@ -53,10 +53,12 @@ impl std::fmt::Display for AccessMode {
     }
 }
 
-/// An enrollment token as the server keeps it (never its secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An enrollment token as the server keeps it (never its secret; serialized for the console
+/// without its hash too).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Token {
     pub id: String,
+    #[serde(skip)]
     pub secret_sha256: [u8; 32],
     /// The console user who issued it; keys enrolled with it belong to this account.
     pub account: String,

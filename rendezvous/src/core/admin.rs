@@ -240,17 +240,28 @@ impl Core {
         }
     }
 
-    /// Names the host `code` (`None`: no name).
-    pub fn rename(&mut self, code: &AccessCode, name: Option<String>) -> Result<(), AdminError> {
+    /// Changes what the operator says about host `code`'s key and queues it for the store;
+    /// returns the key.
+    fn change_meta(
+        &mut self,
+        code: &AccessCode,
+        change: impl FnOnce(&mut HostMeta),
+    ) -> Result<Fingerprint, AdminError> {
         let key = self
             .registry
             .get(code)
             .ok_or(AdminError::NoSuchHost)?
             .fingerprint;
         let meta = self.meta.entry(key).or_default();
-        meta.name = name;
+        change(meta);
         let meta = meta.clone();
         self.store.push_back(StoreOp::Meta(key, meta));
+        Ok(key)
+    }
+
+    /// Names the host `code` (`None`: no name).
+    pub fn rename(&mut self, code: &AccessCode, name: Option<String>) -> Result<(), AdminError> {
+        self.change_meta(code, |m| m.name = name)?;
         self.events.push_back(Event::Host(*code));
         Ok(())
     }
@@ -263,15 +274,7 @@ impl Core {
         code: &AccessCode,
         banned: bool,
     ) -> Result<Option<PushId>, AdminError> {
-        let key = self
-            .registry
-            .get(code)
-            .ok_or(AdminError::NoSuchHost)?
-            .fingerprint;
-        let meta = self.meta.entry(key).or_default();
-        meta.banned = banned;
-        let meta = meta.clone();
-        self.store.push_back(StoreOp::Meta(key, meta));
+        let key = self.change_meta(code, |m| m.banned = banned)?;
         info!(%code, host = %key, banned, "operator changed a host's ban");
         let push = if banned {
             self.take_offline(now, code)

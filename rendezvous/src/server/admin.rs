@@ -14,6 +14,13 @@ use crate::core::{
 };
 use crate::relay::SessionView;
 
+/// Ends the registration `push` names, if any: dropping its push channel ends its stream.
+fn end_registration(s: &mut super::Shared, push: Option<crate::core::PushId>) {
+    if let Some(push) = push {
+        s.pushes.remove(&push);
+    }
+}
+
 /// The console's handle on a running server (`Server::admin`).
 #[derive(Clone)]
 pub struct Admin(pub(super) Arc<State>);
@@ -47,9 +54,7 @@ impl Admin {
     pub fn set_banned(&self, code: &AccessCode, banned: bool) -> Result<(), AdminError> {
         self.0.with(|s| {
             let push = s.core.set_banned(Now::system(), code, banned)?;
-            if let Some(push) = push {
-                s.pushes.remove(&push);
-            }
+            end_registration(s, push);
             Ok(())
         })
     }
@@ -58,9 +63,7 @@ impl Admin {
     pub fn forget(&self, code: &AccessCode) -> Result<(), AdminError> {
         self.0.with(|s| {
             let push = s.core.forget(Now::system(), code)?;
-            if let Some(push) = push {
-                s.pushes.remove(&push);
-            }
+            end_registration(s, push);
             Ok(())
         })
     }

@@ -225,3 +225,38 @@ pub fn bind(socket: &UdpSocket, relay: SocketAddr, ticket: &relay::Ticket) {
         Ok(relay::Frame::Bound { .. })
     ));
 }
+
+/// A controller looks `code` up (relay only); both sides bind their relay tickets from UDP
+/// sockets of their own: the host's and the controller's socket and tickets, ready to relay.
+/// `pushes` is the host's registration stream, which gets the connect request.
+pub async fn relayed_session(
+    rig: &Rig,
+    code: AccessCode,
+    pushes: &mut quinn::RecvStream,
+) -> (UdpSocket, UdpSocket, relay::Ticket, relay::Ticket) {
+    let controller = Host::connect(rig).await;
+    let (ServerMsg::Resolved { relay: Some(c), .. }, ..) = controller
+        .ask(&ClientMsg::Resolve {
+            code,
+            lan_addrs: Vec::new(),
+            relay_only: true,
+        })
+        .await
+    else {
+        panic!("no relay offered");
+    };
+    let push = wire::read_msg::<ServerMsg, _>(pushes, MAX_MSG_LEN)
+        .await
+        .unwrap()
+        .unwrap();
+    let ServerMsg::ConnectRequest { relay: Some(h), .. } = push else {
+        panic!("{push:?}");
+    };
+    let (hs, cs) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    bind(&hs, rig.relay, &h.ticket);
+    bind(&cs, rig.relay, &c.ticket);
+    (hs, cs, h.ticket, c.ticket)
+}
