@@ -22,8 +22,9 @@
 //! What this crate does **not** do: it does not encode, send or schedule frames, and it owns no
 //! async runtime. [`Capturer::capture`] may block (an X11 `XShm` read waits while the server copies
 //! the screen), so it must run on a dedicated thread (or `spawn_blocking`), never inside an async
-//! task. Backends for Windows and macOS are not written yet: [`open`] answers
-//! [`CaptureError::Unsupported`] for a screen there.
+//! task. Windows has DXGI Desktop Duplication with a GDI fallback ([`windows`]); macOS has no
+//! backend yet (it cannot be built here): [`open`] answers [`CaptureError::Unsupported`] for a
+//! screen there.
 
 // Unsafe code is denied workspace-wide; the X11 backend allows it for one mmap (see `x11`).
 #![deny(unsafe_code)]
@@ -36,6 +37,10 @@ mod synthetic;
 pub mod x11;
 #[cfg(unix)]
 pub mod xvfb;
+// Win32 and COM calls are FFI throughout; each unsafe block says why it holds.
+#[cfg(windows)]
+#[allow(unsafe_code)]
+pub mod windows;
 
 use std::fmt;
 

@@ -4,7 +4,8 @@
 //! | platform | `Screen` backend |
 //! |---|---|
 //! | Linux and the BSDs | X11 ([`crate::x11`]: SHM, DAMAGE, RandR monitors, XFIXES cursor) |
-//! | others | none yet: [`CaptureError::Unsupported`] |
+//! | Windows | DXGI Desktop Duplication, else GDI ([`crate::windows`]) |
+//! | macOS and others | none yet: [`CaptureError::Unsupported`] |
 
 use crate::{CaptureError, Capturer, SyntheticSource};
 
@@ -124,14 +125,19 @@ pub fn open(spec: &SourceSpec) -> Result<Opened, CaptureError> {
 pub fn monitors(screen: &ScreenSpec) -> Result<Vec<Monitor>, CaptureError> {
     #[cfg(all(unix, not(target_os = "macos")))]
     return crate::x11::list_monitors(screen.display.as_deref());
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    #[cfg(windows)]
+    {
+        let _ = screen;
+        crate::windows::list_monitors()
+    }
+    #[cfg(not(any(windows, all(unix, not(target_os = "macos")))))]
     {
         let _ = screen;
         Err(CaptureError::Unsupported(UNSUPPORTED))
     }
 }
 
-#[cfg(not(all(unix, not(target_os = "macos"))))]
+#[cfg(not(any(windows, all(unix, not(target_os = "macos")))))]
 const UNSUPPORTED: &str = "screen capture on this platform";
 
 #[cfg(all(unix, not(target_os = "macos")))]
@@ -151,7 +157,12 @@ fn open_screen(screen: &ScreenSpec) -> Result<Opened, CaptureError> {
     })
 }
 
-#[cfg(not(all(unix, not(target_os = "macos"))))]
+#[cfg(windows)]
+fn open_screen(screen: &ScreenSpec) -> Result<Opened, CaptureError> {
+    crate::windows::open_screen(screen)
+}
+
+#[cfg(not(any(windows, all(unix, not(target_os = "macos")))))]
 fn open_screen(_: &ScreenSpec) -> Result<Opened, CaptureError> {
     Err(CaptureError::Unsupported(UNSUPPORTED))
 }

@@ -25,9 +25,10 @@
 //! - it does not decide who may send input: the session authenticates the controller before any
 //!   event reaches a backend.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod backend;
+mod codes;
 #[cfg(all(feature = "enigo", unix, not(target_os = "macos")))]
 mod enigo_backend;
 mod event;
@@ -37,10 +38,17 @@ mod point;
 mod wire;
 
 pub use backend::{HeldInputs, InputBackend, InputError, RecordingBackend, RecordingHandle};
+pub use codes::{WindowsKey, evdev_code, windows_key};
 #[cfg(all(feature = "enigo", unix, not(target_os = "macos")))]
-pub use enigo_backend::{EnigoBackend, evdev_code, x_keycode};
+pub use enigo_backend::{EnigoBackend, x_keycode};
+// SendInput is FFI; each unsafe block says why it holds.
+#[cfg(all(feature = "enigo", windows))]
+#[allow(unsafe_code)]
+mod windows;
 pub use event::{BoundedText, InputEvent, MAX_WHEEL, MouseButton, TextError};
 pub use keys::{Key, UnknownKey};
 pub use open::{InputSpec, open};
 pub use point::{NormalizedPoint, ScreenPoint, ScreenSize, ScreenSizeError};
+#[cfg(all(feature = "enigo", windows))]
+pub use windows::{WindowsBackend, absolute_coordinate, pointer_position};
 pub use wire::{DecodeError, MAX_EVENT_LEN, WIRE_VERSION, decode, encode};

@@ -4,7 +4,8 @@
 //! | platform | backend |
 //! |---|---|
 //! | Linux and the BSDs, feature `enigo` | [`crate::EnigoBackend`] (XTEST on the X display) |
-//! | others, or without the feature | none yet: [`InputError::Unsupported`] |
+//! | Windows, feature `enigo` | `WindowsBackend` (SendInput; scan codes, the virtual desktop) |
+//! | macOS, others, or without the feature | none yet: [`InputError::Unsupported`] |
 
 use crate::{InputBackend, InputError};
 
@@ -31,7 +32,16 @@ pub fn open(spec: &InputSpec) -> Result<Box<dyn InputBackend>, InputError> {
         b.set_origin(spec.origin.0, spec.origin.1);
         Ok(Box::new(b))
     }
-    #[cfg(not(all(feature = "enigo", unix, not(target_os = "macos"))))]
+    #[cfg(all(feature = "enigo", windows))]
+    {
+        let mut b = crate::WindowsBackend::new()?;
+        b.set_origin(spec.origin.0, spec.origin.1);
+        Ok(Box::new(b))
+    }
+    #[cfg(not(any(
+        all(feature = "enigo", windows),
+        all(feature = "enigo", unix, not(target_os = "macos"))
+    )))]
     {
         let _ = spec;
         Err(InputError::Unsupported(

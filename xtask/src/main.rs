@@ -26,6 +26,7 @@ mod natlab;
 mod proc;
 mod setup;
 mod test;
+mod windows;
 
 use anyhow::{Result, bail};
 
@@ -57,6 +58,7 @@ fn main() -> Result<()> {
         "bench" => bench::bench(rest),
         "fuzz" => fuzz::fuzz(rest),
         "attack" => test::attack(rest),
+        "windows" => windows::windows(rest),
         "nat-lab" => {
             setup::setup()?;
             natlab::nat_lab(rest)

@@ -45,6 +45,8 @@ pub const PACKAGES: &[&str] = &[
     "chromium-driver",
     // The API tests generated from the OpenAPI document (schemathesis, in a virtualenv).
     "python3-venv",
+    // `cargo xtask windows` makes its Debian chroot with it.
+    "debootstrap",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -1,0 +1,128 @@
+//! `cargo xtask windows`: the Windows build (x86_64-pc-windows-gnu) and its tests under Wine,
+//! in a Debian chroot cached outside the checkout (see `chroot`).
+//!
+//! ```text
+//!   windows setup   the chroot (debootstrap + packages), once; ~2 min
+//!   windows build   peer.exe, rendezvous.exe (debug) and the Windows crates' test binaries
+//!   windows test    build, then under Wine on a private Xvfb: the Windows crates' unit tests
+//!                   (GDI capture of a known window, SendInput read back, Notepad typed into),
+//!                   a Windows host with a Linux controller, a Linux host with the Windows
+//!                   viewer, and the installer (part of `cargo xtask test`)
+//!   windows cargo   any cargo command for the Windows target, in the chroot
+//! ```
+
+mod chroot;
+mod session;
+mod wine;
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+pub use chroot::Chroot;
+use wine::Wine;
+
+use crate::proc::{cargo as host_cargo, run, target_dir, virtual_display};
+
+pub const TARGET: &str = "x86_64-pc-windows-gnu";
+
+/// The crates with Windows code or tests that run there, as `-p` arguments.
+const CRATES: &[&str] = &[
+    "-p",
+    "capture",
+    "-p",
+    "input",
+    "-p",
+    "codec",
+    "-p",
+    "proto",
+    "-p",
+    "certs",
+    "-p",
+    "pathagent",
+    "-p",
+    "peer",
+];
+
+/// The environment of every cargo run in the chroot. The standard library is built from
+/// rust-src (`-Zbuild-std`, allowed on a stable compiler by RUSTC_BOOTSTRAP); its crate set
+/// is always `std,test` so that building and testing share one std (a different set rebuilds
+/// std and every dependency). CXXSTDLIB is empty so that openh264's build links no libstdc++
+/// DLL; `.cargo/config.toml` links the static one instead.
+fn cargo_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("RUSTC_BOOTSTRAP", "1".into()),
+        ("CXXSTDLIB_x86_64_pc_windows_gnu", String::new()),
+        ("CARGO_TARGET_DIR", "/build/target".into()),
+        ("CARGO_TERM_COLOR", "never".into()),
+    ]
+}
+
+/// Runs cargo in the chroot on the checkout for the Windows target, with `env` added (Wine's,
+/// for commands that run test binaries).
+pub fn cargo_with(chroot: &Chroot, args: &[&str], env: &[(&'static str, String)]) -> Result<()> {
+    let mut full = vec![args[0], "-Zbuild-std=std,test", "--target", TARGET];
+    full.extend_from_slice(&args[1..]);
+    let script = "cd /src && exec cargo \"$@\"";
+    let mut sh_args = vec!["-c", script, "cargo"];
+    sh_args.extend_from_slice(&full);
+    let mut all = cargo_env();
+    all.extend_from_slice(env);
+    run(&mut chroot.command("/bin/sh", &sh_args, &all))
+        .with_context(|| format!("cargo {} for {TARGET} in the chroot", args.join(" ")))
+}
+
+/// Builds the programs and the test binaries of the Windows crates.
+fn build(c: &Chroot) -> Result<()> {
+    let t = Instant::now();
+    cargo_with(
+        c,
+        &["build", "-p", "peer", "-p", "rendezvous", "--bins"],
+        &[],
+    )?;
+    let mut args = vec!["test", "--no-run", "--lib"];
+    args.extend_from_slice(CRATES);
+    cargo_with(c, &args, &[])?;
+    eprintln!("windows: built in {:.0?}", t.elapsed());
+    Ok(())
+}
+
+/// `cargo xtask windows test`: everything under Wine (see the module doc).
+pub fn test() -> Result<()> {
+    let c = Chroot::ensure()?;
+    build(&c)?;
+    run(host_cargo().args(["build", "-p", "rendezvous", "-p", "peer", "--bins"]))?;
+    let linux = target_dir().join("debug");
+    let x = virtual_display(1280, 800)?;
+    let wine = Wine::start(&c, x.name())?;
+
+    eprintln!("\n== Windows crates' unit tests under Wine ==");
+    let t = Instant::now();
+    let mut args = vec!["test", "--lib", "--no-fail-fast"];
+    args.extend_from_slice(CRATES);
+    // One test at a time: the desktop, pointer and keyboard are shared.
+    args.extend_from_slice(&["--", "--test-threads=1"]);
+    cargo_with(&c, &args, &wine.env())?;
+    eprintln!("windows: unit tests under Wine in {:.0?}", t.elapsed());
+
+    session::windows_host(&c, &wine, &x, &linux)?;
+    session::windows_viewer(&c, &wine, &x, &linux)?;
+    Ok(())
+}
+
+pub fn windows(rest: &[String]) -> Result<()> {
+    match rest.first().map(String::as_str) {
+        Some("setup") => Chroot::ensure().map(drop),
+        Some("build") => build(&Chroot::ensure()?),
+        Some("test") => test(),
+        Some("cargo") => {
+            let c = Chroot::ensure()?;
+            let args: Vec<&str> = rest[1..].iter().map(String::as_str).collect();
+            if args.is_empty() {
+                bail!("usage: cargo xtask windows cargo build|test|clippy ...");
+            }
+            cargo_with(&c, &args, &[])
+        }
+        other => bail!("usage: cargo xtask windows setup|build|test|cargo ... (got {other:?})"),
+    }
+}

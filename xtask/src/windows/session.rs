@@ -1,0 +1,253 @@
+//! Whole sessions across the platforms, each with a Linux rendezvous on loopback:
+//!
+//! - [`windows_host`]: `peer.exe host` under Wine shares the Wine desktop (GDI capture) and
+//!   performs input with SendInput; a Linux `peer connect --headless` decodes its frames and
+//!   clicks into a Wine Notepad, types text, then saves it with Ctrl+S: the saved file proves
+//!   that the pointer, the scan-code keys and the Unicode text all arrived.
+//! - [`windows_viewer`]: `peer.exe connect` under Wine shows a Linux host's screen in its
+//!   window (wgpu on Wine's Vulkan) and sends a script's text plus keys typed into its window
+//!   with xdotool (the window's keyboard capture); the Linux host logs what it received.
+//!
+//! The two sides share nothing but loopback UDP and the files the check reads. Screenshots of
+//! the Wine desktop land in `target/windows/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use capture::xvfb::VirtualDisplay;
+
+use super::Chroot;
+use super::wine::{Wine, windows_path};
+use crate::loopback::{code_and_password, give_password, peer_join, rendezvous_invite};
+use crate::proc::{Guard, free_udp_port, spawn_lines, target_dir, wait_line, x_output};
+
+/// `peer.exe` as the chroot sees it.
+pub const PEER_EXE: &str = "/build/target/x86_64-pc-windows-gnu/debug/peer.exe";
+
+/// What the controller types into the Windows host's Notepad.
+const TYPED: &str = "quicdesk typed this on Windows";
+
+/// A working directory in the chroot's /tmp: (path inside, path on the host).
+fn work_dir(c: &Chroot, name: &str) -> Result<(String, PathBuf)> {
+    let inside = format!("/tmp/quicdesk-{name}-{}", std::process::id());
+    let host = c.path(&inside);
+    let _ = std::fs::remove_dir_all(&host);
+    std::fs::create_dir_all(&host)?;
+    Ok((inside, host))
+}
+
+/// A Linux rendezvous on a free loopback port: the guard and its invite.
+fn rendezvous(bin: &Path, dir: &Path) -> Result<(Guard, String)> {
+    let addr = format!("127.0.0.1:{}", free_udp_port()?);
+    let invite = rendezvous_invite(bin, dir, &addr)?;
+    let mut rv = Command::new(bin.join("rendezvous"));
+    rv.args(["--listen", &addr, "--data-dir"]).arg(dir);
+    let (guard, lines) = spawn_lines(rv, "rendezvous")?;
+    wait_line(&lines, "rendezvous listening on", Duration::from_secs(10))?;
+    Ok((guard, invite))
+}
+
+fn screenshot(x: &VirtualDisplay, name: &str) {
+    let dir = target_dir().join("windows");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(name);
+    match x_output(
+        x.name(),
+        "import",
+        &["-window", "root", &path.to_string_lossy()],
+    ) {
+        Ok(_) => eprintln!("screenshot: {}", path.display()),
+        Err(e) => eprintln!("no screenshot {name}: {e}"),
+    }
+}
+
+fn stats(path: &Path) -> Result<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(path).with_context(|| format!("{}", path.display()))?)
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+fn frames(stats: &serde_json::Value) -> u64 {
+    stats["frames_decoded"].as_u64().unwrap_or(0)
+}
+
+/// A Windows host under Wine, a Linux controller.
+pub fn windows_host(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &Path) -> Result<()> {
+    eprintln!("\n== session: Windows host (Wine), Linux controller ==");
+    let (inside, work) = work_dir(c, "winhost")?;
+    let (_rv, invite) = rendezvous(linux, &work.join("rendezvous"))?;
+    let host_dir = windows_path(&format!("{inside}/host"));
+    wine.output(
+        PEER_EXE,
+        &["join", &invite, "--data-dir", &host_dir],
+        Duration::from_secs(60),
+    )
+    .context("peer.exe join")?;
+
+    let _notepad = Guard(
+        wine.exe("notepad", &[])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting Wine's notepad")?,
+        "notepad",
+    );
+    let id = x.wait_window("Notepad", Duration::from_secs(60))?;
+    let (wx, wy, ww, wh) = x.window_geometry(&id)?;
+
+    let host = wine.exe(
+        PEER_EXE,
+        &["host", "--data-dir", &host_dir, "--source", "screen"],
+    );
+    let (_host, host_lines) = spawn_lines(host, "windows host")?;
+    let (code, password) = code_and_password(&host_lines)?;
+
+    // The click lands in the middle of Notepad's text area; the file name goes into the Save
+    // As dialog that Ctrl+S opens.
+    let (sw, sh) = (1280.0, 800.0);
+    let cx = (f64::from(wx) + f64::from(ww) / 2.0) / sw;
+    let cy = (f64::from(wy) + f64::from(wh) / 2.0) / sh;
+    let saved_inside = format!("{inside}/typed.txt");
+    let script = format!(
+        "wait 1500ms\nmove {cx:.4} {cy:.4}\nclick left\nwait 500ms\ntext {TYPED}\nwait 500ms\n\
+         keydown ControlLeft\nkey KeyS\nkeyup ControlLeft\nwait 2000ms\ntext {}\nwait 300ms\n\
+         key Enter\nwait 1500ms\n",
+        windows_path(&saved_inside)
+    );
+    std::fs::write(work.join("input.script"), script)?;
+    let ctl_dir = work.join("controller");
+    peer_join(Command::new(linux.join("peer")), &invite, &ctl_dir)?;
+    let stats_path = work.join("stats.json");
+    let mut ctl = Command::new(linux.join("peer"));
+    ctl.args(["connect", &code, "--password-stdin", "--headless"])
+        .args(["--duration", "12", "--stats-json"])
+        .arg(&stats_path)
+        .arg("--record")
+        .arg(work.join("session.h264"))
+        .arg("--input-script")
+        .arg(work.join("input.script"))
+        .arg("--data-dir")
+        .arg(&ctl_dir)
+        .stdin(Stdio::piped());
+    let (mut ctl, _) = spawn_lines(ctl, "linux controller")?;
+    give_password(&mut ctl, &password)?;
+    let status = ctl.0.wait()?;
+    screenshot(x, "windows-host.png");
+    if !status.success() {
+        bail!("the Linux controller failed ({status})");
+    }
+    let s = stats(&stats_path)?;
+    if frames(&s) < 10 {
+        bail!(
+            "the Linux controller decoded only {} frames: {s}",
+            frames(&s)
+        );
+    }
+    let saved = c.path(&saved_inside);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        match std::fs::read_to_string(&saved) {
+            Ok(t) if !t.is_empty() => break t,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            r => bail!(
+                "Notepad did not save what the controller typed ({}: {r:?}); see \
+                 target/windows/windows-host.png",
+                saved.display()
+            ),
+        }
+    };
+    if text.trim_start_matches('\u{feff}').trim() != TYPED {
+        bail!("Notepad saved {text:?}, the controller typed {TYPED:?}");
+    }
+    eprintln!(
+        "Windows host: {} frames decoded on Linux ({} fps), Notepad saved the typed text",
+        frames(&s),
+        s["fps"]
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// A Linux host, the Windows viewer under Wine.
+pub fn windows_viewer(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &Path) -> Result<()> {
+    eprintln!("\n== session: Linux host, Windows viewer (Wine) ==");
+    let (inside, work) = work_dir(c, "winviewer")?;
+    let (_rv, invite) = rendezvous(linux, &work.join("rendezvous"))?;
+    let host_dir = work.join("host");
+    peer_join(Command::new(linux.join("peer")), &invite, &host_dir)?;
+    let mut host = Command::new(linux.join("peer"));
+    host.arg("host")
+        .arg("--data-dir")
+        .arg(&host_dir)
+        .args(["--source", "synthetic", "--size", "640x360", "--input-log"])
+        .arg(work.join("input.log"));
+    let (_host, host_lines) = spawn_lines(host, "linux host")?;
+    let (code, password) = code_and_password(&host_lines)?;
+
+    let ctl_dir = windows_path(&format!("{inside}/controller"));
+    wine.output(
+        PEER_EXE,
+        &["join", &invite, "--data-dir", &ctl_dir],
+        Duration::from_secs(60),
+    )
+    .context("peer.exe join")?;
+    std::fs::write(
+        work.join("input.script"),
+        "wait 2000ms\nmove 0.5 0.5\nclick left\ntext typed by the script\nwait 6000ms\n",
+    )?;
+    let stats_inside = format!("{inside}/stats.json");
+    let mut ctl = wine.exe(
+        PEER_EXE,
+        &[
+            "connect",
+            &code,
+            "--password-stdin",
+            "--duration",
+            "12",
+            "--stats-json",
+            &windows_path(&stats_inside),
+            "--input-script",
+            &windows_path(&format!("{inside}/input.script")),
+            "--data-dir",
+            &ctl_dir,
+        ],
+    );
+    ctl.stdin(Stdio::piped());
+    let (mut ctl, _) = spawn_lines(ctl, "windows viewer")?;
+    give_password(&mut ctl, &password)?;
+
+    // The viewer window's keyboard capture: keys typed into it with xdotool reach the host.
+    let id = x.wait_window("ISR-", Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_secs(3));
+    x_output(x.name(), "xdotool", &["windowfocus", "--sync", &id])?;
+    x_output(
+        x.name(),
+        "xdotool",
+        &["key", "--delay", "50", "q", "w", "e"],
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    screenshot(x, "windows-viewer.png");
+    let status = ctl.0.wait()?;
+    if !status.success() {
+        bail!("the Windows viewer failed ({status})");
+    }
+    let s = stats(&c.path(&stats_inside))?;
+    if frames(&s) < 10 {
+        bail!("the Windows viewer decoded only {} frames: {s}", frames(&s));
+    }
+    let log = std::fs::read_to_string(work.join("input.log")).context("the host's input log")?;
+    for want in ["typed by the script", "KeyQ", "KeyW", "KeyE", "MouseButton"] {
+        if !log.contains(want) {
+            bail!("the Linux host did not receive {want:?} from the Windows viewer:\n{log}");
+        }
+    }
+    eprintln!(
+        "Windows viewer: {} frames decoded under Wine ({} fps); script and typed keys arrived",
+        frames(&s),
+        s["fps"]
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
