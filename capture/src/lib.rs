@@ -96,6 +96,8 @@ pub struct FrameData(Storage);
 
 enum Storage {
     Heap(Vec<u8>),
+    // Only the X11 source lends memory so far.
+    #[cfg_attr(not(all(unix, not(target_os = "macos"))), allow(dead_code))]
     Lent(Box<dyn Lent>),
 }
 

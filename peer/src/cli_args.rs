@@ -110,25 +110,36 @@ impl From<ApproveArg> for peer::approve::Approval {
 
 #[derive(Subcommand, Debug)]
 pub enum ServiceCommand {
-    /// Write ~/.config/systemd/user/quicdesk-host.service (starts `peer host` with the desktop
-    /// session, restarts it on failure, logs to the journal), then enable and start it.
+    /// Start the host at logon and now. Linux: writes
+    /// ~/.config/systemd/user/quicdesk-host.service (starts `peer host` with the desktop session,
+    /// restarts it on failure, logs to the journal), then enables and starts it. Windows: the
+    /// value quicdesk-host in HKCU\Software\Microsoft\Windows\CurrentVersion\Run (no
+    /// administrator needed), and starts the host now without a window, logging to host.log in
+    /// the data directory.
     Install {
         #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
         /// The configuration file (default: config.toml in the data directory).
         #[arg(long, env = "QUICDESK_CONFIG")]
         config: Option<PathBuf>,
-        /// Write the unit below this directory and run no systemctl (packaging, tests).
+        /// Write the unit below this directory and run no systemctl (packaging, tests; Linux
+        /// only).
         #[arg(long)]
         root: Option<PathBuf>,
-        /// A system service instead (as root): started at boot, before anyone logs in, it
-        /// shares whoever is logged in to the graphical session (`peer host --display
-        /// session`). Join and set the password for its data directory first, e.g. `sudo peer
-        /// join INVITE --data-dir /var/lib/quicdesk-host`.
+        /// A system service instead, started at boot, before anyone logs in. Linux (as root):
+        /// it shares whoever is logged in to the graphical session (`peer host --display
+        /// session`); join and set the password for its data directory first, e.g. `sudo peer
+        /// join INVITE --data-dir /var/lib/quicdesk-host`. Windows (as Administrator): the
+        /// service quicdesk-host, which starts `peer host` as whoever is logged on at the
+        /// console, in their session; its data directory (default
+        /// %ProgramData%\quicdesk-host: `peer join INVITE --data-dir
+        /// C:\ProgramData\quicdesk-host`, then `peer password set --data-dir …`) must be
+        /// readable by them.
         #[arg(long)]
         system: bool,
     },
-    /// Stop and disable the service, and remove its unit file.
+    /// Stop and remove the service (Linux: disable it and remove its unit file; Windows:
+    /// remove the Run value, or stop and delete the system service).
     Uninstall {
         /// As for install.
         #[arg(long)]
@@ -137,7 +148,7 @@ pub enum ServiceCommand {
         #[arg(long)]
         system: bool,
     },
-    /// Whether the service is installed and running.
+    /// Whether the service is installed, what it runs, and whether it is running.
     Status {
         /// As for install.
         #[arg(long)]
@@ -145,6 +156,15 @@ pub enum ServiceCommand {
         /// The system service.
         #[arg(long)]
         system: bool,
+    },
+    /// The Windows service's body, started by the service manager (`peer service install
+    /// --system` installs it): keeps `peer host` running in the console's session. Elsewhere it
+    /// says so and fails.
+    #[command(hide = true)]
+    Run {
+        /// The host's data directory.
+        #[arg(long, default_value_os_t = peer::service::system_data_dir())]
+        data_dir: PathBuf,
     },
 }
 

@@ -59,7 +59,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// `peer service`: the host as a systemd user service.
+/// `peer service`: the host as a service of this platform (`peer::service`: systemd units, or on
+/// Windows the Run value and the system service).
 fn service_command(cmd: ServiceCommand) -> anyhow::Result<()> {
     use peer::service;
     let scope = |system| {
@@ -69,7 +70,7 @@ fn service_command(cmd: ServiceCommand) -> anyhow::Result<()> {
             service::Scope::User
         }
     };
-    let home = dirs::home_dir().context("no home directory (HOME is unset)")?;
+    let home = || dirs::home_dir().context("no home directory (HOME is unset)");
     let said = match cmd {
         ServiceCommand::Install {
             mut data_dir,
@@ -77,27 +78,29 @@ fn service_command(cmd: ServiceCommand) -> anyhow::Result<()> {
             root,
             system,
         } => {
-            // A system service keeps its state where system services do, not in root's home
-            // (which its sandbox makes read-only).
+            // A system service keeps its state where system services do, not in the
+            // administrator's home (which systemd's sandbox makes read-only, and which the
+            // users a Windows service starts the host for cannot read).
             if system && data_dir == default_data_dir() {
-                data_dir = "/var/lib/quicdesk-host".into();
+                data_dir = service::system_data_dir();
             }
             service::install(&service::Install {
                 scope: scope(system),
-                program: std::env::current_exe()
-                    .and_then(std::fs::canonicalize)
-                    .context("locating this program")?,
+                program: service::this_program().map_err(anyhow::Error::msg)?,
                 config: peer::config::path(config.as_deref(), &data_dir),
                 data_dir: std::path::absolute(&data_dir).context("the data directory")?,
-                home,
+                home: home()?,
                 root,
             })
         }
         ServiceCommand::Uninstall { root, system } => {
-            service::uninstall(root.as_deref(), &home, scope(system))
+            service::uninstall(root.as_deref(), &home()?, scope(system))
         }
         ServiceCommand::Status { root, system } => {
-            Ok(service::status(root.as_deref(), &home, scope(system)))
+            Ok(service::status(root.as_deref(), &home()?, scope(system)))
+        }
+        ServiceCommand::Run { data_dir } => {
+            return service::run(&data_dir).map_err(anyhow::Error::msg);
         }
     };
     match said {

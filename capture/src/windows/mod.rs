@@ -173,7 +173,10 @@ pub fn open_screen(spec: &ScreenSpec) -> Result<Opened, CaptureError> {
                     description: format!("Windows monitor {m}, DXGI desktop duplication"),
                 });
             }
-            Err(e) => tracing::info!("DXGI desktop duplication unavailable ({e}); using GDI"),
+            Err(e) => {
+                let why = std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
+                tracing::info!("DXGI desktop duplication unavailable ({why}); using GDI")
+            }
         }
     }
     let c = GdiCapturer::open(even, spec.cursor)?;

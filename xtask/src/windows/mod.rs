@@ -4,7 +4,8 @@
 //! ```text
 //!   windows setup   the chroot (debootstrap + packages), once; ~2 min
 //!   windows build   peer.exe, rendezvous.exe (debug) and the Windows crates' test binaries
-//!   windows test    build, then under Wine on a private Xvfb: the Windows crates' unit tests
+//!   windows test [unit|host|viewer|installer...]
+//!                   build, then under Wine on a private Xvfb: the Windows crates' unit tests
 //!                   (GDI capture of a known window, SendInput read back, Notepad typed into),
 //!                   a Windows host with a Linux controller, a Linux host with the Windows
 //!                   viewer, and the installer (part of `cargo xtask test`)
@@ -88,7 +89,9 @@ fn build(c: &Chroot) -> Result<()> {
 }
 
 /// `cargo xtask windows test`: everything under Wine (see the module doc).
-pub fn test() -> Result<()> {
+/// `parts` picks some of: unit, host, viewer, installer (default: all).
+pub fn test(parts: &[String]) -> Result<()> {
+    let want = |p: &str| parts.is_empty() || parts.iter().any(|x| x == p);
     let c = Chroot::ensure()?;
     build(&c)?;
     run(host_cargo().args(["build", "-p", "rendezvous", "-p", "peer", "--bins"]))?;
@@ -96,17 +99,22 @@ pub fn test() -> Result<()> {
     let x = virtual_display(1280, 800)?;
     let wine = Wine::start(&c, x.name())?;
 
-    eprintln!("\n== Windows crates' unit tests under Wine ==");
-    let t = Instant::now();
-    let mut args = vec!["test", "--lib", "--no-fail-fast"];
-    args.extend_from_slice(CRATES);
-    // One test at a time: the desktop, pointer and keyboard are shared.
-    args.extend_from_slice(&["--", "--test-threads=1"]);
-    cargo_with(&c, &args, &wine.env())?;
-    eprintln!("windows: unit tests under Wine in {:.0?}", t.elapsed());
-
-    session::windows_host(&c, &wine, &x, &linux)?;
-    session::windows_viewer(&c, &wine, &x, &linux)?;
+    if want("unit") {
+        eprintln!("\n== Windows crates' unit tests under Wine ==");
+        let t = Instant::now();
+        let mut args = vec!["test", "--lib", "--no-fail-fast"];
+        args.extend_from_slice(CRATES);
+        // One test at a time: the desktop, pointer and keyboard are shared.
+        args.extend_from_slice(&["--", "--test-threads=1"]);
+        cargo_with(&c, &args, &wine.env())?;
+        eprintln!("windows: unit tests under Wine in {:.0?}", t.elapsed());
+    }
+    if want("host") {
+        session::windows_host(&c, &wine, &x, &linux)?;
+    }
+    if want("viewer") {
+        session::windows_viewer(&c, &wine, &x, &linux)?;
+    }
     Ok(())
 }
 
@@ -114,7 +122,7 @@ pub fn windows(rest: &[String]) -> Result<()> {
     match rest.first().map(String::as_str) {
         Some("setup") => Chroot::ensure().map(drop),
         Some("build") => build(&Chroot::ensure()?),
-        Some("test") => test(),
+        Some("test") => test(&rest[1..]),
         Some("cargo") => {
             let c = Chroot::ensure()?;
             let args: Vec<&str> = rest[1..].iter().map(String::as_str).collect();

@@ -5,8 +5,8 @@
 //!   clicks into a Wine Notepad, types text, then saves it with Ctrl+S: the saved file proves
 //!   that the pointer, the scan-code keys and the Unicode text all arrived.
 //! - [`windows_viewer`]: `peer.exe connect` under Wine shows a Linux host's screen in its
-//!   window (wgpu on Wine's Vulkan) and sends a script's text plus keys typed into its window
-//!   with xdotool (the window's keyboard capture); the Linux host logs what it received.
+//!   window (wgpu on Wine's Vulkan); a click and keys typed into the window with xdotool
+//!   (its pointer and keyboard capture) reach the Linux host, which logs what it received.
 //!
 //! The two sides share nothing but loopback UDP and the files the check reads. Screenshots of
 //! the Wine desktop land in `target/windows/`.
@@ -193,10 +193,6 @@ pub fn windows_viewer(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &P
         Duration::from_secs(60),
     )
     .context("peer.exe join")?;
-    std::fs::write(
-        work.join("input.script"),
-        "wait 2000ms\nmove 0.5 0.5\nclick left\ntext typed by the script\nwait 6000ms\n",
-    )?;
     let stats_inside = format!("{inside}/stats.json");
     let mut ctl = wine.exe(
         PEER_EXE,
@@ -208,8 +204,6 @@ pub fn windows_viewer(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &P
             "12",
             "--stats-json",
             &windows_path(&stats_inside),
-            "--input-script",
-            &windows_path(&format!("{inside}/input.script")),
             "--data-dir",
             &ctl_dir,
         ],
@@ -218,15 +212,19 @@ pub fn windows_viewer(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &P
     let (mut ctl, _) = spawn_lines(ctl, "windows viewer")?;
     give_password(&mut ctl, &password)?;
 
-    // The viewer window's keyboard capture: keys typed into it with xdotool reach the host.
+    // The viewer window's pointer and keyboard capture: a click and keys typed into it with
+    // xdotool, as a user's would be, reach the host.
     let id = x.wait_window("ISR-", Duration::from_secs(30))?;
     std::thread::sleep(Duration::from_secs(3));
-    x_output(x.name(), "xdotool", &["windowfocus", "--sync", &id])?;
-    x_output(
-        x.name(),
-        "xdotool",
-        &["key", "--delay", "50", "q", "w", "e"],
-    )?;
+    let (wx, wy, ww, wh) = x.window_geometry(&id)?;
+    let (cx, cy) = (wx + ww as i32 / 2, wy + wh as i32 / 2);
+    let xdo = |args: &[&str]| x_output(x.name(), "xdotool", args);
+    xdo(&["mousemove", &cx.to_string(), &cy.to_string()])?;
+    xdo(&["click", "1"])?;
+    std::thread::sleep(Duration::from_millis(500));
+    xdo(&["windowfocus", "--sync", &id])?;
+    // Printable presses travel as text, the others (arrows, shortcuts) as physical keys.
+    xdo(&["key", "--delay", "80", "q", "w", "e", "Left", "ctrl+a"])?;
     std::thread::sleep(Duration::from_secs(1));
     screenshot(x, "windows-viewer.png");
     let status = ctl.0.wait()?;
@@ -238,13 +236,22 @@ pub fn windows_viewer(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &P
         bail!("the Windows viewer decoded only {} frames: {s}", frames(&s));
     }
     let log = std::fs::read_to_string(work.join("input.log")).context("the host's input log")?;
-    for want in ["typed by the script", "KeyQ", "KeyW", "KeyE", "MouseButton"] {
+    for want in [
+        "MouseMove",
+        "MouseButton { button: Left, pressed: true }",
+        "Text { text: \"q\" }",
+        "Text { text: \"e\" }",
+        "Key { key: ArrowLeft, pressed: true }",
+        "Key { key: ControlLeft, pressed: true }",
+        "Key { key: KeyA, pressed: true }",
+        "Key { key: ControlLeft, pressed: false }",
+    ] {
         if !log.contains(want) {
             bail!("the Linux host did not receive {want:?} from the Windows viewer:\n{log}");
         }
     }
     eprintln!(
-        "Windows viewer: {} frames decoded under Wine ({} fps); script and typed keys arrived",
+        "Windows viewer: {} frames decoded under Wine ({} fps); its click and typed keys arrived",
         frames(&s),
         s["fps"]
     );

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::Chroot;
-use crate::proc::{Guard, run};
+use crate::proc::Guard;
 
 /// The prefix inside the chroot.
 pub const PREFIX: &str = "/root/.wine-quicdesk";
@@ -41,9 +41,24 @@ impl<'a> Wine<'a> {
             server.spawn().context("starting wineserver")?,
             "wineserver",
         ));
-        if !booted.exists() {
+        // Booting starts Wine's own background processes (services.exe, rpcss, ...). They
+        // must not inherit a pipe of ours, or whoever reads that pipe to its end waits for
+        // them: so they start here, with nothing attached.
+        let fresh = !booted.exists();
+        if fresh {
             eprintln!("windows: making the Wine prefix {PREFIX} (about 15 s)");
-            run(&mut w.command("wineboot", &["--init"])).context("wineboot --init")?;
+        }
+        let status = w
+            .command("wineboot", if fresh { &["--init"] } else { &[] })
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running wineboot")?;
+        if !status.success() {
+            bail!("wineboot failed ({status})");
+        }
+        if fresh {
             std::fs::write(&booted, "")?;
         }
         Ok(w)

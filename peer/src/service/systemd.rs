@@ -1,6 +1,7 @@
-//! `peer service`: the host agent as a systemd user service, for unattended access to a
-//! logged-in desktop. The unit starts `peer host` with the graphical session, restarts it on
-//! failure, and its logs go to the journal (`journalctl --user -u quicdesk-host`).
+//! `peer service` outside Windows: the host agent as a systemd user service, for unattended
+//! access to a logged-in desktop. The unit starts `peer host` with the graphical session,
+//! restarts it on failure, and its logs go to the journal (`journalctl --user -u
+//! quicdesk-host`).
 //!
 //! ```text
 //!  peer service install → ~/.config/systemd/user/quicdesk-host.service
@@ -18,17 +19,34 @@
 //! and runs `peer host --display session`: the host follows whoever is logged in to the
 //! graphical session (`crate::seat`), so the machine is reachable from the first login on,
 //! whoever logs in. Its data directory is a system one (default `/var/lib/quicdesk-host`).
+//!
+//! Not Windows (`windows.rs`). Tested: the unit's text and paths (below), and with `--root` the
+//! whole command with systemd's own checker (`tests/cli.rs`); running systemctl is not.
 
 use std::path::{Path, PathBuf};
+
+use super::{Install, Scope};
 
 /// The unit's name.
 pub const UNIT: &str = "quicdesk-host.service";
 
-/// Which systemd: the user's (a logged-in desktop) or the system's (from boot).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    User,
-    System,
+/// The system service's data directory when none is given.
+pub fn system_data_dir() -> PathBuf {
+    "/var/lib/quicdesk-host".into()
+}
+
+/// The program as the unit names it (already absolute and resolved).
+pub fn program_path(exe: PathBuf) -> PathBuf {
+    exe
+}
+
+/// `peer service run` is the Windows service's body; here the service is a systemd unit.
+pub fn run(_data_dir: &Path) -> Result<(), String> {
+    Err(
+        "`peer service run` is what the Windows service manager starts; on this platform the \
+         service is a systemd unit: `peer service install [--system]`"
+            .into(),
+    )
 }
 
 /// Where the unit goes: the user's (whose home is `home`) or the system's; below `root` if
@@ -108,43 +126,13 @@ WantedBy=graphical-session.target
     ))
 }
 
-/// Where and how to install.
-#[derive(Debug, Clone)]
-pub struct Install {
-    /// The `peer` executable the unit starts.
-    pub program: PathBuf,
-    pub data_dir: PathBuf,
-    /// The configuration file (it must name a rendezvous).
-    pub config: PathBuf,
-    /// The user's home directory.
-    pub home: PathBuf,
-    /// Write below this directory and run no systemctl.
-    pub root: Option<PathBuf>,
-    pub scope: Scope,
-}
-
-/// Writes the unit and, without a root, enables and starts it. Returns what was done.
+/// Writes the unit and, without a root, enables and starts it. Returns what was done. The
+/// caller has checked that the host is ready (`super::check_ready`).
 ///
 /// # Errors
 ///
-/// What is missing (a rendezvous, a fixed password), a path systemd cannot take, or what
-/// failed (writing the file, systemctl), each said plainly.
+/// A path systemd cannot take, or what failed (writing the file, systemctl), each said plainly.
 pub fn install(i: &Install) -> Result<String, String> {
-    let cfg = crate::config::load(&i.config).map_err(|e| e.to_string())?;
-    if cfg.rendezvous.is_none() {
-        return Err(format!(
-            "no rendezvous in {}: run `peer join INVITE` first",
-            i.config.display()
-        ));
-    }
-    let fixed = crate::password::Stored::load(&i.data_dir).map_err(|e| e.to_string())?;
-    if fixed.is_none() {
-        return Err(
-            "no fixed password: run `peer password set` first (an unattended host \
-                    has nobody to show a one-time password to)"
-                .into(),
-        );
-    }
     let text = unit_text(&i.program, &i.data_dir, i.scope)?;
     let path = unit_path(i.root.as_deref(), &i.home, i.scope);
     if let Some(dir) = path.parent() {
