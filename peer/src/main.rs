@@ -19,8 +19,21 @@ use cli_ui::ui_command;
 fn main() -> anyhow::Result<()> {
     // The sandboxed H.264 decoder is this program started again: it must not get further.
     codec::isolated::run_worker_if_requested();
-    proto::logging::init();
     let cli = Cli::parse();
+    // Windows: a host whose console was made for it alone (the logon start) lets it go and
+    // logs to host.log (peer::service::windows), before logging starts so that the log has
+    // no terminal colours.
+    #[cfg(windows)]
+    let detached = match &cli.command {
+        Command::Host(a) => peer::service::windows::detach_from_own_console(&a.common.data_dir)
+            .context("leaving the console")?,
+        _ => false,
+    };
+    proto::logging::init();
+    #[cfg(windows)]
+    if detached {
+        tracing::info!("started without a terminal: logging here, in host.log");
+    }
     let rt = || tokio::runtime::Runtime::new().context("starting the async runtime");
     match cli.command {
         Command::Host(args) => rt()?.block_on(run_host(args)),

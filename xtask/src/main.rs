@@ -10,6 +10,8 @@
 //!   table.
 //! - `attack`: the hostile clients of the security suite alone, with what they measure.
 //! - `nat-lab`: the real binaries behind nftables NATs in network namespaces (root).
+//! - `windows`: the Windows programs cross-built in a cached Debian chroot and tested under
+//!   Wine (root).
 //!
 //! This file only dispatches and prints the help. One module per command (`setup`, `test` with
 //! `attack`, `demo`, `bench`, `fuzz`, `natlab`); `proc` holds the process helpers every command
@@ -93,7 +95,7 @@ fn print_help() {
 commands:
   setup    install the Debian packages the build and tests need (needs root or sudo)
   test     setup + cargo fmt --check + clippy -D warnings + the whole test suite, then a
-           coverage-guided run of every fuzz target (20 s each)
+           coverage-guided run of every fuzz target (20 s each), then `windows test`
   demo     setup + a live session on this machine: rendezvous on loopback, a host sharing the
            screen, the viewer window; without a display both run on private Xvfb displays and
            screenshots land in target/demo (demo --seconds N to change the length, default 20)
@@ -113,6 +115,14 @@ commands:
            2 s), --ci (the pairs, the lossy, cut and flush runs the test suite requires)
   fuzz     coverage-guided fuzzing of the targets in fuzz/ (cargo-fuzz on stable, installed
            into ~/.cache/quicdesk): [--minutes N | --seconds N] [--runs N] [--write-seeds]
-           [TARGET...]; prints executions, exec/s and coverage per target (fuzz --help)"
+           [TARGET...]; prints executions, exec/s and coverage per target (fuzz --help)
+  windows  the Windows build in a Debian chroot cached in ~/.cache/quicdesk/trixie (root):
+           `windows setup` makes the chroot; `windows build` peer.exe, rendezvous.exe and the
+           test binaries; `windows test [lint|unit|host|viewer|service|installer]` runs clippy on
+           the Windows build, then runs them under
+           Wine on a private Xvfb: the Windows crates' unit tests, a Windows host with a Linux
+           controller, the Windows viewer with a Linux host, the Windows service, and the
+           release build, its DLL check and the installer (all by default);
+           `windows cargo ARGS` runs cargo for the Windows target in the chroot"
     );
 }

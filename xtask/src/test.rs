@@ -1,5 +1,5 @@
 //! `cargo xtask test` (what CI runs: lints, the test suite, a command-line session, the NAT
-//! lab's CI pairs and a short fuzz run) and `cargo xtask attack` (the hostile suites alone).
+//! lab's CI pairs, a short fuzz run and the Windows build's tests under Wine) and `cargo xtask attack` (the hostile suites alone).
 
 use std::process::Command;
 
@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use crate::loopback::{Plan, Share, View, loopback_session};
 use crate::proc::{cargo, run};
 use crate::setup::setup;
-use crate::{fuzz, natlab};
+use crate::{fuzz, natlab, windows};
 
 pub fn test(rest: &[String]) -> Result<()> {
     setup()?;
@@ -27,7 +27,9 @@ pub fn test(rest: &[String]) -> Result<()> {
     cli_smoke()?;
     eprintln!("\n== NAT lab: the pairs that must connect ==");
     natlab::nat_lab(&["--ci".to_owned()])?;
-    fuzz::ci()
+    fuzz::ci()?;
+    eprintln!("\n== Windows: the build and its tests under Wine ==");
+    windows::test(&[])
 }
 
 /// The programs as a user runs them: rendezvous, `peer host`, `peer connect --headless` with an

@@ -21,13 +21,18 @@
 //! off, or end peer.exe), share the logon screen or UAC prompts (the host runs as the user, on
 //! `winsta0\default`), or take `--root` (that is for systemd units).
 //!
-//! Tried by hand under Wine 10 (nothing here runs in the unit tests, which cover
-//! `windows_plan`): the Run value is written, read back, refused with `--root` and removed, the
-//! host starts windowless with its log, and `wineboot` starts it from the value; the service is
-//! created, updated, started, queried, stopped and deleted through Wine's service manager.
+//! Tested under Wine 10 by `cargo xtask windows test service` (the unit tests cover only
+//! `windows_plan`): the Run value is written (`reg query` reads it), reported and removed, and
+//! the host it starts runs windowless with its log and registers; the service is created,
+//! started, reported running (`sc query` agrees), stopped with its host and deleted. By hand:
+//! `--root` is refused, `wineboot` starts the host from the value, an installed service is
+//! updated. Not shown under Wine: that the host no longer inherits the standard handles of
+//! `install` (Wine's own processes keep the caller's pipes open anyway).
 //! Not tried: a user without administrator rights (Wine's user is an administrator), and
-//! Explorer's logon start on a real Windows (expected to open a console window for peer.exe, a
-//! console program, which the user could close).
+//! Explorer's logon start on a real Windows: peer.exe is a console program, so Windows gives
+//! it a console window of its own there; `peer host` lets such a console go at once
+//! ([`detach_from_own_console`]) and logs to `host.log`, so no window stays open for the user
+//! to close.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -84,6 +89,45 @@ pub(super) fn open_log(data_dir: &Path, name: &str) -> std::io::Result<File> {
         .create(true)
         .append(true)
         .open(path)
+}
+
+/// A host whose console was made for it alone (Explorer running the logon start, a double
+/// click) lets that console go, so no window stays on the desktop whose closing would end the
+/// host, and sends its standard output and error (its log) to `host.log` in `data_dir`
+/// instead. A host started from a terminal shares that console and keeps it. Returns whether
+/// it detached.
+///
+/// # Errors
+///
+/// The log cannot be opened, or Windows refuses to let the console go.
+pub fn detach_from_own_console(data_dir: &Path) -> std::io::Result<bool> {
+    use ::windows::Win32::Foundation::HANDLE;
+    use ::windows::Win32::System::Console::{
+        FreeConsole, GetConsoleProcessList, STD_ERROR_HANDLE, STD_OUTPUT_HANDLE, SetStdHandle,
+    };
+    use std::os::windows::io::IntoRawHandle;
+    let mut ids = [0u32; 2];
+    // SAFETY: the buffer and its length; the call writes at most that many ids.
+    let attached = unsafe { GetConsoleProcessList(&mut ids) };
+    // 0: no console at all (the service's host, output already redirected); 2 or more: a
+    // terminal's console, shared with the shell.
+    if attached != 1 {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let log = open_log(data_dir, "host.log")?;
+    let err = log.try_clone()?;
+    // SAFETY: FreeConsole detaches this process from its console; the log handles are given
+    // to the standard handles for the rest of the process's life (into_raw_handle keeps them
+    // open), and Rust's stdout/stderr look the standard handles up on each write.
+    unsafe {
+        FreeConsole().map_err(std::io::Error::other)?;
+        SetStdHandle(STD_OUTPUT_HANDLE, HANDLE(log.into_raw_handle()))
+            .map_err(std::io::Error::other)?;
+        SetStdHandle(STD_ERROR_HANDLE, HANDLE(err.into_raw_handle()))
+            .map_err(std::io::Error::other)?;
+    }
+    Ok(true)
 }
 
 /// Installs the Run value or the system service; see the module's documentation.
@@ -210,10 +254,28 @@ fn describe_command(line: &str) -> String {
 /// Starts `peer host` now, as the Run value will at logon, but without a window: its own
 /// hidden console (CREATE_NO_WINDOW rather than DETACHED_PROCESS, so that the windows' and
 /// decoder's processes it starts share that console instead of each opening one), its output
-/// appended to `host.log`.
+/// appended to `host.log`. Our own standard handles are made non-inheritable first: the host
+/// would otherwise hold them open for its whole life (spawning passes on every inheritable
+/// handle), and whoever reads this command's output through a pipe would wait for the host to
+/// end, not for this command.
 fn start_detached(program: &Path, data_dir: &Path) -> Result<(), String> {
+    use ::windows::Win32::Foundation::{
+        HANDLE, HANDLE_FLAG_INHERIT, HANDLE_FLAGS, SetHandleInformation,
+    };
     use ::windows::Win32::System::Threading::{CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW};
+    use std::os::windows::io::AsRawHandle;
     use std::os::windows::process::CommandExt;
+    let ours = [
+        std::io::stdin().as_raw_handle(),
+        std::io::stdout().as_raw_handle(),
+        std::io::stderr().as_raw_handle(),
+    ];
+    for handle in ours.into_iter().filter(|h| !h.is_null()) {
+        // SAFETY: the handle is this process's standard handle, open for its whole life; only
+        // its inherit flag changes. A failure (no such handle, a console's) leaves it as it was.
+        let _ =
+            unsafe { SetHandleInformation(HANDLE(handle), HANDLE_FLAG_INHERIT.0, HANDLE_FLAGS(0)) };
+    }
     let log = open_log(data_dir, "host.log")
         .map_err(|e| format!("{}: {e}", data_dir.join("host.log").display()))?;
     let err = log

@@ -6,7 +6,8 @@
 //! ```text
 //!  WTSGetActiveConsoleSessionId → WTSQueryUserToken (LocalSystem only) → CreateEnvironmentBlock
 //!  → CreateProcessAsUserW(token, "peer.exe" host --data-dir DIR, desktop winsta0\default,
-//!                         stdout/stderr appended to DIR\host.log, no window)
+//!                         stdout/stderr appended to DIR\host.log, the only handle it
+//!                         inherits; no window)
 //! ```
 //!
 //! What to do and when (start, restart [`BACKOFF`] after an exit, move to another session when
@@ -20,13 +21,19 @@
 //! terminated, not asked to end, and processes the host started are not ended with it), or run
 //! outside the service manager (started by hand it says so and exits).
 //!
-//! Tried by hand under Wine 10 (with `wineserver -p`): the service starts and reports Running,
-//! WTSGetActiveConsoleSessionId says 1 and WTSQueryUserToken gives Wine's token, the host starts
-//! with its output in host.log, is started again 2 s after it is killed, is ended on stop, and
-//! the service starts at `wineboot` (boot). Not tried, because Wine has neither: the logon
-//! screen before anyone logs on (no user token: ERROR_NO_TOKEN), a second session and the
-//! session events (fast user switching), or a service account other than LocalSystem; those
-//! decisions are covered by `windows_plan`'s tests only and need a real Windows to run whole.
+//! Tested under Wine 10 by `cargo xtask windows test service`: the service starts and reports
+//! Running, WTSGetActiveConsoleSessionId says 1 and WTSQueryUserToken gives Wine's token, the
+//! host starts with its output in host.log, registers and serves a controller, is started
+//! again 2 s after it is killed, and is ended on stop; by hand: the service starts at
+//! `wineboot` (boot). Under Wine a process started with a desktop in another window station
+//! gets it on its main thread only (its other threads stay on the service's desktop, and Wine
+//! refuses their SendInput), so the host's input is not tested there; Windows gives every
+//! thread the process's desktop.
+//!
+//! Not tried, because Wine has neither: the logon screen before anyone logs on (no user token:
+//! ERROR_NO_TOKEN), a second session and the session events (fast user switching), or a
+//! service account other than LocalSystem; those decisions are covered by `windows_plan`'s
+//! tests only and need a real Windows to run whole.
 
 use std::ffi::{OsString, c_void};
 use std::fs::File;
@@ -42,8 +49,11 @@ use ::windows::Win32::Foundation::{
 use ::windows::Win32::System::Environment::{CreateEnvironmentBlock, DestroyEnvironmentBlock};
 use ::windows::Win32::System::RemoteDesktop::{WTSGetActiveConsoleSessionId, WTSQueryUserToken};
 use ::windows::Win32::System::Threading::{
-    CREATE_NO_WINDOW, CREATE_UNICODE_ENVIRONMENT, CreateProcessAsUserW, GetExitCodeProcess,
-    PROCESS_INFORMATION, STARTF_USESTDHANDLES, STARTUPINFOW, TerminateProcess, WaitForSingleObject,
+    CREATE_NO_WINDOW, CREATE_UNICODE_ENVIRONMENT, CreateProcessAsUserW,
+    DeleteProcThreadAttributeList, EXTENDED_STARTUPINFO_PRESENT, GetExitCodeProcess,
+    InitializeProcThreadAttributeList, LPPROC_THREAD_ATTRIBUTE_LIST,
+    PROC_THREAD_ATTRIBUTE_HANDLE_LIST, PROCESS_INFORMATION, STARTF_USESTDHANDLES, STARTUPINFOEXW,
+    STARTUPINFOW, TerminateProcess, UpdateProcThreadAttribute, WaitForSingleObject,
 };
 use ::windows::core::{Owned, PCWSTR, PWSTR};
 use windows_service::service::{
@@ -303,6 +313,69 @@ impl Drop for Environment {
     }
 }
 
+/// A process attribute list naming the only handles a new process inherits
+/// (PROC_THREAD_ATTRIBUTE_HANDLE_LIST): the host gets the log file's handle and nothing else of
+/// this LocalSystem process, whatever else in it (the system, a library) made inheritable.
+struct InheritOnly {
+    /// The list's memory (pointer-aligned), which the list lives in.
+    memory: Vec<usize>,
+    /// The handles it names; the list points into this, so it is boxed and kept.
+    handles: Box<[HANDLE]>,
+}
+
+impl InheritOnly {
+    fn new(handles: &[HANDLE]) -> Result<Self, LaunchFailure> {
+        let mut size = 0usize;
+        // SAFETY: with no list the call only writes the size it needs to `size` (and fails with
+        // ERROR_INSUFFICIENT_BUFFER, which is expected).
+        let _ = unsafe { InitializeProcThreadAttributeList(None, 1, None, &mut size) };
+        let mut memory = vec![0usize; size.div_ceil(std::mem::size_of::<usize>()).max(1)];
+        // SAFETY: `memory` has at least `size` writable bytes, pointer-aligned.
+        unsafe {
+            InitializeProcThreadAttributeList(
+                Some(LPPROC_THREAD_ATTRIBUTE_LIST(memory.as_mut_ptr().cast())),
+                1,
+                None,
+                &mut size,
+            )
+        }
+        .map_err(|e| failure("InitializeProcThreadAttributeList", &e))?;
+        // From here on the list is initialised, and dropping `list` deletes it.
+        let mut list = Self {
+            memory,
+            handles: handles.into(),
+        };
+        // SAFETY: the list was initialised for one attribute; the value is the array of
+        // handles, boxed in `list` so that it outlives every use of the list, with its size in
+        // bytes.
+        unsafe {
+            UpdateProcThreadAttribute(
+                list.raw(),
+                0,
+                PROC_THREAD_ATTRIBUTE_HANDLE_LIST as usize,
+                Some(list.handles.as_ptr().cast()),
+                std::mem::size_of_val(&*list.handles),
+                None,
+                None,
+            )
+        }
+        .map_err(|e| failure("UpdateProcThreadAttribute", &e))?;
+        Ok(list)
+    }
+
+    fn raw(&mut self) -> LPPROC_THREAD_ATTRIBUTE_LIST {
+        LPPROC_THREAD_ATTRIBUTE_LIST(self.memory.as_mut_ptr().cast())
+    }
+}
+
+impl Drop for InheritOnly {
+    fn drop(&mut self) {
+        // SAFETY: a list is only ever made from initialised memory (see `new`), and is deleted
+        // once, here.
+        unsafe { DeleteProcThreadAttributeList(self.raw()) };
+    }
+}
+
 fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(Some(0)).collect()
 }
@@ -339,24 +412,28 @@ fn launch(session: u32, command: &str, data_dir: &Path) -> Result<Child, LaunchF
     unsafe { SetHandleInformation(log_handle, HANDLE_FLAG_INHERIT.0, HANDLE_FLAG_INHERIT) }
         .map_err(|e| failure("SetHandleInformation", &e))?;
 
+    let mut inherit = InheritOnly::new(&[log_handle])?;
     let mut desktop = wide(DESKTOP);
     let mut command_line = wide(command);
-    let startup = STARTUPINFOW {
-        cb: u32::try_from(std::mem::size_of::<STARTUPINFOW>()).unwrap_or(u32::MAX),
-        lpDesktop: PWSTR(desktop.as_mut_ptr()),
-        dwFlags: STARTF_USESTDHANDLES,
-        hStdInput: HANDLE::default(),
-        hStdOutput: log_handle,
-        hStdError: log_handle,
-        ..Default::default()
+    let startup = STARTUPINFOEXW {
+        StartupInfo: STARTUPINFOW {
+            cb: u32::try_from(std::mem::size_of::<STARTUPINFOEXW>()).unwrap_or(u32::MAX),
+            lpDesktop: PWSTR(desktop.as_mut_ptr()),
+            dwFlags: STARTF_USESTDHANDLES,
+            hStdInput: HANDLE::default(),
+            hStdOutput: log_handle,
+            hStdError: log_handle,
+            ..Default::default()
+        },
+        lpAttributeList: inherit.raw(),
     };
     let mut info = PROCESS_INFORMATION::default();
     // SAFETY: every pointer is to a live local for the whole call: the command line is a
     // mutable NUL-terminated buffer (the call may write to it), the desktop name is
     // NUL-terminated, the environment is CreateEnvironmentBlock's Unicode block (hence
-    // CREATE_UNICODE_ENVIRONMENT), `startup` and `info` are the sized structures the call
-    // wants. Handles are inherited, and the log file's is the only inheritable one this
-    // process makes.
+    // CREATE_UNICODE_ENVIRONMENT), `startup` is a STARTUPINFOEXW sized as one (hence
+    // EXTENDED_STARTUPINFO_PRESENT) whose attribute list, alive in `inherit`, limits the
+    // inherited handles to the log file's, and `info` is the structure the call fills.
     unsafe {
         CreateProcessAsUserW(
             Some(*token),
@@ -365,10 +442,10 @@ fn launch(session: u32, command: &str, data_dir: &Path) -> Result<Child, LaunchF
             None,
             None,
             true,
-            CREATE_NO_WINDOW | CREATE_UNICODE_ENVIRONMENT,
+            CREATE_NO_WINDOW | CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT,
             Some(environment.0.cast_const()),
             PCWSTR::null(),
-            &startup,
+            &startup.StartupInfo,
             &mut info,
         )
     }

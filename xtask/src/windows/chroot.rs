@@ -20,8 +20,15 @@ use crate::setup::is_root;
 /// The Debian release the chroot follows (Wine 10, NSIS 3.11, mingw-w64 GCC 14).
 const SUITE: &str = "trixie";
 
-/// From trixie-backports: a rustc new enough for the workspace and its `rust-src`.
-const RUST: &[&str] = &["rustc", "cargo", "rust-src", "ca-certificates"];
+/// From trixie-backports: a rustc new enough for the workspace, its `rust-src` and clippy (the
+/// lints of the Windows-only code).
+const RUST: &[&str] = &[
+    "rustc",
+    "cargo",
+    "rust-src",
+    "rust-clippy",
+    "ca-certificates",
+];
 
 /// From trixie: the cross toolchain, Wine and what the tests under Wine use.
 const PACKAGES: &[&str] = &[

@@ -4,7 +4,7 @@
 //! ```text
 //!   windows setup   the chroot (debootstrap + packages), once; ~2 min
 //!   windows build   peer.exe, rendezvous.exe (debug) and the Windows crates' test binaries
-//!   windows test [unit|host|viewer|installer...]
+//!   windows test [lint|unit|host|viewer|service|installer...]
 //!                   build, then under Wine on a private Xvfb: the Windows crates' unit tests
 //!                   (GDI capture of a known window, SendInput read back, Notepad typed into),
 //!                   a Windows host with a Linux controller, a Linux host with the Windows
@@ -13,6 +13,8 @@
 //! ```
 
 mod chroot;
+mod package;
+mod service;
 mod session;
 mod wine;
 
@@ -89,10 +91,19 @@ fn build(c: &Chroot) -> Result<()> {
 }
 
 /// `cargo xtask windows test`: everything under Wine (see the module doc).
-/// `parts` picks some of: unit, host, viewer, installer (default: all).
+/// `parts` picks some of: lint, unit, host, viewer, service, installer (default: all).
 pub fn test(parts: &[String]) -> Result<()> {
     let want = |p: &str| parts.is_empty() || parts.iter().any(|x| x == p);
     let c = Chroot::ensure()?;
+    if want("lint") {
+        // The Windows-only code (capture, input, the service) is linted only here. Libraries
+        // and programs: the benches and integration tests are Linux's (X11, namespaces).
+        eprintln!("\n== clippy on the Windows build ==");
+        let mut args = vec!["clippy", "--lib", "--bins"];
+        args.extend_from_slice(CRATES);
+        args.extend_from_slice(&["--", "-D", "warnings"]);
+        cargo_with(&c, &args, &[])?;
+    }
     build(&c)?;
     run(host_cargo().args(["build", "-p", "rendezvous", "-p", "peer", "--bins"]))?;
     let linux = target_dir().join("debug");
@@ -114,6 +125,14 @@ pub fn test(parts: &[String]) -> Result<()> {
     }
     if want("viewer") {
         session::windows_viewer(&c, &wine, &x, &linux)?;
+    }
+    if want("service") {
+        service::windows_service(&c, &wine, &x, &linux)?;
+    }
+    if want("installer") {
+        let setup = package::build(&c)?;
+        package::check_self_contained(&c)?;
+        package::installer(&c, &wine, &setup)?;
     }
     Ok(())
 }

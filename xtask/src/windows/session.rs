@@ -30,7 +30,7 @@ pub const PEER_EXE: &str = "/build/target/x86_64-pc-windows-gnu/debug/peer.exe";
 const TYPED: &str = "quicdesk typed this on Windows";
 
 /// A working directory in the chroot's /tmp: (path inside, path on the host).
-fn work_dir(c: &Chroot, name: &str) -> Result<(String, PathBuf)> {
+pub(super) fn work_dir(c: &Chroot, name: &str) -> Result<(String, PathBuf)> {
     let inside = format!("/tmp/quicdesk-{name}-{}", std::process::id());
     let host = c.path(&inside);
     let _ = std::fs::remove_dir_all(&host);
@@ -39,7 +39,7 @@ fn work_dir(c: &Chroot, name: &str) -> Result<(String, PathBuf)> {
 }
 
 /// A Linux rendezvous on a free loopback port: the guard and its invite.
-fn rendezvous(bin: &Path, dir: &Path) -> Result<(Guard, String)> {
+pub(super) fn rendezvous(bin: &Path, dir: &Path) -> Result<(Guard, String)> {
     let addr = format!("127.0.0.1:{}", free_udp_port()?);
     let invite = rendezvous_invite(bin, dir, &addr)?;
     let mut rv = Command::new(bin.join("rendezvous"));
@@ -49,7 +49,7 @@ fn rendezvous(bin: &Path, dir: &Path) -> Result<(Guard, String)> {
     Ok((guard, invite))
 }
 
-fn screenshot(x: &VirtualDisplay, name: &str) {
+pub(super) fn screenshot(x: &VirtualDisplay, name: &str) {
     let dir = target_dir().join("windows");
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join(name);
@@ -63,12 +63,12 @@ fn screenshot(x: &VirtualDisplay, name: &str) {
     }
 }
 
-fn stats(path: &Path) -> Result<serde_json::Value> {
+pub(super) fn stats(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_slice(&std::fs::read(path).with_context(|| format!("{}", path.display()))?)
         .with_context(|| format!("parsing {}", path.display()))
 }
 
-fn frames(stats: &serde_json::Value) -> u64 {
+pub(super) fn frames(stats: &serde_json::Value) -> u64 {
     stats["frames_decoded"].as_u64().unwrap_or(0)
 }
 
