@@ -118,10 +118,11 @@ commands:
            [TARGET...]; prints executions, exec/s and coverage per target (fuzz --help)
   windows  the Windows build in a Debian chroot cached in ~/.cache/quicdesk/trixie (root):
            `windows setup` makes the chroot; `windows build` peer.exe, rendezvous.exe and the
-           test binaries; `windows test [lint|unit|host|viewer|service|installer]` runs clippy on
+           test binaries; `windows test [lint|unit|host|viewer|prompt|service|installer]` runs clippy on
            the Windows build, then runs them under
            Wine on a private Xvfb: the Windows crates' unit tests, a Windows host with a Linux
-           controller, the Windows viewer with a Linux host, the Windows service, and the
+           controller, the Windows viewer with a Linux host, the accept/deny prompt, the
+           Windows service, and the
            release build, its DLL check and the installer (all by default);
            `windows cargo ARGS` runs cargo for the Windows target in the chroot"
     );

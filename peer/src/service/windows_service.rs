@@ -124,7 +124,9 @@ fn service_main(_arguments: Vec<OsString>) {
     let status = match service_control_handler::register(NAME, handler) {
         Ok(status) => status,
         Err(e) => {
-            log.line(&format!("registering with the service manager: {e}"));
+            // windows-service's error hides the OS error in its source.
+            let os = std::error::Error::source(&e).map_or(String::new(), |s| format!(": {s}"));
+            log.line(&format!("registering with the service manager: {e}{os}"));
             return;
         }
     };

@@ -4,7 +4,7 @@
 //! ```text
 //!   windows setup   the chroot (debootstrap + packages), once; ~2 min
 //!   windows build   peer.exe, rendezvous.exe (debug) and the Windows crates' test binaries
-//!   windows test [lint|unit|host|viewer|service|installer...]
+//!   windows test [lint|unit|host|viewer|prompt|service|installer...]
 //!                   build, then under Wine on a private Xvfb: the Windows crates' unit tests
 //!                   (GDI capture of a known window, SendInput read back, Notepad typed into),
 //!                   a Windows host with a Linux controller, a Linux host with the Windows
@@ -91,7 +91,8 @@ fn build(c: &Chroot) -> Result<()> {
 }
 
 /// `cargo xtask windows test`: everything under Wine (see the module doc).
-/// `parts` picks some of: lint, unit, host, viewer, service, installer (default: all).
+/// `parts` picks some of: lint, unit, host, viewer, prompt, service, installer (default:
+/// all).
 pub fn test(parts: &[String]) -> Result<()> {
     let want = |p: &str| parts.is_empty() || parts.iter().any(|x| x == p);
     let c = Chroot::ensure()?;
@@ -125,6 +126,9 @@ pub fn test(parts: &[String]) -> Result<()> {
     }
     if want("viewer") {
         session::windows_viewer(&c, &wine, &x, &linux)?;
+    }
+    if want("prompt") {
+        session::windows_prompt(&c, &wine, &x, &linux)?;
     }
     if want("service") {
         service::windows_service(&c, &wine, &x, &linux)?;

@@ -258,3 +258,88 @@ pub fn windows_viewer(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &P
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
+
+/// Attended access on Windows: `peer.exe host --approve prompt` under Wine opens its accept/deny
+/// window (a `peer.exe ui prompt` child), Enter accepts, the session indicator shows while the
+/// session runs, and a Linux controller that gave no password gets frames and its input in.
+pub fn windows_prompt(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &Path) -> Result<()> {
+    eprintln!("\n== attended access: Windows host (Wine) asks its user, Linux controller ==");
+    let (inside, work) = work_dir(c, "winprompt")?;
+    let (_rv, invite) = rendezvous(linux, &work.join("rendezvous"))?;
+    let host_dir = windows_path(&format!("{inside}/host"));
+    wine.output(
+        PEER_EXE,
+        &["join", &invite, "--data-dir", &host_dir],
+        Duration::from_secs(60),
+    )
+    .context("peer.exe join")?;
+    let input_log = format!("{inside}/input.log");
+    let host = wine.exe(
+        PEER_EXE,
+        &[
+            "host",
+            "--data-dir",
+            &host_dir,
+            "--approve",
+            "prompt",
+            "--source",
+            "synthetic",
+            "--size",
+            "640x360",
+            "--input-log",
+            &windows_path(&input_log),
+        ],
+    );
+    let (_host, host_lines) = spawn_lines(host, "windows host")?;
+    let code = wait_line(&host_lines, "code:", Duration::from_secs(30))?;
+
+    std::fs::write(
+        work.join("input.script"),
+        "wait 500ms\ntext accepted on Windows\n",
+    )?;
+    let ctl_dir = work.join("controller");
+    peer_join(Command::new(linux.join("peer")), &invite, &ctl_dir)?;
+    let stats_path = work.join("stats.json");
+    let mut ctl = Command::new(linux.join("peer"));
+    ctl.args(["connect", &code, "--no-password", "--headless"])
+        .args(["--duration", "5", "--stats-json"])
+        .arg(&stats_path)
+        .arg("--input-script")
+        .arg(work.join("input.script"))
+        .arg("--data-dir")
+        .arg(&ctl_dir)
+        .stdin(Stdio::null());
+    let (mut ctl, _) = spawn_lines(ctl, "linux controller")?;
+
+    let prompt = x.wait_window("^quicdesk: accept this connection", Duration::from_secs(30))?;
+    // The prompt ignores keys for its first second (a keystroke meant for another window must
+    // not answer it).
+    std::thread::sleep(Duration::from_millis(1500));
+    screenshot(x, "windows-prompt.png");
+    x_output(x.name(), "xdotool", &["windowfocus", "--sync", &prompt])?;
+    x_output(x.name(), "xdotool", &["key", "Return"])?;
+    x.wait_window("^quicdesk: session", Duration::from_secs(20))
+        .context("the session indicator after accepting")?;
+    screenshot(x, "windows-indicator.png");
+    let status = ctl.0.wait()?;
+    if !status.success() {
+        bail!("the Linux controller failed ({status}) after the prompt was accepted");
+    }
+    let s = stats(&stats_path)?;
+    if frames(&s) < 10 {
+        bail!(
+            "the Linux controller decoded only {} frames: {s}",
+            frames(&s)
+        );
+    }
+    let log = std::fs::read_to_string(c.path(&input_log)).context("the host's input log")?;
+    if !log.contains("accepted on Windows") {
+        bail!("the Windows host did not perform the controller's text after accepting:\n{log}");
+    }
+    eprintln!(
+        "Windows prompt: accepted with Enter, indicator shown, {} frames, input arrived",
+        frames(&s)
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}

@@ -32,36 +32,59 @@ impl<'a> Wine<'a> {
             server: None,
         };
         let booted = chroot.path(PREFIX).join(".quicdesk-booted");
-        let mut server = w.command("wineserver", &["--foreground", "--persistent"]);
+        w.serve()?;
+        // Booting starts Wine's own background processes (services.exe, rpcss, ...). They
+        // must not inherit a pipe of ours, or whoever reads that pipe to its end waits for
+        // them: so they start here, with nothing attached. A prefix just made is booted again
+        // under a new server: in the first server's life after `--init`, a service could not
+        // reach the service manager (StartServiceCtrlDispatcher failed, the start timed out).
+        if !booted.exists() {
+            eprintln!("windows: making the Wine prefix {PREFIX} (about 15 s)");
+            w.boot(&["--init"])?;
+            w.stop_server();
+            w.serve()?;
+            std::fs::write(&booted, "")?;
+        }
+        w.boot(&[])?;
+        Ok(w)
+    }
+
+    /// Starts the persistent wineserver, kept until [`Wine::stop_server`] or drop.
+    fn serve(&mut self) -> Result<()> {
+        let mut server = self.command("wineserver", &["--foreground", "--persistent"]);
         server
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        w.server = Some(Guard(
+        self.server = Some(Guard(
             server.spawn().context("starting wineserver")?,
             "wineserver",
         ));
-        // Booting starts Wine's own background processes (services.exe, rpcss, ...). They
-        // must not inherit a pipe of ours, or whoever reads that pipe to its end waits for
-        // them: so they start here, with nothing attached.
-        let fresh = !booted.exists();
-        if fresh {
-            eprintln!("windows: making the Wine prefix {PREFIX} (about 15 s)");
-        }
-        let status = w
-            .command("wineboot", if fresh { &["--init"] } else { &[] })
+        Ok(())
+    }
+
+    /// Ends every Wine program of the prefix and the server.
+    fn stop_server(&mut self) {
+        let _ = self
+            .command("wineserver", &["--kill"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        self.server.take();
+    }
+
+    fn boot(&self, args: &[&str]) -> Result<()> {
+        let status = self
+            .command("wineboot", args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .context("running wineboot")?;
         if !status.success() {
-            bail!("wineboot failed ({status})");
+            bail!("wineboot {args:?} failed ({status})");
         }
-        if fresh {
-            std::fs::write(&booted, "")?;
-        }
-        Ok(w)
+        Ok(())
     }
 
     /// What every Wine program gets: the display, the prefix, no debug channels, and no
@@ -115,13 +138,7 @@ impl<'a> Wine<'a> {
 
 impl Drop for Wine<'_> {
     fn drop(&mut self) {
-        // Ends every Wine program of the prefix and the server itself.
-        let _ = self
-            .command("wineserver", &["--kill"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        self.server.take();
+        self.stop_server();
     }
 }
 
