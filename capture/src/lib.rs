@@ -49,6 +49,14 @@ pub use marker::{MARKER_COLS, MARKER_ROWS, Marker, marker_cell_size, read_marker
 pub use source::{Area, Monitor, Opened, ScreenSpec, SourceSpec, monitors, open};
 pub use synthetic::{SyntheticSource, render_synthetic};
 
+/// Now, in microseconds since the Unix epoch: what every source stamps its frames with
+/// ([`Frame::captured_at_us`]).
+pub(crate) fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// Largest width or height, in pixels, that the capture sources accept.
 pub const MAX_DIMENSION: u32 = 8192;
 

@@ -1,7 +1,5 @@
 //! A synthetic "desktop" that looks like screen content and carries a [`Marker`].
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::marker::{Marker, draw_marker};
 use crate::{CaptureError, Capturer, Frame, validate_size};
 
@@ -87,17 +85,15 @@ impl Capturer for SyntheticSource {
         if self.frozen && self.next_frame_no > 0 {
             return Ok(None);
         }
-        let frame = render_synthetic(self.width, self.height, self.next_frame_no, unix_micros());
+        let frame = render_synthetic(
+            self.width,
+            self.height,
+            self.next_frame_no,
+            crate::unix_micros(),
+        );
         self.next_frame_no += 1;
         Ok(Some(frame))
     }
-}
-
-/// Microseconds since the Unix epoch; 0 if the clock is before 1970.
-fn unix_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Draws frame `frame_no` of the synthetic desktop: the same arguments always give the same
@@ -336,7 +332,7 @@ mod tests {
     fn source_counts_frames_and_stamps_time() {
         let mut source = SyntheticSource::new(320, 240).unwrap();
         assert_eq!(source.size(), (320, 240));
-        let before = unix_micros();
+        let before = crate::unix_micros();
         for n in 0..3 {
             let frame = source.capture().unwrap().unwrap();
             assert_eq!(frame.frame_no, n);

@@ -24,7 +24,6 @@
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use memmap2::MmapMut;
 use x11rb::connection::{Connection, RequestConnection};
@@ -240,7 +239,7 @@ impl Capturer for X11Capturer {
         // A moved pointer alone reads the screen again too: the last frame has the pointer drawn
         // into it, and it is the consumer's now.
         let mut data = self.grab()?;
-        let captured_at_us = now_us();
+        let captured_at_us = crate::unix_micros();
         let (w, h) = (self.width as usize, self.height as usize);
         let stride = w * 4;
         if let Some(c) = &self.cursor {
@@ -446,12 +445,6 @@ impl Images {
             }
         }
     }
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn display_name(display: Option<&str>) -> String {

@@ -7,14 +7,12 @@
 //! whatever the layout and whatever modifiers the controller holds: with the layout's own keys
 //! where it has them, else on a spare keycode remapped to the character (see [`Spares`]).
 
-use enigo::{Axis, Button, Coordinate, Direction, Enigo, Keyboard, Mouse, Settings};
+use enigo::{Axis, Coordinate, Direction, Enigo, Keyboard, Mouse, Settings};
 use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::ConnectionExt as _;
 use x11rb::rust_connection::RustConnection;
 
-use crate::{
-    HeldInputs, InputBackend, InputError, InputEvent, Key, MouseButton, ScreenSize, evdev_code,
-};
+use crate::{HeldInputs, InputBackend, InputError, InputEvent, Key, ScreenSize, evdev_code};
 
 /// Keys that change which character a key types: released around [`InputEvent::Text`].
 const LEVEL_MODIFIERS: [Key; 3] = [Key::ShiftLeft, Key::ShiftRight, Key::AltRight];
@@ -297,7 +295,7 @@ impl InputBackend for EnigoBackend {
                     Direction::Release
                 };
                 self.enigo
-                    .button(enigo_button(*button), dir)
+                    .button(crate::enigo_button(*button), dir)
                     .map_err(|e| self.fail("button", e))?;
             }
             InputEvent::Wheel { dx, dy } => {
@@ -327,7 +325,7 @@ impl InputBackend for EnigoBackend {
                 InputEvent::Key { key, .. } => self.key(key, false),
                 InputEvent::MouseButton { button, .. } => self
                     .enigo
-                    .button(enigo_button(button), Direction::Release)
+                    .button(crate::enigo_button(button), Direction::Release)
                     .map_err(|e| self.fail("button", e)),
                 _ => Ok(()),
             };
@@ -344,16 +342,6 @@ impl InputBackend for EnigoBackend {
 
     fn set_origin(&mut self, x: i32, y: i32) {
         self.origin = (x, y);
-    }
-}
-
-fn enigo_button(b: MouseButton) -> Button {
-    match b {
-        MouseButton::Left => Button::Left,
-        MouseButton::Right => Button::Right,
-        MouseButton::Middle => Button::Middle,
-        MouseButton::Back => Button::Back,
-        MouseButton::Forward => Button::Forward,
     }
 }
 

@@ -52,3 +52,15 @@ pub use point::{NormalizedPoint, ScreenPoint, ScreenSize, ScreenSizeError};
 #[cfg(all(feature = "enigo", windows))]
 pub use windows::{WindowsBackend, absolute_coordinate, pointer_position};
 pub use wire::{DecodeError, MAX_EVENT_LEN, WIRE_VERSION, decode, encode};
+
+/// enigo's name for a button; both enigo backends (X11, Windows) use it.
+#[cfg(all(feature = "enigo", any(windows, all(unix, not(target_os = "macos")))))]
+fn enigo_button(b: MouseButton) -> enigo::Button {
+    match b {
+        MouseButton::Left => enigo::Button::Left,
+        MouseButton::Right => enigo::Button::Right,
+        MouseButton::Middle => enigo::Button::Middle,
+        MouseButton::Back => enigo::Button::Back,
+        MouseButton::Forward => enigo::Button::Forward,
+    }
+}

@@ -12,7 +12,7 @@
 //! window of a process with a higher integrity level than the agent's (Windows' UIPI drops
 //! those events silently); a service-launched agent in the user's session has the user's level.
 
-use enigo::{Axis, Button, Direction, Enigo, Keyboard, Mouse, Settings};
+use enigo::{Axis, Direction, Enigo, Keyboard, Mouse, Settings};
 use windows::Win32::Foundation::POINT;
 use windows::Win32::UI::Input::KeyboardAndMouse::{
     INPUT, INPUT_0, INPUT_KEYBOARD, INPUT_MOUSE, KEYBD_EVENT_FLAGS, KEYBDINPUT,
@@ -25,8 +25,7 @@ use windows::Win32::UI::WindowsAndMessaging::{
 };
 
 use crate::{
-    HeldInputs, InputBackend, InputError, InputEvent, Key, MouseButton, ScreenSize, WindowsKey,
-    windows_key,
+    HeldInputs, InputBackend, InputError, InputEvent, Key, ScreenSize, WindowsKey, windows_key,
 };
 
 /// Performs input on this Windows session's desktop.
@@ -202,7 +201,7 @@ impl InputBackend for WindowsBackend {
                     Direction::Release
                 };
                 self.enigo
-                    .button(enigo_button(*button), dir)
+                    .button(crate::enigo_button(*button), dir)
                     .map_err(|e| Self::fail("button", e))?;
             }
             InputEvent::Wheel { dx, dy } => {
@@ -237,7 +236,7 @@ impl InputBackend for WindowsBackend {
                 InputEvent::Key { key, .. } => self.key(key, false),
                 InputEvent::MouseButton { button, .. } => self
                     .enigo
-                    .button(enigo_button(button), Direction::Release)
+                    .button(crate::enigo_button(button), Direction::Release)
                     .map_err(|e| Self::fail("button", e)),
                 _ => Ok(()),
             };
@@ -254,16 +253,6 @@ impl InputBackend for WindowsBackend {
 
     fn set_origin(&mut self, x: i32, y: i32) {
         self.origin = (x, y);
-    }
-}
-
-fn enigo_button(b: MouseButton) -> Button {
-    match b {
-        MouseButton::Left => Button::Left,
-        MouseButton::Right => Button::Right,
-        MouseButton::Middle => Button::Middle,
-        MouseButton::Back => Button::Back,
-        MouseButton::Forward => Button::Forward,
     }
 }
 

@@ -12,8 +12,6 @@
 //! so under Wine the seam uses the GDI path and this file is only compile-checked in CI; its
 //! pure helpers (output matching, pointer drawing) are unit-tested.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use windows::Win32::Foundation::{E_UNEXPECTED, HMODULE, RECT};
 use windows::Win32::Graphics::Direct3D::D3D_DRIVER_TYPE_UNKNOWN;
 use windows::Win32::Graphics::Direct3D11::{
@@ -274,7 +272,7 @@ impl Capturer for DxgiCapturer {
             }
             Err(e) => return Err(io("DXGI desktop duplication", e)),
         }
-        let captured_at_us = now_us();
+        let captured_at_us = crate::unix_micros();
         let (w, h) = (self.width as usize, self.height as usize);
         let mut data = self.last.clone();
         if let (true, true, Some(shape)) = (self.cursor, self.pointer.visible, &self.pointer.shape)
@@ -300,12 +298,6 @@ impl Capturer for DxgiCapturer {
     fn refresh(&mut self) {
         self.force = true;
     }
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// The attached output of any adapter whose desktop rectangle is `area`.

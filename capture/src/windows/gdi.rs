@@ -7,8 +7,6 @@
 //! not follow a change of the monitor's resolution (the host reopens the source when asked to
 //! switch monitors) and cannot see the secure desktop.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use windows::Win32::Foundation::POINT;
 use windows::Win32::Graphics::Gdi::{
     BI_RGB, BITMAPINFO, BITMAPINFOHEADER, BitBlt, CAPTUREBLT, CreateCompatibleDC, CreateDIBSection,
@@ -235,7 +233,7 @@ impl Capturer for GdiCapturer {
         }
         // SAFETY: a plain call: GDI finishes its batched drawing before we read the pixels.
         let _ = unsafe { GdiFlush() };
-        let captured_at_us = now_us();
+        let captured_at_us = crate::unix_micros();
         let pixels = self.gdi.pixels();
         if !std::mem::take(&mut self.force) && pixels == self.last.as_slice() {
             return Ok(None);
@@ -257,10 +255,4 @@ impl Capturer for GdiCapturer {
     fn refresh(&mut self) {
         self.force = true;
     }
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }

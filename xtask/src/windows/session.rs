@@ -72,18 +72,65 @@ pub(super) fn frames(stats: &serde_json::Value) -> u64 {
     stats["frames_decoded"].as_u64().unwrap_or(0)
 }
 
+/// `peer.exe join INVITE` for the data directory `dir` (a Windows path).
+fn wine_join(wine: &Wine<'_>, invite: &str, dir: &str) -> Result<()> {
+    wine.output(
+        PEER_EXE,
+        &["join", invite, "--data-dir", dir],
+        Duration::from_secs(60),
+    )
+    .context("peer.exe join")
+    .map(drop)
+}
+
+/// A Linux `peer connect CODE --headless` that joins first, runs `script` for `seconds` and
+/// writes `work/stats.json`: its guard (the password, if any, already given) and the stats'
+/// path.
+fn linux_controller(
+    linux: &Path,
+    work: &Path,
+    invite: &str,
+    code: &str,
+    password: Option<&str>,
+    script: &str,
+    seconds: u32,
+) -> Result<(Guard, PathBuf)> {
+    std::fs::write(work.join("input.script"), script)?;
+    let ctl_dir = work.join("controller");
+    peer_join(Command::new(linux.join("peer")), invite, &ctl_dir)?;
+    let stats_path = work.join("stats.json");
+    let mut ctl = Command::new(linux.join("peer"));
+    ctl.args(["connect", code, "--headless"])
+        .arg(if password.is_some() {
+            "--password-stdin"
+        } else {
+            "--no-password"
+        })
+        .args(["--duration", &seconds.to_string(), "--stats-json"])
+        .arg(&stats_path)
+        .arg("--input-script")
+        .arg(work.join("input.script"))
+        .arg("--data-dir")
+        .arg(&ctl_dir)
+        .stdin(if password.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let (mut ctl, _) = spawn_lines(ctl, "linux controller")?;
+    if let Some(pw) = password {
+        give_password(&mut ctl, pw)?;
+    }
+    Ok((ctl, stats_path))
+}
+
 /// A Windows host under Wine, a Linux controller.
 pub fn windows_host(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &Path) -> Result<()> {
     eprintln!("\n== session: Windows host (Wine), Linux controller ==");
     let (inside, work) = work_dir(c, "winhost")?;
     let (_rv, invite) = rendezvous(linux, &work.join("rendezvous"))?;
     let host_dir = windows_path(&format!("{inside}/host"));
-    wine.output(
-        PEER_EXE,
-        &["join", &invite, "--data-dir", &host_dir],
-        Duration::from_secs(60),
-    )
-    .context("peer.exe join")?;
+    wine_join(wine, &invite, &host_dir)?;
 
     let _notepad = Guard(
         wine.exe("notepad", &[])
@@ -116,23 +163,8 @@ pub fn windows_host(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &Pat
          key Enter\nwait 1500ms\n",
         windows_path(&saved_inside)
     );
-    std::fs::write(work.join("input.script"), script)?;
-    let ctl_dir = work.join("controller");
-    peer_join(Command::new(linux.join("peer")), &invite, &ctl_dir)?;
-    let stats_path = work.join("stats.json");
-    let mut ctl = Command::new(linux.join("peer"));
-    ctl.args(["connect", &code, "--password-stdin", "--headless"])
-        .args(["--duration", "12", "--stats-json"])
-        .arg(&stats_path)
-        .arg("--record")
-        .arg(work.join("session.h264"))
-        .arg("--input-script")
-        .arg(work.join("input.script"))
-        .arg("--data-dir")
-        .arg(&ctl_dir)
-        .stdin(Stdio::piped());
-    let (mut ctl, _) = spawn_lines(ctl, "linux controller")?;
-    give_password(&mut ctl, &password)?;
+    let (mut ctl, stats_path) =
+        linux_controller(linux, &work, &invite, &code, Some(&password), &script, 12)?;
     let status = ctl.0.wait()?;
     screenshot(x, "windows-host.png");
     if !status.success() {
@@ -187,12 +219,7 @@ pub fn windows_viewer(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &P
     let (code, password) = code_and_password(&host_lines)?;
 
     let ctl_dir = windows_path(&format!("{inside}/controller"));
-    wine.output(
-        PEER_EXE,
-        &["join", &invite, "--data-dir", &ctl_dir],
-        Duration::from_secs(60),
-    )
-    .context("peer.exe join")?;
+    wine_join(wine, &invite, &ctl_dir)?;
     let stats_inside = format!("{inside}/stats.json");
     let mut ctl = wine.exe(
         PEER_EXE,
@@ -267,12 +294,7 @@ pub fn windows_prompt(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &P
     let (inside, work) = work_dir(c, "winprompt")?;
     let (_rv, invite) = rendezvous(linux, &work.join("rendezvous"))?;
     let host_dir = windows_path(&format!("{inside}/host"));
-    wine.output(
-        PEER_EXE,
-        &["join", &invite, "--data-dir", &host_dir],
-        Duration::from_secs(60),
-    )
-    .context("peer.exe join")?;
+    wine_join(wine, &invite, &host_dir)?;
     let input_log = format!("{inside}/input.log");
     let host = wine.exe(
         PEER_EXE,
@@ -293,23 +315,8 @@ pub fn windows_prompt(c: &Chroot, wine: &Wine<'_>, x: &VirtualDisplay, linux: &P
     let (_host, host_lines) = spawn_lines(host, "windows host")?;
     let code = wait_line(&host_lines, "code:", Duration::from_secs(30))?;
 
-    std::fs::write(
-        work.join("input.script"),
-        "wait 500ms\ntext accepted on Windows\n",
-    )?;
-    let ctl_dir = work.join("controller");
-    peer_join(Command::new(linux.join("peer")), &invite, &ctl_dir)?;
-    let stats_path = work.join("stats.json");
-    let mut ctl = Command::new(linux.join("peer"));
-    ctl.args(["connect", &code, "--no-password", "--headless"])
-        .args(["--duration", "5", "--stats-json"])
-        .arg(&stats_path)
-        .arg("--input-script")
-        .arg(work.join("input.script"))
-        .arg("--data-dir")
-        .arg(&ctl_dir)
-        .stdin(Stdio::null());
-    let (mut ctl, _) = spawn_lines(ctl, "linux controller")?;
+    let script = "wait 500ms\ntext accepted on Windows\n";
+    let (mut ctl, stats_path) = linux_controller(linux, &work, &invite, &code, None, script, 5)?;
 
     let prompt = x.wait_window("^quicdesk: accept this connection", Duration::from_secs(30))?;
     // The prompt ignores keys for its first second (a keystroke meant for another window must
