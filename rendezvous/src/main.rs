@@ -28,9 +28,11 @@ macro_rules! say {
 ///
 /// Peers pin this server's fingerprint, printed at start (and by `rendezvous fingerprint`).
 /// Give them `rendezvous invite --address HOST:PORT` to join. Settings come from the command
-/// line, then environment variables, then a TOML file (`--config FILE`, one key per flag:
-/// `listen = "0.0.0.0:7700"`, `relay-idle = "60s"`, `no-stun = true`), then defaults;
-/// `rendezvous check-config` shows what would be used.
+/// line, then environment variables (`QUICDESK_RV_` and the flag's name: `QUICDESK_RV_LISTEN`,
+/// `QUICDESK_RV_CONSOLE_NAME=a,b`; the data directory's is `QUICDESK_DATA_DIR`), then a TOML
+/// file (`--config FILE` or `QUICDESK_RV_CONFIG`, one key per flag: `listen = "0.0.0.0:7700"`,
+/// `relay-idle = "60s"`, `no-stun = true`), then defaults; `rendezvous check-config` shows what
+/// would be used.
 #[derive(Parser, Debug)]
 #[command(
     version,
@@ -77,9 +79,6 @@ enum Command {
     /// Print an invite: one string with this server's addresses and key that a peer takes with
     /// `peer join INVITE`, after which `peer host` and `peer connect CODE` need no rendezvous
     /// flags. It holds no secret (peers pin the key it names).
-    /// Manage the console's users (the first admin is made here).
-    #[command(subcommand)]
-    User(UserCommand),
     Invite {
         /// Address peers reach this server's QUIC port at, host:port (a DNS name, an IPv4
         /// address or [IPv6]); repeat for up to 4, tried in order.
@@ -92,6 +91,9 @@ enum Command {
         #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
     },
+    /// Manage the console's users (the first admin is made here).
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 #[derive(Args, Debug)]
@@ -100,94 +102,123 @@ struct RunArgs {
     #[arg(long, env = "QUICDESK_RV_CONFIG")]
     config: Option<PathBuf>,
     /// UDP address for QUIC.
-    #[arg(long, default_value = "0.0.0.0:7700")]
+    #[arg(long, env = "QUICDESK_RV_LISTEN", default_value = "0.0.0.0:7700")]
     listen: SocketAddr,
     /// UDP address of the STUN responder (RFC 8489 Binding), which peers compare with the QUIC
     /// port to learn how their NAT maps ports. Default: the QUIC address, port + 1.
-    #[arg(long, conflicts_with = "no_stun")]
+    #[arg(long, env = "QUICDESK_RV_STUN_LISTEN", conflicts_with = "no_stun")]
     stun_listen: Option<SocketAddr>,
     /// Run no STUN responder (peers then cannot tell their NAT's mapping behaviour).
-    #[arg(long)]
+    #[arg(long, env = "QUICDESK_RV_NO_STUN")]
     no_stun: bool,
     /// UDP address of the relay, which forwards the encrypted packets of peers that cannot
     /// reach each other directly. Default: the QUIC address, port + 2.
-    #[arg(long, conflicts_with = "no_relay")]
+    #[arg(long, env = "QUICDESK_RV_RELAY_LISTEN", conflicts_with = "no_relay")]
     relay_listen: Option<SocketAddr>,
     /// Run no relay. Peers behind NATs that defeat hole punching then cannot connect, and
     /// look-ups have to hand out hosts' addresses before any password is proven (with a relay
     /// the peers swap them only after the proof).
-    #[arg(long)]
+    #[arg(long, env = "QUICDESK_RV_NO_RELAY")]
     no_relay: bool,
     /// Most bytes a second one relayed session may use (both directions), e.g. 8MiB.
-    #[arg(long, default_value = "8MiB", value_parser = parse_rate)]
+    #[arg(long, env = "QUICDESK_RV_RELAY_SESSION_RATE", default_value = "8MiB", value_parser = parse_rate)]
     relay_session_rate: u64,
     /// Most bytes a second all relayed sessions together may use, e.g. 64MiB.
-    #[arg(long, default_value = "64MiB", value_parser = parse_rate)]
+    #[arg(long, env = "QUICDESK_RV_RELAY_TOTAL_RATE", default_value = "64MiB", value_parser = parse_rate)]
     relay_total_rate: u64,
     /// Close a relayed session after this long without a packet.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "QUICDESK_RV_RELAY_IDLE", default_value = "60s", value_parser = humantime::parse_duration)]
     relay_idle: Duration,
     /// Most relayed sessions at once. A look-up that would need one more is refused (never
     /// answered with addresses instead).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "QUICDESK_RV_RELAY_MAX_SESSIONS", default_value_t = 1000)]
     relay_max_sessions: usize,
     /// Most relayed sessions one controller key may hold at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, env = "QUICDESK_RV_RELAY_SESSIONS_PER_KEY", default_value_t = 4)]
     relay_sessions_per_key: usize,
     /// Most relayed sessions controllers at one address (an IPv4 address or an IPv6 /64) may
     /// hold at once.
-    #[arg(long, default_value_t = 16)]
+    #[arg(
+        long,
+        env = "QUICDESK_RV_RELAY_SESSIONS_PER_ADDRESS",
+        default_value_t = 16
+    )]
     relay_sessions_per_address: usize,
     /// Where the key (mode 0600) and the registry database live.
     #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
     /// Forget hosts after they have been offline this long. A forgotten host's code is
     /// quarantined (see --quarantine); the host gets it back if it returns meanwhile.
-    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "QUICDESK_RV_FORGET_AFTER", default_value = "24h", value_parser = humantime::parse_duration)]
     forget_after: Duration,
     /// Back the registry up this often into DATA_DIR/backups (0s: never); each backup is a
     /// consistent copy taken while the server runs, checked before it counts.
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "QUICDESK_RV_BACKUP_EVERY", default_value = "30m", value_parser = humantime::parse_duration)]
     backup_every: Duration,
     /// How many scheduled backups to keep (the newest).
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, env = "QUICDESK_RV_BACKUP_KEEP", default_value_t = 48)]
     backup_keep: usize,
     /// Serve Prometheus metrics at http://ADDR/metrics (counts only: hosts, registrations,
     /// look-ups, refusals, STUN, relay). Off by default; use a private address or a firewall.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, env = "QUICDESK_RV_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
     /// Who may use this rendezvous: `open` (any key), `enrolled` (a host registers only with a
     /// key enrolled through an enrollment token from the console; any controller may look a
     /// code up, the host's password decides) or `closed` (controllers need an enrolled key
     /// too). Tokens ride in invites (`rendezvous invite --token`, or the console).
-    #[arg(long, default_value = "open")]
+    #[arg(long, env = "QUICDESK_RV_ACCESS", default_value = "open")]
     access: rendezvous::core::AccessMode,
     /// Most relayed sessions one account's keys may hold at once, in enrolled and closed mode
     /// (the host's account when enrolled, the controller's when closed); 0: no cap.
-    #[arg(long, default_value_t = 16)]
+    #[arg(
+        long,
+        env = "QUICDESK_RV_RELAY_SESSIONS_PER_ACCOUNT",
+        default_value_t = 16
+    )]
     relay_sessions_per_account: usize,
     /// Serve the operator's console and HTTP API at https://ADDR (e.g. 0.0.0.0:8443). Off by
     /// default. Make the first admin with `rendezvous user add NAME`.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, env = "QUICDESK_RV_CONSOLE_LISTEN", value_name = "ADDR")]
     console_listen: Option<SocketAddr>,
     /// The console's certificate chain (PEM, leaf first), e.g. from an ACME client. Without it
     /// the console makes a self-signed certificate from the server's key for --console-name.
-    #[arg(long, value_name = "FILE", requires = "console_key")]
+    #[arg(
+        long,
+        env = "QUICDESK_RV_CONSOLE_CERT",
+        value_name = "FILE",
+        requires = "console_key"
+    )]
     console_cert: Option<PathBuf>,
     /// The private key of --console-cert (PEM, mode 0600).
-    #[arg(long, value_name = "FILE", requires = "console_cert")]
+    #[arg(
+        long,
+        env = "QUICDESK_RV_CONSOLE_KEY",
+        value_name = "FILE",
+        requires = "console_cert"
+    )]
     console_key: Option<PathBuf>,
     /// A name the self-signed certificate is for (DNS name or IP address, as typed in the
-    /// browser); repeat for several. Default: localhost, 127.0.0.1 and ::1.
-    #[arg(long = "console-name", value_name = "NAME")]
+    /// browser); repeat for several (in QUICDESK_RV_CONSOLE_NAME: comma-separated). Default:
+    /// localhost, 127.0.0.1 and ::1.
+    #[arg(
+        long = "console-name",
+        value_name = "NAME",
+        env = "QUICDESK_RV_CONSOLE_NAME",
+        value_delimiter = ','
+    )]
     console_names: Vec<String>,
     /// Also answer plain HTTP at ADDR (e.g. 0.0.0.0:80) with a redirect to the console's HTTPS
     /// port (same host and path). Nothing else is served without TLS.
-    #[arg(long, value_name = "ADDR", requires = "console_listen")]
+    #[arg(
+        long,
+        env = "QUICDESK_RV_CONSOLE_REDIRECT_FROM",
+        value_name = "ADDR",
+        requires = "console_listen"
+    )]
     console_redirect_from: Option<SocketAddr>,
     /// How long a forgotten host's code is kept from every other host key, so someone who was
     /// told the old code cannot be led to a stranger's machine.
-    #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "QUICDESK_RV_QUARANTINE", default_value = "90days", value_parser = humantime::parse_duration)]
     quarantine: Duration,
 }
 

@@ -1,5 +1,6 @@
 //! The `rendezvous` program's set-up commands as an operator runs them.
 
+use std::path::Path;
 use std::process::Command;
 
 mod console_support;
@@ -121,6 +122,36 @@ fn settings_come_from_the_command_line_then_the_environment_then_the_file() {
     ));
     assert!(text.contains("listen = 127.0.0.1:9000"), "{text}");
     assert!(text.contains("relay-idle = 10s"), "{text}");
+    // Every flag has its variable (as a container is configured): QUICDESK_RV_ and the name.
+    let env = [
+        ("QUICDESK_RV_RELAY_IDLE", Path::new("7m")),
+        ("QUICDESK_RV_NO_STUN", Path::new("true")),
+        ("QUICDESK_RV_CONSOLE_LISTEN", Path::new("127.0.0.1:8443")),
+        (
+            "QUICDESK_RV_CONSOLE_NAME",
+            Path::new("rv.example.com,192.0.2.7"),
+        ),
+    ];
+    let text = out(&check_config(&["--config", c], &env));
+    assert!(text.contains("relay-idle = 7m"), "{text}");
+    assert!(text.contains("stun-listen = off"), "{text}");
+    assert!(text.contains("console-listen = 127.0.0.1:8443"), "{text}");
+    assert!(
+        text.contains("rv.example.com") && text.contains("192.0.2.7"),
+        "{text}"
+    );
+    let text = out(&check_config(&["--config", c, "--relay-idle", "9s"], &env));
+    assert!(text.contains("relay-idle = 9s"), "{text}");
+    let bad = check_config(
+        &["--config", c],
+        &[("QUICDESK_RV_LISTEN", Path::new("nowhere"))],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        err(&bad).contains("QUICDESK_RV_LISTEN") || err(&bad).contains("--listen"),
+        "{}",
+        err(&bad)
+    );
     // The file through the environment, too.
     let text = out(&check_config(
         &[],

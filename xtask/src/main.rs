@@ -12,6 +12,8 @@
 //! - `nat-lab`: the real binaries behind nftables NATs in network namespaces (root).
 //! - `windows`: the Windows programs cross-built in a cached Debian chroot and tested under
 //!   Wine (root).
+//! - `container`: the rendezvous's container image built with Podman and checked as an
+//!   operator runs it (root).
 //!
 //! This file only dispatches and prints the help. One module per command (`setup`, `test` with
 //! `attack`, `demo`, `bench`, `fuzz`, `natlab`); `proc` holds the process helpers every command
@@ -21,6 +23,7 @@
 //! and `capture` for its Xvfb helper.
 
 mod bench;
+mod container;
 mod demo;
 mod fuzz;
 mod loopback;
@@ -61,6 +64,7 @@ fn main() -> Result<()> {
         "fuzz" => fuzz::fuzz(rest),
         "attack" => test::attack(rest),
         "windows" => windows::windows(rest),
+        "container" => container::container(rest),
         "nat-lab" => {
             setup::setup()?;
             natlab::nat_lab(rest)
@@ -95,7 +99,8 @@ fn print_help() {
 commands:
   setup    install the Debian packages the build and tests need (needs root or sudo)
   test     setup + cargo fmt --check + clippy -D warnings + the whole test suite, then a
-           coverage-guided run of every fuzz target (20 s each), then `windows test`
+           coverage-guided run of every fuzz target (20 s each), then `container test` and
+           `windows test`
   demo     setup + a live session on this machine: rendezvous on loopback, a host sharing the
            screen, the viewer window; without a display both run on private Xvfb displays and
            screenshots land in target/demo (demo --seconds N to change the length, default 20)
@@ -124,6 +129,11 @@ commands:
            controller, the Windows viewer with a Linux host, the accept/deny prompt, the
            Windows service, and the
            release build, its DLL check and the installer (all by default);
-           `windows cargo ARGS` runs cargo for the Windows target in the chroot"
+           `windows cargo ARGS` runs cargo for the Windows target in the chroot
+  container  the rendezvous's image (rendezvous/dist/Dockerfile) built with Podman (root; base
+           images made from Debian's packages, cached in ~/.cache/quicdesk/containers):
+           `container build`; `container test` also runs it as an operator does (settings from
+           the environment, uid 10001, first admin, console over HTTPS, a relayed session, a
+           clean stop, a new container on the same volume); part of `test`"
     );
 }

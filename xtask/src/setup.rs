@@ -45,8 +45,13 @@ pub const PACKAGES: &[&str] = &[
     "chromium-driver",
     // The API tests generated from the OpenAPI document (schemathesis, in a virtualenv).
     "python3-venv",
-    // `cargo xtask windows` makes its Debian chroot with it.
+    // `cargo xtask windows` makes its Debian chroot with it, `container` its base image.
     "debootstrap",
+    // `cargo xtask container`: the rendezvous's image built and run (runc: crun 1.8 refuses
+    // hybrid cgroup hierarchies), its console reached with curl.
+    "podman",
+    "runc",
+    "curl",
 ];
 
 fn installed(pkg: &str) -> bool {
@@ -130,4 +135,28 @@ fn system_packages() -> Result<()> {
         let _ = cargo().args(["clean", "-p", "openh264-sys2"]).status();
     }
     Ok(())
+}
+
+/// The Debian mirror this machine's apt uses (the Windows chroot and the container images use
+/// the same one).
+pub fn debian_mirror() -> String {
+    let from_sources = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("URIs:").map(|u| u.trim().to_string()))
+        });
+    let from_list = || {
+        std::fs::read_to_string("/etc/apt/sources.list")
+            .ok()?
+            .lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some("deb")).then(|| w.next().map(str::to_string))?
+            })
+    };
+    from_sources
+        .or_else(from_list)
+        .filter(|m| !m.contains("security"))
+        .unwrap_or_else(|| "http://deb.debian.org/debian".to_string())
 }

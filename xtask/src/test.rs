@@ -1,5 +1,6 @@
 //! `cargo xtask test` (what CI runs: lints, the test suite, a command-line session, the NAT
-//! lab's CI pairs, a short fuzz run and the Windows build's tests under Wine) and `cargo xtask attack` (the hostile suites alone).
+//! lab's CI pairs, a short fuzz run, the container image's checks and the Windows build's tests
+//! under Wine) and `cargo xtask attack` (the hostile suites alone).
 
 use std::process::Command;
 
@@ -8,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use crate::loopback::{Plan, Share, View, loopback_session};
 use crate::proc::{cargo, run};
 use crate::setup::setup;
-use crate::{fuzz, natlab, windows};
+use crate::{container, fuzz, natlab, windows};
 
 pub fn test(rest: &[String]) -> Result<()> {
     setup()?;
@@ -28,6 +29,8 @@ pub fn test(rest: &[String]) -> Result<()> {
     eprintln!("\n== NAT lab: the pairs that must connect ==");
     natlab::nat_lab(&["--ci".to_owned()])?;
     fuzz::ci()?;
+    eprintln!("\n== the rendezvous's container image ==");
+    container::test()?;
     eprintln!("\n== Windows: the build and its tests under Wine ==");
     windows::test(&[])
 }

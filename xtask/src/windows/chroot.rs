@@ -116,7 +116,7 @@ impl Chroot {
                 .with_context(|| format!("removing {}", self.dir.display()))?;
         }
         std::fs::create_dir_all(self.dir.parent().context("cache dir")?)?;
-        let mirror = host_mirror();
+        let mirror = crate::setup::debian_mirror();
         eprintln!(
             "windows: making the {SUITE} chroot in {} from {mirror} (about a minute)",
             self.dir.display()
@@ -200,27 +200,4 @@ exec chroot "$R" "$@""#,
     pub fn path(&self, inside: &str) -> PathBuf {
         self.dir.join(inside.trim_start_matches('/'))
     }
-}
-
-/// The Debian mirror this machine's apt uses (the chroot uses the same one).
-fn host_mirror() -> String {
-    let from_sources = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("URIs:").map(|u| u.trim().to_string()))
-        });
-    let from_list = || {
-        std::fs::read_to_string("/etc/apt/sources.list")
-            .ok()?
-            .lines()
-            .find_map(|l| {
-                let mut w = l.split_whitespace();
-                (w.next() == Some("deb")).then(|| w.next().map(str::to_string))?
-            })
-    };
-    from_sources
-        .or_else(from_list)
-        .filter(|m| !m.contains("security"))
-        .unwrap_or_else(|| "http://deb.debian.org/debian".to_string())
 }
