@@ -100,6 +100,22 @@ impl HeldInputs {
         self.held.is_empty()
     }
 
+    /// Performs the release of everything held with `perform` (a backend's `inject`), most
+    /// recent press first, and forgets it all. Goes on past a failure, so one key that cannot be
+    /// released does not keep the others down; returns the first error.
+    pub fn release_each(
+        &mut self,
+        mut perform: impl FnMut(&InputEvent) -> Result<(), InputError>,
+    ) -> Result<(), InputError> {
+        let mut first_error = None;
+        for event in self.take_releases() {
+            if let Err(e) = perform(&event) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// The events that release everything held, most recent press first, and forgets them.
     pub fn take_releases(&mut self) -> Vec<InputEvent> {
         self.held

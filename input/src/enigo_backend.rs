@@ -319,21 +319,10 @@ impl InputBackend for EnigoBackend {
     }
 
     fn release_all(&mut self) -> Result<(), InputError> {
-        let mut first_error = None;
-        for event in self.held.take_releases() {
-            let r = match event {
-                InputEvent::Key { key, .. } => self.key(key, false),
-                InputEvent::MouseButton { button, .. } => self
-                    .enigo
-                    .button(crate::enigo_button(button), Direction::Release)
-                    .map_err(|e| self.fail("button", e)),
-                _ => Ok(()),
-            };
-            if let Err(e) = r {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        // Each release goes through inject as a controller's would (the note it takes of the
+        // release changes nothing: the held set is empty by then).
+        let mut held = std::mem::take(&mut self.held);
+        held.release_each(|event| self.inject(event))
     }
 
     fn set_screen_size(&mut self, size: ScreenSize) {
