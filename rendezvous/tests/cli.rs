@@ -14,6 +14,34 @@ fn rendezvous(args: &[&str], dir: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// The lines a started server prints on `out`, read until `enough` has seen what it wants
+/// (its argument: the lines so far). Within 20 s: a server that never prints them fails the test
+/// instead of hanging it.
+fn lines_until(
+    out: impl std::io::Read + Send + 'static,
+    mut enough: impl FnMut(&[String]) -> bool,
+) -> Vec<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut lines = Vec::new();
+    while !enough(&lines) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("the server did not print what was expected within 20 s: {lines:?}"),
+        }
+    }
+    lines
+}
+
 #[test]
 fn an_invite_names_the_addresses_given_and_this_servers_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,7 +263,7 @@ fn the_shipped_systemd_unit_verifies_and_is_sandboxed() {
 /// did (here a STUN request), and nothing else served.
 #[test]
 fn the_running_server_serves_its_metrics() {
-    use std::io::{BufRead, Read, Write};
+    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rendezvous"))
         .args([
@@ -250,19 +278,16 @@ fn the_running_server_serves_its_metrics() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut metrics, mut stun) = (None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
+    lines_until(child.stdout.take().unwrap(), |lines| {
+        let line = lines.last().map_or("", String::as_str);
         if let Some(a) = line.strip_prefix("metrics on http://") {
             metrics = Some(a.trim_end_matches("/metrics").to_owned());
         } else if let Some(a) = line.strip_prefix("stun responder on ") {
             stun = Some(a.to_owned());
         }
-        if metrics.is_some() && stun.is_some() {
-            break;
-        }
-    }
+        metrics.is_some() && stun.is_some()
+    });
     let (metrics, stun) = (
         metrics.expect("metrics address"),
         stun.expect("stun address"),
@@ -314,7 +339,6 @@ fn the_running_server_serves_its_metrics() {
 /// `QUICDESK_LOG_FORMAT=json`: every log line is one JSON object (for log collectors).
 #[test]
 fn logs_can_be_json_lines() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rendezvous"))
         .args([
@@ -331,13 +355,11 @@ fn logs_can_be_json_lines() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let first = std::io::BufReader::new(stderr).lines().next();
+    let first = lines_until(child.stderr.take().unwrap(), |lines| !lines.is_empty());
     let _ = child.kill();
     let _ = child.wait();
-    let line = first.expect("a log line").unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let line = &first[0];
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(v["level"], "INFO", "{line}");
     assert!(v["fields"]["message"].is_string(), "{line}");
 }
@@ -346,7 +368,7 @@ fn logs_can_be_json_lines() {
 /// running binary serves its console on HTTPS with the server's key, where that admin logs in.
 #[test]
 fn the_first_admin_logs_in_to_the_console_of_the_running_server() {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let add = |pw: &str| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rendezvous"))
@@ -395,8 +417,8 @@ fn the_first_admin_logs_in_to_the_console_of_the_running_server() {
         .spawn()
         .unwrap();
     let (mut console, mut fingerprint, mut plain) = (None, None, None);
-    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
+    lines_until(child.stdout.take().unwrap(), |lines| {
+        let line = lines.last().map_or("", String::as_str);
         if let Some(a) = line.strip_prefix("http://") {
             plain = a
                 .strip_suffix(" redirects to the console")
@@ -410,10 +432,8 @@ fn the_first_admin_logs_in_to_the_console_of_the_running_server() {
         } else if let Some(f) = line.strip_prefix("fingerprint: ") {
             fingerprint = Some(f.parse::<certs::Fingerprint>().unwrap());
         }
-        if console.is_some() && fingerprint.is_some() && plain.is_some() {
-            break;
-        }
-    }
+        console.is_some() && fingerprint.is_some() && plain.is_some()
+    });
     let console = console.unwrap();
     // Plain HTTP only redirects to the console's HTTPS port, same path.
     let redirect = {
