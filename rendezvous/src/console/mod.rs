@@ -136,6 +136,8 @@ pub(crate) struct Console {
     pub(crate) started: std::time::Instant,
     pub(crate) server_fingerprint: certs::Fingerprint,
     pub(crate) stun: Arc<crate::responder::Counters>,
+    /// The live updates, rendered once for every open console (`events`).
+    pub(crate) updates: tokio::sync::broadcast::Sender<events::Rendered>,
 }
 
 /// Login failures and lockouts so far (for `/metrics`).
@@ -306,7 +308,6 @@ impl std::fmt::Debug for Bound {
     }
 }
 
-/// Binds the console: its certificate, its database connection and its port.
 /// What the console reads from the running server.
 #[derive(Debug, Clone)]
 pub struct Handles {
@@ -316,6 +317,8 @@ pub struct Handles {
     pub logins: LoginCounters,
 }
 
+/// Binds the console: its certificate, its database connection and its port; starts the task
+/// that renders its live updates.
 pub async fn bind(
     config: &Config,
     data_dir: &Path,
@@ -370,7 +373,9 @@ pub async fn bind(
         started: std::time::Instant::now(),
         server_fingerprint: identity.fingerprint(),
         stun,
+        updates: events::channel(),
     });
+    tokio::spawn(events::render(Arc::downgrade(&console)));
     let router = Router::new()
         .merge(pages::routes())
         .merge(api::routes())
