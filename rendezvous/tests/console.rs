@@ -847,3 +847,51 @@ async fn a_hosts_report_shows_its_version_and_nat_mapping() {
     let stranger = Host::connect(&rig).await;
     assert_eq!(stranger.ask(&report("9.9.9")).await.0, ServerMsg::Noted);
 }
+
+/// A host whose connection moved (a network change, a NAT that rebound) is shown, and looked
+/// up, at its new address: the rendezvous reads the connection's address where it is used.
+#[tokio::test]
+async fn a_host_that_moved_is_shown_at_its_new_address() {
+    let rig = start().await;
+    let host = Host::connect(&rig).await;
+    let (answer, _send, _recv) = host.register().await;
+    let code = code_of(&answer);
+    let s = log_in(&rig.client, ANN.0, ANN.1).await.unwrap();
+    let path = format!("/api/v1/hosts/{code}");
+    let shown = rig.client.get(&path, &s.reading()).await.json();
+    assert_eq!(shown["address"], host.local_addr().to_string());
+
+    host.rebind("127.0.0.2");
+    let moved_to = host.local_addr().to_string();
+    assert!(moved_to.starts_with("127.0.0.2:"));
+    // QUIC validates the new path before it counts as the connection's address; the host's
+    // next packet starts that (a report: a request the rendezvous handles without looking at
+    // the host's address, so what follows the move here is the console's read).
+    let report = ClientMsg::Report {
+        version: "moved".into(),
+        mapping: proto::session::Mapping::Unknown,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let _ = host.ask(&report).await;
+        let shown = rig.client.get(&path, &s.reading()).await.json();
+        if shown["address"] == moved_to.as_str() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still shown at {} after the move to {moved_to}",
+            shown["address"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = rig.client.get("/api/v1/hosts", &s.reading()).await.json();
+    let row = page["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["code"] == code.to_string())
+        .cloned()
+        .unwrap();
+    assert_eq!(row["address"], moved_to.as_str());
+}

@@ -397,17 +397,24 @@ impl Core {
     }
 
     /// The registration `push` of `code` now comes from `source` (its connection migrated):
-    /// the host's reflexive address and candidates follow.
-    pub fn moved(&mut self, code: AccessCode, push: PushId, source: SocketAddr) {
-        let Some(h) = self.online.get_mut(&code).filter(|h| h.push == push) else {
-            return;
-        };
+    /// the host's reflexive address and candidates follow. The address it had, if it changed.
+    pub fn moved(
+        &mut self,
+        code: AccessCode,
+        push: PushId,
+        source: SocketAddr,
+    ) -> Option<SocketAddr> {
+        let h = self
+            .online
+            .get_mut(&code)
+            .filter(|h| h.push == push && h.source != source)?;
         let old = h.source;
         h.source = source;
         if let Some(c) = h.candidates.iter_mut().find(|c| **c == old) {
             *c = source;
         }
         self.events.push_back(Event::Host(code));
+        Some(old)
     }
 
     /// The registration `push` of `code` ended (the host left, stopped reading, or a newer

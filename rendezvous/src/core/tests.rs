@@ -565,3 +565,32 @@ fn operators_rename_ban_and_forget_hosts() {
     let unknown: AccessCode = "ISR-00000000".parse().unwrap();
     assert_eq!(c.rename(&unknown, None), Err(AdminError::NoSuchHost));
 }
+
+#[test]
+fn a_host_whose_connection_moved_is_looked_up_at_its_new_address() {
+    let clock = Clock::new();
+    // No relay: look-ups hand out the host's addresses, so the move shows.
+    let mut c = core(None);
+    let first = register(&mut c, clock.at(0.0), 1, 1).unwrap();
+    let now = register(&mut c, clock.at(1.0), 1, 2).unwrap();
+    let _ = std::iter::from_fn(|| c.poll_event()).count();
+    assert_eq!(c.moved(now.code, now.push, from(2)), None, "not a move");
+    assert_eq!(
+        c.moved(now.code, first.push, from(3)),
+        None,
+        "a replaced registration moves nothing"
+    );
+    assert!(c.poll_event().is_none());
+    assert_eq!(c.moved(now.code, now.push, from(4)), Some(from(2)));
+    assert_eq!(c.poll_event(), Some(Event::Host(now.code)));
+    let r = resolve(&mut c, clock.at(2.0), 2, 5, now.code);
+    let ServerMsg::Resolved { candidates, .. } = r.answer else {
+        panic!("{:?}", r.answer);
+    };
+    assert!(candidates.contains(&from(4)), "{candidates:?}");
+    assert!(!candidates.contains(&from(2)), "{candidates:?}");
+    assert_eq!(
+        c.host(&now.code).and_then(|h| h.online).map(|o| o.0),
+        Some(from(4))
+    );
+}

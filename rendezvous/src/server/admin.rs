@@ -32,13 +32,30 @@ impl std::fmt::Debug for Admin {
 }
 
 impl Admin {
-    /// A page of hosts.
+    /// A page of hosts, the addresses of those online as their connections have them now.
     pub fn hosts(&self, q: &HostQuery) -> HostPage {
-        lock(&self.0.shared).core.hosts_page(q)
+        self.0.with(|s| {
+            let page = s.core.hosts_page(q);
+            let online: Vec<AccessCode> = page
+                .hosts
+                .iter()
+                .filter(|h| h.online.is_some())
+                .map(|h| h.code)
+                .collect();
+            let mut moved = false;
+            for code in online {
+                moved |= s.follow_move(code);
+            }
+            if moved { s.core.hosts_page(q) } else { page }
+        })
     }
 
+    /// Host `code`, its address (if online) as its connection has it now.
     pub fn host(&self, code: &AccessCode) -> Option<HostView> {
-        lock(&self.0.shared).core.host(code)
+        self.0.with(|s| {
+            s.follow_move(*code);
+            s.core.host(code)
+        })
     }
 
     /// The counts alone (no host rows).

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use certs::Fingerprint;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::State;
 use crate::core::{Admit, Lookup, Now};
@@ -121,6 +121,7 @@ async fn handle_stream(
         } => {
             let ports = state.ports();
             let answer = state.with(|s| {
+                s.follow_move(code);
                 let lookup = Lookup {
                     key: fp,
                     source: remote,
@@ -133,7 +134,7 @@ async fn handle_stream(
                     let delivered = s
                         .pushes
                         .get(&push.to)
-                        .is_some_and(|tx| tx.try_send(push.msg).is_ok());
+                        .is_some_and(|live| live.push.try_send(push.msg).is_ok());
                     if !delivered {
                         warn!(%code, "host is not reading connect requests; dropped one");
                     }
@@ -152,9 +153,6 @@ async fn handle_stream(
         }
     }
 }
-
-/// How often a registration's connection is checked for a new address.
-const MOVE_CHECK: Duration = Duration::from_millis(500);
 
 /// Writes the one answer of a request and ends the stream.
 async fn answer_once(send: &mut quinn::SendStream, answer: &ServerMsg) {
@@ -186,7 +184,13 @@ async fn register(
         if let Some(old) = reg.replaced {
             s.pushes.remove(&old);
         }
-        s.pushes.insert(reg.push, push_tx);
+        s.pushes.insert(
+            reg.push,
+            super::Live {
+                push: push_tx,
+                conn: conn.clone(),
+            },
+        );
         Ok(reg)
     });
     let reg = match outcome {
@@ -205,21 +209,10 @@ async fn register(
     if matches!(sent, Ok(Ok(()))) {
         // Serve pushes until the host goes away, stops reading, or a newer registration
         // replaces this one.
+        // (A host that moves is followed where its address is used: `Shared::follow_move`.)
         let mut scratch = [0u8; 64];
-        // The host's address, as the connection follows it (QUIC migrates a connection whose
-        // packets come from a new address: a network change, a NAT that rebound).
-        let mut at = observed;
-        let mut watch = tokio::time::interval(MOVE_CHECK);
         loop {
             tokio::select! {
-                _ = watch.tick() => {
-                    let now_at = conn.remote_address();
-                    if now_at != at {
-                        at = now_at;
-                        info!(%code, from = %observed, to = %at, "host moved");
-                        state.with(|s| s.core.moved(code, reg.push, at));
-                    }
-                }
                 push = push_rx.recv() => match push {
                     Some(msg) => {
                         let written = tokio::time::timeout(PUSH_TIMEOUT, wire::write_msg(&mut send, &msg, MAX_MSG_LEN)).await;

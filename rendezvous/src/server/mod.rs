@@ -156,8 +156,36 @@ struct Shared {
     /// Where the core's changes go, written before the lock is released so two requests'
     /// writes reach the database in the order the core made them.
     store: Store,
-    /// The push channel of each live registration.
-    pushes: HashMap<PushId, mpsc::Sender<ServerMsg>>,
+    /// Each live registration: its push channel and its host's connection.
+    pushes: HashMap<PushId, Live>,
+}
+
+/// A live registration as the driver holds it.
+struct Live {
+    push: mpsc::Sender<ServerMsg>,
+    /// Read for the host's address when it is used ([`Shared::follow_move`]).
+    conn: quinn::Connection,
+}
+
+impl Shared {
+    /// Brings the core's address for host `code` up to date with its connection: QUIC follows a
+    /// host whose packets come from a new address (a network change, a NAT that rebound), and
+    /// the connection knows where it is now. Asked where the address is used (a look-up, the
+    /// console), so that idle registrations cost no timer. Whether it had moved.
+    fn follow_move(&mut self, code: proto::AccessCode) -> bool {
+        let Some(push) = self.core.online(&code) else {
+            return false;
+        };
+        let Some(live) = self.pushes.get(&push) else {
+            return false;
+        };
+        let at = live.conn.remote_address();
+        let Some(from) = self.core.moved(code, push, at) else {
+            return false;
+        };
+        tracing::info!(%code, %from, to = %at, "host moved");
+        true
+    }
 }
 
 impl State {

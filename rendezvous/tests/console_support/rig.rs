@@ -103,7 +103,7 @@ async fn start_full(
 
 /// A host as a raw QUIC client: its own key, registering by hand.
 pub struct Host {
-    _endpoint: quinn::Endpoint,
+    endpoint: quinn::Endpoint,
     conn: quinn::Connection,
 }
 
@@ -127,10 +127,19 @@ impl Host {
             .unwrap()
             .await
             .unwrap();
-        Self {
-            _endpoint: endpoint,
-            conn,
-        }
+        Self { endpoint, conn }
+    }
+
+    /// Moves to a new socket bound at `source` (as a network change or a NAT rebinding does):
+    /// the connection goes on from there.
+    pub fn rebind(&self, source: &str) {
+        let socket = UdpSocket::bind(format!("{source}:0")).unwrap();
+        self.endpoint.rebind(socket).unwrap();
+    }
+
+    /// The address the host sends from now.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().unwrap()
     }
 
     /// Sends one request on a new stream; the first answer and the stream.
