@@ -10,6 +10,7 @@ use rendezvous::server::{self, Server};
 
 mod cli_config;
 mod cli_console;
+mod cli_health;
 
 use cli_console::{UserCommand, console_config, user};
 
@@ -55,6 +56,12 @@ enum Command {
     /// what `run` would use, or what is wrong.
     #[command(args_override_self = true)]
     CheckConfig(RunArgs),
+    /// Check that the server these settings describe answers: a QUIC handshake with its port
+    /// (a wildcard address: this machine's loopback) that proves the key in the data
+    /// directory. Exit status 0 if it did, 1 with the reason if not; for container health
+    /// checks and monitoring.
+    #[command(args_override_self = true)]
+    Health(RunArgs),
     /// Print this server's fingerprint (creating its key if needed) and exit.
     Fingerprint {
         #[arg(long, env = "QUICDESK_DATA_DIR", default_value_os_t = default_data_dir())]
@@ -246,7 +253,7 @@ fn arguments() -> anyhow::Result<Vec<std::ffi::OsString>> {
     let cli = Cli::command();
     let sub = argv.get(1).and_then(|a| a.to_str());
     let cmd = match sub.and_then(|s| cli.find_subcommand(s)) {
-        Some(sub) if matches!(sub.get_name(), "run" | "check-config") => sub.clone(),
+        Some(sub) if matches!(sub.get_name(), "run" | "check-config" | "health") => sub.clone(),
         Some(_) => return Ok(argv),
         None => cli,
     };
@@ -292,6 +299,11 @@ fn main() -> anyhow::Result<()> {
         Some(Command::User(cmd)) => user(cmd),
         Some(Command::Run(args)) => run(args),
         Some(Command::CheckConfig(args)) => check_config(&args),
+        Some(Command::Health(args)) => {
+            let said = cli_health::health(args.listen, &args.data_dir)?;
+            say!("{said}");
+            Ok(())
+        }
         None => run(cli.run),
     }
 }

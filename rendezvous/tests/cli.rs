@@ -466,3 +466,60 @@ fn the_first_admin_logs_in_to_the_console_of_the_running_server() {
     let _ = child.wait();
     assert_eq!(me["role"], "admin");
 }
+
+/// `rendezvous health` (the container's health check) says healthy only of a running server
+/// that proves the key in the data directory, and gives a reason otherwise.
+#[test]
+fn health_answers_only_for_the_running_server_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let health = |listen: &str, data: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_rendezvous"))
+            .args(["health", "--listen", listen, "--data-dir"])
+            .arg(data)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let none = health("127.0.0.1:9", dir.path());
+    assert!(!none.status.success());
+    assert!(err(&none).contains("no server key"), "{}", err(&none));
+    assert!(
+        !dir.path().join("rendezvous.key").exists(),
+        "health made a key"
+    );
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_rendezvous"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_until(server.stdout.take().unwrap(), |lines| {
+        lines
+            .iter()
+            .any(|l| l.starts_with("rendezvous listening on "))
+    });
+    let at = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("rendezvous listening on "))
+        .unwrap()
+        .to_owned();
+    let ok = health(&at, dir.path());
+    assert!(ok.status.success(), "{}", err(&ok));
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("healthy: "));
+
+    // Another server's key: the one answering is not the server these settings describe.
+    let other = tempfile::tempdir().unwrap();
+    assert!(rendezvous(&["fingerprint"], other.path()).status.success());
+    let wrong = health(&at, other.path());
+    assert!(!wrong.status.success());
+    assert!(err(&wrong).contains("this server's key"), "{}", err(&wrong));
+
+    let _ = server.kill();
+    let _ = server.wait();
+    let gone = health(&at, dir.path());
+    assert!(!gone.status.success());
+    assert!(err(&gone).contains("did not answer"), "{}", err(&gone));
+}

@@ -1,6 +1,7 @@
 //! The rendezvous's image as an operator uses it, each promise of the Dockerfile checked:
 //!
-//! - the image's configuration: uid 10001, the data directory a volume, the ports exposed;
+//! - the image's configuration: uid 10001, the data directory a volume, the ports exposed, a
+//!   health check, which passes once the server runs;
 //! - settings from `QUICDESK_RV_*` variables (`check-config`, then the running server);
 //! - the server runs as uid 10001 and its data directory holds only files of that user, the key
 //!   readable by it alone;
@@ -67,6 +68,9 @@ pub fn operator_checks(podman: &Podman) -> Result<()> {
     }
 
     start(podman, &env)?;
+    // The image's own health check, run as the engine runs it.
+    let said = podman.output(&["healthcheck", "run", NAME])?;
+    eprintln!("container: the image's health check: {}", said.trim());
     let volume = PathBuf::from(
         podman
             .output(&["volume", "inspect", "--format", "{{.Mountpoint}}", VOLUME])?
@@ -174,6 +178,15 @@ fn image_config(podman: &Podman) -> Result<()> {
             c["ExposedPorts"]
         );
     }
+    // Podman shows it beside the config, Docker inside it.
+    let health = match &v[0]["Healthcheck"] {
+        Value::Null => &c["Healthcheck"]["Test"],
+        h => &h["Test"],
+    };
+    ensure!(
+        health.to_string().contains("rendezvous") && health.to_string().contains("health"),
+        "the image's health check: {health}"
+    );
     let size = v[0]["Size"].as_u64().unwrap_or(0);
     eprintln!(
         "container: {IMAGE}: user {}, {} MB",

@@ -137,7 +137,8 @@ impl Podman {
         eprintln!("container: rendezvous/dist/Dockerfile ({IMAGE})");
         run(self
             .cmd()
-            .args(["build", "--pull=never", "--network=host"])
+            // Docker's image format: OCI's has no HEALTHCHECK.
+            .args(["build", "--pull=never", "--network=host", "--format=docker"])
             .args(["--build-arg", &format!("RUST_IMAGE={RUST_IMAGE}")])
             .args(["--build-arg", &format!("BASE_IMAGE={BASE_IMAGE}")])
             .args(["-t", IMAGE, "-f"])
