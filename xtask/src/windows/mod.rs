@@ -61,9 +61,58 @@ fn cargo_env() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The packages whose sources are in the checkout (the workspace and its patched quinn-udp).
+const CHECKOUT_PACKAGES: &[&str] = &[
+    "capture",
+    "input",
+    "codec",
+    "proto",
+    "certs",
+    "pathagent",
+    "peer",
+    "rendezvous",
+    "quinn-udp",
+];
+
+/// The chroot's one target directory serves whichever checkout runs this (mounted at `/src`),
+/// and cargo tells what changed by modification times: files of another checkout that are
+/// older than the last build would pass for built. So when the checkout is not the one that
+/// built last, the checkout's own packages are built again (their fingerprints removed; a
+/// fresh clone, CI's, rebuilds them anyway, its files being new).
+fn follow_checkout(chroot: &Chroot) -> Result<()> {
+    let stamp = chroot.path("/build/target/.quicdesk-checkout");
+    let here = std::fs::canonicalize(crate::proc::root())?
+        .display()
+        .to_string();
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == here) {
+        return Ok(());
+    }
+    for profile in ["debug", "release"] {
+        let dir = chroot.path(&format!("/build/target/{TARGET}/{profile}/.fingerprint"));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // `<package>-<hash>`, one per unit (library, binary, test, build script).
+            if name
+                .rsplit_once('-')
+                .is_some_and(|(package, _)| CHECKOUT_PACKAGES.contains(&package))
+            {
+                std::fs::remove_dir_all(e.path())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
+            }
+        }
+    }
+    std::fs::create_dir_all(chroot.path("/build/target"))?;
+    std::fs::write(&stamp, here)?;
+    Ok(())
+}
+
 /// Runs cargo in the chroot on the checkout for the Windows target, with `env` added (Wine's,
 /// for commands that run test binaries).
 pub fn cargo_with(chroot: &Chroot, args: &[&str], env: &[(&'static str, String)]) -> Result<()> {
+    follow_checkout(chroot)?;
     let mut full = vec![args[0], "-Zbuild-std=std,test", "--target", TARGET];
     full.extend_from_slice(&args[1..]);
     let script = "cd /src && exec cargo \"$@\"";
