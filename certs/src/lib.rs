@@ -187,11 +187,16 @@ impl fmt::Debug for Identity {
 }
 
 impl Identity {
+    /// Where [`Identity::load_or_create`] keeps the key named `name` in `dir`.
+    pub fn key_path(dir: &Path, name: &str) -> std::path::PathBuf {
+        dir.join(format!("{name}.key"))
+    }
+
     /// Loads `<dir>/<name>.key`, or creates it (mode 0600, directory 0700) on first use.
     ///
     /// A key file that others can read is refused rather than silently used.
     pub fn load_or_create(dir: &Path, name: &str) -> Result<Self, Error> {
-        let path = dir.join(format!("{name}.key"));
+        let path = Self::key_path(dir, name);
         let io = |source| Error::Io {
             path: path.clone(),
             source,

@@ -17,13 +17,10 @@ use proto::rendezvous::ALPN;
 /// How long the handshake may take.
 const WITHIN: Duration = Duration::from_secs(5);
 
-/// The key file the server keeps in its data directory (`server::identity`).
-const KEY_FILE: &str = "rendezvous.key";
-
 /// Checks the server at `listen` (a wildcard address means this machine's loopback) whose data
 /// directory is `data_dir`; what to print when it answered.
 pub(crate) fn health(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<String> {
-    if !data_dir.join(KEY_FILE).exists() {
+    if !rendezvous::server::identity_file(data_dir).exists() {
         bail!(
             "no server key in {}: no server has run with this data directory",
             data_dir.display()

@@ -57,6 +57,12 @@ pub fn free_udp_port() -> Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+pub fn free_tcp_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// Starts a process whose stdout lines are sent to a channel (and echoed with a prefix).
 pub fn spawn_lines(cmd: Command, name: &'static str) -> Result<(Guard, mpsc::Receiver<String>)> {
     spawn_lines_to(cmd, name, Stdio::inherit())

@@ -22,7 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::Console;
 use super::api::{HostJson, stats_json};
 use super::auth::Caller;
-use super::sessions::live_json;
+use super::sessions::live_list;
 use crate::core::Event;
 
 /// How often the counts are sent.
@@ -86,15 +86,10 @@ fn rendered(console: &Console, event: Event) -> (&'static str, String) {
         },
         Event::Forgotten(code) => ("forgotten", code.to_string()),
         // The live list is short (at most the relay's session cap): send it whole.
-        Event::Session(_) => {
-            let live: Vec<_> = console
-                .admin
-                .live_sessions()
-                .iter()
-                .map(|(r, v)| live_json(r, v))
-                .collect();
-            ("sessions", serde_json::to_string(&live).unwrap_or_default())
-        }
+        Event::Session(_) => (
+            "sessions",
+            serde_json::to_string(&live_list(console)).unwrap_or_default(),
+        ),
     }
 }
 

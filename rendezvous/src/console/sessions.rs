@@ -108,17 +108,22 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+/// The live sessions as the API and the live updates show them.
+pub(super) fn live_list(console: &Console) -> Vec<SessionJson> {
+    console
+        .admin
+        .live_sessions()
+        .iter()
+        .map(|(r, v)| live_json(r, v))
+        .collect()
+}
+
 async fn list(
     State(console): State<Arc<Console>>,
     _: Caller,
     Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let live: Vec<SessionJson> = console
-        .admin
-        .live_sessions()
-        .iter()
-        .map(|(r, v)| live_json(r, v))
-        .collect();
+    let live = live_list(&console);
     let limit = super::page_limit(q.limit)?;
     let before = super::cursor(q.before.as_deref())?;
     let past = console.db.call(move |db| past(db, before, limit)).await??;

@@ -253,7 +253,15 @@ impl std::fmt::Debug for Server {
 
 /// Loads (or creates) the server identity in `data_dir`.
 pub fn identity(data_dir: &std::path::Path) -> Result<Identity, certs::Error> {
-    Identity::load_or_create(data_dir, "rendezvous")
+    Identity::load_or_create(data_dir, IDENTITY)
+}
+
+/// The name of the server's key in its data directory.
+const IDENTITY: &str = "rendezvous";
+
+/// Where [`identity`] keeps the server's key.
+pub fn identity_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    Identity::key_path(data_dir, IDENTITY)
 }
 
 /// Loads (or creates) the persistent stateless-reset secret in `data_dir`.

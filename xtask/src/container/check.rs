@@ -17,7 +17,6 @@
 //! The containers use the host's network (tests here may only use loopback) where an operator
 //! publishes ports; everything listens on 127.0.0.1.
 
-use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,7 +27,7 @@ use serde_json::Value;
 
 use super::{IMAGE, Podman};
 use crate::loopback::{code_and_password, give_password, peer_connect, peer_host, peer_join};
-use crate::proc::{cargo, free_udp_port, run, spawn_lines, target_dir};
+use crate::proc::{cargo, free_tcp_port, free_udp_port, run, spawn_lines, target_dir};
 
 const NAME: &str = "quicdesk-rendezvous-check";
 const VOLUME: &str = "quicdesk-rendezvous-check-data";
@@ -446,10 +445,6 @@ fn stop_cleanly(podman: &Podman) -> Result<()> {
         logs(podman)?
     );
     Ok(())
-}
-
-fn free_tcp_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// 128 random bits as hex: strong enough for the console's password rules.
